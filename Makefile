@@ -1,0 +1,30 @@
+# ssdboard: make venv | run | test | bench | lint
+VENV ?= .venv
+PYTHON ?= python3
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: venv run test bench lint
+
+venv: $(VENV)/.installed
+
+# Reinstall only when pyproject.toml changes; the stamp keeps re-runs fast.
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install -e '.[test]'
+	touch $@
+
+run: venv
+	$(VENV)/bin/ssdboard train --steps 50 --out runs/demo
+
+# PYTEST_ARGS narrows a run, e.g. make test PYTEST_ARGS='tests/ssd/test_loss.py -x'.
+test: venv
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+bench: venv
+	$(VENV)/bin/ssdboard bench
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy ssd app

@@ -1,0 +1,1 @@
+"""The web layer: a FastAPI server that runs training jobs and shows them in the browser."""

@@ -1,0 +1,199 @@
+"""The ``ssdboard`` command line (contract in DESIGN.md).
+
+- ``ssdboard train [--config FILE] [--steps N] [--out DIR] [--seed S]``
+- ``ssdboard detect --checkpoint DIR --images FILE.npz --out FILE.json``
+- ``ssdboard evaluate --checkpoint DIR``
+- ``ssdboard bench``
+- ``ssdboard serve [--host 127.0.0.1] [--port 8000] [--data-dir DIR]``
+
+Heavy imports (TensorFlow) happen inside the commands, so ``--help`` and errors are instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class CliError(Exception):
+    """A user error: printed as ``ssdboard: error: ...`` with exit status 2."""
+
+
+def _config_arg(args: argparse.Namespace) -> Any:
+    from ssd.config import Config, ConfigError, from_dict, load
+
+    try:
+        config: Config = load(args.config) if args.config else from_dict({})
+        if args.steps is not None:
+            config = replace(config, train=replace(config.train, steps=args.steps))
+        if args.seed is not None:
+            config = replace(config, seed=args.seed)
+    except ConfigError as exc:
+        option = "--steps" if exc.field == "train.steps" and args.steps is not None else "--config"
+        option = "--seed" if exc.field == "seed" and args.seed is not None else option
+        raise CliError(f"option {option}: {exc.field}: {exc.message}") from exc
+    except FileNotFoundError as exc:
+        raise CliError(f"option --config: no such file: {args.config}") from exc
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ssd.train import NonFiniteLossError, Trainer
+
+    config = _config_arg(args)
+    out = Path(args.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    trainer = Trainer(config, out)
+    if trainer.has_checkpoint():
+        trainer.load_checkpoint()
+        print(f"resuming {out} at step {trainer.step}", file=sys.stderr)
+    total = config.train.steps
+    bar = tqdm(total=total, initial=trainer.step, unit="step", dynamic_ncols=True, disable=args.quiet)
+
+    def on_step(m: dict[str, Any]) -> None:
+        bar.set_postfix_str(
+            f"pos {m['pos_clf']:.3f} neg {m['neg_clf']:.3f} loc {m['loc']:.3f} {m['images_per_sec']:.0f} img/s",
+            refresh=False,
+        )
+        bar.update(1)
+
+    def on_eval(m: dict[str, Any]) -> None:
+        bar.write(f"step {m['step']}: val total {m['val_total']:.3f}  mAP@.5 {m['map50']:.3f}  mAP {m['map']:.3f}")
+
+    started = time.perf_counter()
+    try:
+        result = trainer.fit(on_step=on_step, on_eval=on_eval)
+    except NonFiniteLossError as exc:
+        bar.close()
+        print(f"ssdboard: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        bar.close()
+        trainer.save_checkpoint()
+        print(f"interrupted at step {trainer.step}; checkpoint saved in {out}", file=sys.stderr)
+        return 130
+    bar.close()
+    print(f"{result.status} at step {result.step} in {time.perf_counter() - started:.0f} s; checkpoint in {out}")
+    return 0
+
+
+def _detector(checkpoint: str) -> Any:
+    from ssd.detect import Detector
+
+    try:
+        return Detector.from_checkpoint(checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(f"option --checkpoint: {exc}") from exc
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ssd.detect import to_coco_results
+
+    detector = _detector(args.checkpoint)
+    try:
+        with np.load(args.images) as data:
+            images = data["images"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CliError(f"option --images: {args.images} must be an .npz with an 'images' array: {exc}") from exc
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise CliError(f"option --images: 'images' must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
+    detections = detector.predict(images)
+    results = to_coco_results(detections)
+    Path(args.out).write_text(json.dumps(results))
+    print(f"{len(results)} detections on {len(images)} images written to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ssd.evaluate import evaluate_model
+    from ssd.train import datasets
+
+    detector = _detector(args.checkpoint)
+    _, val = datasets(detector.config)
+    num = args.images or detector.config.data.val_images
+    result = evaluate_model(detector, val, num)
+    print(f"images        {num}")
+    print(f"mAP@[.5:.95]  {result.map:.4f}")
+    print(f"mAP@.5        {result.map50:.4f}")
+    print("class  AP@[.5:.95]  AP@.5")
+    for k, (ap, ap50) in enumerate(zip(result.ap_per_class, result.ap50_per_class, strict=True)):
+        print(f"{k:>5}  {ap:>11.4f}  {ap50:>5.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ssd.bench import run_bench
+
+    return run_bench(quick=args.quick)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from app.main import serve
+    except ImportError as exc:  # pragma: no cover - the app package ships with ssd
+        raise CliError(f"the dashboard is not installed: {exc}") from exc
+    return serve(host=args.host, port=args.port, data_dir=args.data_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssdboard", description="Train and inspect SSD detectors.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train headless with a progress bar")
+    p.add_argument("--config", help="TOML or JSON config file (every key optional)")
+    p.add_argument("--steps", type=int, help="override train.steps")
+    p.add_argument("--out", help="output directory (default runs/NAME-TIME); resumes if it holds a checkpoint")
+    p.add_argument("--seed", type=int, help="override the seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("detect", help="run a checkpoint on images; write COCO results JSON")
+    p.add_argument("--checkpoint", required=True, help="a training output directory")
+    p.add_argument("--images", required=True, help=".npz with 'images' uint8 [N, H, W, 3]")
+    p.add_argument("--out", required=True, help="output .json (COCO results list)")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("evaluate", help="COCO mAP of a checkpoint on the validation split")
+    p.add_argument("--checkpoint", required=True, help="a training output directory")
+    p.add_argument("--images", type=int, help="validation images (default data.val_images, 500)")
+    p.add_argument("--json", help="also write the full result (per-class AP, PR curves) here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="training speed against the naive Keras way, FLOPs, peak share")
+    p.add_argument("--quick", action="store_true", help="fewer steps (a smoke run, not a measurement)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("serve", help="start the dashboard")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--data-dir", default=None, help="where jobs and the database live")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        parser.error(str(exc))  # exits with status 2
+    return 2  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,401 @@
+"""Typed training configuration, validated on construction.
+
+One document configures a run: ``ssdboard train --config`` and the body of ``POST /api/jobs``
+take the same keys (see DESIGN.md). Every key is optional. Two named presets exist:
+
+- ``notebook``: the tutorial notebook's exact set-up (priors, threshold-only matching, no
+  variances, constant Adam learning rate). Kept so its behaviour can be reproduced.
+- ``default``: what reaches the project's accuracy target on two CPU cores in 15 minutes
+  (see README, "Training recipe"). Used whenever no preset is named.
+
+A bad value raises :class:`ConfigError` whose ``field`` is the dotted key, e.g.
+``priors.strides``; the CLI and the REST layer show that name to the user.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_type_hints
+
+MAX_IMAGE_SIZE = 1024
+MAX_STEPS = 10_000_000
+MAX_BATCH = 4096
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; ``field`` is its dotted key."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _check(ok: bool, field: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(field, message)
+
+
+def layer_stride(name: str) -> int:
+    """Stride in pixels of a base-network layer named ``conv{b}_{i}`` or ``norm{b}_{i}``.
+
+    Blocks 2-5 halve the resolution in their second conv, so ``norm3_2`` has stride 4.
+    Raises ``KeyError`` for a name that is not a layer of the base network.
+    """
+    if name not in BASE_LAYERS:
+        raise KeyError(name)
+    block, index = int(name[-3]), int(name[-1])
+    halvings = max(block - 2, 0) + (1 if block >= 2 and index >= 2 else 0)
+    return 2**halvings
+
+
+# The notebook's base network: block 1 has three convs, blocks 2-5 two.
+BASE_LAYERS: tuple[str, ...] = tuple(
+    f"{kind}{b}_{i}" for b in range(1, 6) for i in range(1, (4 if b == 1 else 3)) for kind in ("conv", "norm")
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Base network width and the layers the multibox heads attach to."""
+
+    num_units: int = 16
+    source_layers: tuple[str, ...] = ("norm3_2", "norm4_2", "norm5_2")
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.num_units <= 256, "model.num_units", f"must be in 1..256, got {self.num_units}")
+        _check(len(self.source_layers) > 0, "model.source_layers", "must not be empty")
+        for name in self.source_layers:
+            _check(
+                name in BASE_LAYERS,
+                "model.source_layers",
+                f"{name!r} is not a layer of the base network (one of {', '.join(BASE_LAYERS)})",
+            )
+        _check(len(set(self.source_layers)) == len(self.source_layers), "model.source_layers", "has duplicates")
+        _check(1 <= self.num_classes <= 1000, "model.num_classes", f"must be in 1..1000, got {self.num_classes}")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Prior (default) boxes, one entry of ``strides`` and ``scales`` per source layer.
+
+    A scales entry is one size in pixels or a list of sizes; every size is combined with every
+    ratio: ``w = scale * sqrt(ratio)``, ``h = scale / sqrt(ratio)``.
+    """
+
+    strides: tuple[int, ...] = (4, 8, 16)
+    scales: tuple[tuple[float, ...], ...] = ((10.0,), (25.0,), (40.0,))
+    ratios: tuple[float, ...] = (0.4, 0.8, 1.2)
+
+    def __post_init__(self) -> None:
+        _check(len(self.strides) > 0, "priors.strides", "must not be empty")
+        for s in self.strides:
+            _check(isinstance(s, int) and 1 <= s <= 512, "priors.strides", f"must be whole numbers in 1..512, got {s}")
+        _check(len(self.ratios) > 0, "priors.ratios", "must not be empty")
+        for r in self.ratios:
+            _check(0.05 <= r <= 20 and math.isfinite(r), "priors.ratios", f"must be in 0.05..20, got {r}")
+        _check(
+            len(self.scales) == len(self.strides),
+            "priors.scales",
+            f"needs one entry per stride ({len(self.strides)}), got {len(self.scales)}",
+        )
+        for group in self.scales:
+            _check(len(group) > 0, "priors.scales", "an entry has no sizes")
+            for size in group:
+                _check(
+                    1 <= size <= MAX_IMAGE_SIZE * 2 and math.isfinite(size),
+                    "priors.scales",
+                    f"must be in 1..{MAX_IMAGE_SIZE * 2}, got {size}",
+                )
+
+    @property
+    def priors_per_cell(self) -> tuple[int, ...]:
+        """Number of prior shapes per cell of each source layer."""
+        return tuple(len(g) * len(self.ratios) for g in self.scales)
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """Ground truth to prior assignment (SSD paper, sec. 2.2)."""
+
+    iou_threshold: float = 0.5
+    force_best: bool = False  # paper: each ground truth also gets its best prior
+    variances: tuple[float, float] | None = None  # paper: (0.1, 0.2); notebook: none
+
+    def __post_init__(self) -> None:
+        _check(
+            0.0 < self.iou_threshold <= 1.0, "matching.iou_threshold", f"must be in (0, 1], got {self.iou_threshold}"
+        )
+        if self.variances is not None:
+            _check(
+                len(self.variances) == 2 and all(v > 0 for v in self.variances),
+                "matching.variances",
+                "must be two positive numbers (centre, size) or null",
+            )
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The notebook's loss; see :func:`ssd.loss.loss_components`."""
+
+    alpha: float = 1.0
+    pos_neg_ratio: float = 3.0
+    normalization: Literal["notebook", "paper"] = "notebook"
+    mining: Literal["batch", "image"] = "batch"
+
+    def __post_init__(self) -> None:
+        _check(
+            0.0 <= self.alpha <= 1000 and math.isfinite(self.alpha),
+            "loss.alpha",
+            f"must be in 0..1000, got {self.alpha}",
+        )
+        _check(0.0 <= self.pos_neg_ratio <= 1000, "loss.pos_neg_ratio", f"must be in 0..1000, got {self.pos_neg_ratio}")
+        _check(self.normalization in ("notebook", "paper"), "loss.normalization", "must be 'notebook' or 'paper'")
+        _check(self.mining in ("batch", "image"), "loss.mining", "must be 'batch' or 'image'")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The built-in MNIST-detection generator (see :mod:`ssd.data`)."""
+
+    image_size: int = 128
+    min_digits: int = 2
+    max_digits: int = 6
+    scale_range: tuple[float, float] = (0.8, 2.5)
+    val_images: int = 500
+
+    def __post_init__(self) -> None:
+        _check(
+            32 <= self.image_size <= MAX_IMAGE_SIZE,
+            "data.image_size",
+            f"must be in 32..{MAX_IMAGE_SIZE}, got {self.image_size}",
+        )
+        _check(1 <= self.min_digits <= 50, "data.min_digits", f"must be in 1..50, got {self.min_digits}")
+        _check(self.min_digits <= self.max_digits <= 50, "data.max_digits", "must be >= min_digits and <= 50")
+        lo, hi = self.scale_range
+        _check(0.1 <= lo <= hi <= 10, "data.scale_range", f"must be 0.1 <= low <= high <= 10, got {self.scale_range}")
+        _check(1 <= self.val_images <= 100_000, "data.val_images", "must be in 1..100000")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0  # capped at steps // 2 when steps is smaller
+    weight_decay: float = 0.0
+    eval_every: int = 0  # 0: only at the end
+    eval_images: int = 100
+    checkpoint_every: int = 200
+    precision: Literal["float32", "mixed_bfloat16"] = "float32"
+    augment: bool = False
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.steps <= MAX_STEPS, "train.steps", f"must be in 1..{MAX_STEPS}, got {self.steps}")
+        _check(
+            1 <= self.batch_size <= MAX_BATCH, "train.batch_size", f"must be in 1..{MAX_BATCH}, got {self.batch_size}"
+        )
+        _check(0 < self.learning_rate <= 10, "train.learning_rate", f"must be in (0, 10], got {self.learning_rate}")
+        _check(self.schedule in ("constant", "cosine"), "train.schedule", "must be 'constant' or 'cosine'")
+        _check(0 <= self.warmup_steps <= MAX_STEPS, "train.warmup_steps", f"must be in 0..{MAX_STEPS}")
+        _check(0 <= self.weight_decay < 1, "train.weight_decay", "must be in [0, 1)")
+        _check(self.eval_every >= 0, "train.eval_every", "must be >= 0")
+        _check(1 <= self.eval_images <= 100_000, "train.eval_images", "must be in 1..100000")
+        _check(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
+        _check(
+            self.precision in ("float32", "mixed_bfloat16"), "train.precision", "must be 'float32' or 'mixed_bfloat16'"
+        )
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Post-processing with the SSD paper's defaults."""
+
+    score_threshold: float = 0.01
+    nms_iou: float = 0.45
+    max_detections: int = 100
+    pre_nms_top_k: int = 400
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.score_threshold <= 1, "detect.score_threshold", "must be in [0, 1]")
+        _check(0 < self.nms_iou <= 1, "detect.nms_iou", "must be in (0, 1]")
+        _check(1 <= self.max_detections <= 10_000, "detect.max_detections", "must be in 1..10000")
+        _check(1 <= self.pre_nms_top_k <= 100_000, "detect.pre_nms_top_k", "must be in 1..100000")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole training run."""
+
+    name: str = "ssd"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    priors: PriorConfig = field(default_factory=PriorConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+
+    def __post_init__(self) -> None:
+        _check(0 < len(self.name) <= 200, "name", "must be 1..200 characters")
+        _check(0 <= self.seed < 2**31, "seed", "must be in 0..2^31-1")
+        _check(
+            len(self.priors.strides) == len(self.model.source_layers),
+            "priors.strides",
+            f"needs one entry per source layer ({len(self.model.source_layers)}), got {len(self.priors.strides)}",
+        )
+        for i, (layer, stride) in enumerate(zip(self.model.source_layers, self.priors.strides, strict=True)):
+            _check(
+                layer_stride(layer) == stride,
+                "priors.strides",
+                f"entry {i} is {stride} but source layer {layer} has stride {layer_stride(layer)}",
+            )
+            _check(stride <= self.data.image_size, "priors.strides", f"{stride} exceeds data.image_size")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "priors": PriorConfig,
+    "matching": MatchingConfig,
+    "loss": LossConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "detect": DetectConfig,
+}
+
+T = TypeVar("T")
+
+
+def _coerce(value: Any, annotation: Any, field: str) -> Any:
+    """Convert a JSON value to ``annotation``, raising ConfigError naming ``field``."""
+    origin = getattr(annotation, "__origin__", None)
+    args = get_args(annotation)
+    if annotation is bool:
+        _check(isinstance(value, bool), field, f"must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = ok or (isinstance(value, float) and value.is_integer())
+        _check(ok, field, f"must be a whole number, got {value!r}")
+        return int(value)
+    if annotation is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        _check(ok and math.isfinite(float(value)), field, f"must be a finite number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        _check(isinstance(value, str), field, f"must be a string, got {value!r}")
+        return value
+    if origin is Literal:
+        _check(value in args, field, f"must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is tuple:
+        _check(isinstance(value, list | tuple), field, f"must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], field) for v in value)
+        _check(len(value) == len(args), field, f"must have {len(args)} entries, got {len(value)}")
+        return tuple(_coerce(v, a, field) for v, a in zip(value, args, strict=True))
+    if args and type(None) in args:  # Optional[...]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(value, inner, field)
+    raise TypeError(f"unsupported annotation {annotation!r} for {field}")
+
+
+def _build(cls: type[T], data: Mapping[str, Any], prefix: str) -> T:
+    _check(isinstance(data, Mapping), prefix or "config", "must be an object")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        _check(key in names, dotted, "unknown field")
+        if key in SECTIONS and not prefix:
+            kwargs[key] = _build(SECTIONS[key], value, key)
+        elif cls is PriorConfig and key == "scales":
+            _check(isinstance(value, list | tuple), dotted, "must be a list")
+            kwargs[key] = tuple(
+                _coerce(v if isinstance(v, list | tuple) else [v], tuple[float, ...], dotted) for v in value
+            )
+        else:
+            kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# Overrides on top of the dataclass defaults (which are the notebook's values).
+PRESETS: dict[str, dict[str, Any]] = {
+    "notebook": {"name": "notebook"},
+    "default": {
+        "name": "default",
+        "priors": {"scales": [[10, 16], [25, 36], [48, 64]], "ratios": [0.35, 0.6, 1.0]},
+        "matching": {"force_best": True, "variances": [0.1, 0.2]},
+        "train": {"steps": 1200, "schedule": "cosine", "warmup_steps": 50, "precision": "mixed_bfloat16"},
+    },
+}
+
+
+def from_dict(data: Mapping[str, Any] | None = None) -> Config:
+    """Build a :class:`Config` from a JSON-like mapping.
+
+    ``preset`` (``"default"`` when absent) chooses the base; the other keys override it.
+    Unknown keys and bad values raise :class:`ConfigError` naming the dotted field.
+    """
+    data = dict(data or {})
+    preset = data.pop("preset", "default")
+    _check(
+        isinstance(preset, str) and preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}, got {preset!r}"
+    )
+    merged = _merge(PRESETS[preset], data)
+    try:
+        return _build(Config, merged, "")
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # pragma: no cover - a bug in a section's checks
+        raise ConfigError("config", str(exc)) from exc
+
+
+def load(path: str | Path) -> Config:
+    """Read a ``.toml`` or ``.json`` config file."""
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{path} is not valid TOML: {exc}") from exc
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError("config", f"{path} is not valid JSON: {exc}") from exc
+    return from_dict(data)
+
+
+def scale_groups(scales: Sequence[float | Sequence[float]]) -> tuple[tuple[float, ...], ...]:
+    """Normalise ``[10, [25, 32]]`` to ``((10.0,), (25.0, 32.0))``."""
+    return tuple(tuple(float(x) for x in (s if isinstance(s, Sequence) else [s])) for s in scales)

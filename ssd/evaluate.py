@@ -1,0 +1,304 @@
+"""Detection metrics: COCO mAP via pycocotools (the reference) and a confusion matrix.
+
+Boxes are float32 pixel ``xyxy`` (as everywhere in :mod:`ssd`); they are converted to COCO's
+``[x, y, w, h]`` here. Image ids are the index of the image in the lists passed in, category ids
+are the class indices ``0..num_classes - 1``.
+
+COCO conventions kept as they are: a class with no ground truth in the evaluated images has no
+defined AP (pycocotools marks it -1; here it is ``float('nan')``, ``None`` in :meth:`to_dict`)
+and is left out of the mean, so its false positives do not lower mAP; at most 100 detections
+per image and class are scored (``maxDets`` 100).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+if TYPE_CHECKING:
+    from ssd.data import DetectionDataset
+    from ssd.detect import Detections, Detector
+
+__all__ = ["EvalResult", "coco_evaluate", "confusion_matrix", "evaluate_model", "to_coco_gt"]
+
+ImageSize = int | tuple[int, int]
+
+
+def _hw(image_size: ImageSize) -> tuple[int, int]:
+    if isinstance(image_size, int | np.integer):
+        return int(image_size), int(image_size)
+    h, w = image_size
+    return int(h), int(w)
+
+
+def to_coco_gt(
+    boxes_list: Sequence[np.ndarray],
+    labels_list: Sequence[np.ndarray],
+    image_size: ImageSize,
+    *,
+    num_classes: int = 10,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """A COCO ground-truth dataset dict.
+
+    Args:
+        boxes_list: per image, float [K, 4] pixel ``xyxy``.
+        labels_list: per image, int [K] classes ``0..num_classes - 1``.
+        image_size: ``S`` or ``(H, W)`` of every image.
+        num_classes: number of categories.
+        class_names: category names; default ``"0"``, ``"1"``, ...
+
+    Returns:
+        ``{"images", "annotations", "categories"}``: image ids = list index, category ids =
+        class index, annotation ids from 1 (pycocotools treats id 0 as "unmatched"),
+        ``bbox`` = ``[x, y, w, h]``, ``area = w * h``, ``iscrowd`` 0.
+    """
+    if len(boxes_list) != len(labels_list):
+        raise ValueError(f"{len(boxes_list)} box arrays but {len(labels_list)} label arrays")
+    names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for {num_classes} classes")
+    h, w = _hw(image_size)
+    images = [{"id": i, "width": w, "height": h, "file_name": f"{i}.png"} for i in range(len(boxes_list))]
+    annotations: list[dict[str, Any]] = []
+    for image_id, (boxes, labels) in enumerate(zip(boxes_list, labels_list, strict=True)):
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        labels = np.asarray(labels).reshape(-1)
+        if len(boxes) != len(labels):
+            raise ValueError(f"image {image_id}: {len(boxes)} boxes but {len(labels)} labels")
+        for (x1, y1, x2, y2), label in zip(boxes.tolist(), labels.tolist(), strict=True):
+            if not 0 <= label < num_classes:
+                raise ValueError(f"image {image_id}: label {label} not in 0..{num_classes - 1}")
+            bw, bh = x2 - x1, y2 - y1
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(label),
+                    "bbox": [x1, y1, bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                }
+            )
+    categories = [{"id": c, "name": names[c]} for c in range(num_classes)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """COCO bbox metrics (area range "all", at most 100 detections per image and class).
+
+    Attributes:
+        map: AP averaged over IoU .50:.05:.95 and classes with ground truth (COCO "mAP").
+        map50: AP at IoU .5. map75: AP at IoU .75.
+        mar100: recall averaged over IoU .50:.95 and classes (COCO AR@100).
+        ap_per_class: per class AP@[.5:.95]; NaN for a class with no ground truth.
+        ap50_per_class: per class AP@.5; NaN for a class with no ground truth.
+        recall_thresholds: the 101 recall points 0, 0.01, ..., 1 of the PR curves.
+        pr_curves: per class, 101 interpolated precisions at IoU .5 (COCO's
+            ``eval['precision'][0, :, k, all, 100]``); NaN for a class with no ground truth.
+        num_gt: per class, ground-truth boxes. num_detections: detections scored in total.
+        num_images: images evaluated.
+
+    The overall numbers are NaN when no image holds any ground truth.
+    """
+
+    map: float
+    map50: float
+    map75: float
+    mar100: float
+    ap_per_class: list[float]
+    ap50_per_class: list[float]
+    recall_thresholds: list[float]
+    pr_curves: list[list[float]]
+    num_gt: list[int]
+    num_detections: int
+    num_images: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: NaN becomes None."""
+        return _nan_to_none(asdict(self))
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def _mean_valid(values: np.ndarray) -> float:
+    """Mean of the entries > -1 (pycocotools' "undefined" marker); NaN when there are none."""
+    valid = values[values > -1]
+    return float(np.mean(valid)) if valid.size else float("nan")
+
+
+def _stat(value: float) -> float:
+    return float("nan") if value < 0 else float(value)
+
+
+def coco_evaluate(
+    gt_boxes: Sequence[np.ndarray],
+    gt_labels: Sequence[np.ndarray],
+    detections: Sequence[Detections],
+    *,
+    num_classes: int,
+    image_size: ImageSize,
+) -> EvalResult:
+    """Run pycocotools' COCOeval (bbox) quietly.
+
+    Args:
+        gt_boxes: per image, float [K, 4] pixel ``xyxy``.
+        gt_labels: per image, int [K] classes.
+        detections: per image, :class:`ssd.detect.Detections` (same order).
+        num_classes: number of classes.
+        image_size: ``S`` or ``(H, W)`` (recorded in the COCO images; not used by the metric).
+
+    Returns:
+        :class:`EvalResult`. No detections at all gives 0 for every class with ground truth.
+    """
+    if len(detections) != len(gt_boxes):
+        raise ValueError(f"{len(detections)} detection sets for {len(gt_boxes)} images")
+    gt = to_coco_gt(gt_boxes, gt_labels, image_size, num_classes=num_classes)
+    results: list[dict[str, Any]] = []
+    for image_id, det in enumerate(detections):
+        for box, score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist(), strict=True):
+            x1, y1, x2, y2 = box
+            results.append(
+                {"image_id": image_id, "category_id": int(label), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
+            )
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        if results:
+            coco_dt = coco_gt.loadRes(results)
+        else:  # loadRes indexes anns[0]: build the empty result set by hand
+            coco_dt = COCO()
+            coco_dt.dataset = {"images": list(gt["images"]), "categories": list(gt["categories"]), "annotations": []}
+            coco_dt.createIndex()
+        coco_eval = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        coco_eval.params.imgIds = list(range(len(gt_boxes)))
+        coco_eval.params.catIds = list(range(num_classes))
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+
+    params = coco_eval.params
+    precision = np.asarray(coco_eval.eval["precision"])  # [T iou, R recall, K class, A area, M maxdets]
+    area_all = params.areaRngLbl.index("all")
+    iou50 = int(np.argmin(np.abs(np.asarray(params.iouThrs) - 0.5)))
+    prec = precision[:, :, :, area_all, -1]  # [T, R, K]
+    ap = [_mean_valid(prec[:, :, k]) for k in range(num_classes)]
+    ap50 = [_mean_valid(prec[iou50, :, k]) for k in range(num_classes)]
+    curves = [[float("nan") if p < 0 else float(p) for p in prec[iou50, :, k].tolist()] for k in range(num_classes)]
+    num_gt = np.bincount(
+        np.concatenate([np.asarray(lab, dtype=np.int64).reshape(-1) for lab in gt_labels] or [np.zeros(0, np.int64)]),
+        minlength=num_classes,
+    )
+    stats = coco_eval.stats
+    return EvalResult(
+        map=_stat(stats[0]),
+        map50=_stat(stats[1]),
+        map75=_stat(stats[2]),
+        mar100=_stat(stats[8]),
+        ap_per_class=ap,
+        ap50_per_class=ap50,
+        recall_thresholds=[float(r) for r in params.recThrs],
+        pr_curves=curves,
+        num_gt=[int(n) for n in num_gt[:num_classes]],
+        num_detections=len(results),
+        num_images=len(gt_boxes),
+    )
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float64 [N, M] IoU of ``xyxy`` boxes a [N, 4] and b [M, 4]; 0 where the union is empty."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0.0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def confusion_matrix(
+    gt_boxes: Sequence[np.ndarray],
+    gt_labels: Sequence[np.ndarray],
+    detections: Sequence[Detections],
+    *,
+    num_classes: int,
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.5,
+) -> np.ndarray:
+    """Detection confusion matrix, int64 [num_classes + 1, num_classes + 1].
+
+    ``m[t, p]`` counts boxes of true class ``t`` (rows) detected as class ``p`` (columns). The
+    last row (background) counts false positives: detections matching no ground truth, by
+    predicted class. The last column (missed) counts ground truths no detection matched, by true
+    class. ``m[-1, -1]`` is always 0. The diagonal holds the correct detections; the rest of the
+    top-left ``num_classes x num_classes`` block holds class confusions.
+
+    Matching, per image: detections with ``score >= score_threshold`` are taken in descending
+    score order; each matches the still-unmatched ground truth of highest IoU, provided that IoU
+    is ``>= iou_threshold``, whatever the two classes are. Each ground truth is matched at most
+    once, so a second detection of an already matched object counts as a false positive.
+
+    Args:
+        gt_boxes: per image, float [K, 4] pixel ``xyxy``.
+        gt_labels: per image, int [K] classes.
+        detections: per image, :class:`ssd.detect.Detections`.
+    """
+    if not len(gt_boxes) == len(gt_labels) == len(detections):
+        raise ValueError(f"{len(gt_boxes)} box arrays, {len(gt_labels)} label arrays, {len(detections)} detection sets")
+    bg = num_classes
+    matrix = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
+    for boxes, labels, det in zip(gt_boxes, gt_labels, detections, strict=True):
+        gb = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        gl = np.asarray(labels, dtype=np.int64).reshape(-1)
+        keep = np.asarray(det.scores) >= score_threshold
+        order = np.argsort(-np.asarray(det.scores)[keep], kind="stable")
+        db = np.asarray(det.boxes, dtype=np.float64).reshape(-1, 4)[keep][order]
+        dl = np.asarray(det.labels, dtype=np.int64).reshape(-1)[keep][order]
+        iou = _iou_matrix(db, gb)  # [D, G]
+        matched = np.zeros(len(gl), dtype=bool)
+        for d in range(len(dl)):
+            candidates = np.where(matched, -1.0, iou[d]) if len(gl) else np.zeros(0)
+            g = int(np.argmax(candidates)) if len(gl) else -1
+            if g >= 0 and candidates[g] >= iou_threshold:
+                matched[g] = True
+                matrix[gl[g], dl[d]] += 1
+            else:
+                matrix[bg, dl[d]] += 1
+        np.add.at(matrix, (gl[~matched], np.full(int((~matched).sum()), bg)), 1)
+    return matrix
+
+
+def evaluate_model(detector: Detector, dataset: DetectionDataset, num_images: int, batch_size: int = 32) -> EvalResult:
+    """COCO metrics of ``detector`` on ``dataset[0] .. dataset[num_images - 1]``."""
+    if num_images < 1:
+        raise ValueError(f"num_images must be >= 1, got {num_images}")
+    samples = [dataset[i] for i in range(num_images)]
+    images = np.stack([s.image for s in samples])
+    detections = detector.predict(images, batch_size=batch_size)
+    return coco_evaluate(
+        [s.boxes for s in samples],
+        [s.labels for s in samples],
+        detections,
+        num_classes=detector.config.model.num_classes,
+        image_size=dataset.image_size,
+    )

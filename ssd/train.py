@@ -1,0 +1,369 @@
+"""The training loop: input pipeline, compiled step, callbacks, checkpoints, resume.
+
+Training reports through callbacks and checks a stop flag; it knows nothing of where the
+metrics go (a progress bar, a database, a web page). Output directory layout:
+
+- ``config.json``: the :class:`~ssd.config.Config` as a dict.
+- ``metrics.jsonl``: one JSON object per step (``step``, ``pos_clf``, ``neg_clf``, ``loc``,
+  ``total``, ``num_pos``, ``num_neg``, ``lr``, ``images_per_sec``, ``time``).
+- ``evals.jsonl``: one JSON object per evaluation (``step``, validation loss parts, ``map``,
+  ``map50``).
+- ``model.weights.h5`` and ``train_state.npz``: the checkpoint (weights, optimizer slots, step).
+  Written atomically, so a crash mid-write leaves the previous checkpoint intact.
+
+Sample ``i`` of step ``s`` is ``DetectionDataset("train")[s * batch_size + i]``: the data a step
+sees depends only on the step, so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ssd.config import Config
+from ssd.data import DetectionDataset
+from ssd.loss import loss_components
+from ssd.matching import match
+from ssd.model import build_ssd
+from ssd.priors import make_priors
+
+StepCallback = Callable[[dict[str, Any]], None]
+StopFlag = Callable[[], bool]
+LOSS_KEYS = ("pos_clf", "neg_clf", "loc", "total")
+VAL_SEED = 0  # one validation set for every run, whatever its training seed
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss component became NaN or infinite; names the step and the component."""
+
+    def __init__(self, step: int, component: str, value: float) -> None:
+        super().__init__(f"loss component {component!r} became {value} at step {step}; training stopped")
+        self.step = step
+        self.component = component
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How a run ended: ``status`` is ``"succeeded"`` or ``"cancelled"``; ``step`` the last step done."""
+
+    status: Literal["succeeded", "cancelled"]
+    step: int
+    last_metrics: dict[str, Any] | None
+    last_eval: dict[str, Any] | None
+
+
+def datasets(config: Config) -> tuple[DetectionDataset, DetectionDataset]:
+    """The training and validation generators of a config."""
+    d = config.data
+    kwargs: dict[str, Any] = {
+        "image_size": d.image_size,
+        "min_digits": d.min_digits,
+        "max_digits": d.max_digits,
+        "scale_range": d.scale_range,
+    }
+    return DetectionDataset("train", seed=config.seed, **kwargs), DetectionDataset("val", seed=VAL_SEED, **kwargs)
+
+
+def make_targets_fn(config: Config) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """``(boxes [B,K,4] xyxy, labels [B,K]) -> y_true [B,P,C+4]`` for the config's priors."""
+    priors = tf.constant(make_priors(config.priors, config.data.image_size).boxes)
+    m = config.matching
+
+    def targets(boxes: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        return match(
+            boxes,
+            labels,
+            priors,
+            num_classes=config.model.num_classes,
+            iou_threshold=m.iou_threshold,
+            force_best=m.force_best,
+            variances=m.variances,
+        )
+
+    return targets
+
+
+def input_pipeline(config: Config, dataset: DetectionDataset, first_step: int, last_step: int) -> tf.data.Dataset:
+    """Batches ``(images uint8 [B,S,S,3], y_true float32 [B,P,C+4])`` for steps ``first..last-1``.
+
+    Images are generated in NumPy (in a ``py_function``) and matched to priors in a vectorised
+    TensorFlow map; both run ahead of the training step on the pipeline's threads.
+    """
+    b, s, k = config.train.batch_size, config.data.image_size, config.data.max_digits
+
+    def generate(step: tf.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        images, boxes, labels, _ = dataset.batch(int(step) * b, b)
+        return images, boxes, labels
+
+    def load(step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        images, boxes, labels = tf.py_function(generate, [step], [tf.uint8, tf.float32, tf.int32])
+        images.set_shape([b, s, s, 3])
+        boxes.set_shape([b, k, 4])
+        labels.set_shape([b, k])
+        return images, boxes, labels
+
+    targets = make_targets_fn(config)
+    ds = tf.data.Dataset.range(first_step, last_step)
+    ds = ds.map(load, num_parallel_calls=2, deterministic=True)
+    ds = ds.map(lambda i, bx, lb: (i, targets(bx, lb)), num_parallel_calls=2, deterministic=True)
+    return ds.prefetch(2)
+
+
+def learning_rate_schedule(config: Config) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Constant, or linear warm-up then cosine decay to zero at ``train.steps``."""
+    t = config.train
+    if t.schedule == "constant":
+        return t.learning_rate
+    warmup = min(t.warmup_steps, t.steps // 2)
+    decay_steps = max(t.steps - warmup, 1)
+    if warmup:
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps, warmup_target=t.learning_rate, warmup_steps=warmup
+        )
+    return keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps)
+
+
+def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
+    """Adam (the notebook's), or AdamW when ``train.weight_decay`` > 0."""
+    lr = learning_rate_schedule(config)
+    if config.train.weight_decay > 0:
+        return keras.optimizers.AdamW(lr, weight_decay=config.train.weight_decay)
+    return keras.optimizers.Adam(lr)
+
+
+def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
+    """The learning rate the optimizer applies at its next step."""
+    lr = optimizer.learning_rate
+    return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+
+
+class Trainer:
+    """One run: a model, its optimizer and its data, checkpointed to ``out_dir``."""
+
+    def __init__(self, config: Config, out_dir: str | Path) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        dtype = None if config.train.precision == "float32" else config.train.precision
+        keras.utils.set_random_seed(config.seed)
+        self.model = build_ssd(config.model, config.priors, config.data.image_size, dtype)
+        self.optimizer = make_optimizer(config)
+        self.optimizer.build(self.model.trainable_variables)
+        self.train_data, self.val_data = datasets(config)
+        self.step = 0
+        loss_cfg = config.loss
+
+        def compute(images: tf.Tensor, y_true: tf.Tensor, training: bool) -> dict[str, tf.Tensor]:
+            y_pred = self.model(images, training=training)
+            return loss_components(
+                y_true,
+                y_pred,
+                alpha=loss_cfg.alpha,
+                pos_neg_ratio=loss_cfg.pos_neg_ratio,
+                from_logits=True,
+                normalization=loss_cfg.normalization,
+                mining=loss_cfg.mining,
+            )
+
+        @tf.function(reduce_retracing=True)
+        def train_step(images: tf.Tensor, y_true: tf.Tensor) -> dict[str, tf.Tensor]:
+            with tf.GradientTape() as tape:
+                parts = compute(images, y_true, True)
+            variables = self.model.trainable_variables
+            grads = tape.gradient(parts["total"], variables)
+            self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+            return parts
+
+        @tf.function(reduce_retracing=True)
+        def eval_step(images: tf.Tensor, y_true: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+            y_pred = self.model(images, training=False)
+            parts = loss_components(
+                y_true,
+                y_pred,
+                alpha=loss_cfg.alpha,
+                pos_neg_ratio=loss_cfg.pos_neg_ratio,
+                from_logits=True,
+                normalization=loss_cfg.normalization,
+                mining=loss_cfg.mining,
+            )
+            return parts, y_pred
+
+        self._train_step = train_step
+        self._eval_step = eval_step
+
+    # ----------------------------------------------------------------- checkpoints
+    @property
+    def weights_path(self) -> Path:
+        return self.out_dir / "model.weights.h5"
+
+    @property
+    def state_path(self) -> Path:
+        return self.out_dir / "train_state.npz"
+
+    def save_checkpoint(self) -> None:
+        """Write weights, optimizer state and step atomically (temp file, then rename)."""
+        (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        tmp_w = self.out_dir / "tmp-model.weights.h5"
+        self.model.save_weights(tmp_w)
+        tmp_s = self.out_dir / "train_state.tmp.npz"
+        slots = {f"v{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)}
+        with open(tmp_s, "wb") as f:
+            np.savez(f, step=np.int64(self.step), **slots)
+        os.replace(tmp_w, self.weights_path)
+        os.replace(tmp_s, self.state_path)
+
+    def has_checkpoint(self) -> bool:
+        return self.weights_path.exists() and self.state_path.exists()
+
+    def load_checkpoint(self) -> None:
+        """Restore weights, optimizer state and step; a corrupt file raises ``ValueError`` naming it."""
+        try:
+            self.model.load_weights(self.weights_path)
+        except Exception as exc:  # h5py raises OSError, Keras ValueError: one clear message
+            raise ValueError(f"checkpoint {self.weights_path} cannot be read: {exc}") from exc
+        try:
+            with np.load(self.state_path) as state:
+                values = [state[f"v{i}"] for i in range(len(self.optimizer.variables))]
+                step = int(state["step"])
+        except Exception as exc:
+            raise ValueError(f"checkpoint {self.state_path} cannot be read: {exc}") from exc
+        for var, value in zip(self.optimizer.variables, values, strict=True):
+            var.assign(value)
+        self.step = step
+
+    # ----------------------------------------------------------------- evaluation
+    def evaluate(self, num_images: int) -> dict[str, Any]:
+        """Validation loss parts and COCO mAP on the first ``num_images`` validation images."""
+        from ssd.detect import postprocess  # local: detection is only needed when evaluating
+        from ssd.evaluate import coco_evaluate
+
+        cfg = self.config
+        targets = make_targets_fn(cfg)
+        priors = make_priors(cfg.priors, cfg.data.image_size).boxes
+        sums = dict.fromkeys(LOSS_KEYS, 0.0)
+        detections, gt_boxes, gt_labels = [], [], []
+        bs = min(cfg.train.batch_size, 64)
+        batches = 0
+        for start in range(0, num_images, bs):
+            n = min(bs, num_images - start)
+            images, boxes, labels, counts = self.val_data.batch(start, n)
+            parts, y_pred = self._eval_step(tf.constant(images), targets(boxes, labels))
+            for key in LOSS_KEYS:
+                sums[key] += float(parts[key])
+            batches += 1
+            detections += postprocess(
+                y_pred,
+                priors,
+                num_classes=cfg.model.num_classes,
+                variances=cfg.matching.variances,
+                config=cfg.detect,
+                image_size=cfg.data.image_size,
+            )
+            gt_boxes += [boxes[i, : counts[i]] for i in range(n)]
+            gt_labels += [labels[i, : counts[i]] for i in range(n)]
+        result = coco_evaluate(
+            gt_boxes, gt_labels, detections, num_classes=cfg.model.num_classes, image_size=cfg.data.image_size
+        )
+        out: dict[str, Any] = {"step": self.step, "images": num_images, "time": time.time()}
+        out.update({f"val_{k}": v / batches for k, v in sums.items()})
+        out.update({"map": result.map, "map50": result.map50})
+        return out
+
+    # ----------------------------------------------------------------- the loop
+    def fit(
+        self,
+        *,
+        on_step: StepCallback | None = None,
+        on_eval: StepCallback | None = None,
+        should_stop: StopFlag | None = None,
+        steps: int | None = None,
+    ) -> TrainResult:
+        """Train from ``self.step`` to ``steps`` (default ``train.steps``).
+
+        Calls ``on_step(metrics)`` after every step and ``on_eval(metrics)`` after every
+        evaluation (every ``train.eval_every`` steps and at the end). Checks ``should_stop()``
+        before every step: when it is true the run saves a checkpoint and returns ``cancelled``.
+
+        Raises:
+            NonFiniteLossError: a loss part became NaN or infinite (the last checkpoint stays).
+        """
+        t = self.config.train
+        last = t.steps if steps is None else steps
+        metrics_file = self.out_dir / "metrics.jsonl"
+        evals_file = self.out_dir / "evals.jsonl"
+        _truncate_jsonl(metrics_file, self.step)
+        _truncate_jsonl(evals_file, self.step)
+        (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        record: dict[str, Any] | None = None
+        evaluation: dict[str, Any] | None = None
+        status: Literal["succeeded", "cancelled"] = "succeeded"
+        pipeline = iter(input_pipeline(self.config, self.train_data, self.step, last))
+        tick = time.perf_counter()
+        with open(metrics_file, "a") as mf:
+            while self.step < last:
+                if should_stop is not None and should_stop():
+                    status = "cancelled"
+                    break
+                images, y_true = next(pipeline)
+                lr = current_lr(self.optimizer)
+                parts = self._train_step(images, y_true)
+                values = {k: float(v) for k, v in parts.items()}
+                self.step += 1
+                for key in LOSS_KEYS:
+                    if not math.isfinite(values[key]):
+                        raise NonFiniteLossError(self.step, key, values[key])
+                now = time.perf_counter()
+                record = {"step": self.step, **values, "lr": lr}
+                record["images_per_sec"] = t.batch_size / max(now - tick, 1e-9)
+                record["time"] = time.time()
+                tick = now
+                mf.write(json.dumps(record) + "\n")
+                mf.flush()
+                if on_step is not None:
+                    on_step(record)
+                done = self.step == last
+                if t.checkpoint_every and self.step % t.checkpoint_every == 0 and not done:
+                    self.save_checkpoint()
+                if done or (t.eval_every and self.step % t.eval_every == 0):
+                    evaluation = self.evaluate(t.eval_images)
+                    with open(evals_file, "a") as ef:
+                        ef.write(json.dumps(evaluation) + "\n")
+                    if on_eval is not None:
+                        on_eval(evaluation)
+                    tick = time.perf_counter()  # evaluation time is not training time
+        self.save_checkpoint()
+        return TrainResult(status=status, step=self.step, last_metrics=record, last_eval=evaluation)
+
+
+def _truncate_jsonl(path: Path, step: int) -> None:
+    """Drop records after ``step`` (written after the checkpoint a resumed run starts from)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def train(
+    config: Config,
+    out_dir: str | Path,
+    *,
+    resume: bool = True,
+    on_step: StepCallback | None = None,
+    on_eval: StepCallback | None = None,
+    should_stop: StopFlag | None = None,
+) -> TrainResult:
+    """Train ``config`` into ``out_dir``, resuming from its checkpoint when there is one."""
+    trainer = Trainer(config, out_dir)
+    if resume and trainer.has_checkpoint():
+        trainer.load_checkpoint()
+    return trainer.fit(on_step=on_step, on_eval=on_eval, should_stop=should_stop)
