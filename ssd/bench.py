@@ -118,6 +118,9 @@ def profiler_flops(model: keras.Model, image_size: int) -> dict[str, int] | None
     :func:`conv_flops`, so the two must agree exactly; the total adds bias, BatchNorm, ReLU and
     rescaling.
     """
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")  # the TF1 profiler warns about its own deprecated helpers
     try:
         fn = tf.function(lambda x: model(x, training=False))
         concrete = fn.get_concrete_function(tf.TensorSpec([1, image_size, image_size, 3], tf.float32))
@@ -139,6 +142,8 @@ def profiler_flops(model: keras.Model, image_size: int) -> dict[str, int] | None
     except Exception as exc:  # noqa: BLE001 - a cross-check only; report and go on
         print(f"  (TF profiler cross-check unavailable: {type(exc).__name__}: {exc})")
         return None
+    finally:
+        logger.setLevel(level)
 
 
 # ------------------------------------------------------------------------------ the naive way
@@ -377,6 +382,18 @@ def generator_images_per_sec(config: Config, num_images: int) -> float:
 
 
 # ---------------------------------------------------------------------------------- the run
+def cpu_description() -> str:
+    """The CPU model and its bf16 features (from ``/proc/cpuinfo`` on Linux)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name or platform.machine()} ({', '.join(bf16) or 'no bf16 instructions'})"
+
+
 def _median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
@@ -392,8 +409,7 @@ def run_bench(quick: bool = False) -> int:
     started = time.time()
     print(f"ssdboard bench{' --quick (smoke run, not a measurement)' if quick else ''}")
     print(
-        f"  machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
+        f"  machine: {cpu_description()}, {os.cpu_count()} CPUs; TensorFlow {tf.__version__}, Keras {keras.__version__}"
     )
     print(
         f"  trainer: preset 'default', batch {config.train.batch_size}, {config.data.image_size}x"
@@ -405,6 +421,9 @@ def run_bench(quick: bool = False) -> int:
     logits_model = build_ssd(config.model, config.priors, config.data.image_size, None)
     per_layer = conv_flops(logits_model)
     fwd = sum(per_layer.values())
+    # Training ~ 3x forward: the backward pass computes, per conv, an input gradient and a weight
+    # gradient, each as costly as the forward conv (the first conv needs no input gradient, so
+    # this slightly over-counts; bias/BN/ReLU/loss/optimizer are left out, so it under-counts).
     train_flops = 3 * fwd
     prof = profiler_flops(logits_model, config.data.image_size)
     num_priors = len(make_priors(config.priors, config.data.image_size))
@@ -465,7 +484,7 @@ def run_bench(quick: bool = False) -> int:
         "started": started,
         "seconds": time.time() - started,
         "machine": {
-            "processor": platform.processor() or platform.machine(),
+            "processor": cpu_description(),
             "cpus": os.cpu_count(),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,

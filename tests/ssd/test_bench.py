@@ -15,6 +15,7 @@ from ssd.bench import (
     naive_iou,
     naive_targets,
     notebook_loss,
+    profiler_flops,
 )
 from ssd.boxes import box_iou
 from ssd.config import PriorConfig
@@ -30,6 +31,17 @@ def test_conv_flops_hand_worked() -> None:
     model = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same", name="c")(inputs))
     assert conv_flops(model) == {"c": 9216}
     assert forward_flops(model) == 9216
+
+
+def test_profiler_agrees_on_conv_flops() -> None:
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(2, 3, padding="same", name="a")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same", name="b")(x))
+    prof = profiler_flops(model, 8)
+    if prof is None:
+        pytest.skip("the TF profiler is unavailable")
+    assert prof["Conv2D"] == forward_flops(model) == 2 * 64 * 9 * (3 * 2 + 2 * 4)
+    assert prof["total"] >= prof["Conv2D"]
 
 
 def test_conv_flops_stride_valid_and_dense() -> None:
