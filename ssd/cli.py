@@ -55,7 +55,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     trainer = Trainer(config, out)
     if trainer.has_checkpoint():
-        trainer.load_checkpoint()
+        try:
+            trainer.load_checkpoint()
+        except ValueError as exc:
+            raise CliError(f"option --out: cannot resume: {exc}") from exc
         print(f"resuming {out} at step {trainer.step}", file=sys.stderr)
     total = config.train.steps
     bar = tqdm(total=total, initial=trainer.step, unit="step", dynamic_ncols=True, disable=args.quiet)
@@ -109,6 +112,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise CliError(f"option --images: {args.images} must be an .npz with an 'images' array: {exc}") from exc
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise CliError(f"option --images: 'images' must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
+    try:
+        detector.check_image_size(images.shape[1], images.shape[2])
+    except ValueError as exc:
+        raise CliError(f"option --images: {exc}") from exc
     detections = detector.predict(images)
     results = to_coco_results(detections)
     Path(args.out).write_text(json.dumps(results))
@@ -120,9 +127,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ssd.evaluate import evaluate_model
     from ssd.train import datasets
 
+    if args.images is not None and args.images < 1:
+        raise CliError(f"option --images: must be >= 1, got {args.images}")
     detector = _detector(args.checkpoint)
     _, val = datasets(detector.config)
-    num = args.images or detector.config.data.val_images
+    num = args.images if args.images is not None else detector.config.data.val_images
     result = evaluate_model(detector, val, num)
     print(f"images        {num}")
     print(f"mAP@[.5:.95]  {result.map:.4f}")

@@ -198,7 +198,6 @@ class TrainConfig:
     eval_images: int = 100
     checkpoint_every: int = 200
     precision: Literal["float32", "mixed_bfloat16"] = "float32"
-    augment: bool = False
 
     def __post_init__(self) -> None:
         _check(1 <= self.steps <= MAX_STEPS, "train.steps", f"must be in 1..{MAX_STEPS}, got {self.steps}")
