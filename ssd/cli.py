@@ -187,9 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("serve", help="start the dashboard")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--data-dir", default=None, help="where jobs and the database live")
+    p.add_argument("--host", default=None, help="default 127.0.0.1 (or SSDBOARD_HOST)")
+    p.add_argument("--port", type=int, default=None, help="default 8000 (or SSDBOARD_PORT)")
+    p.add_argument(
+        "--data-dir", default=None, help="where jobs and the database live (default ./data or SSDBOARD_DATA_DIR)"
+    )
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -353,7 +353,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "default",
         "priors": {"scales": [[10, 16], [25, 36], [48, 64]], "ratios": [0.35, 0.6, 1.0]},
         "matching": {"force_best": True, "variances": [0.1, 0.2]},
-        "train": {"steps": 1200, "schedule": "cosine", "warmup_steps": 50, "precision": "mixed_bfloat16"},
+        "train": {"steps": 1000, "schedule": "cosine", "warmup_steps": 50, "precision": "mixed_bfloat16"},
     },
 }
 

@@ -42,9 +42,12 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ssd.config import Config
 
 __all__ = [
     "ASSET_PATH",
@@ -54,8 +57,10 @@ __all__ = [
     "MAX_IOU",
     "NOISE_MAX",
     "NUM_CLASSES",
+    "VAL_SEED",
     "DetectionDataset",
     "Sample",
+    "for_config",
     "load_digits",
     "pad_samples",
 ]
@@ -69,6 +74,7 @@ NOISE_MAX = 0.1
 COLOUR_RANGE = (0.3, 0.7)
 MAX_IOU = 0.1
 MAX_COVER = 0.25
+VAL_SEED = 0  # one validation set for every run, whatever its training seed
 
 _SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1}
 _POSITIONS_PER_DRAW = 4  # positions tried for one drawn digit before re-drawing it
@@ -368,3 +374,17 @@ def pad_samples(samples: Sequence[Sample], max_boxes: int) -> tuple[np.ndarray, 
         labels[i, :k] = sample.labels
         counts[i] = k
     return images, boxes, labels, counts
+
+
+def for_config(config: Config, split: Split) -> DetectionDataset:
+    """The generator of one split of a training config: ``train`` is seeded with ``config.seed``,
+    ``val`` with :data:`VAL_SEED`, so every run of every config sees the same validation images."""
+    d = config.data
+    return DetectionDataset(
+        split,
+        image_size=d.image_size,
+        min_digits=d.min_digits,
+        max_digits=d.max_digits,
+        scale_range=d.scale_range,
+        seed=config.seed if split == "train" else VAL_SEED,
+    )

@@ -27,7 +27,15 @@ if TYPE_CHECKING:
     from ssd.data import DetectionDataset
     from ssd.detect import Detections, Detector
 
-__all__ = ["EvalResult", "coco_evaluate", "confusion_matrix", "evaluate_model", "to_coco_gt"]
+__all__ = [
+    "DetectionMatch",
+    "EvalResult",
+    "coco_evaluate",
+    "confusion_matrix",
+    "evaluate_model",
+    "match_detections",
+    "to_coco_gt",
+]
 
 ImageSize = int | tuple[int, int]
 
@@ -234,6 +242,73 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+@dataclass(frozen=True, eq=False)
+class DetectionMatch:
+    """Detections of one image matched to its ground truth (see :func:`match_detections`).
+
+    Attributes:
+        iou: float64 [D, G] IoU of every detection with every ground truth (any class).
+        det_gt: int64 [D] the ground truth a detection matched, -1 for a false positive or a
+            detection below the score threshold.
+        det_kept: bool [D] the detection's score is ``>= score_threshold``.
+        gt_matched: bool [G] some kept detection matched the ground truth (False: missed).
+    """
+
+    iou: np.ndarray
+    det_gt: np.ndarray
+    det_kept: np.ndarray
+    gt_matched: np.ndarray
+
+    @property
+    def det_tp(self) -> np.ndarray:
+        """bool [D]: kept and matched (a true positive)."""
+        return self.det_gt >= 0
+
+
+def match_detections(
+    gt_boxes: np.ndarray,
+    gt_labels: np.ndarray,
+    det_boxes: np.ndarray,
+    det_scores: np.ndarray,
+    det_labels: np.ndarray,
+    *,
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.0,
+) -> DetectionMatch:
+    """Match one image's detections to its ground truth as COCOeval does at one IoU threshold.
+
+    Detections with ``score >= score_threshold`` are taken in descending score order (ties:
+    input order); each takes the still-unmatched ground truth *of its class* with the highest
+    IoU, provided that IoU is ``>= iou_threshold``; otherwise it is a false positive. A
+    detection's outcome depends only on the higher-scoring ones, so raising the threshold
+    never changes the outcome of a detection that stays.
+
+    Args:
+        gt_boxes: float [G, 4] pixel ``xyxy``. gt_labels: int [G].
+        det_boxes: float [D, 4] pixel ``xyxy``. det_scores: float [D]. det_labels: int [D].
+    """
+    gb = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    gl = np.asarray(gt_labels, dtype=np.int64).reshape(-1)
+    db = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
+    ds = np.asarray(det_scores, dtype=np.float64).reshape(-1)
+    dl = np.asarray(det_labels, dtype=np.int64).reshape(-1)
+    if len(gb) != len(gl) or not len(db) == len(ds) == len(dl):
+        raise ValueError(f"{len(gb)} gt boxes, {len(gl)} gt labels; {len(db)} boxes, {len(ds)} scores, {len(dl)} labels")
+    iou = _iou_matrix(db, gb)
+    kept = ds >= score_threshold
+    det_gt = np.full(len(db), -1, dtype=np.int64)
+    matched = np.zeros(len(gb), dtype=bool)
+    for d in np.argsort(-ds, kind="stable"):
+        if not kept[d]:
+            continue
+        candidates = np.where(matched | (gl != dl[d]), -1.0, iou[d])
+        if len(candidates) and candidates.max() >= iou_threshold:
+            g = int(np.argmax(candidates))
+            matched[g] = True
+            det_gt[d] = g
+    return DetectionMatch(iou=iou, det_gt=det_gt, det_kept=kept, gt_matched=matched)
 
 
 def confusion_matrix(

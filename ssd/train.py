@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssd.config import Config
-from ssd.data import DetectionDataset
+from ssd.data import VAL_SEED, DetectionDataset, for_config
 from ssd.loss import loss_components
 from ssd.matching import match
 from ssd.model import build_ssd
@@ -40,7 +40,6 @@ from ssd.priors import make_priors
 StepCallback = Callable[[dict[str, Any]], None]
 StopFlag = Callable[[], bool]
 LOSS_KEYS = ("pos_clf", "neg_clf", "loc", "total")
-VAL_SEED = 0  # one validation set for every run, whatever its training seed
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,14 +63,7 @@ class TrainResult:
 
 def datasets(config: Config) -> tuple[DetectionDataset, DetectionDataset]:
     """The training and validation generators of a config."""
-    d = config.data
-    kwargs: dict[str, Any] = {
-        "image_size": d.image_size,
-        "min_digits": d.min_digits,
-        "max_digits": d.max_digits,
-        "scale_range": d.scale_range,
-    }
-    return DetectionDataset("train", seed=config.seed, **kwargs), DetectionDataset("val", seed=VAL_SEED, **kwargs)
+    return for_config(config, "train"), for_config(config, "val")
 
 
 def make_targets_fn(config: Config) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:

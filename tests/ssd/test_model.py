@@ -63,3 +63,49 @@ def test_any_input_size_when_none_is_fixed() -> None:
     for size in (16, 24):
         out = model(np.zeros((1, size, size, 3), np.float32), training=False)
         assert tuple(out.shape) == (1, (size // 4) ** 2, 1 + 1 + 4)
+
+
+def test_fused_batchnorm_matches_keras_batchnorm() -> None:
+    """Same output, gradients and moving statistics as Keras' own layer (float32)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from ssd.model import FusedBatchNormalization
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2.0, 3.0, size=(4, 6, 5, 3)).astype(np.float32))
+    ours, ref = FusedBatchNormalization(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    ours.build(x.shape)
+    ref.build(x.shape)
+    for layer in (ours, ref):
+        layer.gamma.assign([1.0, 2.0, 0.5])
+        layer.beta.assign([0.0, -1.0, 3.0])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y_ours, y_ref = ours(x, training=True), ref(x, training=True)
+        w = tf.constant(rng.normal(size=(4, 6, 5, 3)).astype(np.float32))
+        l_ours, l_ref = tf.reduce_sum(y_ours * w), tf.reduce_sum(y_ref * w)
+    np.testing.assert_allclose(y_ours, y_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(tape.gradient(l_ours, x), tape.gradient(l_ref, x), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(tape.gradient(l_ours, ours.gamma), tape.gradient(l_ref, ref.gamma), rtol=1e-3)
+    # moving = 0.9 * init + 0.1 * batch statistics (biased variance, as Keras).
+    mean = tf.reduce_mean(x, axis=[0, 1, 2])
+    np.testing.assert_allclose(ours.moving_mean, 0.1 * mean, rtol=1e-5)
+    np.testing.assert_allclose(ours.moving_mean, ref.moving_mean, rtol=1e-5)
+    np.testing.assert_allclose(ours.moving_variance, 0.9 + 0.1 * tf.math.reduce_variance(x, axis=[0, 1, 2]), rtol=1e-5)
+    np.testing.assert_allclose(ours.moving_variance, ref.moving_variance, rtol=1e-5)
+    # Inference uses the moving statistics, exactly as Keras.
+    np.testing.assert_allclose(ours(x, training=False), ref(x, training=False), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_batchnorm_runs_in_bfloat16() -> None:
+    import numpy as np
+    import tensorflow as tf
+
+    from ssd.model import FusedBatchNormalization
+
+    layer = FusedBatchNormalization(dtype="mixed_bfloat16")
+    x = tf.constant(np.arange(2 * 3 * 3 * 2, dtype=np.float32).reshape(2, 3, 3, 2))
+    y = layer(x, training=True)
+    assert y.dtype == tf.bfloat16
+    assert abs(float(tf.reduce_mean(tf.cast(y, tf.float32)))) < 0.05
