@@ -14,15 +14,19 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install -e '.[test]'
 	touch $@
 
+# The dashboard on http://127.0.0.1:8000 (jobs and database in ./data; SSDBOARD_* settings apply).
 run: venv
-	$(VENV)/bin/ssdboard train --steps 50 --out runs/demo
+	$(VENV)/bin/ssdboard serve
 
 # PYTEST_ARGS narrows a run, e.g. make test PYTEST_ARGS='tests/ssd/test_loss.py -x'.
 test: venv
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
+# SSE_BENCH_ARGS narrows the live-stream benchmark, e.g. make bench SSE_BENCH_ARGS='--clients 5 --steps 20'.
 bench: venv
 	$(VENV)/bin/ssdboard bench
+	$(VENV)/bin/python -m app.bench_sse $(SSE_BENCH_ARGS)
+	$(VENV)/bin/python -m app.bench_priors
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -295,7 +295,9 @@ def match_detections(
     ds = np.asarray(det_scores, dtype=np.float64).reshape(-1)
     dl = np.asarray(det_labels, dtype=np.int64).reshape(-1)
     if len(gb) != len(gl) or not len(db) == len(ds) == len(dl):
-        raise ValueError(f"{len(gb)} gt boxes, {len(gl)} gt labels; {len(db)} boxes, {len(ds)} scores, {len(dl)} labels")
+        raise ValueError(
+            f"{len(gb)} gt boxes, {len(gl)} gt labels; {len(db)} boxes, {len(ds)} scores, {len(dl)} labels"
+        )
     iou = _iou_matrix(db, gb)
     kept = ds >= score_threshold
     det_gt = np.full(len(db), -1, dtype=np.int64)

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssd.config import Config
-from ssd.data import VAL_SEED, DetectionDataset, for_config
+from ssd.data import DetectionDataset, for_config
 from ssd.loss import loss_components
 from ssd.matching import match
 from ssd.model import build_ssd

@@ -1,0 +1,1 @@
+"""HTTP routers, one per resource: jobs, health and config schema, pages."""

@@ -1,0 +1,90 @@
+"""HTML pages (jobs list, new-job form, job page) and the static files they load.
+
+The pages are thin shells: templates render the layout and the JavaScript modules in
+``static/js`` fetch everything else from the JSON API, so a page never disagrees with the API.
+
+``create_app`` wires this module with two calls::
+
+    app.include_router(pages.router)
+    pages.mount_static(app)
+
+plotly.js comes from the installed ``plotly`` package (no CDN) and is served at
+``/static/vendor/plotly.min.js`` with a long cache lifetime; its URL carries the package
+version, so upgrading plotly changes the URL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import plotly
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.responses import Response
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+PLOTLY_URL = f"/static/vendor/plotly.min.js?v={plotly.__version__}"
+
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def _page(request: Request, template: str, *, active: str, **context: Any) -> HTMLResponse:
+    root = request.scope.get("root_path", "").rstrip("/")
+    return templates.TemplateResponse(
+        request,
+        template,
+        {"root": root, "active": active, "plotly_url": root + PLOTLY_URL, **context},
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+def jobs_page(request: Request) -> HTMLResponse:
+    """The jobs list."""
+    return _page(request, "jobs.html", active="jobs", title="Jobs")
+
+
+@router.get("/jobs/new", response_class=HTMLResponse)
+def new_job_page(request: Request) -> HTMLResponse:
+    """The new-job form."""
+    return _page(request, "new_job.html", active="new", title="New job")
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: str) -> HTMLResponse:
+    """One job: live loss and mAP charts, progress, config, cancel and resume."""
+    return _page(request, "job.html", active="jobs", title=f"Job {job_id}", job_id=job_id)
+
+
+class _StaticFiles(StaticFiles):
+    """Static files revalidated on every load (ETag), so an edited module is never stale."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.setdefault("Cache-Control", "no-cache")
+        return response
+
+
+def _plotly_js() -> FileResponse:
+    # The URL is versioned, so the file may be cached for a year and never revalidated.
+    return FileResponse(
+        PLOTLY_JS,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    )
+
+
+def mount_static(app: FastAPI) -> None:
+    """Serve ``static/`` at ``/static`` and plotly.js at ``/static/vendor/plotly.min.js``.
+
+    The plotly route is added before the mount so the mount cannot shadow it.
+    """
+    app.add_api_route("/static/vendor/plotly.min.js", _plotly_js, methods=["GET", "HEAD"], include_in_schema=False)
+    app.mount("/static", _StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,0 +1,36 @@
+"""FastAPI dependencies as ``Annotated`` aliases: settings, the job store, the runner, the broadcaster."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.events import Broadcaster
+from app.runner import JobRunner
+from app.settings import Settings, get_settings
+from app.store import JobStore
+
+
+def get_store(request: Request) -> JobStore:
+    """The store the lifespan created."""
+    store: JobStore = request.app.state.store
+    return store
+
+
+def get_runner(request: Request) -> JobRunner:
+    """The runner the lifespan started."""
+    runner: JobRunner = request.app.state.runner
+    return runner
+
+
+def get_broadcaster(request: Request) -> Broadcaster:
+    """The live-event fan-out."""
+    broadcaster: Broadcaster = request.app.state.broadcaster
+    return broadcaster
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[JobStore, Depends(get_store)]
+RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]

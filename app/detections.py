@@ -1,0 +1,371 @@
+"""The detections viewer's service: a job's latest checkpoint run on validation images,
+evaluated with pycocotools, and on uploaded images.
+
+TensorFlow is imported only when a detector is first loaded (``load_detector``), never when the
+app is imported. Loaded detectors are cached per (job id, weights file mtime and size) in a small
+LRU, so a running job's newer checkpoint is picked up by the next request; one lock serialises
+inference (two CPU cores: parallel model calls would only contend). Every method blocks: routes
+call them through ``run_in_threadpool``.
+
+Boxes are pixel ``xyxy`` throughout, as in :mod:`ssd`. Matching of detections to ground truth
+is :func:`ssd.evaluate.match_detections` (COCO's greedy rule at IoU 0.5); the page repeats it in
+``static/js/detections_match.js`` to move the score cut without a round trip.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+import numpy as np
+
+from app.figures.detections import confusion_figure, image_figure, pr_figure
+from app.images import data_url, decode_upload, letterbox, png_bytes
+from ssd.config import Config, from_dict
+from ssd.evaluate import coco_evaluate, confusion_matrix, match_detections
+
+if TYPE_CHECKING:
+    from ssd.data import DetectionDataset
+    from ssd.detect import Detections
+
+Split = Literal["val", "train"]
+IOU_THRESHOLD = 0.5  # the viewer's and the confusion matrix's match threshold (COCO's AP50)
+WEIGHTS_FILE = "model.weights.h5"  # ssd.detect.WEIGHTS_FILE, without importing TensorFlow
+ACTIVE = frozenset({"queued", "running"})
+T = TypeVar("T")
+
+
+class Predictor(Protocol):
+    """What the viewer needs of :class:`ssd.detect.Detector` (tests pass a stub)."""
+
+    config: Config
+
+    def predict(self, images: np.ndarray, batch_size: int = 32) -> Sequence[Detections]: ...
+
+
+class CheckpointUnavailable(Exception):
+    """No usable checkpoint; ``status`` is the HTTP status to answer with (404, 409 or 500)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def load_detector(directory: Path) -> Predictor:
+    """The detector of a checkpoint directory (imports TensorFlow on first use)."""
+    from ssd.detect import Detector
+
+    return Detector.from_checkpoint(directory)
+
+
+def dataset(config: Config, split: Split) -> DetectionDataset:
+    """The job's training or validation generator, exactly as training used it."""
+    from ssd.train import datasets
+
+    train, val = datasets(config)
+    return val if split == "val" else train
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A job's latest checkpoint on disk; ``key`` changes whenever the weights file is replaced."""
+
+    job_id: str
+    directory: Path
+    mtime_ns: int
+    size: int
+    step: int | None
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.job_id, self.mtime_ns, self.size)
+
+    def to_dict(self) -> dict[str, Any]:
+        saved = datetime.fromtimestamp(self.mtime_ns / 1e9, UTC).isoformat()
+        return {"step": self.step, "saved_at": saved}
+
+
+class _LRU:
+    """A small thread-safe least-recently-used cache."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: Hashable, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]  # type: ignore[no-any-return]
+        value = make()  # outside the lock: slow, and a failure caches nothing
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+def _r(value: float, digits: int = 2) -> float:
+    return round(float(value), digits)
+
+
+class DetectionService:
+    """Detections, evaluations and uploads of jobs under ``jobs_dir`` (one per app)."""
+
+    def __init__(self, jobs_dir: Path, *, cache_size: int = 4) -> None:
+        self.jobs_dir = jobs_dir
+        self._detectors = _LRU(cache_size)
+        self._predictions = _LRU(16)
+        self._evaluations = _LRU(cache_size)
+        self._responses = _LRU(16)
+        self._load_lock = threading.Lock()  # one TensorFlow model build at a time
+        self._infer_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self, job: dict[str, Any]) -> Checkpoint:
+        """The job's latest checkpoint; :class:`CheckpointUnavailable` (409 while it trains, else 404)."""
+        directory = self.jobs_dir / job["id"]
+        try:
+            stat = (directory / WEIGHTS_FILE).stat()
+        except OSError:
+            if job["status"] in ACTIVE:
+                every = (job.get("config") or {}).get("train", {}).get("checkpoint_every")
+                when = f"every {every} steps and " if every else ""
+                raise CheckpointUnavailable(
+                    409,
+                    f"job {job['id']} is {job['status']} and has no checkpoint yet; "
+                    f"it saves one {when}when it stops: try again later",
+                ) from None
+            raise CheckpointUnavailable(404, f"job {job['id']} ({job['status']}) has no checkpoint") from None
+        return Checkpoint(job["id"], directory, stat.st_mtime_ns, stat.st_size, job.get("checkpoint_step"))
+
+    def detector(self, ckpt: Checkpoint) -> Predictor:
+        """The loaded detector of ``ckpt`` (cached); a broken checkpoint is a 500 naming the file."""
+
+        def load() -> Predictor:
+            with self._load_lock:
+                try:
+                    return load_detector(ckpt.directory)
+                except FileNotFoundError as exc:
+                    raise CheckpointUnavailable(404, self._clean(ckpt, exc)) from None
+                except Exception as exc:  # ValueError (bad file), ConfigError, anything Keras raises
+                    message = f"the checkpoint of job {ckpt.job_id} cannot be loaded: {self._clean(ckpt, exc)}"
+                    raise CheckpointUnavailable(500, message) from None
+
+        return self._detectors.get_or_make(ckpt.key, load)
+
+    def _clean(self, ckpt: Checkpoint, exc: BaseException) -> str:
+        # Name the file relative to the data dir: the client has no business with server paths.
+        return str(exc).replace(str(ckpt.directory), f"jobs/{ckpt.job_id}")
+
+    def _predict(self, detector: Predictor, images: np.ndarray) -> list[Detections]:
+        with self._infer_lock:
+            return list(detector.predict(images))
+
+    # ------------------------------------------------------------------ validation images
+    def image_png(self, job: dict[str, Any], split: Split, index: int) -> bytes:
+        """PNG of image ``index`` of the job's ``split`` (no TensorFlow model needed)."""
+        config = from_dict(job["config"])
+        self._check_index(config, split, index)
+        return png_bytes(dataset(config, split)[index].image)
+
+    @staticmethod
+    def _check_index(config: Config, split: Split, index: int) -> None:
+        if split == "val" and not 0 <= index < config.data.val_images:
+            raise IndexError(f"index {index} is outside the validation set (0..{config.data.val_images - 1})")
+
+    def detections(
+        self,
+        job: dict[str, Any],
+        *,
+        split: Split = "val",
+        offset: int = 0,
+        limit: int = 12,
+        score: float = 0.5,
+        image_url: Callable[[int], str],
+    ) -> dict[str, Any]:
+        """Ground truth, every detection, their IoU matrix and TP/FP/missed at ``score`` per image."""
+        ckpt = self.checkpoint(job)
+        detector = self.detector(ckpt)
+        config = detector.config
+        total = config.data.val_images if split == "val" else None
+        stop = offset + limit if total is None else min(offset + limit, total)
+        indices = list(range(offset, max(stop, offset)))
+
+        def run() -> tuple[list[Any], list[Detections]]:
+            ds = dataset(config, split)
+            samples = [ds[i] for i in indices]
+            if not samples:
+                return [], []
+            return samples, self._predict(detector, np.stack([s.image for s in samples]))
+
+        samples, dets = self._predictions.get_or_make((ckpt.key, split, offset, limit), run)
+        size = config.data.image_size
+        images = []
+        for index, sample, det in zip(indices, samples, dets, strict=True):
+            item = _judge(sample.boxes, sample.labels, det, score=score)
+            url = image_url(index)
+            figure = image_figure(
+                source=url, width=size, height=size, gt=item["gt"], detections=item["detections"], score=score
+            )
+            images.append({"index": index, "image_url": url, "width": size, "height": size, **item, "figure": figure})
+        return {
+            "job_id": job["id"],
+            "job_status": job["status"],
+            "checkpoint": ckpt.to_dict(),
+            "split": split,
+            "offset": offset,
+            "limit": limit,
+            "total": total,
+            "num_classes": config.model.num_classes,
+            "score_threshold": config.detect.score_threshold,
+            "iou_threshold": IOU_THRESHOLD,
+            "score": score,
+            "images": images,
+        }
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluation(self, job: dict[str, Any], *, n: int = 100, score: float = 0.5) -> dict[str, Any]:
+        """COCO metrics, per-class AP, PR curves and a confusion matrix on validation images 0..n-1."""
+        ckpt = self.checkpoint(job)
+        detector = self.detector(ckpt)
+        config = detector.config
+        if n > config.data.val_images:
+            raise IndexError(f"n = {n} exceeds the job's validation set (data.val_images = {config.data.val_images})")
+
+        def evaluate() -> dict[str, Any]:
+            start = time.perf_counter()
+            ds = dataset(config, "val")
+            samples = [ds[i] for i in range(n)]
+            dets = self._predict(detector, np.stack([s.image for s in samples]))
+            gt_boxes, gt_labels = [s.boxes for s in samples], [s.labels for s in samples]
+            result = coco_evaluate(
+                gt_boxes, gt_labels, dets, num_classes=config.model.num_classes, image_size=config.data.image_size
+            )
+            return {"gt": (gt_boxes, gt_labels), "dets": dets, "result": result, "seconds": time.perf_counter() - start}
+
+        def respond() -> dict[str, Any]:
+            cached = self._evaluations.get_or_make((ckpt.key, n), evaluate)
+            gt_boxes, gt_labels = cached["gt"]
+            matrix = confusion_matrix(
+                gt_boxes,
+                gt_labels,
+                cached["dets"],
+                num_classes=config.model.num_classes,
+                iou_threshold=IOU_THRESHOLD,
+                score_threshold=score,
+            )
+            metrics = cached["result"].to_dict()
+            classes = [
+                {"class": k, "ap": ap, "ap50": ap50, "num_gt": num_gt}
+                for k, (ap, ap50, num_gt) in enumerate(
+                    zip(metrics["ap_per_class"], metrics["ap50_per_class"], metrics["num_gt"], strict=True)
+                )
+            ]
+            names = [str(k) for k in range(config.model.num_classes)]
+            return {
+                "job_id": job["id"],
+                "checkpoint": ckpt.to_dict(),
+                "n": n,
+                "score": score,
+                "iou_threshold": IOU_THRESHOLD,
+                **{key: metrics[key] for key in ("map", "map50", "map75", "mar100", "num_detections", "num_images")},
+                "classes": classes,
+                "recall_thresholds": metrics["recall_thresholds"],
+                "pr_curves": metrics["pr_curves"],
+                "confusion": {
+                    "rows": [*names, "background"],
+                    "columns": [*names, "missed"],
+                    "matrix": matrix.tolist(),
+                },
+                "pr_figure": pr_figure(metrics["recall_thresholds"], metrics["pr_curves"], metrics["ap50_per_class"]),
+                "confusion_figure": confusion_figure(matrix.tolist(), score=score, iou_threshold=IOU_THRESHOLD),
+                "seconds": round(cached["seconds"], 3),
+            }
+
+        return self._responses.get_or_make(("eval", ckpt.key, n, score), respond)
+
+    # ------------------------------------------------------------------ uploads
+    def upload(self, job: dict[str, Any], data: bytes, *, score: float = 0.3) -> dict[str, Any]:
+        """Detections on an uploaded PNG/JPEG, letterboxed to the model's size, boxes in its own pixels."""
+        image = decode_upload(data)  # ImageRejected (413/415/422) before any model work
+        ckpt = self.checkpoint(job)
+        detector = self.detector(ckpt)
+        size = detector.config.data.image_size
+        square, box = letterbox(image, size)
+        det = self._predict(detector, square[None])[0]
+        boxes = box.unmap(det.boxes)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # drop boxes wholly in the padding
+        detections = [
+            {"box": [_r(v) for v in b], "label": int(lab), "score": _r(s, 4), "iou": None, "status": None}
+            for b, s, lab in zip(
+                boxes[keep].tolist(), det.scores[keep].tolist(), det.labels[keep].tolist(), strict=True
+            )
+        ]
+        height, width = image.shape[:2]
+        figure = image_figure(
+            source=data_url(image),
+            width=width,
+            height=height,
+            detections=detections,
+            score=score,
+            plot_height=480,
+            showlegend=True,
+        )
+        return {
+            "job_id": job["id"],
+            "checkpoint": ckpt.to_dict(),
+            "width": width,
+            "height": height,
+            "image_size": size,
+            "letterbox": {"scale": box.scale, "pad_x": box.pad_x, "pad_y": box.pad_y},
+            "score_threshold": detector.config.detect.score_threshold,
+            "score": score,
+            "detections": detections,
+            "figure": figure,
+        }
+
+
+def _judge(gt_boxes: np.ndarray, gt_labels: np.ndarray, det: Detections, *, score: float) -> dict[str, Any]:
+    """One image's ground truth and detections, matched at IoU 0.5 among detections scoring >= ``score``."""
+    # The page matches again with the scores it receives: match on those same rounded scores.
+    scores = np.round(np.asarray(det.scores, dtype=np.float64), 4)
+    m = match_detections(
+        gt_boxes,
+        gt_labels,
+        det.boxes,
+        scores,
+        det.labels,
+        iou_threshold=IOU_THRESHOLD,
+        score_threshold=score,
+    )
+    gts = [
+        {"box": [_r(v) for v in b], "label": int(lab), "matched": bool(hit)}
+        for b, lab, hit in zip(
+            np.asarray(gt_boxes).tolist(), np.asarray(gt_labels).tolist(), m.gt_matched.tolist(), strict=True
+        )
+    ]
+    dets = []
+    for i, (b, s, lab) in enumerate(zip(det.boxes.tolist(), scores.tolist(), det.labels.tolist(), strict=True)):
+        best = int(np.argmax(m.iou[i])) if len(gts) else -1
+        dets.append(
+            {
+                "box": [_r(v) for v in b],
+                "label": int(lab),
+                "score": s,
+                "iou": _r(m.iou[i, best], 4) if best >= 0 else 0.0,
+                "best_gt": best,
+                "matched_gt": int(m.det_gt[i]),
+                "status": ("tp" if m.det_gt[i] >= 0 else "fp") if m.det_kept[i] else None,
+            }
+        )
+    return {"gt": gts, "detections": dets, "iou": m.iou.tolist()}

@@ -1,0 +1,120 @@
+"""Images at the HTTP boundary: PNG encoding, checked decoding of uploads, letterboxing.
+
+Uploads are checked by their magic bytes (not the client's content type), their byte size and
+their pixel count before Pillow decodes them; anything else raises :class:`ImageRejected`
+carrying the HTTP status the route answers with (413, 415 or 422).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 4096 * 4096
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class ImageRejected(Exception):
+    """An upload the server will not decode; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def sniff_format(data: bytes) -> str | None:
+    """``"png"`` or ``"jpeg"`` from the first bytes of ``data``; None for anything else."""
+    if data.startswith(PNG_MAGIC):
+        return "png"
+    if data.startswith(JPEG_MAGIC):
+        return "jpeg"
+    return None
+
+
+def decode_upload(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
+    """Decode an uploaded PNG or JPEG into uint8 [H, W, 3] RGB.
+
+    Raises:
+        ImageRejected: 413 over ``max_bytes`` or ``max_pixels``; 415 not a PNG or JPEG by its
+            magic bytes; 422 a PNG/JPEG that does not decode (truncated, corrupt).
+    """
+    if len(data) > max_bytes:
+        raise ImageRejected(413, f"the image is {len(data)} bytes; at most {max_bytes} bytes ({max_bytes >> 20} MB)")
+    kind = sniff_format(data)
+    if kind is None:
+        raise ImageRejected(415, "only PNG and JPEG images are accepted (checked by the file's first bytes)")
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG" if kind == "png" else "JPEG"]) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageRejected(413, f"the image is {width}x{height} px; at most {max_pixels} pixels")
+            image.load()
+            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except ImageRejected:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageRejected(422, f"the {kind.upper()} image could not be decoded: {exc}") from None
+    if rgb.ndim != 3 or min(rgb.shape[:2]) < 1:
+        raise ImageRejected(422, f"the image has no pixels ({width}x{height})")
+    return rgb
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into a ``size x size`` square: scaled by ``scale``, then shifted
+    by ``(pad_x, pad_y)`` pixels; :meth:`unmap` takes boxes back to the original image."""
+
+    size: int
+    scale: float
+    pad_x: int
+    pad_y: int
+    width: int
+    height: int
+
+    def unmap(self, boxes: np.ndarray) -> np.ndarray:
+        """float32 [N, 4] ``xyxy`` in the square -> the original image, clipped to it."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        out = (boxes - [self.pad_x, self.pad_y, self.pad_x, self.pad_y]) / self.scale
+        out = np.clip(out, 0.0, [self.width, self.height, self.width, self.height])
+        return out.astype(np.float32)
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """Fit uint8 [H, W, 3] into a black ``size x size`` square keeping its aspect ratio.
+
+    The image is scaled (bilinear, antialiased) so its longer side is ``size``, and centred;
+    the border is black, like the near-black background of the MNIST-detection images.
+    """
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    resized = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR)
+    canvas = np.zeros((size, size, 3), dtype=np.uint8)
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = np.asarray(resized)
+    # The effective scale per axis differs slightly after rounding; the longer side's is exact.
+    return canvas, Letterbox(size=size, scale=scale, pad_x=pad_x, pad_y=pad_y, width=width, height=height)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 [H, W, 3] -> PNG file bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def data_url(image: np.ndarray, *, max_side: int = 640) -> str:
+    """A ``data:image/png`` URL of ``image`` shrunk to at most ``max_side`` px (for figures)."""
+    height, width = image.shape[:2]
+    if max(height, width) > max_side:
+        factor = max_side / max(height, width)
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")

@@ -1,0 +1,93 @@
+"""The FastAPI application: ``create_app(settings)`` and ``serve`` (``ssdboard serve``).
+
+Importing this module is cheap and starts nothing: the lifespan opens the job store, recovers
+jobs a previous server left running, and starts the runner; on exit it stops the workers (their
+jobs become ``interrupted``, resumable) and closes the live streams. TensorFlow is never
+imported here: training runs in spawned worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from app.api import datasets, detections, health, jobs, priors
+from app.events import Broadcaster
+from app.runner import JobRunner
+from app.settings import Settings, get_settings
+from app.store import JobStore
+
+log = logging.getLogger("ssdboard")
+
+DESCRIPTION = """Train SSD detectors in background worker processes and follow them live.
+
+Submit a training config (every key optional) to `POST /api/jobs`, follow its losses with
+`GET /api/jobs/{id}/events` (Server-Sent Events) or `GET /api/jobs/{id}/metrics`, and download
+the checkpoint with `GET /api/jobs/{id}/checkpoint`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The dashboard app for ``settings`` (default: from ``SSDBOARD_*`` environment variables)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        store = JobStore(settings.db_url)
+        broadcaster = Broadcaster()
+        runner = JobRunner(store=store, settings=settings, broadcaster=broadcaster)
+        runner.start(asyncio.get_running_loop())
+        app.state.store, app.state.broadcaster, app.state.runner = store, broadcaster, runner
+        log.info("data in %s", settings.data_dir.resolve())
+        try:
+            yield
+        finally:
+            await run_in_threadpool(runner.stop)
+            broadcaster.close_all()
+            store.close()
+
+    app = FastAPI(title="ssdboard", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.include_router(health.router)
+    app.include_router(health.config_router)
+    app.include_router(jobs.router)
+    app.include_router(detections.router)
+    app.include_router(datasets.router)
+    app.include_router(priors.router)
+    if importlib.util.find_spec("app.api.pages") is not None:
+        from app.api import pages
+
+        app.include_router(pages.router)
+        app.include_router(detections.page_router)
+        app.include_router(datasets.page_router)
+        app.include_router(priors.page_router)
+        pages.mount_static(app)
+    return app
+
+
+def serve(*, host: str | None = None, port: int | None = None, data_dir: str | Path | None = None) -> int:
+    """Run the dashboard with uvicorn until interrupted; arguments left None come from the settings."""
+    import uvicorn
+
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": Path(data_dir) if data_dir else None}
+    settings = Settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,  # SSE streams are long-lived; don't wait for them forever
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1

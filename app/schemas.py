@@ -1,0 +1,256 @@
+"""Pydantic models at the HTTP boundary: the training config a client posts and what the API answers.
+
+``ConfigIn`` mirrors :mod:`ssd.config` section by section with ``extra="forbid"``; each field
+carries a short help text and, as its default, the value of the ``default`` preset
+(``ssd.config.from_dict({})``), so ``/openapi.json`` documents both. Pydantic checks types and
+shapes only; ranges and cross-field rules (strides against source layers, ...) stay in
+``ssd.config`` — one place — and :func:`to_config` turns its ``ConfigError`` into a 422.
+Only the keys a client sent are forwarded (``exclude_unset``), so ``"preset": "notebook"`` with
+a few overrides means the notebook's values for everything else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ssd.config import from_dict
+
+DEFAULTS: dict[str, Any] = from_dict({}).to_dict()
+NOTEBOOK: dict[str, Any] = from_dict({"preset": "notebook"}).to_dict()
+
+
+def _d(section: str, key: str) -> Any:
+    return DEFAULTS[section][key]
+
+
+def _pair(value: list[float]) -> tuple[float, float]:
+    return float(value[0]), float(value[1])
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelIn(_Section):
+    """Base network width and the layers the multibox heads attach to."""
+
+    num_units: int = Field(
+        _d("model", "num_units"), description="Base width (1..256); the five blocks have 1, 2, 4, 8, 8 times it."
+    )
+    source_layers: list[str] = Field(
+        _d("model", "source_layers"),
+        description="Base-network layers the heads attach to, e.g. norm3_2 (stride 4), norm4_2 (8), norm5_2 (16).",
+    )
+    num_classes: int = Field(_d("model", "num_classes"), description="Foreground classes (10 digits).")
+
+
+class PriorsIn(_Section):
+    """Prior (default) boxes: one strides and one scales entry per source layer."""
+
+    strides: list[int] = Field(
+        _d("priors", "strides"), description="Stride in pixels of each source layer; must match the layers."
+    )
+    scales: list[float | list[float]] = Field(
+        _d("priors", "scales"), description="Prior sizes in pixels per source layer: one size or a list of sizes."
+    )
+    ratios: list[float] = Field(
+        _d("priors", "ratios"), description="Aspect ratios w/h (0.05..20); w = s*sqrt(r), h = s/sqrt(r)."
+    )
+
+
+class MatchingIn(_Section):
+    """Assignment of ground-truth boxes to priors (SSD paper, sec. 2.2)."""
+
+    iou_threshold: float = Field(
+        _d("matching", "iou_threshold"), description="A prior is positive when its IoU with a box reaches this."
+    )
+    force_best: bool = Field(
+        _d("matching", "force_best"), description="Also give every box its best-overlapping prior (paper)."
+    )
+    variances: tuple[float, float] | None = Field(
+        _pair(_d("matching", "variances")) if _d("matching", "variances") else None,
+        description="Offset scaling (centre, size), paper: [0.1, 0.2]; null for none.",
+    )
+
+
+class LossIn(_Section):
+    """The SSD loss: confidence of positives and mined negatives plus localisation."""
+
+    alpha: float = Field(_d("loss", "alpha"), description="Weight of the localisation loss (0..1000).")
+    pos_neg_ratio: float = Field(
+        _d("loss", "pos_neg_ratio"), description="Hard negatives kept per positive (paper: 3)."
+    )
+    normalization: Literal["notebook", "paper"] = Field(
+        _d("loss", "normalization"), description="notebook: each part by its own count; paper: all by N positives."
+    )
+    mining: Literal["batch", "image"] = Field(
+        _d("loss", "mining"), description="Pick hard negatives over the whole batch or per image."
+    )
+
+
+class DataIn(_Section):
+    """The built-in MNIST-detection generator."""
+
+    image_size: int = Field(_d("data", "image_size"), description="Square image side in pixels (32..1024).")
+    min_digits: int = Field(_d("data", "min_digits"), description="Fewest digits per image.")
+    max_digits: int = Field(_d("data", "max_digits"), description="Most digits per image.")
+    scale_range: tuple[float, float] = Field(
+        _pair(_d("data", "scale_range")), description="Digit scale range [low, high] relative to 28 px."
+    )
+    val_images: int = Field(_d("data", "val_images"), description="Validation images for a full evaluation.")
+
+
+class TrainIn(_Section):
+    """Optimisation schedule."""
+
+    steps: int = Field(_d("train", "steps"), description="Training steps.")
+    batch_size: int = Field(_d("train", "batch_size"), description="Images per step.")
+    learning_rate: float = Field(_d("train", "learning_rate"), description="Adam learning rate (peak, if cosine).")
+    schedule: Literal["constant", "cosine"] = Field(
+        _d("train", "schedule"), description="Learning rate schedule: constant, or warm-up then cosine decay."
+    )
+    warmup_steps: int = Field(_d("train", "warmup_steps"), description="Linear warm-up steps (cosine only).")
+    weight_decay: float = Field(_d("train", "weight_decay"), description="AdamW weight decay; 0 means plain Adam.")
+    eval_every: int = Field(_d("train", "eval_every"), description="Evaluate every N steps; 0: at the end only.")
+    eval_images: int = Field(_d("train", "eval_images"), description="Validation images per evaluation.")
+    checkpoint_every: int = Field(
+        _d("train", "checkpoint_every"), description="Save a checkpoint every N steps (and at the end); 0: end only."
+    )
+    precision: Literal["float32", "mixed_bfloat16"] = Field(
+        _d("train", "precision"), description="Compute precision; mixed_bfloat16 is faster on recent CPUs."
+    )
+
+
+class DetectIn(_Section):
+    """Post-processing (SSD paper defaults)."""
+
+    score_threshold: float = Field(_d("detect", "score_threshold"), description="Drop detections scoring below this.")
+    nms_iou: float = Field(_d("detect", "nms_iou"), description="Per-class NMS IoU threshold.")
+    max_detections: int = Field(_d("detect", "max_detections"), description="Detections kept per image.")
+    pre_nms_top_k: int = Field(_d("detect", "pre_nms_top_k"), description="Candidates per class before NMS.")
+
+
+CONFIG_EXAMPLE: dict[str, Any] = {
+    "preset": "notebook",
+    "name": "tiny",
+    "model": {"num_units": 2, "source_layers": ["norm3_2"]},
+    "priors": {"strides": [4], "scales": [[8]], "ratios": [1.0]},
+    "data": {"image_size": 32, "scale_range": [0.5, 1.0], "min_digits": 1, "max_digits": 2, "val_images": 8},
+    "train": {"steps": 50, "batch_size": 2, "eval_images": 4},
+}
+
+
+class ConfigIn(BaseModel):
+    """A training config (DESIGN.md): every key optional; unset keys take the preset's value."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CONFIG_EXAMPLE]})
+
+    preset: Literal["default", "notebook"] = Field(
+        "default", description="Base recipe: default (reaches the accuracy target) or notebook (the tutorial's)."
+    )
+    name: str = Field(DEFAULTS["name"], description="A label for the job (1..200 characters).")
+    seed: int = Field(DEFAULTS["seed"], description="Random seed of weights and training data.")
+    model: ModelIn = Field(default_factory=ModelIn, description=ModelIn.__doc__)
+    priors: PriorsIn = Field(default_factory=PriorsIn, description=PriorsIn.__doc__)
+    matching: MatchingIn = Field(default_factory=MatchingIn, description=MatchingIn.__doc__)
+    loss: LossIn = Field(default_factory=LossIn, description=LossIn.__doc__)
+    data: DataIn = Field(default_factory=DataIn, description=DataIn.__doc__)
+    train: TrainIn = Field(default_factory=TrainIn, description=TrainIn.__doc__)
+    detect: DetectIn = Field(default_factory=DetectIn, description=DetectIn.__doc__)
+
+
+class JobStatus(StrEnum):
+    """Life cycle: queued -> running -> succeeded | failed | cancelled; interrupted by a server stop."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    interrupted = "interrupted"
+
+
+TERMINAL = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled, JobStatus.interrupted})
+RESUMABLE = frozenset({JobStatus.failed, JobStatus.cancelled, JobStatus.interrupted})
+
+
+JOB_EXAMPLE: dict[str, Any] = {
+    "id": "3f9c1a2b4d5e",
+    "name": "tiny",
+    "status": "running",
+    "config": {"name": "tiny", "seed": 0, "train": {"steps": 50, "batch_size": 2}, "...": "every key, resolved"},
+    "created_at": "2026-01-01T12:00:00Z",
+    "started_at": "2026-01-01T12:00:01Z",
+    "finished_at": None,
+    "step": 20,
+    "total_steps": 50,
+    "error": None,
+    "checkpoint_step": None,
+    "cancel_requested": False,
+    "last_metrics": {"step": 20, "pos_clf": 1.93, "neg_clf": 0.41, "loc": 0.27, "total": 2.61, "time": 1767268821.5},
+    "last_eval": None,
+}
+
+
+class JobOut(BaseModel):
+    """A training job as the API shows it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
+
+    id: str = Field(description="Short hex id.", examples=["3f9c1a2b4d5e"])
+    name: str = Field(description="The config's name.")
+    status: JobStatus
+    config: dict[str, Any] = Field(description="The full resolved config (every key, preset applied).")
+    created_at: datetime
+    started_at: datetime | None = Field(description="When the job last started running.")
+    finished_at: datetime | None = None
+    step: int = Field(description="Last step done.")
+    total_steps: int = Field(description="train.steps of the config.")
+    error: str | None = Field(None, description="Why a failed job failed.")
+    checkpoint_step: int | None = Field(None, description="Step of the latest checkpoint; null before the first.")
+    cancel_requested: bool = Field(False, description="A cancel was asked for; the job stops after its current step.")
+    last_metrics: dict[str, Any] | None = Field(None, description="The latest step's metrics.")
+    last_eval: dict[str, Any] | None = Field(None, description="The latest evaluation (validation loss, mAP).")
+
+
+class StepMetrics(BaseModel):
+    """One training step, as ``ssd.train.Trainer`` reports it."""
+
+    step: int
+    pos_clf: float = Field(description="Confidence loss of the positive priors.")
+    neg_clf: float = Field(description="Confidence loss of the mined negative priors.")
+    loc: float = Field(description="Localisation (smooth L1) loss.")
+    total: float = Field(description="pos_clf + neg_clf + alpha * loc.")
+    num_pos: float | None = Field(None, description="Positive priors in the batch.")
+    num_neg: float | None = Field(None, description="Negative priors kept by hard negative mining.")
+    lr: float | None = Field(None, description="Learning rate applied at this step.")
+    images_per_sec: float | None = None
+    time: float = Field(description="UNIX seconds when the step ended in the worker.")
+
+
+class MetricsOut(BaseModel):
+    """A job's metric history: every step (or an even sample of them) and every evaluation."""
+
+    job_id: str
+    metrics: list[StepMetrics]
+    evals: list[dict[str, Any]] = Field(
+        description="Evaluations: step, val_pos_clf, val_neg_clf, val_loc, val_total, map, map50, images, time."
+    )
+
+
+class ConfigSchemaOut(BaseModel):
+    """What a form needs: both presets resolved, and the JSON schema with help texts."""
+
+    defaults: dict[str, Any] = Field(description="The default preset, fully resolved.")
+    notebook: dict[str, Any] = Field(description="The notebook preset, fully resolved.")
+    json_schema: dict[str, Any] = Field(description="JSON schema of the POST /api/jobs body.")
+
+
+class Health(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"] = "ok"

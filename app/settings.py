@@ -1,0 +1,50 @@
+"""Server settings from ``SSDBOARD_*`` environment variables (pydantic-settings).
+
+``get_settings`` is the one cached dependency that reads them; tests and ``serve`` pass a
+:class:`Settings` to :func:`app.main.create_app`, which overrides it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the data lives, how many jobs run at once, and the limits of a job."""
+
+    model_config = SettingsConfigDict(env_prefix="SSDBOARD_")
+
+    data_dir: Path = Field(Path("data"), description="Holds the SQLite database and jobs/{id} directories.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///{data_dir}/ssdboard.db. PostgreSQL works too."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_concurrent_jobs: int = Field(1, ge=1, description="Jobs training at the same time.")
+    worker_nice: int = Field(
+        10, ge=0, le=19, description="Niceness of worker processes, so the server stays responsive."
+    )
+    shutdown_timeout: float = Field(20.0, description="Seconds a stopping server waits for workers to checkpoint.")
+    max_priors: int = Field(1_000_000, description="Reject configs with more prior boxes than this.")
+    max_memory_gib: float = Field(16.0, description="Reject configs whose estimated training memory exceeds this.")
+    max_train_images: int = Field(10**9, description="Reject configs whose steps * batch_size exceeds this.")
+
+    @property
+    def db_url(self) -> str:
+        """The database URL, the SQLite file under ``data_dir`` unless ``database_url`` is set."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'ssdboard.db'}"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Parent of the per-job directories (checkpoint, metrics.jsonl)."""
+        return self.data_dir / "jobs"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the environment, read once."""
+    return Settings()

@@ -1,0 +1,357 @@
+// Job page: header, progress, live loss and mAP charts, config, cancel/resume/delete.
+//
+// On load the page fetches the job and its metric history (GET .../metrics, downsampled for
+// long jobs), draws it, then opens the Server-Sent Events stream with ?after_step=<last step>
+// for everything newer. EventSource reconnects by itself with Last-Event-ID; records already
+// drawn are skipped by step, so a replay never draws a point twice. A resume restarts training
+// at the checkpoint's step (the server drops later metrics): the page then redraws from the
+// store (resync).
+import { ROOT, TERMINAL, LOSS_COLORS, LOSS_KEYS, api, el, fmtDuration, parseTime, progressOf } from "./api.js";
+import { LiveChart } from "./charts.js";
+
+const HISTORY_POINTS = 3000; // downsampling target for the history of a long job
+const CHART_POINTS = 6000; // per trace; beyond this the loss chart halves its points
+const RATE_WINDOW_S = 30; // steps/s is measured over the last this-many seconds of steps
+
+const root = document.getElementById("job-root");
+const jobId = root.dataset.jobId;
+const jobUrl = `/api/jobs/${encodeURIComponent(jobId)}`;
+const $ = (id) => document.getElementById(id);
+
+let job = null;
+let source = null;
+let lastStep = -1; // highest step drawn
+let lastEvalStep = -1;
+let recent = []; // [{step, time}] of the last RATE_WINDOW_S seconds, for steps/s and ETA
+
+const smoothingInput = $("smoothing");
+const lossChart = new LiveChart(
+  $("loss-chart"),
+  LOSS_KEYS.map((key) => ({ key, name: key, color: LOSS_COLORS[key] })),
+  { smoothable: true, smoothing: Number(smoothingInput.value), yTitle: "loss", maxPoints: CHART_POINTS },
+);
+const mapChart = new LiveChart(
+  $("map-chart"),
+  [
+    { key: "map50", name: "mAP@.5", color: "#7c3aed" },
+    { key: "map", name: "mAP@[.5:.95]", color: "#db2777" },
+  ],
+  { mode: "lines+markers", yTitle: "mAP", yFromZero: true, emptyYRange: [0, 1] },
+);
+lossChart.onDraw = () => {
+  $("loss-empty").hidden = true;
+  renderProgress();
+};
+mapChart.onDraw = () => ($("map-empty").hidden = true);
+
+// ---- chart controls -----------------------------------------------------------------------
+
+smoothingInput.addEventListener("input", () => {
+  const w = Number(smoothingInput.value);
+  $("smoothing-value").textContent = w.toFixed(2);
+  lossChart.setSmoothing(w);
+});
+$("log-scale").addEventListener("change", (e) => lossChart.setLogScale(e.target.checked));
+
+// ---- incoming records ---------------------------------------------------------------------
+
+function addStep(record) {
+  if (record.step <= lastStep) return; // already drawn (replay after reconnect)
+  lastStep = record.step;
+  lossChart.push(record);
+  if (typeof record.time === "number") {
+    recent.push({ step: record.step, time: record.time });
+    const cutoff = record.time - RATE_WINDOW_S;
+    while (recent.length > 2 && recent[0].time < cutoff) recent.shift();
+  }
+  if (job && record.step > (job.step || 0)) job.step = record.step;
+}
+
+function addEval(record) {
+  if (record.step <= lastEvalStep) return;
+  lastEvalStep = record.step;
+  mapChart.push(record);
+}
+
+// ---- rendering ----------------------------------------------------------------------------
+
+function renderJob() {
+  $("job-name").textContent = job.name || `Job ${job.id}`;
+  document.title = `${job.name || "Job " + job.id} · ssdboard`;
+  const badge = $("job-status");
+  badge.textContent = job.status;
+  badge.className = `badge status-${job.status}`;
+  root.dataset.status = job.status;
+  $("job-summary").textContent = summarize(job.config || {});
+
+  const failed = job.status === "failed" && job.error;
+  $("job-error").hidden = !failed;
+  $("job-error-text").textContent = failed ? job.error : "";
+
+  const active = job.status === "queued" || job.status === "running";
+  const cancelling = active && job.cancel_requested;
+  $("cancel-btn").disabled = !active || cancelling;
+  $("cancel-btn").textContent = cancelling ? "Cancelling…" : "Cancel";
+  $("resume-btn").disabled = !["cancelled", "interrupted", "failed"].includes(job.status);
+  $("delete-btn").disabled = active; // the server refuses to delete a queued or running job
+  renderProgress();
+}
+
+/** One line: "image 128 px · batch 32 · 1200 steps · lr 0.001 cosine · norm3_2, norm4_2 · seed 0". */
+function summarize(c) {
+  const parts = [];
+  if (c.data) parts.push(`image ${c.data.image_size} px`, `${c.data.min_digits}–${c.data.max_digits} digits`);
+  if (c.train) parts.push(`batch ${c.train.batch_size}`, `${c.train.steps} steps`, `lr ${c.train.learning_rate} ${c.train.schedule || ""}`.trim());
+  if (c.model) parts.push(`${c.model.num_units} units`, (c.model.source_layers || []).join(", "));
+  if (c.priors && c.priors.ratios) {
+    const shapes = c.priors.scales.flat().length * c.priors.ratios.length;
+    parts.push(`${shapes} prior shape${shapes === 1 ? "" : "s"} per cell`);
+  }
+  if (c.seed !== undefined) parts.push(`seed ${c.seed}`);
+  return parts.join(" · ");
+}
+
+function renderProgress() {
+  if (!job) return;
+  const step = Math.max(job.step || 0, lastStep, 0);
+  const total = job.total_steps || 0;
+  const fill = $("progress-fill");
+  fill.style.width = `${(progressOf({ step, total_steps: total }) * 100).toFixed(2)}%`;
+  fill.className = `progress-fill status-${job.status}`;
+  $("progress-steps").textContent = `step ${step} / ${total || "?"}`;
+
+  let rateText = "";
+  let etaText = "";
+  if (job.status === "running" && recent.length >= 2) {
+    const a = recent[0];
+    const b = recent[recent.length - 1];
+    const rate = (b.step - a.step) / Math.max(b.time - a.time, 1e-6);
+    if (rate > 0) {
+      rateText = `${rate >= 10 ? rate.toFixed(0) : rate.toFixed(2)} steps/s`;
+      etaText = `${fmtDuration((total - step) / rate)} left`;
+    }
+  } else if (job.status === "queued") {
+    etaText = "waiting for a worker";
+  }
+  const m = job.last_metrics;
+  if (m && m.images_per_sec && job.status === "running") rateText += ` · ${m.images_per_sec.toFixed(0)} img/s`;
+  $("progress-rate").textContent = rateText;
+  $("progress-eta").textContent = etaText;
+
+  const started = parseTime(job.started_at);
+  const finished = parseTime(job.finished_at);
+  let times = "";
+  if (started) {
+    const end = finished || (TERMINAL.has(job.status) ? null : new Date());
+    times = end ? `ran ${fmtDuration((end - started) / 1000)}` : "";
+  }
+  if (job.checkpoint_step !== null && job.checkpoint_step !== undefined) times += `${times ? " · " : ""}checkpoint at step ${job.checkpoint_step}`;
+  $("progress-times").textContent = times;
+}
+
+function renderConfig(config) {
+  const view = $("config-view");
+  const top = [];
+  const sections = [];
+  for (const [key, value] of Object.entries(config || {})) {
+    if (value && typeof value === "object" && !Array.isArray(value)) sections.push([key, value]);
+    else top.push([key, value]);
+  }
+  const table = (title, entries) =>
+    el(
+      "div",
+      { class: "config-section" },
+      el("h3", { text: title }),
+      el("table", {}, el("tbody", {}, ...entries.map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", {}, el("code", { text: configValue(v) })))))),
+    );
+  view.replaceChildren(table("general", top), ...sections.map(([name, values]) => table(name, Object.entries(values))));
+  const copy = el("button", { type: "button", class: "button small", text: "Copy as JSON" });
+  copy.addEventListener("click", async () => {
+    await navigator.clipboard?.writeText(JSON.stringify(config, null, 2));
+    copy.textContent = "Copied";
+  });
+  view.append(el("div", { class: "config-actions" }, copy));
+}
+
+/** A config value for reading: bare strings, lists as "a, b" or "[[10, 16], [25]]". */
+function configValue(v) {
+  if (typeof v === "string") return v;
+  if (Array.isArray(v) && v.every((x) => typeof x === "string")) return v.join(", ");
+  return JSON.stringify(v).replace(/,/g, ", ");
+}
+
+function showActionError(message) {
+  const box = $("action-error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// ---- stream -------------------------------------------------------------------------------
+
+let resyncedThrough = 0; // id of the last status event that made us reload the history
+
+function openStream() {
+  if (source) return;
+  // Steps count from 1: after_step=0 replays every step but only the newest status.
+  source = new EventSource(`${ROOT}${jobUrl}/events?after_step=${Math.max(lastStep, 0)}`);
+  source.addEventListener("step", (e) => addStep(JSON.parse(e.data)));
+  source.addEventListener("eval", (e) => addEval(JSON.parse(e.data)));
+  source.addEventListener("status", (e) => onStatus(JSON.parse(e.data), Number(e.lastEventId) || 0));
+  source.addEventListener("open", () => root.classList.remove("stream-down"));
+  source.addEventListener("error", () => {
+    // CONNECTING: the browser retries by itself. CLOSED: it gave up (e.g. a 404).
+    root.classList.add("stream-down");
+    if (source && source.readyState === EventSource.CLOSED) {
+      source = null;
+      setTimeout(refreshJob, 3000);
+    }
+  });
+}
+
+function closeStream() {
+  if (source) source.close();
+  source = null;
+  root.classList.remove("stream-down");
+}
+
+async function onStatus(data, eventId) {
+  if (!job || !data.status) return;
+  // A status with a step earlier than what is drawn: training restarted from a checkpoint
+  // (a resume), so points after that step were dropped on the server. Redraw from the store,
+  // once per such event (the new stream replays the same event).
+  if (typeof data.step === "number" && data.step < lastStep && eventId > resyncedThrough) {
+    resyncedThrough = eventId;
+    await resync();
+    return;
+  }
+  if (data.status === job.status && !TERMINAL.has(data.status)) return;
+  // The stream replays the newest status, which may predate what /metrics returned: the
+  // job's current state comes from the API before the stream is closed.
+  await refreshJob();
+}
+
+/** Fetch the job, redraw it, and keep the stream open exactly while the job can change. */
+async function refreshJob() {
+  try {
+    job = await api(jobUrl);
+  } catch (err) {
+    showActionError(`Could not refresh the job: ${err.message}`);
+    return;
+  }
+  renderJob();
+  if (TERMINAL.has(job.status)) {
+    lossChart.flush();
+    closeStream(); // nothing more will come; a reconnect would only replay
+  } else {
+    openStream();
+  }
+}
+
+/** The metric history from GET .../metrics (downsampled for a long job), or null. */
+async function fetchHistory() {
+  try {
+    return await api(`${jobUrl}/metrics?max_points=${HISTORY_POINTS}`);
+  } catch (err) {
+    showActionError(`Could not load the metric history: ${err.message}`);
+    return null;
+  }
+}
+
+function drawHistory(history) {
+  for (const r of history?.metrics || []) addStep(r);
+  for (const r of history?.evals || []) addEval(r);
+}
+
+/** Start over from the store: job, history, then the stream for what follows. */
+let resyncing = null;
+function resync() {
+  resyncing ??= (async () => {
+    closeStream();
+    let fresh;
+    try {
+      fresh = await api(jobUrl);
+    } catch (err) {
+      showActionError(`Could not refresh the job: ${err.message}`);
+      return;
+    }
+    const history = await fetchHistory();
+    // Swap in one go, so the chart never shows empty in between.
+    lossChart.reset();
+    mapChart.reset();
+    lastStep = -1;
+    lastEvalStep = -1;
+    recent = [];
+    job = fresh;
+    drawHistory(history);
+    renderJob();
+    if (!TERMINAL.has(job.status)) openStream(); // after_step: whatever happened meanwhile
+  })().finally(() => (resyncing = null));
+  return resyncing;
+}
+
+// A finished job may be resumed elsewhere (another tab, a script): look now and then.
+setInterval(async () => {
+  if (!job || !TERMINAL.has(job.status) || job.status === "succeeded" || document.hidden) return;
+  try {
+    const fresh = await api(jobUrl);
+    if (!TERMINAL.has(fresh.status)) await resync();
+  } catch {
+    /* the next tick tries again */
+  }
+}, 5000);
+
+// ---- buttons ------------------------------------------------------------------------------
+
+async function action(button, path, { method = "POST", confirmText } = {}) {
+  if (confirmText && !window.confirm(confirmText)) return null;
+  button.disabled = true;
+  showActionError("");
+  try {
+    return (await api(`${jobUrl}${path}`, { method })) ?? {}; // DELETE answers 204, no body
+  } catch (err) {
+    showActionError(err.message);
+    renderJob();
+    return null;
+  }
+}
+
+$("cancel-btn").addEventListener("click", async (e) => {
+  const updated = await action(e.currentTarget, "/cancel");
+  if (updated) {
+    job = updated;
+    renderJob();
+  }
+});
+
+$("resume-btn").addEventListener("click", async (e) => {
+  // The server drops the metrics after the checkpoint it resumes from: redraw from the store.
+  if (await action(e.currentTarget, "/resume")) await resync();
+});
+
+$("delete-btn").addEventListener("click", async (e) => {
+  const done = await action(e.currentTarget, "", { method: "DELETE", confirmText: "Delete this job and its files?" });
+  if (done) location.assign(`${ROOT}/`);
+});
+
+// ---- start --------------------------------------------------------------------------------
+
+async function init() {
+  try {
+    job = await api(jobUrl);
+  } catch (err) {
+    $("job-name").textContent = err.status === 404 ? `Job ${jobId} does not exist` : `Could not load job ${jobId}`;
+    $("job-status").hidden = true;
+    showActionError(err.status === 404 ? "" : err.message);
+    return;
+  }
+  renderJob();
+  renderConfig(job.config);
+  mapChart.setXRange(job.total_steps);
+  drawHistory(await fetchHistory());
+  if (!TERMINAL.has(job.status)) openStream();
+  root.dataset.ready = "true";
+  // The elapsed time and ETA tick between steps too.
+  setInterval(() => job && !TERMINAL.has(job.status) && renderProgress(), 1000);
+}
+
+init();

@@ -1,0 +1,264 @@
+// The prior explorer: a draft prior config, the priors on one image, and the coverage report.
+// Settings changes are debounced (100 ms) and answered by two requests in parallel; the priors
+// of the cell under the pointer are drawn here from the layers' shapes, without a round trip.
+import { ApiError, api, el } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+const root = $("priors-root");
+const job = root.dataset.jobId || null;
+const params = new URLSearchParams(location.search);
+const PLOT = { displaylogo: false, responsive: true, scrollZoom: true };
+const DEBOUNCE_MS = 100;
+
+const state = { base: null, layers: [], pinned: null, exploreSeq: 0, coverageSeq: 0, coverageVersion: 0, baseShapes: [] };
+
+const numbers = (text) =>
+  text
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .map(Number);
+
+function scaleInputs(scales) {
+  const box = $("scales-fields");
+  box.replaceChildren(
+    ...scales.map((group, i) =>
+      el(
+        "label",
+        { class: "field" },
+        `scales of layer ${i} `,
+        el("span", { class: "muted", text: "(px, one or more)" }),
+        el("input", { type: "text", class: "scale-input", name: `scales.${i}`, "data-layer": i, value: (Array.isArray(group) ? group : [group]).join(", ") }),
+      ),
+    ),
+  );
+}
+
+function fillForm(config) {
+  $("strides").value = config.priors.strides.join(", ");
+  scaleInputs(config.priors.scales);
+  $("ratios").value = config.priors.ratios.join(", ");
+  $("iou-threshold").value = config.matching.iou_threshold;
+  $("force-best").checked = config.matching.force_best;
+  const layers = config.model.source_layers;
+  $("layer").replaceChildren(...layers.map((name, i) => el("option", { value: i, text: `${i}: ${name} (stride ${config.priors.strides[i]})` })));
+}
+
+function draft() {
+  const config = {
+    priors: {
+      strides: numbers($("strides").value),
+      scales: [...document.querySelectorAll(".scale-input")].map((input) => numbers(input.value)),
+      ratios: numbers($("ratios").value),
+    },
+    matching: { iou_threshold: Number($("iou-threshold").value), force_best: $("force-best").checked },
+  };
+  if (!job) config.preset = $("preset").value;
+  return config;
+}
+
+function showError(err) {
+  const box = $("priors-error");
+  if (!err) {
+    box.hidden = true;
+    return;
+  }
+  let text = err.message;
+  if (err instanceof ApiError && Array.isArray(err.body?.detail)) {
+    text = err.body.detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("; ");
+  }
+  box.textContent = text;
+  box.hidden = false;
+}
+
+function cellShapes(layerIndex, row, col) {
+  const layer = state.layers[layerIndex];
+  if (!layer) return [];
+  const shapeSel = $("shape").value;
+  const cx = layer.offset + col * layer.stride;
+  const cy = layer.offset + row * layer.stride;
+  const shapes = [
+    {
+      type: "rect",
+      x0: col * layer.stride,
+      y0: row * layer.stride,
+      x1: (col + 1) * layer.stride,
+      y1: (row + 1) * layer.stride,
+      line: { width: 0 },
+      fillcolor: "rgba(255, 255, 255, 0.35)",
+      layer: "above",
+    },
+  ];
+  layer.shapes.forEach(([w, h], k) => {
+    if (shapeSel !== "" && Number(shapeSel) !== k) return;
+    shapes.push({ type: "rect", x0: cx - w / 2, y0: cy - h / 2, x1: cx + w / 2, y1: cy + h / 2, line: { color: "#ffffff", width: 1.5, dash: "dash" }, layer: "above" });
+  });
+  const names = layer.shapes
+    .map(([w, h], k) => (shapeSel === "" || Number(shapeSel) === k ? `${w}×${h}` : null))
+    .filter(Boolean)
+    .join(", ");
+  $("cell-info").textContent = `${layer.source_layer} cell (${row}, ${col}), centre (${cx}, ${cy}): priors ${names} px`;
+  return shapes;
+}
+
+function drawCell(row, col) {
+  Plotly.relayout("prior-figure", { shapes: cellShapes(Number($("layer").value), row, col) });
+}
+
+function cellAt(x, y) {
+  const layer = state.layers[Number($("layer").value)];
+  if (!layer) return null;
+  const clamp = (v, n) => Math.min(n - 1, Math.max(0, v));
+  return [clamp(Math.floor(y / layer.stride), layer.grid[0]), clamp(Math.floor(x / layer.stride), layer.grid[1])];
+}
+
+function refillShapes() {
+  const layer = state.layers[Number($("layer").value)];
+  if (!layer) return;
+  const current = $("shape").value;
+  $("shape").replaceChildren(el("option", { value: "", text: "all" }), ...layer.shapes.map(([w, h], k) => el("option", { value: k, text: `${k}: ${w}×${h} px` })));
+  if (current !== "" && Number(current) < layer.shapes.length) $("shape").value = current;
+}
+
+function renderExplore(data) {
+  state.layers = data.layers;
+  refillShapes();
+  const fig = data.figure;
+  const div = $("prior-figure");
+  Plotly.react(div, fig.data, fig.layout, PLOT);
+  if (!div.dataset.bound) {
+    div.dataset.bound = "true";
+    div.on("plotly_hover", (ev) => {
+      const p = ev.points && ev.points[0];
+      if (!p) return;
+      const cell = cellAt(p.x, p.y);
+      if (cell) drawCell(...cell);
+    });
+    div.on("plotly_unhover", () => {
+      if (state.pinned) drawCell(...state.pinned);
+    });
+    div.on("plotly_click", (ev) => {
+      const p = ev.points && ev.points[0];
+      if (!p) return;
+      state.pinned = cellAt(p.x, p.y);
+      if (state.pinned) drawCell(...state.pinned);
+    });
+  }
+  if (state.pinned) drawCell(...state.pinned);
+  const unmatched = data.unmatched.length;
+  $("image-stats").textContent =
+    `${data.ground_truths.length} digits · ${unmatched ? `${unmatched} without a prior ≥ ${data.iou_threshold}` : "all matched"} · ` +
+    `${data.force_best ? data.positives_forced : data.positives} positives · ${data.num_priors} priors`;
+  $("gt-table").querySelector("tbody").replaceChildren(
+    ...data.ground_truths.map((gt) => {
+      const [x1, y1, x2, y2] = gt.box;
+      return el(
+        "tr",
+        { class: gt.matched ? "" : "row-unmatched" },
+        el("td", { text: gt.index }),
+        el("td", { text: gt.label }),
+        el("td", { class: "mono", text: `${x2 - x1}×${y2 - y1} (${gt.size_bucket})` }),
+        el("td", { class: "mono", text: gt.best_iou.toFixed(2) }),
+        el("td", { text: gt.matched ? gt.priors.length : `none ≥ ${data.iou_threshold}${data.force_best ? " (forced: 1)" : ""}` }),
+      );
+    }),
+  );
+}
+
+function renderCoverage(data) {
+  const pct = (v) => `${(100 * v).toFixed(1)}%`;
+  $("coverage-headline").textContent =
+    `${data.num_gt} ground truths in ${data.num_images} ${data.split} images · ${pct(data.share_matched)} matched at IoU ≥ ${data.iou_threshold}` +
+    ` · ${pct(data.share_matched_forced)} forced · ${data.positives_per_image[data.force_best ? "mean" : "mean"].toFixed(1)} positives/image`;
+  $("coverage-words").replaceChildren(...data.words.map((w) => el("li", { text: w })));
+  const figs = { buckets: "coverage-buckets", best_iou: "coverage-best-iou", positives: "coverage-positives" };
+  for (const [name, id] of Object.entries(figs)) Plotly.react(id, data.figures[name].data, data.figures[name].layout, { displaylogo: false, responsive: true });
+  state.coverageVersion += 1;
+  $("coverage-card").dataset.version = String(state.coverageVersion);
+  $("coverage-card").dataset.shareMatched = String(data.share_matched);
+}
+
+async function refresh() {
+  const config = draft();
+  const common = { config, split: $("split").value };
+  if (job) common.job = job;
+  const started = performance.now();
+  const exploreSeq = ++state.exploreSeq;
+  const coverageSeq = ++state.coverageSeq;
+  const body = { ...common, index: Math.max(0, Number($("index").value) || 0), layer: Number($("layer").value) || 0 };
+  if ($("shape").value !== "") body.shape = Number($("shape").value);
+  if (state.pinned) body.cell = state.pinned;
+  let exploreMs = null;
+  const explore = api("/api/priors/explore", { method: "POST", body })
+    .then((data) => {
+      if (exploreSeq !== state.exploreSeq) return;
+      renderExplore(data);
+      exploreMs = performance.now() - started;
+      showError(null);
+    })
+    .catch((err) => {
+      if (exploreSeq === state.exploreSeq) showError(err);
+    });
+  const n = Math.min(2000, Math.max(1, Number($("coverage-n").value) || 300));
+  const coverage = api("/api/priors/coverage", { method: "POST", body: { ...common, split: "val", n } })
+    .then((data) => {
+      if (coverageSeq === state.coverageSeq) renderCoverage(data);
+    })
+    .catch((err) => {
+      if (coverageSeq === state.coverageSeq) showError(err);
+    });
+  await Promise.all([explore, coverage]);
+  if (coverageSeq === state.coverageSeq) {
+    const total = performance.now() - started;
+    $("timing").textContent = `redrawn in ${Math.round(total)} ms (image ${exploreMs === null ? "–" : Math.round(exploreMs)} ms)`;
+    root.dataset.ready = "true";
+  }
+}
+
+let timer = null;
+function schedule() {
+  clearTimeout(timer);
+  timer = setTimeout(refresh, DEBOUNCE_MS);
+}
+
+async function loadBase() {
+  if (job) {
+    const record = await api(`/api/jobs/${encodeURIComponent(job)}`);
+    $("preset-field").hidden = true;
+    $("priors-summary").textContent = `The priors of job ${record.name} (${job}); edits here are a draft and change nothing in the job.`;
+    return { job: record.config };
+  }
+  const schema = await api("/api/config/schema");
+  return { notebook: schema.notebook, default: schema.defaults };
+}
+
+async function init() {
+  try {
+    state.base = await loadBase();
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  const preset = params.get("preset") === "default" ? "default" : "notebook";
+  $("preset").value = preset;
+  fillForm(job ? state.base.job : state.base[preset]);
+  if (params.get("split") === "train") $("split").value = "train";
+  if (params.get("index")) $("index").value = Math.max(0, Number(params.get("index")) || 0);
+  $("preset").addEventListener("change", () => {
+    fillForm(state.base[$("preset").value]);
+    state.pinned = null;
+    schedule();
+  });
+  $("layer").addEventListener("change", () => {
+    state.pinned = null;
+    refillShapes();
+    schedule();
+  });
+  $("priors-form").addEventListener("input", (ev) => {
+    if (ev.target.id === "layer" || ev.target.id === "preset") return;
+    schedule();
+  });
+  $("priors-form").addEventListener("submit", (ev) => ev.preventDefault());
+  await refresh();
+}
+
+init();

@@ -1,0 +1,153 @@
+"""Helpers of the API tests: a tiny training config, a real server process, an SSE reader.
+
+Training configs stay tiny (2 units, 32 px, one source layer) so a step takes milliseconds on
+two busy cores. Streaming, cancelling and killing need real processes: ``ServerProcess`` runs
+``ssdboard serve`` on a free port, and its workers are found through ``/proc``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TINY: dict[str, Any] = {
+    "preset": "notebook",
+    "name": "tiny",
+    "model": {"num_units": 2, "source_layers": ["norm3_2"]},
+    "priors": {"strides": [4], "scales": [[8]], "ratios": [1.0]},
+    "data": {"image_size": 32, "scale_range": [0.5, 1.0], "min_digits": 1, "max_digits": 2, "val_images": 8},
+    "train": {"steps": 5, "batch_size": 2, "eval_images": 4},
+}
+TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
+
+
+def tiny(**train: Any) -> dict[str, Any]:
+    """The tiny config with ``train`` keys overridden."""
+    config = copy.deepcopy(TINY)
+    config["train"].update(train)
+    return config
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """``ssdboard serve`` in a subprocess on a free port, logging to ``data_dir/../server-N.log``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 30) -> ServerProcess:
+        """Start and wait until ``/healthz`` answers."""
+        exe = Path(sys.executable).parent / "ssdboard"
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ssd.cli"]
+        cmd += ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        self.starts += 1
+        self.log = self.data_dir.parent / f"server-{self.port}-{self.starts}.log"
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        self.process = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start in {timeout} s:\n{self.log.read_text()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Send ``sig`` and wait for the exit; returns the exit status."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def worker_pids(self) -> list[int]:
+        """Pids of this server's spawned training workers (children running ``spawn_main``)."""
+        children: list[int] = []
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            children += [int(p) for p in (task / "children").read_text().split()]
+        out = []
+        for pid in children:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"spawn_main" in cmdline:
+                out.append(pid)
+        return out
+
+
+def sse(
+    http: httpx.Client,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    timeout: float = 90,
+) -> Iterator[dict[str, Any]]:
+    """Parse a Server-Sent Events stream into ``{"id", "event", "data"}`` dicts (data decoded)."""
+    with http.stream("GET", path, headers=headers, params=params, timeout=timeout) as response:
+        assert response.status_code == 200, response.read()
+        fields: dict[str, str] = {}
+        for line in response.iter_lines():
+            if not line:
+                if "data" in fields:
+                    yield {"id": int(fields["id"]), "event": fields.get("event"), "data": json.loads(fields["data"])}
+                fields = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(":")
+                fields[key] = value[1:] if value.startswith(" ") else value
+
+
+def wait_for(http: httpx.Client, job_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 90) -> Any:
+    """Poll ``GET /api/jobs/{id}`` until ``predicate(job)``; returns the job."""
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = http.get(f"/api/jobs/{job_id}").json()
+        if predicate(job):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} never got there; last seen {job}")
+
+
+def wait_for_step(http: httpx.Client, job_id: str, step: int, timeout: float = 90) -> Any:
+    """Read the job's event stream until a ``step`` event at or past ``step``; returns that event."""
+    for event in sse(http, f"/api/jobs/{job_id}/events", params={"from": "live"}, timeout=timeout):
+        if event["event"] == "step" and event["data"]["step"] >= step:
+            return event
+        if event["event"] == "status" and event["data"]["status"] in TERMINAL:
+            raise AssertionError(f"job {job_id} ended before step {step}: {event}")
+    raise AssertionError(f"stream of job {job_id} ended before step {step}")

@@ -1,0 +1,132 @@
+"""Browser tests: a real ``ssdboard serve`` in a subprocess, driven by headless Chromium.
+
+Chromium is Debian's (``apt-get install chromium``); playwright only drives it, so
+``playwright install`` is never needed. Without ``/usr/bin/chromium`` every test here skips.
+Screenshots go to ``$SSDBOARD_SCREENSHOTS`` (default ``/tmp/shots``) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("SSDBOARD_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+SHOTS = Path(os.environ.get("SSDBOARD_SCREENSHOTS", "/tmp/shots"))
+
+
+def server_command(port: int, data_dir: Path) -> list[str]:
+    """The server under test. ``SSDBOARD_BROWSER_SERVER`` (a command with ``{port}`` and
+    ``{data_dir}``) points the tests at another server, e.g. a fake API while developing pages."""
+    override = os.environ.get("SSDBOARD_BROWSER_SERVER")
+    if override:
+        return shlex.split(override.format(port=port, data_dir=data_dir))
+    ssdboard = Path(sys.executable).with_name("ssdboard")
+    return [str(ssdboard), "serve", "--port", str(port), "--data-dir", str(data_dir)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server not healthy after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> Path:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (CI's .ci/run does)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a fresh server with its own data dir, stopped after the session."""
+    port = _free_port()
+    data_dir = tmp_path_factory.mktemp("ssdboard-data")
+    log_path = data_dir.parent / "server.log"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(server_command(port, data_dir), stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, timeout=60)
+    except RuntimeError as exc:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"{exc}; log:\n{log_path.read_text(errors='replace')[-4000:]}")
+    yield url
+    proc.terminate()  # SIGTERM: the server checkpoints and stops its workers
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: Path) -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[Any]:
+    """A fresh page whose relative URLs resolve against the server; fails the test on a JS error."""
+    context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def shot() -> Any:
+    """``shot(page_or_locator, "name")`` saves SHOTS/name.png (a page is taken whole)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(target: Any, name: str) -> Path:
+        path = SHOTS / f"{name}.png"
+        if hasattr(target, "goto"):  # a Page, not a Locator
+            target.screenshot(path=str(path), full_page=True)
+        else:
+            target.screenshot(path=str(path))
+        return path
+
+    return take
