@@ -27,6 +27,7 @@ bench: venv
 	$(VENV)/bin/ssdboard bench
 	$(VENV)/bin/python -m app.bench_sse $(SSE_BENCH_ARGS)
 	$(VENV)/bin/python -m app.bench_priors
+	$(VENV)/bin/python -m app.bench_detect
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -37,7 +37,12 @@ def _times(client: TestClient, url: str, bodies: list[dict[str, Any]]) -> list[f
 def _summary(ms: list[float]) -> dict[str, float]:
     ordered = sorted(ms)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {"n": len(ms), "p50_ms": round(statistics.median(ms), 2), "p95_ms": round(p95, 2), "max_ms": round(max(ms), 2)}
+    return {
+        "n": len(ms),
+        "p50_ms": round(statistics.median(ms), 2),
+        "p95_ms": round(p95, 2),
+        "max_ms": round(max(ms), 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         body = {"config": notebook, "split": "val", "n": args.coverage_images}
         cold = _times(client, "/api/priors/coverage", [body])
         # A settings change: new scales each time, the same (cached) images.
-        warm_bodies = [
-            {**body, "config": {**notebook, "priors": {"scales": [10 + i % 5, 25, 40]}}} for i in range(10)
-        ]
+        warm_bodies = [{**body, "config": {**notebook, "priors": {"scales": [10 + i % 5, 25, 40]}}} for i in range(10)]
         warm = _times(client, "/api/priors/coverage", warm_bodies)
     result = {
         "explore": {"image": "128x128, notebook priors (4032)", **_summary(explore)},

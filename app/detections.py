@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 import numpy as np
 
 from app.figures.detections import confusion_figure, image_figure, pr_figure
-from app.images import data_url, decode_upload, letterbox, png_bytes
-from ssd.config import Config, from_dict
+from app.images import data_url, decode_upload, letterbox
+from ssd.config import Config
+from ssd.data import for_config
 from ssd.evaluate import coco_evaluate, confusion_matrix, match_detections
 
 if TYPE_CHECKING:
@@ -67,10 +68,7 @@ def load_detector(directory: Path) -> Predictor:
 
 def dataset(config: Config, split: Split) -> DetectionDataset:
     """The job's training or validation generator, exactly as training used it."""
-    from ssd.train import datasets
-
-    train, val = datasets(config)
-    return val if split == "val" else train
+    return for_config(config, split)
 
 
 @dataclass(frozen=True)
@@ -130,6 +128,10 @@ class DetectionService:
         self._load_lock = threading.Lock()  # one TensorFlow model build at a time
         self._infer_lock = threading.Lock()
 
+    def forget_results(self) -> None:
+        """Drop cached predictions and evaluations (loaded detectors stay): for benchmarks."""
+        self._predictions, self._evaluations, self._responses = _LRU(16), _LRU(self._detectors.size), _LRU(16)
+
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, job: dict[str, Any]) -> Checkpoint:
         """The job's latest checkpoint; :class:`CheckpointUnavailable` (409 while it trains, else 404)."""
@@ -172,17 +174,6 @@ class DetectionService:
             return list(detector.predict(images))
 
     # ------------------------------------------------------------------ validation images
-    def image_png(self, job: dict[str, Any], split: Split, index: int) -> bytes:
-        """PNG of image ``index`` of the job's ``split`` (no TensorFlow model needed)."""
-        config = from_dict(job["config"])
-        self._check_index(config, split, index)
-        return png_bytes(dataset(config, split)[index].image)
-
-    @staticmethod
-    def _check_index(config: Config, split: Split, index: int) -> None:
-        if split == "val" and not 0 <= index < config.data.val_images:
-            raise IndexError(f"index {index} is outside the validation set (0..{config.data.val_images - 1})")
-
     def detections(
         self,
         job: dict[str, Any],

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from app import security
 from app.api import datasets, detections, health, jobs, priors
 from app.events import Broadcaster
 from app.runner import JobRunner
@@ -32,6 +33,10 @@ DESCRIPTION = """Train SSD detectors in background worker processes and follow t
 Submit a training config (every key optional) to `POST /api/jobs`, follow its losses with
 `GET /api/jobs/{id}/events` (Server-Sent Events) or `GET /api/jobs/{id}/metrics`, and download
 the checkpoint with `GET /api/jobs/{id}/checkpoint`.
+
+When the server has a token (`SSDBOARD_TOKEN`), every `POST`, `PUT`, `PATCH` and `DELETE` under
+`/api/` needs `Authorization: Bearer <token>` (401 otherwise); reads stay open. Request bodies
+are limited (413): 1 MiB of JSON, 5 MiB for an upload.
 """
 
 
@@ -71,16 +76,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(datasets.page_router)
         app.include_router(priors.page_router)
         pages.mount_static(app)
+    token = settings.token.get_secret_value() if settings.token else None
+    security.install(
+        app,
+        token=token,
+        max_body=settings.max_body_bytes,
+        max_upload=settings.max_upload_bytes,
+        cors_origins=settings.cors_origins,
+    )
     return app
 
 
-def serve(*, host: str | None = None, port: int | None = None, data_dir: str | Path | None = None) -> int:
-    """Run the dashboard with uvicorn until interrupted; arguments left None come from the settings."""
+def serve(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    data_dir: str | Path | None = None,
+    insecure: bool = False,
+) -> int:
+    """Run the dashboard with uvicorn until interrupted; arguments left None come from the settings.
+
+    Raises :class:`app.security.UnsafeBindError` for a non-loopback host without a token, unless
+    ``insecure`` (then it logs a warning).
+    """
     import uvicorn
 
     overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": Path(data_dir) if data_dir else None}
     settings = Settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    warning = security.check_bind(settings.host, token_set=settings.token is not None, insecure=insecure)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    if warning:
+        log.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

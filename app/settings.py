@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -24,7 +25,9 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
-    max_concurrent_jobs: int = Field(1, ge=1, description="Jobs training at the same time.")
+    max_concurrent_jobs: int = Field(
+        1, ge=0, description="Jobs training at the same time; 0 queues jobs without starting any (testing)."
+    )
     worker_nice: int = Field(
         10, ge=0, le=19, description="Niceness of worker processes, so the server stays responsive."
     )
@@ -32,6 +35,30 @@ class Settings(BaseSettings):
     max_priors: int = Field(1_000_000, description="Reject configs with more prior boxes than this.")
     max_memory_gib: float = Field(16.0, description="Reject configs whose estimated training memory exceeds this.")
     max_train_images: int = Field(10**9, description="Reject configs whose steps * batch_size exceeds this.")
+    token: SecretStr | None = Field(
+        None,
+        description="When set, every POST/PUT/PATCH/DELETE under /api/ needs 'Authorization: Bearer TOKEN'.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins allowed to call the API from other sites; empty: CORS off.",
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1, description="Largest request body (JSON) in bytes; larger is 413.")
+    max_upload_bytes: int = Field(
+        5 << 20, ge=1, description="Largest body of an upload route (multipart) in bytes; larger is 413."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("token", mode="after")
+    @classmethod
+    def _blank_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
 
     @property
     def db_url(self) -> str:

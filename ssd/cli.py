@@ -4,7 +4,7 @@
 - ``ssdboard detect --checkpoint DIR --images FILE.npz --out FILE.json``
 - ``ssdboard evaluate --checkpoint DIR``
 - ``ssdboard bench``
-- ``ssdboard serve [--host 127.0.0.1] [--port 8000] [--data-dir DIR]``
+- ``ssdboard serve [--host 127.0.0.1] [--port 8000] [--data-dir DIR] [--insecure]``
 
 Heavy imports (TensorFlow) happen inside the commands, so ``--help`` and errors are instant.
 """
@@ -153,9 +153,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from app.main import serve
+        from app.security import UnsafeBindError
     except ImportError as exc:  # pragma: no cover - the app package ships with ssd
         raise CliError(f"the dashboard is not installed: {exc}") from exc
-    return serve(host=args.host, port=args.port, data_dir=args.data_dir)
+    try:
+        return serve(host=args.host, port=args.port, data_dir=args.data_dir, insecure=args.insecure)
+    except UnsafeBindError as exc:
+        raise CliError(f"option --host: {exc}") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="default 8000 (or SSDBOARD_PORT)")
     p.add_argument(
         "--data-dir", default=None, help="where jobs and the database live (default ./data or SSDBOARD_DATA_DIR)"
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without SSDBOARD_TOKEN (anyone who can reach it can change jobs)",
     )
     p.set_defaults(func=cmd_serve)
     return parser

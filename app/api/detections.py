@@ -3,7 +3,8 @@
 
 Routes are thin: they look the job up, call :class:`app.detections.DetectionService` in a worker
 thread (inference must not block the event loop) and map its exceptions to HTTP statuses. No
-route takes a path from the client: a job id, a split and an index name everything.
+route takes a path from the client: a job id, a split and an index name everything. Images
+are the dataset browser's (``/api/datasets/{split}/images/{index}.png?job=ID``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile, status
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.pages import _page
@@ -83,32 +84,12 @@ async def job_detections(
     job = await _job(store, job_id)
     root = request.scope.get("root_path", "").rstrip("/")
 
-    def image_url(index: int) -> str:
-        return f"{root}/api/jobs/{job_id}/detections/images/{index}.png?split={split}"
+    def image_url(index: int) -> str:  # the dataset browser's PNG of the job's image
+        return f"{root}/api/datasets/{split}/images/{index}.png?job={job_id}"
 
     return await _call(
         service.detections, job, split=split, offset=offset, limit=limit, score=score, image_url=image_url
     )
-
-
-@router.get(
-    "/{job_id}/detections/images/{index}.png",
-    response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 404: {"description": "No such job or image."}},
-)
-async def job_detection_image(
-    job_id: str,
-    index: int,
-    store: StoreDep,
-    service: ServiceDep,
-    split: Annotated[Split, Query(description="Validation or training images.")] = "val",
-) -> Response:
-    """An image of the job's dataset as PNG (generated, deterministic: cacheable)."""
-    if index < 0:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no image {index}")
-    job = await _job(store, job_id)
-    data = await _call(service.image_png, job, split, index)
-    return Response(data, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.get("/{job_id}/evaluation", responses=ERRORS)

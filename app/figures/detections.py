@@ -64,7 +64,7 @@ def image_figure(
     detections: Sequence[dict[str, Any]] = (),
     score: float = 0.5,
     title: str | None = None,
-    plot_height: int = 300,
+    plot_height: int | None = None,
     showlegend: bool = False,
 ) -> dict[str, Any]:
     """An image (URL or data URL) with ground truth and detections as named rectangles.
@@ -76,6 +76,7 @@ def image_figure(
         detections: ``{"box": xyxy, "label", "score", "iou": best IoU or None, "status": "tp" | "fp" | None}``;
             ``status`` None means "no ground truth to judge against" (drawn in ``COLORS["pred"]``).
         score: only detections scoring at least this are visible.
+        plot_height: pixels; None lets the page's container decide (the viewer's grid is square).
     """
     shapes: list[dict[str, Any]] = []
     gx: list[float] = []

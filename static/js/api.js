@@ -19,6 +19,90 @@ function describeError(status, body) {
   return `HTTP ${status}`;
 }
 
+// Access token: a server started with SSDBOARD_TOKEN answers 401 to a state-changing request
+// without "Authorization: Bearer <token>". The page asks once and keeps the token for the tab's
+// session (sessionStorage: gone when the tab closes, never sent to other sites).
+const TOKEN_KEY = "ssdboard.token";
+const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+function storedToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null; // storage disabled: ask every time
+  }
+}
+
+function storeToken(token) {
+  try {
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    /* storage disabled */
+  }
+}
+
+let pendingAsk = null;
+
+/** Ask for the token in a small modal; resolves to the token, or null when cancelled. */
+export function askToken(message = "This server needs its access token (SSDBOARD_TOKEN) to change jobs.") {
+  if (pendingAsk) return pendingAsk; // several requests failing at once share one dialog
+  const input = el("input", { type: "password", name: "token", autocomplete: "current-password", required: true });
+  const dialog = el(
+    "dialog",
+    { class: "token-dialog" },
+    el(
+      "form",
+      { method: "dialog" },
+      el("p", { text: message }),
+      el("label", {}, "Token ", input),
+      el(
+        "menu",
+        {},
+        el("button", { type: "submit", value: "ok", class: "primary" }, "Use token"),
+        el("button", { type: "submit", value: "cancel", formnovalidate: true }, "Cancel"),
+      ),
+    ),
+  );
+  document.body.append(dialog);
+  pendingAsk = new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      const token = dialog.returnValue === "ok" ? input.value.trim() : "";
+      dialog.remove();
+      pendingAsk = null;
+      resolve(token || null);
+    });
+  });
+  dialog.showModal();
+  input.focus();
+  return pendingAsk;
+}
+
+/**
+ * fetch() that adds the stored bearer token to state-changing requests; on a 401 it asks for the
+ * token (once per failure), stores it and retries. Use it for every request that changes state,
+ * also for bodies that are not JSON (uploads: pass a FormData body).
+ */
+export async function authFetch(url, init = {}) {
+  const method = (init.method || "GET").toUpperCase();
+  if (!STATE_CHANGING.has(method)) return fetch(url, init);
+  const send = (token) => {
+    const headers = new Headers(init.headers || {});
+    if (token) headers.set("Authorization", `Bearer ${token}`);
+    return fetch(url, { ...init, headers });
+  };
+  let token = storedToken();
+  let response = await send(token);
+  while (response.status === 401) {
+    storeToken(null);
+    token = await askToken(token ? "That token was not accepted. Try again:" : undefined);
+    if (!token) return response;
+    response = await send(token);
+    if (response.status !== 401) storeToken(token);
+  }
+  return response;
+}
+
 /** fetch() a JSON API route; resolves to the decoded body, rejects with ApiError. */
 export async function api(path, { method = "GET", body } = {}) {
   const init = { method, headers: { Accept: "application/json" } };
@@ -26,7 +110,7 @@ export async function api(path, { method = "GET", body } = {}) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(ROOT + path, init);
+  const response = await authFetch(ROOT + path, init);
   const text = await response.text();
   let data = null;
   if (text) {

@@ -98,6 +98,7 @@ async function loadDetections() {
   await renderGrid(data);
   applyAll();
   $("eval-n").max = String(data.total ?? 5000);
+  if (data.total !== null && Number($("eval-n").value) > data.total) $("eval-n").value = String(data.total);
   root.dataset.ready = "true";
   return true;
 }

@@ -111,6 +111,18 @@ function cellAt(x, y) {
   return [clamp(Math.floor(y / layer.stride), layer.grid[0]), clamp(Math.floor(x / layer.stride), layer.grid[1])];
 }
 
+/** Image pixel [x, y] under a mouse event, or null outside the image. */
+function pointerPixel(div, ev) {
+  const full = div._fullLayout;
+  if (!full || !full.xaxis || !state.layers.length) return null;
+  const rect = div.getBoundingClientRect();
+  const x = full.xaxis.p2d(ev.clientX - rect.left - full.xaxis._offset);
+  const y = full.yaxis.p2d(ev.clientY - rect.top - full.yaxis._offset);
+  const size = state.imageSize;
+  if (!Number.isFinite(x) || !Number.isFinite(y) || x < 0 || y < 0 || x >= size || y >= size) return null;
+  return [x, y];
+}
+
 function refillShapes() {
   const layer = state.layers[Number($("layer").value)];
   if (!layer) return;
@@ -121,26 +133,26 @@ function refillShapes() {
 
 function renderExplore(data) {
   state.layers = data.layers;
+  state.imageSize = data.image_size;
   refillShapes();
   const fig = data.figure;
   const div = $("prior-figure");
   Plotly.react(div, fig.data, fig.layout, PLOT);
   if (!div.dataset.bound) {
     div.dataset.bound = "true";
-    div.on("plotly_hover", (ev) => {
-      const p = ev.points && ev.points[0];
-      if (!p) return;
-      const cell = cellAt(p.x, p.y);
-      if (cell) drawCell(...cell);
+    // The pointer's pixel, wherever it is over the plot (boxes and fills included).
+    div.addEventListener("mousemove", (ev) => {
+      const p = pointerPixel(div, ev);
+      if (p) drawCell(...cellAt(p[0], p[1]));
     });
-    div.on("plotly_unhover", () => {
+    div.addEventListener("mouseleave", () => {
       if (state.pinned) drawCell(...state.pinned);
     });
-    div.on("plotly_click", (ev) => {
-      const p = ev.points && ev.points[0];
+    div.addEventListener("click", (ev) => {
+      const p = pointerPixel(div, ev);
       if (!p) return;
-      state.pinned = cellAt(p.x, p.y);
-      if (state.pinned) drawCell(...state.pinned);
+      state.pinned = cellAt(p[0], p[1]);
+      drawCell(...state.pinned);
     });
   }
   if (state.pinned) drawCell(...state.pinned);

@@ -154,7 +154,7 @@ def test_detections_tp_fp_missed_and_iou_worked_by_hand(app_client: TestClient, 
     body = response.json()
     assert body["score_threshold"] == 0.01 and body["iou_threshold"] == 0.5 and body["total"] == 8
     first, second = body["images"]
-    assert first["image_url"] == f"/api/jobs/{job_id}/detections/images/0.png?split=val"
+    assert first["image_url"] == f"/api/datasets/val/images/0.png?job={job_id}"
     got = [(d["label"], d["score"], d["status"], d["iou"], d["best_gt"], d["matched_gt"]) for d in first["detections"]]
     assert got == [
         (3, 0.9, "tp", 1.0, 0, 0),
@@ -190,11 +190,9 @@ def test_detections_paging_and_the_image(app_client: TestClient, stub: StubPredi
     job_id = make_job(app_client)
     body = app_client.get(f"/api/jobs/{job_id}/detections", params={"offset": 6, "limit": 12}).json()
     assert [image["index"] for image in body["images"]] == [6, 7]  # val_images = 8
-    png = app_client.get(f"/api/jobs/{job_id}/detections/images/7.png")
+    png = app_client.get(body["images"][1]["image_url"])  # the dataset browser's, for this job's config
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
-    decoded = np.asarray(Image.open(io.BytesIO(png.content)))
-    assert decoded.shape == (32, 32, 3) and decoded[0, 0, 0] == 7
-    assert app_client.get(f"/api/jobs/{job_id}/detections/images/8.png").status_code == 404
+    assert np.asarray(Image.open(io.BytesIO(png.content))).shape == (32, 32, 3)
     assert app_client.get(f"/api/jobs/{job_id}/detections", params={"split": "test"}).status_code == 422
     assert app_client.get("/api/jobs/nope/detections").status_code == 404
 

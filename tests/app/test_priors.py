@@ -104,7 +104,9 @@ def test_coverage_report_says_the_notebook_gap_in_words(client: TestClient) -> N
 
 
 def test_coverage_changes_with_the_scales_and_job_base(client: TestClient) -> None:
-    small = client.post("/api/priors/coverage", json={"config": {**NOTEBOOK, "priors": {"scales": [14, 25, 40]}}, "n": 100})
+    small = client.post(
+        "/api/priors/coverage", json={"config": {**NOTEBOOK, "priors": {"scales": [14, 25, 40]}}, "n": 100}
+    )
     base = client.post("/api/priors/coverage", json={"config": NOTEBOOK, "n": 100})
     assert small.json()["buckets"][0]["matched"] > base.json()["buckets"][0]["matched"]
     config = from_dict({"preset": "notebook", "matching": {"iou_threshold": 0.3}}).to_dict()
