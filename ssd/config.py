@@ -161,6 +161,9 @@ class LossConfig:
         _check(self.mining in ("batch", "image"), "loss.mining", "must be 'batch' or 'image'")
 
 
+MNIST_DIGIT_SIZE = 28  # side of an MNIST digit at scale 1 (ssd.data.DIGIT_SIZE)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """The built-in MNIST-detection generator (see :mod:`ssd.data`)."""
@@ -181,6 +184,12 @@ class DataConfig:
         _check(self.min_digits <= self.max_digits <= 50, "data.max_digits", "must be >= min_digits and <= 50")
         lo, hi = self.scale_range
         _check(0.1 <= lo <= hi <= 10, "data.scale_range", f"must be 0.1 <= low <= high <= 10, got {self.scale_range}")
+        digit = round(MNIST_DIGIT_SIZE * hi)
+        _check(
+            digit <= self.image_size,
+            "data.scale_range",
+            f"high {hi} makes digits of {digit} px, larger than data.image_size {self.image_size}",
+        )
         _check(1 <= self.val_images <= 100_000, "data.val_images", "must be in 1..100000")
 
 
@@ -353,7 +362,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "default",
         "priors": {"scales": [[10, 16], [25, 36], [48, 64]], "ratios": [0.35, 0.6, 1.0]},
         "matching": {"force_best": True, "variances": [0.1, 0.2]},
-        "train": {"steps": 1000, "schedule": "cosine", "warmup_steps": 50, "precision": "mixed_bfloat16"},
+        "train": {"steps": 1600, "schedule": "cosine", "warmup_steps": 50, "precision": "mixed_bfloat16"},
     },
 }
 

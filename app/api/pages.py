@@ -25,9 +25,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES_DIR = ROOT / "templates"
-STATIC_DIR = ROOT / "static"
+# app/templates and app/static are symlinks to the repository's templates/ and static/, so the
+# same lookup works in a checkout, an editable install and a built wheel (which copies them into
+# the app package as package data: pyproject's [tool.setuptools.package-data]).
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+STATIC_DIR = PACKAGE_DIR / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 PLOTLY_URL = f"/static/vendor/plotly.min.js?v={plotly.__version__}"
 

@@ -39,6 +39,26 @@ def tiny(**train: Any) -> dict[str, Any]:
     return config
 
 
+def route_table(app: Any) -> list[tuple[str, frozenset[str]]]:
+    """Every ``(path, methods)`` the app serves, included routers flattened; a mount is
+    ``("/static/{path}", {"GET"})``. FastAPI >= 0.130 includes routers lazily, so ``app.routes``
+    alone lists the routers, not their routes."""
+    try:
+        from fastapi.routing import iter_route_contexts
+
+        routes: list[Any] = list(iter_route_contexts(app.routes))
+    except ImportError:  # older FastAPI: routes are copied into the app
+        routes = list(app.routes)
+    out = []
+    for route in routes:
+        methods = getattr(route, "methods", None)
+        if methods is None:  # a Mount
+            out.append((f"{route.path}/{{path}}", frozenset({"GET"})))
+        else:
+            out.append((route.path, frozenset(methods) - {"HEAD"}))
+    return out
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:
@@ -49,8 +69,9 @@ def free_port() -> int:
 class ServerProcess:
     """``ssdboard serve`` in a subprocess on a free port, logging to ``data_dir/../server-N.log``."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.env = env or {}  # extra SSDBOARD_* settings, e.g. a token
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -63,7 +84,7 @@ class ServerProcess:
         cmd += ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         self.starts += 1
         self.log = self.data_dir.parent / f"server-{self.port}-{self.starts}.log"
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.env}
         self.process = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

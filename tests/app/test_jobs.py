@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import time
 import zipfile
@@ -183,3 +184,42 @@ def _wait_gone(pid: int, timeout: float) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"worker {pid} still alive {timeout} s after its server died")
+
+
+def test_jobs_beyond_the_concurrency_limit_wait_and_run_in_order(api: httpx.Client) -> None:
+    """Three jobs with one worker slot: one runs at a time, in the order they were submitted."""
+    ids = [api.post("/api/jobs", json=tiny(steps=20, checkpoint_every=0)).json()["id"] for _ in range(3)]
+    most_running = 0
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        jobs = {j["id"]: j for j in api.get("/api/jobs").json() if j["id"] in ids}
+        most_running = max(most_running, sum(j["status"] == "running" for j in jobs.values()))
+        if all(j["status"] in TERMINAL for j in jobs.values()):
+            break
+        time.sleep(0.05)
+    done = [api.get(f"/api/jobs/{job_id}").json() for job_id in ids]
+    assert [j["status"] for j in done] == ["succeeded"] * 3
+    assert most_running == 1
+    assert [j["started_at"] for j in done] == sorted(j["started_at"] for j in done)
+    for earlier, later in zip(done, done[1:], strict=False):
+        assert earlier["finished_at"] <= later["started_at"]  # never two at once
+    for job_id in ids:
+        api.delete(f"/api/jobs/{job_id}")
+
+
+def test_a_diverging_loss_fails_the_job_with_the_step_and_part(api: httpx.Client) -> None:
+    """A config whose loss overflows: tiny offset variances blow the encoded targets up to ~1e38,
+    times alpha 1000, at learning rate 10 in float32. The job fails, it does not hang."""
+    config = tiny(steps=200, learning_rate=10, schedule="constant", precision="float32", checkpoint_every=0)
+    config["loss"] = {"alpha": 1000}
+    config["matching"] = {"variances": [1e-38, 1e-38]}
+    job = api.post("/api/jobs", json=config).json()
+    failed = wait_for(api, job["id"], lambda j: j["status"] in TERMINAL, timeout=120)
+    assert failed["status"] == "failed"
+    assert re.fullmatch(r"loss component '\w+' became (nan|inf|-inf) at step \d+; training stopped", failed["error"])
+    bad_step = int(failed["error"].split("at step ")[1].split(";")[0])
+    kept = api.get(f"/api/jobs/{job['id']}/metrics").json()["metrics"]
+    assert [m["step"] for m in kept] == list(range(1, bad_step))  # the finite steps before it stay
+    events = list(sse(api, f"/api/jobs/{job['id']}/events"))
+    assert events[-1]["data"] == {"status": "failed", "error": failed["error"]}
+    assert api.delete(f"/api/jobs/{job['id']}").status_code == 204

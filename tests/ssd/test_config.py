@@ -90,6 +90,7 @@ def test_overrides_merge_into_the_preset() -> None:
         ({"matching": {"variances": [0.1]}}, "matching.variances"),
         ({"loss": {"normalization": "mean"}}, "loss.normalization"),
         ({"data": {"image_size": 16}}, "data.image_size"),
+        ({"data": {"image_size": 32}}, "data.scale_range"),  # default high 2.5: 70 px digits (found by fuzzing)
         ({"model": "big"}, "model"),
     ],
 )
