@@ -22,11 +22,13 @@ run: venv
 test: venv
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-# SSE_BENCH_ARGS narrows the live-stream benchmark, e.g. make bench SSE_BENCH_ARGS='--clients 5 --steps 20'.
+# SSE_BENCH_ARGS narrows the live-stream benchmark, e.g. make bench SSE_BENCH_ARGS='--clients 5 --steps 20';
+# LOAD_BENCH_ARGS the load benchmark (200 SSE clients + REST reads vs. no clients, ~3 min), e.g. '--clients 50'.
 bench: venv
 	$(VENV)/bin/ssdboard bench
 	$(VENV)/bin/python -m app.bench_sse $(SSE_BENCH_ARGS)
 	$(VENV)/bin/python -m app.bench_priors
+	$(VENV)/bin/python -m app.bench_load $(LOAD_BENCH_ARGS)
 	$(VENV)/bin/python -m app.bench_detect
 
 lint: venv

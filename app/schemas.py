@@ -102,6 +102,10 @@ class DataIn(_Section):
         _pair(_d("data", "scale_range")), description="Digit scale range [low, high] relative to 28 px."
     )
     val_images: int = Field(_d("data", "val_images"), description="Validation images for a full evaluation.")
+    train_overlap: float = Field(
+        _d("data", "train_overlap"),
+        description="Training images only: how much of a digit's box another digit may cover (0-1).",
+    )
 
 
 class TrainIn(_Section):

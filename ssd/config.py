@@ -173,6 +173,9 @@ class DataConfig:
     max_digits: int = 6
     scale_range: tuple[float, float] = (0.8, 2.5)
     val_images: int = 500
+    # Training images only: how much of a digit's box another digit may cover (ssd.data's
+    # max_cover). Validation keeps the generator's 0.25, so runs stay comparable.
+    train_overlap: float = 0.25
 
     def __post_init__(self) -> None:
         _check(
@@ -191,6 +194,7 @@ class DataConfig:
             f"high {hi} makes digits of {digit} px, larger than data.image_size {self.image_size}",
         )
         _check(1 <= self.val_images <= 100_000, "data.val_images", "must be in 1..100000")
+        _check(0.0 <= self.train_overlap <= 1.0, "data.train_overlap", f"must be in [0, 1], got {self.train_overlap}")
 
 
 @dataclass(frozen=True)

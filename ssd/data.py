@@ -179,6 +179,7 @@ class DetectionDataset:
         max_digits: int = 6,
         scale_range: tuple[float, float] = (0.8, 2.5),
         seed: int = 0,
+        max_cover: float = MAX_COVER,
     ) -> None:
         """Configure the generator.
 
@@ -191,6 +192,9 @@ class DetectionDataset:
             scale_range: ``(low, high)`` digit scale factors relative to 28 px,
                 ``0 < low <= high`` and ``round(28 * high) <= image_size``.
             seed: non-negative base seed.
+            max_cover: the largest share of a digit's box that another digit's box
+                may cover, in ``[0, 1]``; box IoU is capped at ``0.4 * max_cover``
+                (the default 0.25 gives IoU <= 0.1). 1 lets digits occlude each other.
 
         Raises:
             ValueError: naming the offending argument.
@@ -216,6 +220,9 @@ class DetectionDataset:
             )
         self.scale_range = (low, high)
         self.seed = _check_int("seed", seed, 0)
+        if not 0.0 <= float(max_cover) <= 1.0:
+            raise ValueError(f"max_cover must be in [0, 1], got {max_cover!r}")
+        self.max_cover = float(max_cover)
         self._split_id = _SPLIT_IDS[split]
         self._pool_images, self._pool_labels = load_digits(split)
 
@@ -278,7 +285,7 @@ class DetectionDataset:
                     bx = int(rng.integers(size - box_w + 1))
                     by = int(rng.integers(size - box_h + 1))
                     box = (bx, by, bx + box_w, by + box_h)
-                    if count and not _fits(box, boxes[:count]):
+                    if count and not _fits(box, boxes[:count], self.max_cover):
                         continue
                     _paste(canvas, digit, colour, by - r0, bx - c0)
                     boxes[count] = box
@@ -310,8 +317,8 @@ class DetectionDataset:
         return pad_samples([self[start + i] for i in range(size)], self.max_digits)
 
 
-def _fits(box: tuple[int, int, int, int], others: np.ndarray) -> bool:
-    """Whether ``box`` overlaps each of ``others`` [M, 4] little enough."""
+def _fits(box: tuple[int, int, int, int], others: np.ndarray, max_cover: float = MAX_COVER) -> bool:
+    """Whether ``box`` overlaps each of ``others`` [M, 4] little enough (see ``max_cover``)."""
     x1, y1, x2, y2 = box
     iw = np.clip(np.minimum(others[:, 2], x2) - np.maximum(others[:, 0], x1), 0.0, None)
     ih = np.clip(np.minimum(others[:, 3], y2) - np.maximum(others[:, 1], y1), 0.0, None)
@@ -322,7 +329,7 @@ def _fits(box: tuple[int, int, int, int], others: np.ndarray) -> bool:
     other_area = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
     iou = inter / (area + other_area - inter)
     cover = inter / np.minimum(area, other_area)
-    return bool(np.all(iou <= MAX_IOU) and np.all(cover <= MAX_COVER))
+    return bool(np.all(iou <= max_cover * (MAX_IOU / MAX_COVER)) and np.all(cover <= max_cover))
 
 
 def _paste(canvas: np.ndarray, digit: np.ndarray, colour: np.ndarray, top: int, left: int) -> None:
@@ -387,4 +394,5 @@ def for_config(config: Config, split: Split) -> DetectionDataset:
         max_digits=d.max_digits,
         scale_range=d.scale_range,
         seed=config.seed if split == "train" else VAL_SEED,
+        max_cover=d.train_overlap if split == "train" else MAX_COVER,
     )

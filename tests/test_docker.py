@@ -168,7 +168,8 @@ def test_installed_package_carries_templates_and_static(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     (wheel,) = tmp_path.glob("ssdboard-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    wanted = {f"app/{p.relative_to(ROOT)}" for d in ("templates", "static") for p in (ROOT / d).rglob("*") if p.is_file()}
+    files = [p for d in ("templates", "static") for p in (ROOT / d).rglob("*") if p.is_file()]
+    wanted = {f"app/{p.relative_to(ROOT)}" for p in files}
     assert wanted and wanted <= names, sorted(wanted - names)
     assert "ssd/assets/mnist_digits.npz" in names and "app/api/pages.py" in names
 

@@ -135,7 +135,9 @@ def test_no_route_serves_a_path_from_the_client(fuzz_server: ServerProcess, tmp_
             for payload in payloads:
                 values = {name: VALID.get(name, job_id) for name in params}
                 values[param] = payload
-                path = re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values[m.group(1)], template)
+                path = template
+                for name, value in values.items():
+                    path = re.sub(rf"\{{{name}(?::\w+)?\}}", lambda _, v=value: v, path)
                 for method in sorted(methods):
                     status, body = _raw(fuzz_server, method, path)
                     checked += 1

@@ -155,3 +155,28 @@ def test_negative_index_rejected() -> None:
 def test_module_constants() -> None:
     assert ssd.data.NUM_CLASSES == 10
     assert ssd.data.ASSET_PATH.is_file()
+
+
+def _max_cover(boxes: np.ndarray) -> float:
+    worst = 0.0
+    for i in range(len(boxes)):
+        for j in range(len(boxes)):
+            if i == j:
+                continue
+            a, b = boxes[i], boxes[j]
+            iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+            ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+            area = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+            worst = max(worst, iw * ih / area)
+    return worst
+
+
+def test_max_cover_bounds_overlap() -> None:
+    strict = DetectionDataset("train", seed=3)
+    loose = DetectionDataset("train", seed=3, max_cover=1.0)
+    strict_cover = [_max_cover(strict[i].boxes) for i in range(150)]
+    loose_cover = [_max_cover(loose[i].boxes) for i in range(150)]
+    assert max(strict_cover) <= 0.25 + 1e-6
+    assert max(loose_cover) > 0.5  # digits now occlude each other
+    with pytest.raises(ValueError, match="max_cover"):
+        DetectionDataset("train", max_cover=1.5)

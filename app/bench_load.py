@@ -1,0 +1,321 @@
+"""Load benchmark: ``python -m app.bench_load`` (``make bench`` runs it).
+
+One server (``ssdboard serve``, a temporary data dir, one job at a time), two runs of the same
+job (same config, seed and steps), side by side:
+
+- **A**: the job alone, nobody watching;
+- **B**: the job with ``--clients`` Server-Sent Events clients (200) following it from its
+  first event to its last (at least ``--duration`` seconds: the job is sized for that), plus a
+  steady stream of REST reads (``--rest-hz`` a second, ``GET /api/jobs`` and ``GET /api/jobs/{id}``
+  in turn).
+
+Reported: request errors, lost or repeated step events (every client must receive every step
+exactly once), the server process's peak memory (``VmHWM`` of ``/proc/PID/status``; workers are
+separate processes and not counted) and the training speed of both runs (steps/s from the step
+times the worker records, warm-up steps left out). Targets: no errors, no lost events, speed of B
+at least 90 % of A. Results go to ``.bench/load.json``; the exit status is 1 when a target is missed.
+
+The clients speak HTTP/1.1 over raw asyncio streams (de-chunking and splitting SSE lines by hand)
+so that the benchmark's own CPU use, on the same machine as the server and the worker, stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.bench_sse import free_port, percentile, start_server
+
+SPEED_TARGET = 0.90
+WARMUP_STEPS = 10
+
+
+@dataclass
+class ClientResult:
+    """What one SSE client saw."""
+
+    steps: list[int] = field(default_factory=list)
+    status: str | None = None
+    error: str | None = None
+    connected_s: float = 0.0
+
+
+async def sse_client(host: str, port: int, path: str) -> ClientResult:
+    """Follow one event stream to its terminal status; the step numbers received, in order."""
+    result = ClientResult()
+    started = time.monotonic()
+    try:
+        reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode())
+        await writer.drain()
+        status_line = await reader.readline()
+        if b" 200 " not in status_line:
+            raise RuntimeError(f"status {status_line!r}")
+        chunked = False
+        while (header := await reader.readline()) not in (b"\r\n", b""):
+            chunked = chunked or header.lower().startswith(b"transfer-encoding: chunked")
+        buffer = b""
+        kind = None
+        done = False
+        while not done:
+            if chunked:
+                size = int((await reader.readline()).split(b";")[0], 16)
+                if size == 0:
+                    break
+                buffer += await reader.readexactly(size + 2)
+                buffer = buffer[:-2]
+            else:
+                piece = await reader.read(65536)
+                if not piece:
+                    break
+                buffer += piece
+            *lines, buffer = buffer.split(b"\n")
+            for raw in lines:
+                line = raw.rstrip(b"\r")
+                if line.startswith(b"event:"):
+                    kind = line[6:].strip()
+                elif line.startswith(b"data:") and kind is not None:
+                    if kind == b"step":
+                        result.steps.append(int(json.loads(line[5:])["step"]))
+                    elif kind == b"status":
+                        status = json.loads(line[5:])["status"]
+                        if status in ("succeeded", "failed", "cancelled", "interrupted"):
+                            result.status = status
+                            done = True
+                elif not line:
+                    kind = None
+        writer.close()
+    except Exception as exc:  # noqa: BLE001 - every failure is counted, none stops the benchmark
+        result.error = f"{type(exc).__name__}: {exc}"
+    result.connected_s = time.monotonic() - started
+    return result
+
+
+async def rest_reader(http: httpx.AsyncClient, paths: Sequence[str], hz: float, done: asyncio.Event) -> dict[str, Any]:
+    """``hz`` GETs a second, taking ``paths`` in turn, until ``done``; latencies and errors."""
+    times: list[float] = []
+    errors: list[str] = []
+    turn = 0
+    while not done.is_set():
+        path = paths[turn % len(paths)]
+        turn += 1
+        started = time.perf_counter()
+        try:
+            response = await http.get(path)
+            if response.status_code != 200:
+                errors.append(f"GET {path}: {response.status_code}")
+        except httpx.HTTPError as exc:
+            errors.append(f"GET {path}: {type(exc).__name__}")
+        times.append(time.perf_counter() - started)
+        await asyncio.sleep(max(0.0, 1 / hz - (time.perf_counter() - started)))
+    return {"times": times, "errors": errors}
+
+
+async def memory_sampler(pid: int, done: asyncio.Event) -> list[int]:
+    """The server's resident set size in bytes, twice a second until ``done``."""
+    samples = []
+    while not done.is_set():
+        samples.append(rss_bytes(pid)["VmRSS"])
+        await asyncio.sleep(0.5)
+    return samples
+
+
+def rss_bytes(pid: int) -> dict[str, int]:
+    """``VmRSS`` (now) and ``VmHWM`` (peak) of a process, in bytes."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+async def wait_done(http: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    """Poll the job until it ends; the final job."""
+    while True:
+        job: dict[str, Any] = (await http.get(f"/api/jobs/{job_id}")).json()
+        if job["status"] in ("succeeded", "failed", "cancelled", "interrupted"):
+            return job
+        await asyncio.sleep(0.5)
+
+
+def speed(metrics: list[dict[str, Any]]) -> float:
+    """Steps per second between the end of the warm-up and the last step (the worker's clock)."""
+    rows = [m for m in metrics if m["step"] > WARMUP_STEPS]
+    if len(rows) < 2:
+        return float("nan")
+    return (rows[-1]["step"] - rows[0]["step"]) / (rows[-1]["time"] - rows[0]["time"])
+
+
+async def run_job(
+    base_url: str, config: dict[str, Any], *, clients: int, rest_hz: float, server_pid: int
+) -> dict[str, Any]:
+    """Submit ``config``; with ``clients`` > 0 follow it with streams and REST reads. Raw results."""
+    host, port = base_url.removeprefix("http://").split(":")
+    limits = httpx.Limits(max_connections=10, max_keepalive_connections=10)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as http:
+        job = (await http.post("/api/jobs", json=config)).raise_for_status().json()
+        done = asyncio.Event()
+        memory = asyncio.create_task(memory_sampler(server_pid, done))
+        streams = [
+            asyncio.create_task(sse_client(host, int(port), f"/api/jobs/{job['id']}/events")) for _ in range(clients)
+        ]
+        reads = (
+            asyncio.create_task(rest_reader(http, ["/api/jobs", f"/api/jobs/{job['id']}"], rest_hz, done))
+            if clients
+            else None
+        )
+        started = time.monotonic()
+        final = await wait_done(http, job["id"])
+        wall = time.monotonic() - started
+        results = await asyncio.wait_for(asyncio.gather(*streams), timeout=120)
+        done.set()
+        rest = await reads if reads else {"times": [], "errors": []}
+        rss = await memory
+        metrics = (await http.get(f"/api/jobs/{job['id']}/metrics")).json()["metrics"]
+    load = os.getloadavg()[0]  # other work on the machine skews the comparison: report it
+    return {
+        "job": final,
+        "streams": results,
+        "rest": rest,
+        "rss": rss,
+        "metrics": metrics,
+        "wall_s": wall,
+        "load_avg_1min": load,
+    }
+
+
+def summarize(a: dict[str, Any], b: dict[str, Any], *, steps: int, clients: int, peak: int) -> dict[str, Any]:
+    """Figures of both runs and the verdict."""
+    wanted = list(range(1, steps + 1))
+    streams: list[ClientResult] = b["streams"]
+    lost = sum(len(set(wanted) - set(s.steps)) for s in streams)
+    repeated = sum(len(s.steps) - len(set(s.steps)) for s in streams)
+    stream_errors = [s.error for s in streams if s.error] + [
+        f"stream ended with {s.status}" for s in streams if not s.error and s.status != "succeeded"
+    ]
+    speed_a, speed_b = speed(a["metrics"]), speed(b["metrics"])
+    rest_times = b["rest"]["times"]
+    summary = {
+        "clients": clients,
+        "steps": steps,
+        "config": a["job"]["config"]["name"],
+        "run_a_no_clients": {
+            "status": a["job"]["status"],
+            "steps_per_s": speed_a,
+            "wall_s": a["wall_s"],
+            "load_avg_1min_at_end": a["load_avg_1min"],
+            "server_rss_max_mib": max(a["rss"], default=0) / 2**20,
+        },
+        "run_b_with_clients": {
+            "status": b["job"]["status"],
+            "steps_per_s": speed_b,
+            "wall_s": b["wall_s"],
+            "load_avg_1min_at_end": b["load_avg_1min"],
+            "clients_connected_s_min": min((s.connected_s for s in streams), default=0.0),
+            "server_rss_max_mib": max(b["rss"], default=0) / 2**20,
+            "rest_requests": len(rest_times),
+            "rest_ms": {"p50": 1000 * percentile(rest_times, 0.5), "p99": 1000 * percentile(rest_times, 0.99)},
+        },
+        "speed_ratio_b_over_a": speed_b / speed_a if speed_a else float("nan"),
+        "errors": len(stream_errors) + len(b["rest"]["errors"]),
+        "error_samples": (stream_errors + b["rest"]["errors"])[:10],
+        "lost_step_events": lost,
+        "repeated_step_events": repeated,
+        "clients_with_every_step_once": sum(s.steps == wanted for s in streams),
+        "server_peak_rss_mib": peak / 2**20,
+        "median_images_per_sec": {
+            "a": statistics.median(m["images_per_sec"] for m in a["metrics"][WARMUP_STEPS:] or a["metrics"]),
+            "b": statistics.median(m["images_per_sec"] for m in b["metrics"][WARMUP_STEPS:] or b["metrics"]),
+        },
+    }
+    summary["targets_met"] = bool(
+        a["job"]["status"] == b["job"]["status"] == "succeeded"
+        and summary["errors"] == 0
+        and lost == 0
+        and repeated == 0
+        and summary["speed_ratio_b_over_a"] >= SPEED_TARGET
+    )
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run A then B; print and save the figures; 1 when a target is missed."""
+    parser = argparse.ArgumentParser(prog="python -m app.bench_load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=200, help="concurrent SSE clients in run B (default 200)")
+    parser.add_argument("--steps", type=int, default=550, help="steps of the job (default 550: ~75 s on 2 cores)")
+    parser.add_argument("--batch-size", type=int, default=8, help="batch size of the default model (default 8)")
+    parser.add_argument(
+        "--rest-hz", type=float, default=20.0, help="REST reads a second, both paths in turn (default 20)"
+    )
+    parser.add_argument("--duration", type=float, default=60.0, help="minimum seconds of load in run B (default 60)")
+    parser.add_argument("--out", default=".bench/load.json", help="where the JSON results go")
+    args = parser.parse_args(argv)
+
+    config: dict[str, Any] = {
+        "name": "bench-load",
+        "data": {"val_images": 16},
+        "train": {"steps": args.steps, "batch_size": args.batch_size, "eval_images": 16, "checkpoint_every": 0},
+    }
+    with tempfile.TemporaryDirectory(prefix="ssdboard-load-") as tmp:
+        port = free_port()
+        server = start_server(Path(tmp) / "data", port, Path(tmp) / "server.log")
+        url = f"http://127.0.0.1:{port}"
+        try:
+            print(f"run A: {args.steps} steps, no clients ...", flush=True)
+            a = asyncio.run(run_job(url, config, clients=0, rest_hz=args.rest_hz, server_pid=server.pid))
+            print(f"run B: {args.steps} steps, {args.clients} SSE clients + REST reads ...", flush=True)
+            b = asyncio.run(run_job(url, config, clients=args.clients, rest_hz=args.rest_hz, server_pid=server.pid))
+            peak = rss_bytes(server.pid)["VmHWM"]
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    summary = summarize(a, b, steps=args.steps, clients=args.clients, peak=peak)
+    summary["long_enough"] = summary["run_b_with_clients"]["clients_connected_s_min"] >= args.duration
+    summary["targets_met"] = summary["targets_met"] and summary["long_enough"]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    ra, rb = summary["run_a_no_clients"], summary["run_b_with_clients"]
+    print(
+        f"A (no clients):   {ra['steps_per_s']:.3f} steps/s, {ra['wall_s']:.0f} s, job {ra['status']}; "
+        f"load average {ra['load_avg_1min_at_end']:.1f}"
+    )
+    print(
+        f"B ({args.clients} clients): {rb['steps_per_s']:.3f} steps/s, {rb['wall_s']:.0f} s, job {rb['status']}; "
+        f"clients connected >= {rb['clients_connected_s_min']:.0f} s; load average {rb['load_avg_1min_at_end']:.1f}"
+    )
+    print(f"speed B/A: {summary['speed_ratio_b_over_a']:.3f} (target >= {SPEED_TARGET})")
+    print(
+        f"errors {summary['errors']}, lost step events {summary['lost_step_events']}, repeated "
+        f"{summary['repeated_step_events']}; every step once to {summary['clients_with_every_step_once']}/"
+        f"{args.clients} clients"
+    )
+    print(
+        f"REST reads: {rb['rest_requests']} (p50 {rb['rest_ms']['p50']:.1f} ms, p99 {rb['rest_ms']['p99']:.1f} ms); "
+        f"server peak RSS {summary['server_peak_rss_mib']:.0f} MiB (A max {ra['server_rss_max_mib']:.0f}, "
+        f"B max {rb['server_rss_max_mib']:.0f})"
+    )
+    print(f"{'targets met' if summary['targets_met'] else 'TARGETS MISSED'}; results in {out}")
+    return 0 if summary["targets_met"] else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

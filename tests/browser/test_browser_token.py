@@ -1,0 +1,66 @@
+"""The pages against a server with a token: asked once on the first 401, kept for the session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import CHROMIUM_ARGS, _free_port, _wait_healthy, server_command
+
+pytestmark = pytest.mark.browser
+
+TOKEN = "browser-token"
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Any) -> Iterator[str]:
+    """A server with a token whose jobs stay queued (nothing trains)."""
+    port = _free_port()
+    data_dir = tmp_path_factory.mktemp("ssdboard-token")
+    env = {**os.environ, "SSDBOARD_TOKEN": TOKEN, "SSDBOARD_MAX_CONCURRENT_JOBS": "0"}
+    with open(data_dir.parent / "token-server.log", "wb") as log:
+        proc = subprocess.Popen(server_command(port, data_dir), stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, timeout=60)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_pages_ask_for_the_token_once(browser: Any, guarded_server: str, shot: Any) -> None:
+    assert CHROMIUM_ARGS  # the shared launch flags apply (browser fixture)
+    context = browser.new_context(base_url=guarded_server)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto("/jobs/new")
+    page.wait_for_selector("form[data-ready=true]")
+    page.fill('[name="train.steps"]', "5")
+    page.click("#submit-job")
+
+    dialog = page.locator("dialog.token-dialog")
+    dialog.wait_for(state="visible")
+    shot(page, "token_dialog")
+    dialog.locator("input").fill("wrong")
+    dialog.locator('button[value="ok"]').click()
+    page.locator("dialog.token-dialog p", has_text="not accepted").wait_for()
+    dialog.locator("input").fill(TOKEN)
+    dialog.locator('button[value="ok"]').click()
+
+    page.wait_for_url("**/jobs/*")
+    assert "/jobs/new" not in page.url
+    assert page.evaluate("sessionStorage.getItem('ssdboard.token')") == TOKEN
+    # Cancelling the queued job needs no second prompt: the stored token travels.
+    page.locator("#cancel-btn").wait_for(state="visible")
+    with page.expect_response(lambda r: r.url.endswith("/cancel")) as answer:
+        page.click("#cancel-btn")
+    assert answer.value.status == 200
+    assert page.locator("dialog.token-dialog").count() == 0
+    context.close()
+    assert not errors, errors
