@@ -134,6 +134,15 @@ async def memory_sampler(pid: int, done: asyncio.Event) -> list[int]:
     return samples
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of a process itself, and of its reaped children (workers)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / tick
+    children = (int(fields[13]) + int(fields[14])) / tick
+    return own, children
+
+
 def rss_bytes(pid: int) -> dict[str, int]:
     """``VmRSS`` (now) and ``VmHWM`` (peak) of a process, in bytes."""
     out = {}
@@ -180,6 +189,8 @@ async def run_job(
             else None
         )
         started = time.monotonic()
+        server_cpu, worker_cpu = cpu_seconds(server_pid)
+        bench_cpu = time.process_time()
         final = await wait_done(http, job["id"])
         wall = time.monotonic() - started
         results = await asyncio.wait_for(asyncio.gather(*streams), timeout=120)
@@ -187,6 +198,13 @@ async def run_job(
         rest = await reads if reads else {"times": [], "errors": []}
         rss = await memory
         metrics = (await http.get(f"/api/jobs/{job['id']}/metrics")).json()["metrics"]
+        await asyncio.sleep(1.0)  # the runner reaps the worker: its CPU time moves to the server's children
+    own, children = cpu_seconds(server_pid)
+    cpu = {
+        "server": (own - server_cpu) / wall,
+        "worker": (children - worker_cpu) / wall,
+        "bench_clients": (time.process_time() - bench_cpu) / wall,
+    }
     load = os.getloadavg()[0]  # other work on the machine skews the comparison: report it
     return {
         "job": final,
@@ -196,6 +214,7 @@ async def run_job(
         "metrics": metrics,
         "wall_s": wall,
         "load_avg_1min": load,
+        "cpu_cores": cpu,
     }
 
 
@@ -219,6 +238,7 @@ def summarize(a: dict[str, Any], b: dict[str, Any], *, steps: int, clients: int,
             "steps_per_s": speed_a,
             "wall_s": a["wall_s"],
             "load_avg_1min_at_end": a["load_avg_1min"],
+            "cpu_cores_used": a["cpu_cores"],
             "server_rss_max_mib": max(a["rss"], default=0) / 2**20,
         },
         "run_b_with_clients": {
@@ -226,6 +246,7 @@ def summarize(a: dict[str, Any], b: dict[str, Any], *, steps: int, clients: int,
             "steps_per_s": speed_b,
             "wall_s": b["wall_s"],
             "load_avg_1min_at_end": b["load_avg_1min"],
+            "cpu_cores_used": b["cpu_cores"],
             "clients_connected_s_min": min((s.connected_s for s in streams), default=0.0),
             "server_rss_max_mib": max(b["rss"], default=0) / 2**20,
             "rest_requests": len(rest_times),
@@ -302,6 +323,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"B ({args.clients} clients): {rb['steps_per_s']:.3f} steps/s, {rb['wall_s']:.0f} s, job {rb['status']}; "
         f"clients connected >= {rb['clients_connected_s_min']:.0f} s; load average {rb['load_avg_1min_at_end']:.1f}"
     )
+    for name, run in (("A", ra), ("B", rb)):
+        cores = run["cpu_cores_used"]
+        print(
+            f"  CPU cores used in {name}: worker {cores['worker']:.2f}, server {cores['server']:.2f}, "
+            f"benchmark clients {cores['bench_clients']:.2f}"
+        )
     print(f"speed B/A: {summary['speed_ratio_b_over_a']:.3f} (target >= {SPEED_TARGET})")
     print(
         f"errors {summary['errors']}, lost step events {summary['lost_step_events']}, repeated "

@@ -5,7 +5,7 @@
 // the IoU matrix of detections against ground truth; a change of score or classes re-runs the
 // matching (detections_match.js) and restyles the shapes and hover points with Plotly.react.
 
-import { ROOT, ApiError, api, el, statusBadge } from "./api.js";
+import { ROOT, ApiError, api, authFetch, el, statusBadge } from "./api.js";
 import { matchDetections } from "./detections_match.js";
 
 const root = document.getElementById("det-root");
@@ -246,7 +246,7 @@ async function upload(event) {
   showError($("upload-error"), "");
   $("upload-run").disabled = true;
   try {
-    const response = await fetch(`${ROOT}/api/jobs/${jobId}/detections/upload`, { method: "POST", body, headers: { Accept: "application/json" } });
+    const response = await authFetch(`${ROOT}/api/jobs/${jobId}/detections/upload`, { method: "POST", body, headers: { Accept: "application/json" } });
     const data = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
     if (!response.ok) throw new ApiError(response.status, data);
     const shown = data.detections.filter((d) => d.score >= data.score).length;
