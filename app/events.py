@@ -16,12 +16,14 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 
 import anyio
+from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from app.schemas import TERMINAL
 from app.store import Event, JobStore
 
 _CLOSED = Event("", -1, "closed", {})
+Wire = tuple[Event, bytes]  # an event and its encoded SSE frame, encoded once for every client
 
 
 class Subscription:
@@ -29,15 +31,19 @@ class Subscription:
 
     def __init__(self, job_id: str, max_queue: int) -> None:
         self.job_id = job_id
-        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.queue: asyncio.Queue[Wire] = asyncio.Queue()
         self.max_queue = max_queue
 
-    def put(self, event: Event) -> bool:
-        """Queue an event; False when the client has fallen too far behind."""
+    def put(self, item: Wire) -> bool:
+        """Queue an encoded event; False when the client has fallen too far behind."""
         if self.queue.qsize() >= self.max_queue:
             return False
-        self.queue.put_nowait(event)
+        self.queue.put_nowait(item)
         return True
+
+    def close(self) -> None:
+        """End the stream after what is queued."""
+        self.queue.put_nowait((_CLOSED, b""))
 
 
 class Broadcaster:
@@ -64,16 +70,21 @@ class Broadcaster:
     def publish(self, batch: Sequence[Event]) -> None:
         """Deliver events to every subscription of their job; close the ones that overflow."""
         for event in batch:
-            for sub in list(self._subs.get(event.job_id, ())):
-                if not sub.put(event):
+            subs = list(self._subs.get(event.job_id, ()))
+            if not subs:
+                continue
+            # Encoded once, not once per client: with 200 clients this is most of the server's work.
+            item = (event, sse_bytes(event))
+            for sub in subs:
+                if not sub.put(item):
                     self.unsubscribe(sub)
-                    sub.queue.put_nowait(_CLOSED)
+                    sub.close()
 
     def close_all(self) -> None:
         """End every stream (server shutting down)."""
         for subs in list(self._subs.values()):
             for sub in list(subs):
-                sub.queue.put_nowait(_CLOSED)
+                sub.close()
         self._subs.clear()
 
     def count(self, job_id: str | None = None) -> int:
@@ -83,9 +94,10 @@ class Broadcaster:
         return sum(len(s) for s in self._subs.values())
 
 
-def sse_payload(event: Event) -> dict[str, str]:
-    """The ``id``/``event``/``data`` fields of an event for sse-starlette."""
-    return {"id": str(event.seq), "event": event.kind, "data": json.dumps(event.data, separators=(",", ":"))}
+def sse_bytes(event: Event) -> bytes:
+    """An event as one SSE frame (``id``, ``event``, ``data`` lines) ready for the socket."""
+    data = json.dumps(event.data, separators=(",", ":"))
+    return ServerSentEvent(id=str(event.seq), event=event.kind, data=data).encode()
 
 
 def _is_terminal_status(event: Event) -> bool:
@@ -107,8 +119,8 @@ async def event_stream(
     after_step: int | None = None,
     live_only: bool = False,
     shutdown: anyio.Event | None = None,
-) -> AsyncIterator[dict[str, str]]:
-    """A job's events after ``after_seq``: replayed from the store, then live.
+) -> AsyncIterator[bytes]:
+    """A job's events after ``after_seq`` as encoded SSE frames: replayed from the store, then live.
 
     ``after_step`` (for a client that already drew the history from ``/metrics``) replays only
     step and eval events after that step plus the latest status; ``live_only`` replays nothing.
@@ -126,16 +138,16 @@ async def event_stream(
         elif after_step is not None:
             replay = _select(replay, after_step)
         for event in replay:
-            yield sse_payload(event)
+            yield sse_bytes(event)
         if status in TERMINAL:
             return
         while True:
-            event = await sub.queue.get()
+            event, frame = await sub.queue.get()
             if event is _CLOSED:
                 return
             if event.seq <= last:
                 continue
-            yield sse_payload(event)
+            yield frame
             last = event.seq
             if _is_terminal_status(event):
                 return
@@ -147,4 +159,4 @@ async def event_stream(
 
 async def _close_on(shutdown: anyio.Event, sub: Subscription) -> None:
     await shutdown.wait()
-    sub.queue.put_nowait(_CLOSED)
+    sub.close()

@@ -60,6 +60,7 @@ def build_base_network(
     num_units: int = 16,
     input_shape: tuple[int | None, int | None, int] = (None, None, 3),
     dtype: str | None = None,
+    fused_batchnorm: bool = True,
 ) -> keras.Model:
     """Five blocks of 3x3 conv + ReLU + BatchNorm, ``num_units * (1, 2, 4, 8, 8)`` filters.
 
@@ -68,6 +69,8 @@ def build_base_network(
     Input: uint8 or float [B, H, W, 3] pixels in 0..255 (scaled to 0..1 inside). ``dtype`` is a
     Keras dtype policy such as ``"mixed_bfloat16"`` (bf16 compute runs on AMX/AVX-512 here).
     """
+    # ``fused_batchnorm=False`` gives Keras' own layer (same variables): the notebook's code as is.
+    norm = FusedBatchNormalization if fused_batchnorm else layers.BatchNormalization
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale", dtype=dtype)(inputs)
     for b, width in enumerate(BLOCK_WIDTHS, start=1):
@@ -82,7 +85,7 @@ def build_base_network(
                 name=f"conv{b}_{i}",
                 dtype=dtype,
             )(x)
-            x = FusedBatchNormalization(name=f"norm{b}_{i}", dtype=dtype)(x)
+            x = norm(name=f"norm{b}_{i}", dtype=dtype)(x)
     return keras.Model(inputs, x, name="base_network")
 
 
@@ -112,11 +115,15 @@ def attach_multibox_head(
 
 
 def build_ssd(
-    model: ModelConfig, priors: PriorConfig, image_size: int | None = None, dtype: str | None = None
+    model: ModelConfig,
+    priors: PriorConfig,
+    image_size: int | None = None,
+    dtype: str | None = None,
+    fused_batchnorm: bool = True,
 ) -> keras.Model:
     """The whole detector for a config; ``image_size`` fixes the input shape (None: any size).
 
     The output is float32 whatever ``dtype`` policy the layers compute in.
     """
-    base = build_base_network(model.num_units, (image_size, image_size, 3), dtype)
+    base = build_base_network(model.num_units, (image_size, image_size, 3), dtype, fused_batchnorm)
     return attach_multibox_head(base, model.source_layers, priors.priors_per_cell, model.num_classes, dtype)

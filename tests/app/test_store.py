@@ -98,7 +98,8 @@ def test_stream_has_no_gap_or_repeat_while_a_writer_races_the_replay(tmp_path: P
         thread = threading.Thread(target=writer)
         thread.start()
         await asyncio.sleep(0.01)  # connect mid-way
-        seen = [int(e["id"]) async for e in event_stream(store, broadcaster, job["id"], after_seq=0)]
+        frames = [f async for f in event_stream(store, broadcaster, job["id"], after_seq=0)]
+        seen = [int(f.split(b"\r\n", 1)[0].removeprefix(b"id: ")) for f in frames]
         thread.join()
         assert broadcaster.count() == 0
         return seen
@@ -115,7 +116,7 @@ def test_a_client_that_falls_behind_is_dropped() -> None:
 
         broadcaster.publish([Event("j", i, "step", {"step": i}) for i in (1, 2, 3)])
         assert broadcaster.count("j") == 0
-        assert [sub.queue.get_nowait().seq for _ in range(3)] == [1, 2, -1]  # -1: the end-of-stream marker
+        assert [sub.queue.get_nowait()[0].seq for _ in range(3)] == [1, 2, -1]  # -1: the end-of-stream marker
 
     asyncio.run(main())
 
