@@ -285,6 +285,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--duration", type=float, default=60.0, help="minimum seconds of load in run B (default 60)")
     parser.add_argument("--out", default=".bench/load.json", help="where the JSON results go")
+    parser.add_argument(
+        "--client-nice",
+        type=int,
+        default=0,
+        help="niceness of this load generator (not of the server it starts): real clients are on other "
+        "machines; 19 keeps the generator from taking CPU the trainer would get (default 0)",
+    )
     args = parser.parse_args(argv)
 
     config: dict[str, Any] = {
@@ -295,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ssdboard-load-") as tmp:
         port = free_port()
         server = start_server(Path(tmp) / "data", port, Path(tmp) / "server.log")
+        if args.client_nice:
+            os.nice(args.client_nice)  # after the server started, so it keeps its own priority
         url = f"http://127.0.0.1:{port}"
         try:
             print(f"run A: {args.steps} steps, no clients ...", flush=True)
