@@ -55,7 +55,7 @@ def free_port() -> int:
 
 def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     """``ssdboard serve`` in a subprocess; returns once ``/healthz`` answers."""
-    cmd = [sys.executable, "-m", "ssd.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 60

@@ -4,7 +4,7 @@
 - ``ssdboard detect --checkpoint DIR --images FILE.npz --out FILE.json``
 - ``ssdboard evaluate --checkpoint DIR``
 - ``ssdboard bench``
-- ``ssdboard serve [--host 127.0.0.1] [--port 8000] [--data-dir DIR] [--insecure]``
+- ``ssdboard serve ...`` is added by :mod:`app.cli` (the library never imports the web layer)
 
 Heavy imports (TensorFlow) happen inside the commands, so ``--help`` and errors are instant.
 """
@@ -150,19 +150,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(quick=args.quick)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        from app.main import serve
-        from app.security import UnsafeBindError
-    except ImportError as exc:  # pragma: no cover - the app package ships with ssd
-        raise CliError(f"the dashboard is not installed: {exc}") from exc
-    try:
-        return serve(host=args.host, port=args.port, data_dir=args.data_dir, insecure=args.insecure)
-    except UnsafeBindError as exc:
-        raise CliError(f"option --host: {exc}") from exc
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, Any]:
+    """The parser of the library's commands and its subparsers (``app.cli`` adds ``serve``)."""
     parser = argparse.ArgumentParser(prog="ssdboard", description="Train and inspect SSD detectors.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -189,30 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="training speed against the naive Keras way, FLOPs, peak share")
     p.add_argument("--quick", action="store_true", help="fewer steps (a smoke run, not a measurement)")
     p.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser("serve", help="start the dashboard")
-    p.add_argument("--host", default=None, help="default 127.0.0.1 (or SSDBOARD_HOST)")
-    p.add_argument("--port", type=int, default=None, help="default 8000 (or SSDBOARD_PORT)")
-    p.add_argument(
-        "--data-dir", default=None, help="where jobs and the database live (default ./data or SSDBOARD_DATA_DIR)"
-    )
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow a non-loopback --host without SSDBOARD_TOKEN (anyone who can reach it can change jobs)",
-    )
-    p.set_defaults(func=cmd_serve)
-    return parser
+    return parser, sub
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; a :class:`CliError` exits with status 2."""
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except CliError as exc:
         parser.error(str(exc))  # exits with status 2
     return 2  # pragma: no cover
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The library's commands only; the ``ssdboard`` console script is :func:`app.cli.main`."""
+    return run(build_parser()[0], argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

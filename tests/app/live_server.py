@@ -80,7 +80,7 @@ class ServerProcess:
     def start(self, timeout: float = 30) -> ServerProcess:
         """Start and wait until ``/healthz`` answers."""
         exe = Path(sys.executable).parent / "ssdboard"
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ssd.cli"]
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "app.cli"]
         cmd += ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         self.starts += 1
         self.log = self.data_dir.parent / f"server-{self.port}-{self.starts}.log"

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from live_server import route_table, tiny
 
+from app.cli import main as cli_main
 from app.main import create_app
 from app.security import STATE_CHANGING, UnsafeBindError, check_bind, is_loopback, needs_token
 from app.settings import Settings
-from ssd.cli import main as cli_main
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

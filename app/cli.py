@@ -1,0 +1,50 @@
+"""The ``ssdboard`` console script: the library's commands (:mod:`ssd.cli`) plus ``serve``.
+
+``serve`` lives here, not in ``ssd/``, because the library never imports the web layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ssd.cli import CliError, build_parser, run
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the dashboard with uvicorn (blocks until interrupted)."""
+    from app.main import serve
+    from app.security import UnsafeBindError
+
+    try:
+        return serve(host=args.host, port=args.port, data_dir=args.data_dir, insecure=args.insecure)
+    except UnsafeBindError as exc:
+        raise CliError(f"option --host: {exc}") from exc
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """``ssdboard`` with every subcommand: train, detect, evaluate, bench, serve."""
+    parser, sub = build_parser()
+    p = sub.add_parser("serve", help="start the dashboard")
+    p.add_argument("--host", default=None, help="default 127.0.0.1 (or SSDBOARD_HOST)")
+    p.add_argument("--port", type=int, default=None, help="default 8000 (or SSDBOARD_PORT)")
+    p.add_argument(
+        "--data-dir", default=None, help="where jobs and the database live (default ./data or SSDBOARD_DATA_DIR)"
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without SSDBOARD_TOKEN (anyone who can reach it can change jobs)",
+    )
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ssdboard`` console script."""
+    return run(make_parser(), argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
