@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssd.config import Config, from_dict
-from ssd.data import DetectionDataset
+from ssd.data import DetectionDataset, for_config
 from ssd.model import build_ssd
 from ssd.priors import make_priors
 from ssd.train import Trainer
@@ -316,14 +316,7 @@ class NaiveRun:
         self.model = build_naive_model(config, fused_batchnorm)
         # jit_compile=False: the dynamic top_k cannot be XLA-compiled (Keras' "auto" is off on CPU anyway).
         self.model.compile(keras.optimizers.Adam(1e-3), loss=notebook_loss(), jit_compile=False)
-        self.dataset = DetectionDataset(
-            "train",
-            image_size=config.data.image_size,
-            min_digits=config.data.min_digits,
-            max_digits=config.data.max_digits,
-            scale_range=config.data.scale_range,
-            seed=config.seed,
-        )
+        self.dataset = for_config(config, "train")
         self.priors = make_priors(config.priors, config.data.image_size).boxes
         self.next_step = 0
 
@@ -374,10 +367,7 @@ def matmul_gflops(size: int, dtype: tf.DType, runs: int) -> float:
 
 def generator_images_per_sec(config: Config, num_images: int) -> float:
     """Single-threaded ``DetectionDataset("train")[i]`` images/s over ``num_images`` images."""
-    d = config.data
-    ds = DetectionDataset(
-        "train", image_size=d.image_size, min_digits=d.min_digits, max_digits=d.max_digits, scale_range=d.scale_range
-    )
+    ds = for_config(config, "train")
     ds[0]  # load the digit pool
     t0 = time.perf_counter()
     for i in range(1, num_images + 1):

@@ -152,11 +152,12 @@ class Trainer:
         self.optimizer = make_optimizer(config)
         self.optimizer.build(self.model.trainable_variables)
         self.train_data, self.val_data = datasets(config)
+        self.priors = make_priors(config.priors, config.data.image_size).boxes  # [P, 4] xyxy
+        self._targets = make_targets_fn(config)
         self.step = 0
         loss_cfg = config.loss
 
-        def compute(images: tf.Tensor, y_true: tf.Tensor, training: bool) -> dict[str, tf.Tensor]:
-            y_pred = self.model(images, training=training)
+        def losses(y_true: tf.Tensor, y_pred: tf.Tensor) -> dict[str, tf.Tensor]:
             return loss_components(
                 y_true,
                 y_pred,
@@ -170,7 +171,7 @@ class Trainer:
         @tf.function(reduce_retracing=True)
         def train_step(images: tf.Tensor, y_true: tf.Tensor) -> dict[str, tf.Tensor]:
             with tf.GradientTape() as tape:
-                parts = compute(images, y_true, True)
+                parts = losses(y_true, self.model(images, training=True))
             variables = self.model.trainable_variables
             grads = tape.gradient(parts["total"], variables)
             self.optimizer.apply_gradients(zip(grads, variables, strict=True))
@@ -179,16 +180,7 @@ class Trainer:
         @tf.function(reduce_retracing=True)
         def eval_step(images: tf.Tensor, y_true: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
             y_pred = self.model(images, training=False)
-            parts = loss_components(
-                y_true,
-                y_pred,
-                alpha=loss_cfg.alpha,
-                pos_neg_ratio=loss_cfg.pos_neg_ratio,
-                from_logits=True,
-                normalization=loss_cfg.normalization,
-                mining=loss_cfg.mining,
-            )
-            return parts, y_pred
+            return losses(y_true, y_pred), y_pred
 
         self._train_step = train_step
         self._eval_step = eval_step
@@ -240,8 +232,6 @@ class Trainer:
         from ssd.evaluate import coco_evaluate
 
         cfg = self.config
-        targets = make_targets_fn(cfg)
-        priors = make_priors(cfg.priors, cfg.data.image_size).boxes
         sums = dict.fromkeys(LOSS_KEYS, 0.0)
         detections, gt_boxes, gt_labels = [], [], []
         bs = min(cfg.train.batch_size, 64)
@@ -249,13 +239,13 @@ class Trainer:
         for start in range(0, num_images, bs):
             n = min(bs, num_images - start)
             images, boxes, labels, counts = self.val_data.batch(start, n)
-            parts, y_pred = self._eval_step(tf.constant(images), targets(boxes, labels))
+            parts, y_pred = self._eval_step(tf.constant(images), self._targets(boxes, labels))
             for key in LOSS_KEYS:
                 sums[key] += float(parts[key])
             batches += 1
             detections += postprocess(
                 y_pred,
-                priors,
+                self.priors,
                 num_classes=cfg.model.num_classes,
                 variances=cfg.matching.variances,
                 config=cfg.detect,
