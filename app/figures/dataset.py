@@ -35,6 +35,12 @@ def class_color(label: int) -> str:
     return CLASS_COLORS[int(label) % len(CLASS_COLORS)]
 
 
+def rect_shape(box: Sequence[float], *, line: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A Plotly rectangle shape over pixel ``xyxy`` ``box``, drawn above the image."""
+    x0, y0, x1, y1 = box
+    return {"type": "rect", "x0": x0, "y0": y0, "x1": x1, "y1": y1, "line": line, "layer": "above", **extra}
+
+
 def rgba(color: str, alpha: float) -> str:
     """``#rrggbb`` -> ``rgba(r, g, b, alpha)``."""
     r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))

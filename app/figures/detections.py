@@ -15,6 +15,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from app.figures.dataset import rect_shape
+
 COLORS = {
     "tp": "#22c55e",  # true positive: green
     "fp": "#ef4444",  # false positive: red
@@ -35,20 +37,8 @@ def _points(box: Box) -> tuple[list[float], list[float]]:
 def _rect(
     box: Box, *, name: str, color: str, dash: str = "solid", width: float = 2, visible: bool = True
 ) -> dict[str, Any]:
-    x1, y1, x2, y2 = box
-    return {
-        "type": "rect",
-        "name": name,
-        "x0": x1,
-        "y0": y1,
-        "x1": x2,
-        "y1": y2,
-        "xref": "x",
-        "yref": "y",
-        "line": {"color": color, "width": width, "dash": dash},
-        "visible": visible,
-        "layer": "above",
-    }
+    line = {"color": color, "width": width, "dash": dash}
+    return rect_shape(box, line=line, name=name, xref="x", yref="y", visible=visible)
 
 
 def _legend_trace(name: str, color: str, dash: str = "solid") -> go.Scatter:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures.dataset import FONT, box_trace, image_layout, image_trace, outline
+from app.figures.dataset import FONT, box_trace, image_layout, image_trace, outline, rect_shape
 from ssd.coverage import CoverageReport
 
 # One colour per ground truth of an image; red is kept for "no prior".
@@ -33,31 +33,8 @@ def selection_shapes(boxes: Sequence[Sequence[float]], cell_box: Sequence[float]
     """Shapes of the selected cell (thin, filled) and its priors (white, dashed)."""
     shapes: list[dict[str, Any]] = []
     if cell_box is not None:
-        x0, y0, x1, y1 = cell_box
-        shapes.append(
-            {
-                "type": "rect",
-                "x0": x0,
-                "y0": y0,
-                "x1": x1,
-                "y1": y1,
-                "line": {"width": 0},
-                "fillcolor": "rgba(255, 255, 255, 0.35)",
-                "layer": "above",
-            }
-        )
-    for x0, y0, x1, y1 in boxes:
-        shapes.append(
-            {
-                "type": "rect",
-                "x0": x0,
-                "y0": y0,
-                "x1": x1,
-                "y1": y1,
-                "line": {"color": SELECTION, "width": 1.5, "dash": "dash"},
-                "layer": "above",
-            }
-        )
+        shapes.append(rect_shape(cell_box, line={"width": 0}, fillcolor="rgba(255, 255, 255, 0.35)"))
+    shapes += [rect_shape(box, line={"color": SELECTION, "width": 1.5, "dash": "dash"}) for box in boxes]
     return shapes
 
 
