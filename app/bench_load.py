@@ -15,7 +15,7 @@ separate processes and not counted) and the training speed of both runs (steps/s
 times the worker records, warm-up steps left out). Targets: no errors, no lost events, speed of B
 at least 90 % of A. Results go to ``.bench/load.json``; the exit status is 1 when a target is missed.
 
-The clients speak HTTP/1.1 over raw asyncio streams (de-chunking and splitting SSE lines by hand)
+The clients speak HTTP/1.1 as asyncio protocols (de-chunking and splitting SSE events by hand)
 so that the benchmark's own CPU use, on the same machine as the server and the worker, stays small.
 """
 
@@ -25,16 +25,17 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -54,58 +55,140 @@ class ClientResult:
     connected_s: float = 0.0
 
 
+_FRAME = re.compile(rb"event: (\w+)\r?\ndata: ([^\r\n]*)")
+_STEP = re.compile(rb'"step":(\d+)')
+
+
+class SSECounter(asyncio.Protocol):
+    """One event-stream client as an asyncio protocol: de-chunks the body, keeps step numbers.
+
+    A protocol rather than streams, and regular expressions rather than JSON for step events:
+    the clients share the machine with the trainer, and 200 of them must cost it little.
+    """
+
+    def __init__(self, request: bytes, result: ClientResult, done: asyncio.Future[None]) -> None:
+        self.request, self.result, self.done = request, result, done
+        self.raw = bytearray()  # received, not yet de-chunked
+        self.body = bytearray()  # de-chunked, not yet split into events
+        self.headers_done = False
+        self.chunk_left = -1  # bytes of the current chunk still to come; -1: a size line is next
+        self.ended = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.WriteTransport, transport)  # uvloop's are not subclasses
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.raw += data
+        if not self.headers_done:
+            end = self.raw.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.raw[:end]).lower()
+            if b" 200 " not in head.split(b"\r\n", 1)[0] or b"transfer-encoding: chunked" not in head:
+                self._finish(f"unexpected response {head[:200]!r}")
+                return
+            del self.raw[: end + 4]
+            self.headers_done = True
+        self._dechunk()
+        *events, rest = bytes(self.body).split(b"\r\n\r\n")
+        self.body = bytearray(rest)
+        for event in events:
+            match = _FRAME.search(event)
+            if match is None:
+                continue  # a ping comment
+            kind, data = match.groups()
+            if kind == b"step":
+                step = _STEP.search(data)
+                self.result.steps.append(int(step.group(1)) if step else -1)
+            elif kind == b"status":
+                status = json.loads(data)["status"]
+                if status in ("succeeded", "failed", "cancelled", "interrupted"):
+                    self.result.status = status
+                    self._finish(None)
+                    return
+        if self.ended:
+            self._finish("stream ended without a terminal status")
+
+    def _dechunk(self) -> None:
+        while self.raw and not self.ended:
+            if self.chunk_left < 0:
+                line_end = self.raw.find(b"\r\n")
+                if line_end < 0:
+                    return
+                self.chunk_left = int(bytes(self.raw[:line_end]).split(b";")[0], 16)
+                del self.raw[: line_end + 2]
+                if self.chunk_left == 0:
+                    self.ended = True  # the last chunk: what came before it is still to be read
+                    return
+            take = min(self.chunk_left, len(self.raw))
+            self.body += self.raw[:take]
+            del self.raw[:take]
+            self.chunk_left -= take
+            if self.chunk_left == 0:
+                if len(self.raw) < 2:
+                    self.chunk_left = 0
+                    return  # the chunk's CRLF has not come yet
+                del self.raw[:2]
+                self.chunk_left = -1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(f"connection lost: {exc}" if exc else "connection closed before a terminal status")
+
+    def _finish(self, error: str | None) -> None:
+        if self.done.done():
+            return
+        self.result.error = error
+        self.done.set_result(None)
+        self.transport.close()
+
+
 async def sse_client(host: str, port: int, path: str) -> ClientResult:
     """Follow one event stream to its terminal status; the step numbers received, in order."""
     result = ClientResult()
     started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
     try:
-        reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode())
-        await writer.drain()
-        status_line = await reader.readline()
-        if b" 200 " not in status_line:
-            raise RuntimeError(f"status {status_line!r}")
-        chunked = False
-        while (header := await reader.readline()) not in (b"\r\n", b""):
-            chunked = chunked or header.lower().startswith(b"transfer-encoding: chunked")
-        buffer = b""
-        kind = None
-        done = False
-        while not done:
-            if chunked:
-                size = int((await reader.readline()).split(b";")[0], 16)
-                if size == 0:
-                    break
-                buffer += await reader.readexactly(size + 2)
-                buffer = buffer[:-2]
-            else:
-                piece = await reader.read(65536)
-                if not piece:
-                    break
-                buffer += piece
-            *lines, buffer = buffer.split(b"\n")
-            for raw in lines:
-                line = raw.rstrip(b"\r")
-                if line.startswith(b"event:"):
-                    kind = line[6:].strip()
-                elif line.startswith(b"data:") and kind is not None:
-                    if kind == b"step":
-                        result.steps.append(int(json.loads(line[5:])["step"]))
-                    elif kind == b"status":
-                        status = json.loads(line[5:])["status"]
-                        if status in ("succeeded", "failed", "cancelled", "interrupted"):
-                            result.status = status
-                            done = True
-                elif not line:
-                    kind = None
-        writer.close()
-    except Exception as exc:  # noqa: BLE001 - every failure is counted, none stops the benchmark
+        await loop.create_connection(lambda: SSECounter(request, result, done), host, port)
+        await done
+    except OSError as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     result.connected_s = time.monotonic() - started
     return result
 
 
-async def rest_reader(http: httpx.AsyncClient, paths: Sequence[str], hz: float, done: asyncio.Event) -> dict[str, Any]:
+class KeepAliveGet:
+    """GETs over one keep-alive HTTP/1.1 connection, the cheap way (no client library per request)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        """Status code and body of ``GET path`` (a response with a ``Content-Length``)."""
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.streams
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            body = await reader.readexactly(int(match.group(1))) if match else b""
+            return int(head.split(b" ", 2)[1]), body
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            writer.close()
+            self.streams = None  # reconnect next time
+            raise
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self.streams is not None:
+            self.streams[1].close()
+
+
+async def rest_reader(http: KeepAliveGet, paths: Sequence[str], hz: float, done: asyncio.Event) -> dict[str, Any]:
     """``hz`` GETs a second, taking ``paths`` in turn, until ``done``; latencies and errors."""
     times: list[float] = []
     errors: list[str] = []
@@ -115,10 +198,10 @@ async def rest_reader(http: httpx.AsyncClient, paths: Sequence[str], hz: float, 
         turn += 1
         started = time.perf_counter()
         try:
-            response = await http.get(path)
-            if response.status_code != 200:
-                errors.append(f"GET {path}: {response.status_code}")
-        except httpx.HTTPError as exc:
+            code, _ = await http.get(path)
+            if code != 200:
+                errors.append(f"GET {path}: {code}")
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             errors.append(f"GET {path}: {type(exc).__name__}")
         times.append(time.perf_counter() - started)
         await asyncio.sleep(max(0.0, 1 / hz - (time.perf_counter() - started)))
@@ -153,10 +236,11 @@ def rss_bytes(pid: int) -> dict[str, int]:
     return out
 
 
-async def wait_done(http: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+async def wait_done(http: KeepAliveGet, job_id: str) -> dict[str, Any]:
     """Poll the job until it ends; the final job."""
     while True:
-        job: dict[str, Any] = (await http.get(f"/api/jobs/{job_id}")).json()
+        _, body = await http.get(f"/api/jobs/{job_id}")
+        job: dict[str, Any] = json.loads(body)
         if job["status"] in ("succeeded", "failed", "cancelled", "interrupted"):
             return job
         await asyncio.sleep(0.5)
@@ -173,7 +257,7 @@ def speed(metrics: list[dict[str, Any]]) -> float:
 async def run_job(
     base_url: str, config: dict[str, Any], *, clients: int, rest_hz: float, server_pid: int
 ) -> dict[str, Any]:
-    """Submit ``config``; with ``clients`` > 0 follow it with streams and REST reads. Raw results."""
+    """Submit ``config``; follow it with ``clients`` streams and ``rest_hz`` REST reads a second. Raw results."""
     host, port = base_url.removeprefix("http://").split(":")
     limits = httpx.Limits(max_connections=10, max_keepalive_connections=10)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as http:
@@ -183,19 +267,19 @@ async def run_job(
         streams = [
             asyncio.create_task(sse_client(host, int(port), f"/api/jobs/{job['id']}/events")) for _ in range(clients)
         ]
-        reads = (
-            asyncio.create_task(rest_reader(http, ["/api/jobs", f"/api/jobs/{job['id']}"], rest_hz, done))
-            if clients
-            else None
-        )
+        reader, poller = KeepAliveGet(host, int(port)), KeepAliveGet(host, int(port))
+        paths = ["/api/jobs", f"/api/jobs/{job['id']}"]
+        reads = asyncio.create_task(rest_reader(reader, paths, rest_hz, done)) if rest_hz > 0 else None
         started = time.monotonic()
         server_cpu, worker_cpu = cpu_seconds(server_pid)
         bench_cpu = time.process_time()
-        final = await wait_done(http, job["id"])
+        final = await wait_done(poller, job["id"])
         wall = time.monotonic() - started
         results = await asyncio.wait_for(asyncio.gather(*streams), timeout=120)
         done.set()
         rest = await reads if reads else {"times": [], "errors": []}
+        reader.close()
+        poller.close()
         rss = await memory
         metrics = (await http.get(f"/api/jobs/{job['id']}/metrics")).json()["metrics"]
         await asyncio.sleep(1.0)  # the runner reaps the worker: its CPU time moves to the server's children
@@ -274,6 +358,16 @@ def summarize(a: dict[str, Any], b: dict[str, Any], *, steps: int, clients: int,
     return summary
 
 
+def run_on_uvloop(coroutine: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run on uvloop (uvicorn's loop, installed with it): the clients' cost per event is smaller there."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run A then B; print and save the figures; 1 when a target is missed."""
     parser = argparse.ArgumentParser(prog="python -m app.bench_load", description=__doc__.split("\n\n")[0])
@@ -307,9 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         url = f"http://127.0.0.1:{port}"
         try:
             print(f"run A: {args.steps} steps, no clients ...", flush=True)
-            a = asyncio.run(run_job(url, config, clients=0, rest_hz=args.rest_hz, server_pid=server.pid))
+            a = run_on_uvloop(run_job(url, config, clients=0, rest_hz=0, server_pid=server.pid))
             print(f"run B: {args.steps} steps, {args.clients} SSE clients + REST reads ...", flush=True)
-            b = asyncio.run(run_job(url, config, clients=args.clients, rest_hz=args.rest_hz, server_pid=server.pid))
+            b = run_on_uvloop(run_job(url, config, clients=args.clients, rest_hz=args.rest_hz, server_pid=server.pid))
             peak = rss_bytes(server.pid)["VmHWM"]
         finally:
             server.send_signal(signal.SIGTERM)

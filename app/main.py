@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from app import security
+from app import security, sse
 from app.api import datasets, detections, health, jobs, priors
 from app.events import Broadcaster
 from app.runner import JobRunner
@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = JobRunner(store=store, settings=settings, broadcaster=broadcaster)
         runner.start(asyncio.get_running_loop())
         app.state.store, app.state.broadcaster, app.state.runner = store, broadcaster, runner
+        loop = asyncio.get_running_loop()
+        app.state.end_streams = lambda: loop.call_soon_threadsafe(broadcaster.close_all)
         log.info("data in %s", settings.data_dir.resolve())
         try:
             yield
@@ -107,13 +109,14 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     if warning:
         log.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=5,  # SSE streams are long-lived; don't wait for them forever
     )
-    server = uvicorn.Server(config)
+    server = sse.Server(config, on_exit=lambda: getattr(app.state, "end_streams", lambda: None)())
     server.run()
     return 0 if server.started else 1

@@ -117,8 +117,12 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        limit = self.limit_of(headers)
         declared = headers.get("content-length")
+        if declared is None and "transfer-encoding" not in headers:
+            # No body (a GET, an event stream): nothing to count, so no wrappers on every send.
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_of(headers)
         if declared is not None:
             if not declared.isdigit():
                 await _send_json(send, 400, "Content-Length must be a non-negative integer")

@@ -10,10 +10,8 @@ import io
 import zipfile
 from typing import Annotated, Any, Literal
 
-import anyio
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import BroadcasterDep, RunnerDep, SettingsDep, StoreDep
@@ -22,6 +20,7 @@ from app.limits import check_limits
 from app.runner import JobConflict, JobNotFound
 from app.schemas import CONFIG_EXAMPLE, ConfigIn, JobOut, JobStatus, MetricsOut
 from app.settings import Settings
+from app.sse import EventStreamResponse
 from ssd.config import Config, ConfigError, from_dict
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -194,7 +193,7 @@ def job_checkpoint(job_id: str, runner: RunnerDep, settings: SettingsDep) -> Res
 
 @router.get(
     "/{job_id}/events",
-    response_class=EventSourceResponse,
+    response_class=EventStreamResponse,
     responses={200: {"content": {"text/event-stream": {"example": SSE_EXAMPLE}}}, **NOT_FOUND},
 )
 async def job_events(
@@ -214,7 +213,7 @@ async def job_events(
     start: Annotated[
         Literal["history", "live"], Query(alias="from", description="history: replay everything first; live: don't.")
     ] = "history",
-) -> EventSourceResponse:
+) -> EventStreamResponse:
     """Server-Sent Events: ``step``, ``eval`` and ``status`` events, ids increasing per job.
 
     Without ``Last-Event-ID`` the whole history is replayed first, then live events follow; the
@@ -229,7 +228,6 @@ async def job_events(
             after_seq = max(int(last_event_id), 0)
         except ValueError:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "Last-Event-ID must be an event id") from None
-    shutdown = anyio.Event()
     stream = event_stream(
         store,
         broadcaster,
@@ -237,12 +235,5 @@ async def job_events(
         after_seq=after_seq,
         after_step=after_step if last_event_id is None and last_event_id_query is None else None,
         live_only=start == "live",
-        shutdown=shutdown,
     )
-    return EventSourceResponse(
-        stream,
-        ping=15,
-        headers={"X-Accel-Buffering": "no"},
-        shutdown_event=shutdown,
-        shutdown_grace_period=2,
-    )
+    return EventStreamResponse(stream)

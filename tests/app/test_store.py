@@ -7,11 +7,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from app.events import Broadcaster, event_stream
 from app.runner import death_reason
-from app.store import JobStore, jobs
+from app.store import Event, JobStore, jobs
 
 
 def _step(step: int, total: float = 1.0) -> dict[str, Any]:
@@ -99,7 +100,7 @@ def test_stream_has_no_gap_or_repeat_while_a_writer_races_the_replay(tmp_path: P
         thread.start()
         await asyncio.sleep(0.01)  # connect mid-way
         frames = [f async for f in event_stream(store, broadcaster, job["id"], after_seq=0)]
-        seen = [int(f.split(b"\r\n", 1)[0].removeprefix(b"id: ")) for f in frames]
+        seen = _frames_seqs(frames)
         thread.join()
         assert broadcaster.count() == 0
         return seen
@@ -110,15 +111,85 @@ def test_stream_has_no_gap_or_repeat_while_a_writer_races_the_replay(tmp_path: P
 
 def test_a_client_that_falls_behind_is_dropped() -> None:
     async def main() -> None:
-        broadcaster = Broadcaster(max_queue=2)
+        broadcaster = Broadcaster(max_queue=2, coalesce_s_per_client=0.0)  # one chunk per publish
         sub = broadcaster.subscribe("j")
-        from app.store import Event
-
-        broadcaster.publish([Event("j", i, "step", {"step": i}) for i in (1, 2, 3)])
+        for i in (1, 2, 3):
+            broadcaster.publish([Event("j", i, "step", {"step": i})])
         assert broadcaster.count("j") == 0
-        assert [sub.queue.get_nowait()[0].seq for _ in range(3)] == [1, 2, -1]  # -1: the end-of-stream marker
+        chunks = [sub.queue.get_nowait() for _ in range(3)]
+        assert [c.events[0].seq if c else None for c in chunks] == [1, 2, None]  # None: the end of the stream
 
     asyncio.run(main())
+
+
+def _frames_seqs(frames: list[bytes]) -> list[int]:
+    return [int(line[4:]) for f in frames for line in f.split(b"\r\n") if line.startswith(b"id: ")]
+
+
+def test_many_clients_get_fast_events_coalesced_and_status_at_once() -> None:
+    """Steps 5 ms apart to 4 clients at 10 ms/client: one write per 40 ms, every step once, in order."""
+
+    async def main() -> None:
+        broadcaster = Broadcaster(coalesce_s_per_client=0.010, max_coalesce_s=1.0)
+        subs = [broadcaster.subscribe("j") for _ in range(4)]
+        assert broadcaster.interval("j") == pytest.approx(0.040)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for step in range(1, 41):  # 200 ms of steps
+            broadcaster.publish([Event("j", step, "step", {"step": step})])
+            await asyncio.sleep(0.005)
+        broadcaster.publish([Event("j", 41, "status", {"status": "succeeded"})])
+        flushed_after = loop.time() - started
+        chunks = [c for _ in range(subs[0].queue.qsize()) if (c := subs[0].queue.get_nowait()) is not None]
+        # The first step goes out at once, the last ones with the status, and between them at
+        # most one write per 40 ms (sleeps overshoot, so count an upper bound, and a lower one).
+        assert chunks[0].events == (Event("j", 1, "step", {"step": 1}),)
+        assert 3 <= len(chunks) <= flushed_after / 0.040 + 2
+        assert [e.seq for c in chunks for e in c.events] == list(range(1, 42))
+        assert b"".join(c.data for c in chunks).count(b"event: step") == 40
+        assert all(sub.queue.qsize() == len(chunks) for sub in subs[1:])  # the same writes to every client
+
+    asyncio.run(main())
+
+
+def test_one_client_gets_every_event_in_its_own_write() -> None:
+    """One client: interval 1 ms, events 5 ms apart each go out alone the moment they come."""
+
+    async def main() -> None:
+        broadcaster = Broadcaster()
+        sub = broadcaster.subscribe("j")
+        for step in range(1, 6):
+            broadcaster.publish([Event("j", step, "step", {"step": step})])
+            assert sub.queue.qsize() == step  # flushed at once, not on a timer
+            await asyncio.sleep(0.005)
+        assert [sub.queue.get_nowait().events[0].seq for _ in range(5)] == [1, 2, 3, 4, 5]  # type: ignore[union-attr]
+
+    asyncio.run(main())
+
+
+def test_stream_splits_a_chunk_at_the_replay_and_at_the_end(tmp_path: Path) -> None:
+    """A chunk that overlaps the replay loses the replayed events; one with a terminal status ends there."""
+    store = _store(tmp_path)
+    job, _ = store.create_job(name="a", config={}, total_steps=3)  # seq 1: queued
+    store.record(job["id"], [("step", _step(1))])  # seq 2
+
+    async def main() -> list[int]:
+        broadcaster = Broadcaster(coalesce_s_per_client=10.0)
+        frames: list[bytes] = []
+
+        async def client() -> None:
+            frames.extend([f async for f in event_stream(store, broadcaster, job["id"], after_seq=0)])
+
+        task = asyncio.create_task(client())
+        await asyncio.sleep(0.05)  # subscribed and replayed seq 1-2
+        events = store.record(job["id"], [("step", _step(2)), ("step", _step(3))])  # seq 3, 4
+        events.append(store.set_status(job["id"], "succeeded"))  # seq 5: flushes at once
+        again = Event(job["id"], 2, "step", {"step": 1})  # as if raced with the replay
+        broadcaster.publish([again, *events, Event(job["id"], 6, "step", {"step": 4})])
+        await asyncio.wait_for(task, 5)
+        return _frames_seqs(frames)
+
+    assert asyncio.run(main()) == [1, 2, 3, 4, 5]
 
 
 def test_death_reason_names_the_signal_or_exit_code() -> None:
