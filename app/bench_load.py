@@ -372,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run A then B; print and save the figures; 1 when a target is missed."""
     parser = argparse.ArgumentParser(prog="python -m app.bench_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=200, help="concurrent SSE clients in run B (default 200)")
-    parser.add_argument("--steps", type=int, default=550, help="steps of the job (default 550: ~75 s on 2 cores)")
+    parser.add_argument("--steps", type=int, default=700, help="steps of the job (default 700: ~70 s on 2 cores)")
     parser.add_argument("--batch-size", type=int, default=8, help="batch size of the default model (default 8)")
     parser.add_argument(
         "--rest-hz", type=float, default=20.0, help="REST reads a second, both paths in turn (default 20)"

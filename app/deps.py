@@ -8,8 +8,18 @@ from fastapi import Depends, Request
 
 from app.events import Broadcaster
 from app.runner import JobRunner
-from app.settings import Settings, get_settings
+from app.settings import Settings
 from app.store import JobStore
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings ``create_app`` was given.
+
+    Kept on ``app.state`` rather than swapped in with ``app.dependency_overrides``: with any
+    override set, FastAPI rebuilds every dependency's signature on every request.
+    """
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_store(request: Request) -> JobStore:
@@ -30,7 +40,7 @@ def get_broadcaster(request: Request) -> Broadcaster:
     return broadcaster
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]

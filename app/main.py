@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store.close()
 
     app = FastAPI(title="ssdboard", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     app.include_router(health.router)
     app.include_router(health.config_router)
     app.include_router(jobs.router)

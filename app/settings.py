@@ -1,7 +1,7 @@
 """Server settings from ``SSDBOARD_*`` environment variables (pydantic-settings).
 
-``get_settings`` is the one cached dependency that reads them; tests and ``serve`` pass a
-:class:`Settings` to :func:`app.main.create_app`, which overrides it.
+``get_settings`` reads them once (cached); tests and ``serve`` pass a :class:`Settings` to
+:func:`app.main.create_app`, which keeps it on ``app.state`` for the routes (``app.deps``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ class Settings(BaseSettings):
         1, ge=0, description="Jobs training at the same time; 0 queues jobs without starting any (testing)."
     )
     worker_nice: int = Field(
-        10, ge=0, le=19, description="Niceness of worker processes, so the server stays responsive."
+        0,
+        ge=0,
+        le=19,
+        description="Niceness of worker processes. 0: the server and the worker share the CPU evenly "
+        "(pages answer in milliseconds either way; a niced worker loses more training speed to many "
+        "watchers); raise it to favour the dashboard, e.g. detections while training.",
     )
     shutdown_timeout: float = Field(20.0, description="Seconds a stopping server waits for workers to checkpoint.")
     max_priors: int = Field(1_000_000, description="Reject configs with more prior boxes than this.")

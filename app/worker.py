@@ -67,7 +67,7 @@ def run_job(
     queue: _Queue,
     cancel: _Flag,
     parent_pid: int,
-    nice: int = 10,
+    nice: int = 0,
     known_step: int = 0,
 ) -> None:
     """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message."""
