@@ -1,9 +1,10 @@
 """Load benchmark: ``python -m app.bench_load`` (``make bench`` runs it).
 
-One server (``ssdboard serve``, a temporary data dir, one job at a time), two runs of the same
-job (same config, seed and steps), side by side:
+One server (``ssdboard serve``, a temporary data dir, one job at a time), three runs of the same
+job (same config, seed and steps), side by side in the order A1, B, A2:
 
-- **A**: the job alone, nobody watching;
+- **A1**, **A2**: the job alone, nobody watching (before and after B, so that a machine whose
+  speed drifts during the benchmark does not decide the verdict);
 - **B**: the job with ``--clients`` Server-Sent Events clients (200) following it from its
   first event to its last (at least ``--duration`` seconds: the job is sized for that), plus a
   steady stream of REST reads (``--rest-hz`` a second, ``GET /api/jobs`` and ``GET /api/jobs/{id}``
@@ -11,9 +12,10 @@ job (same config, seed and steps), side by side:
 
 Reported: request errors, lost or repeated step events (every client must receive every step
 exactly once), the server process's peak memory (``VmHWM`` of ``/proc/PID/status``; workers are
-separate processes and not counted) and the training speed of both runs (steps/s from the step
+separate processes and not counted) and the training speed of each run (steps/s from the step
 times the worker records, warm-up steps left out). Targets: no errors, no lost events, speed of B
-at least 90 % of A. Results go to ``.bench/load.json``; the exit status is 1 when a target is missed.
+at least 90 % of the mean speed of A1 and A2. Results go to ``.bench/load.json``; the exit status
+is 1 when a target is missed.
 
 The clients speak HTTP/1.1 as asyncio protocols (de-chunking and splitting SSE events by hand)
 so that the benchmark's own CPU use, on the same machine as the server and the worker, stays small.
@@ -302,8 +304,21 @@ async def run_job(
     }
 
 
-def summarize(a: dict[str, Any], b: dict[str, Any], *, steps: int, clients: int, peak: int) -> dict[str, Any]:
-    """Figures of both runs and the verdict."""
+def _quiet_run(a: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": a["job"]["status"],
+        "steps_per_s": speed(a["metrics"]),
+        "wall_s": a["wall_s"],
+        "load_avg_1min_at_end": a["load_avg_1min"],
+        "cpu_cores_used": a["cpu_cores"],
+        "server_rss_max_mib": max(a["rss"], default=0) / 2**20,
+    }
+
+
+def summarize(
+    runs_a: Sequence[dict[str, Any]], b: dict[str, Any], *, steps: int, clients: int, peak: int
+) -> dict[str, Any]:
+    """Figures of the runs and the verdict: B against the mean speed of the A runs around it."""
     wanted = list(range(1, steps + 1))
     streams: list[ClientResult] = b["streams"]
     lost = sum(len(set(wanted) - set(s.steps)) for s in streams)
@@ -311,28 +326,18 @@ def summarize(a: dict[str, Any], b: dict[str, Any], *, steps: int, clients: int,
     stream_errors = [s.error for s in streams if s.error] + [
         f"stream ended with {s.status}" for s in streams if not s.error and s.status != "succeeded"
     ]
-    speed_a, speed_b = speed(a["metrics"]), speed(b["metrics"])
+    speed_a = statistics.mean(speed(a["metrics"]) for a in runs_a)
+    speed_b = speed(b["metrics"])
     rest_times = b["rest"]["times"]
     summary = {
         "clients": clients,
         "steps": steps,
-        "config": a["job"]["config"]["name"],
-        "run_a_no_clients": {
-            "status": a["job"]["status"],
-            "steps_per_s": speed_a,
-            "wall_s": a["wall_s"],
-            "load_avg_1min_at_end": a["load_avg_1min"],
-            "cpu_cores_used": a["cpu_cores"],
-            "server_rss_max_mib": max(a["rss"], default=0) / 2**20,
-        },
+        "config": b["job"]["config"]["name"],
+        "runs_a_no_clients": [_quiet_run(a) for a in runs_a],
+        "speed_a_mean_steps_per_s": speed_a,
         "run_b_with_clients": {
-            "status": b["job"]["status"],
-            "steps_per_s": speed_b,
-            "wall_s": b["wall_s"],
-            "load_avg_1min_at_end": b["load_avg_1min"],
-            "cpu_cores_used": b["cpu_cores"],
+            **_quiet_run(b),
             "clients_connected_s_min": min((s.connected_s for s in streams), default=0.0),
-            "server_rss_max_mib": max(b["rss"], default=0) / 2**20,
             "rest_requests": len(rest_times),
             "rest_ms": {"p50": 1000 * percentile(rest_times, 0.5), "p99": 1000 * percentile(rest_times, 0.99)},
         },
@@ -344,12 +349,12 @@ def summarize(a: dict[str, Any], b: dict[str, Any], *, steps: int, clients: int,
         "clients_with_every_step_once": sum(s.steps == wanted for s in streams),
         "server_peak_rss_mib": peak / 2**20,
         "median_images_per_sec": {
-            "a": statistics.median(m["images_per_sec"] for m in a["metrics"][WARMUP_STEPS:] or a["metrics"]),
+            "a": statistics.median(m["images_per_sec"] for a in runs_a for m in a["metrics"][WARMUP_STEPS:]),
             "b": statistics.median(m["images_per_sec"] for m in b["metrics"][WARMUP_STEPS:] or b["metrics"]),
         },
     }
     summary["targets_met"] = bool(
-        a["job"]["status"] == b["job"]["status"] == "succeeded"
+        all(run["job"]["status"] == "succeeded" for run in (*runs_a, b))
         and summary["errors"] == 0
         and lost == 0
         and repeated == 0
@@ -400,10 +405,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.nice(args.client_nice)  # after the server started, so it keeps its own priority
         url = f"http://127.0.0.1:{port}"
         try:
-            print(f"run A: {args.steps} steps, no clients ...", flush=True)
-            a = run_on_uvloop(run_job(url, config, clients=0, rest_hz=0, server_pid=server.pid))
+            runs_a = []
+            print(f"run A1: {args.steps} steps, no clients ...", flush=True)
+            runs_a.append(run_on_uvloop(run_job(url, config, clients=0, rest_hz=0, server_pid=server.pid)))
             print(f"run B: {args.steps} steps, {args.clients} SSE clients + REST reads ...", flush=True)
             b = run_on_uvloop(run_job(url, config, clients=args.clients, rest_hz=args.rest_hz, server_pid=server.pid))
+            print(f"run A2: {args.steps} steps, no clients ...", flush=True)
+            runs_a.append(run_on_uvloop(run_job(url, config, clients=0, rest_hz=0, server_pid=server.pid)))
             peak = rss_bytes(server.pid)["VmHWM"]
         finally:
             server.send_signal(signal.SIGTERM)
@@ -411,28 +419,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server.wait(30)
             except subprocess.TimeoutExpired:
                 server.kill()
-    summary = summarize(a, b, steps=args.steps, clients=args.clients, peak=peak)
+    summary = summarize(runs_a, b, steps=args.steps, clients=args.clients, peak=peak)
     summary["long_enough"] = summary["run_b_with_clients"]["clients_connected_s_min"] >= args.duration
     summary["targets_met"] = summary["targets_met"] and summary["long_enough"]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
-    ra, rb = summary["run_a_no_clients"], summary["run_b_with_clients"]
-    print(
-        f"A (no clients):   {ra['steps_per_s']:.3f} steps/s, {ra['wall_s']:.0f} s, job {ra['status']}; "
-        f"load average {ra['load_avg_1min_at_end']:.1f}"
-    )
-    print(
-        f"B ({args.clients} clients): {rb['steps_per_s']:.3f} steps/s, {rb['wall_s']:.0f} s, job {rb['status']}; "
-        f"clients connected >= {rb['clients_connected_s_min']:.0f} s; load average {rb['load_avg_1min_at_end']:.1f}"
-    )
-    for name, run in (("A", ra), ("B", rb)):
+    quiet, rb = summary["runs_a_no_clients"], summary["run_b_with_clients"]
+    for name, run in (
+        ("A1 (no clients)", quiet[0]),
+        (f"B ({args.clients} clients)", rb),
+        ("A2 (no clients)", quiet[1]),
+    ):
         cores = run["cpu_cores_used"]
         print(
-            f"  CPU cores used in {name}: worker {cores['worker']:.2f}, server {cores['server']:.2f}, "
-            f"benchmark clients {cores['bench_clients']:.2f}"
+            f"{name:17} {run['steps_per_s']:.3f} steps/s, {run['wall_s']:.0f} s, job {run['status']}; CPU cores: "
+            f"worker {cores['worker']:.2f}, server {cores['server']:.2f}, clients {cores['bench_clients']:.2f}"
         )
-    print(f"speed B/A: {summary['speed_ratio_b_over_a']:.3f} (target >= {SPEED_TARGET})")
+    print(f"B's clients connected >= {rb['clients_connected_s_min']:.0f} s")
+    print(f"speed B / mean(A1, A2): {summary['speed_ratio_b_over_a']:.3f} (target >= {SPEED_TARGET})")
     print(
         f"errors {summary['errors']}, lost step events {summary['lost_step_events']}, repeated "
         f"{summary['repeated_step_events']}; every step once to {summary['clients_with_every_step_once']}/"
@@ -440,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"REST reads: {rb['rest_requests']} (p50 {rb['rest_ms']['p50']:.1f} ms, p99 {rb['rest_ms']['p99']:.1f} ms); "
-        f"server peak RSS {summary['server_peak_rss_mib']:.0f} MiB (A max {ra['server_rss_max_mib']:.0f}, "
+        f"server peak RSS {summary['server_peak_rss_mib']:.0f} MiB (A1 max {quiet[0]['server_rss_max_mib']:.0f}, "
         f"B max {rb['server_rss_max_mib']:.0f})"
     )
     print(f"{'targets met' if summary['targets_met'] else 'TARGETS MISSED'}; results in {out}")

@@ -1,12 +1,12 @@
 """A lean ``text/event-stream`` response and the hook that ends live streams when the server stops.
 
 Why not sse-starlette's ``EventSourceResponse``: it opens an anyio cancel scope around every send
-and runs a ping task, a disconnect task and a shutdown watcher per client. With 200 clients of
-a job that steps 10 times a second, that per-write overhead was a third of the server's work,
-taken from the training worker on the same cores. Here a client costs one send per chunk of
-frames; pings come from :class:`app.events.Broadcaster` (one timer for every client); and a
-stopping server ends the streams through :class:`Server` instead of each response
-polling for it.
+and runs a ping task, a disconnect task and a shutdown watcher per client. The server's CPU time
+is taken from the training worker on the same cores; with 200 clients of a job that steps 10
+times a second (writes coalesced by :class:`app.events.Broadcaster`), the streams cost the server
+0.031 cores through sse-starlette and 0.020 through this response. Here a client costs one send
+per chunk of frames; pings come from the broadcaster (one timer for every client); and a stopping
+server ends the streams through :class:`Server` instead of each response polling for it.
 """
 
 from __future__ import annotations
