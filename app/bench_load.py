@@ -28,9 +28,7 @@ import asyncio
 import json
 import os
 import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +39,7 @@ from typing import Any, cast
 
 import httpx
 
-from app.bench_sse import free_port, percentile, start_server
+from app.bench_sse import free_port, percentile, start_server, stop_server
 
 SPEED_TARGET = 0.90
 WARMUP_STEPS = 10
@@ -414,11 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs_a.append(run_on_uvloop(run_job(url, config, clients=0, rest_hz=0, server_pid=server.pid)))
             peak = rss_bytes(server.pid)["VmHWM"]
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_server(server)
     summary = summarize(runs_a, b, steps=args.steps, clients=args.clients, peak=peak)
     summary["long_enough"] = summary["run_b_with_clients"]["clients_connected_s_min"] >= args.duration
     summary["targets_met"] = summary["targets_met"] and summary["long_enough"]

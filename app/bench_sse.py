@@ -71,6 +71,15 @@ def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes
     raise RuntimeError(f"server did not start; see {log}")
 
 
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if the server has not stopped within 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 async def sse_client(http: httpx.AsyncClient, path: str) -> dict[str, Any]:
     """Read one stream to its terminal status; step numbers and latencies of the step events."""
     steps: list[int] = []
@@ -189,11 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             raw = asyncio.run(measure(f"http://127.0.0.1:{port}", config, args.clients, args.poll_hz))
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_server(server)
     summary = summarize(raw, args.steps, args.clients)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
