@@ -12,6 +12,7 @@ these ``seq`` numbers, which makes ``Last-Event-ID`` a plain ``seq > N`` query.
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -305,15 +306,24 @@ class JobStore:
         """Insert rows, replacing those with the same primary key (SQLite and PostgreSQL syntax)."""
         dialect = conn.dialect.name
         if dialect in ("sqlite", "postgresql"):
-            if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-            stmt = insert(table)
-            keys = [c.name for c in table.primary_key.columns]
-            update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-            conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
+            conn.execute(_upsert_statement(dialect, table), rows)
             return
         for row in rows:  # pragma: no cover - other databases: delete then insert
             conn.execute(table.delete().where(*(table.c[k] == row[k] for k in ("job_id", "step"))))
             conn.execute(table.insert().values(**row))
+
+
+@functools.cache
+def _upsert_statement(dialect: str, table: sa.Table) -> Any:
+    """``INSERT ... ON CONFLICT (primary key) DO UPDATE`` of every other column, built once per table.
+
+    Building it (``excluded`` and its column proxies) cost more than running it, at every step.
+    """
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    stmt = insert(table)
+    keys = [c.name for c in table.primary_key.columns]
+    update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    return stmt.on_conflict_do_update(index_elements=keys, set_=update)
