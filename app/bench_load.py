@@ -40,6 +40,7 @@ from typing import Any, cast
 import httpx
 
 from app.bench_sse import free_port, percentile, start_server, stop_server
+from app.schemas import TERMINAL
 
 SPEED_TARGET = 0.90
 WARMUP_STEPS = 10
@@ -103,7 +104,7 @@ class SSECounter(asyncio.Protocol):
                 self.result.steps.append(int(step.group(1)) if step else -1)
             elif kind == b"status":
                 status = json.loads(data)["status"]
-                if status in ("succeeded", "failed", "cancelled", "interrupted"):
+                if status in TERMINAL:
                     self.result.status = status
                     self._finish(None)
                     return
@@ -127,8 +128,7 @@ class SSECounter(asyncio.Protocol):
             self.chunk_left -= take
             if self.chunk_left == 0:
                 if len(self.raw) < 2:
-                    self.chunk_left = 0
-                    return  # the chunk's CRLF has not come yet
+                    return  # the chunk's CRLF has not come yet (chunk_left stays 0)
                 del self.raw[:2]
                 self.chunk_left = -1
 
@@ -241,7 +241,7 @@ async def wait_done(http: KeepAliveGet, job_id: str) -> dict[str, Any]:
     while True:
         _, body = await http.get(f"/api/jobs/{job_id}")
         job: dict[str, Any] = json.loads(body)
-        if job["status"] in ("succeeded", "failed", "cancelled", "interrupted"):
+        if job["status"] in TERMINAL:
             return job
         await asyncio.sleep(0.5)
 
@@ -302,7 +302,8 @@ async def run_job(
     }
 
 
-def _quiet_run(a: dict[str, Any]) -> dict[str, Any]:
+def _run_figures(a: dict[str, Any]) -> dict[str, Any]:
+    """Status, speed, wall time, load, CPU and memory of one run (A or B)."""
     return {
         "status": a["job"]["status"],
         "steps_per_s": speed(a["metrics"]),
@@ -331,10 +332,10 @@ def summarize(
         "clients": clients,
         "steps": steps,
         "config": b["job"]["config"]["name"],
-        "runs_a_no_clients": [_quiet_run(a) for a in runs_a],
+        "runs_a_no_clients": [_run_figures(a) for a in runs_a],
         "speed_a_mean_steps_per_s": speed_a,
         "run_b_with_clients": {
-            **_quiet_run(b),
+            **_run_figures(b),
             "clients_connected_s_min": min((s.connected_s for s in streams), default=0.0),
             "rest_requests": len(rest_times),
             "rest_ms": {"p50": 1000 * percentile(rest_times, 0.5), "p99": 1000 * percentile(rest_times, 0.99)},
