@@ -117,6 +117,11 @@ def serve(
         log_level="info",
         timeout_graceful_shutdown=5,  # SSE streams are long-lived; don't wait for them forever
     )
-    server = sse.Server(config, on_exit=lambda: getattr(app.state, "end_streams", lambda: None)())
+
+    def end_streams() -> None:  # set by the lifespan once the broadcaster exists
+        if hasattr(app.state, "end_streams"):
+            app.state.end_streams()
+
+    server = sse.Server(config, on_exit=end_streams)
     server.run()
     return 0 if server.started else 1
