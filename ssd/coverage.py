@@ -9,8 +9,8 @@ those are, their best IoU, and how many positives the loss sees.
 
 NumPy only, on purpose: the prior explorer answers a request per pointer move, and one image's
 IoU against 4032 priors takes microseconds in NumPy but about a millisecond of TensorFlow eager
-dispatch per op. :func:`iou` equals :func:`ssd.boxes.box_iou` and the assignment equals
-:func:`ssd.matching.match`; tests prove both.
+dispatch per op. The IoU is :func:`ssd.geometry.iou` (equal to :func:`ssd.boxes.box_iou`) and
+the assignment equals :func:`ssd.matching.match`; tests prove both.
 
 Boxes are float32 pixel ``xyxy`` throughout.
 """
@@ -25,6 +25,25 @@ import numpy as np
 
 from ssd.config import Config, DataConfig
 from ssd.data import VAL_SEED, Split, for_config
+from ssd.geometry import box_size, iou
+
+__all__ = [
+    "BUCKET_EDGES",
+    "BUCKET_LABELS",
+    "Assignment",
+    "BucketCoverage",
+    "CoverageReport",
+    "DatasetBoxes",
+    "Pairs",
+    "assign",
+    "box_size",  # re-exported from ssd.geometry for existing importers
+    "coverage",
+    "dataset_boxes",
+    "describe",
+    "iou",  # re-exported from ssd.geometry for existing importers
+    "quantiles",
+    "size_bucket",
+]
 
 # Box-size buckets by sqrt(area) in pixels, suited to the 128 px generator (digits of 22-70 px
 # squares, tight ink boxes of about 10-60 px): upper edges, the last bucket is open.
@@ -33,37 +52,6 @@ BUCKET_LABELS: tuple[str, ...] = ("< 16 px", "16-24 px", "24-32 px", "32-48 px",
 
 # IoU entries computed at once in :func:`assign`: bounds memory, and stays in cache.
 _CHUNK_ELEMENTS = 500_000
-
-
-def iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """Pairwise IoU, as :func:`ssd.boxes.box_iou`.
-
-    Args:
-        boxes1: [..., N, 4] ``xyxy``.
-        boxes2: [M, 4] ``xyxy``.
-
-    Returns:
-        float32 [..., N, M]; 0 where the union is empty.
-    """
-    b1 = np.asarray(boxes1, np.float32)[..., :, None, :]
-    b2 = np.asarray(boxes2, np.float32)[None, :, :]
-    w = np.minimum(b1[..., 2], b2[..., 2]) - np.maximum(b1[..., 0], b2[..., 0])
-    h = np.minimum(b1[..., 3], b2[..., 3]) - np.maximum(b1[..., 1], b2[..., 1])
-    inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
-    area1 = np.maximum(b1[..., 2] - b1[..., 0], 0.0) * np.maximum(b1[..., 3] - b1[..., 1], 0.0)
-    area2 = np.maximum(b2[..., 2] - b2[..., 0], 0.0) * np.maximum(b2[..., 3] - b2[..., 1], 0.0)
-    union = area1 + area2 - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-    return out.astype(np.float32)
-
-
-def box_size(boxes: np.ndarray) -> np.ndarray:
-    """float32 [...] ``sqrt(area)`` in pixels of [..., 4] ``xyxy`` boxes."""
-    boxes = np.asarray(boxes, np.float32)
-    w = np.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
-    h = np.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
-    return np.sqrt(w * h).astype(np.float32)
 
 
 def size_bucket(boxes: np.ndarray) -> np.ndarray:

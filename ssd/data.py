@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ssd.geometry import box_area, intersection
+
 if TYPE_CHECKING:
     from ssd.config import Config
 
@@ -319,14 +321,11 @@ class DetectionDataset:
 
 def _fits(box: tuple[int, int, int, int], others: np.ndarray, max_cover: float = MAX_COVER) -> bool:
     """Whether ``box`` overlaps each of ``others`` [M, 4] little enough (see ``max_cover``)."""
-    x1, y1, x2, y2 = box
-    iw = np.clip(np.minimum(others[:, 2], x2) - np.maximum(others[:, 0], x1), 0.0, None)
-    ih = np.clip(np.minimum(others[:, 3], y2) - np.maximum(others[:, 1], y1), 0.0, None)
-    inter = iw * ih
+    inter = intersection([box], others)[0]  # [M]; integer pixels, so exact in float32
     if not inter.any():
         return True
-    area = float((x2 - x1) * (y2 - y1))
-    other_area = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    area = box_area(box)
+    other_area = box_area(others)
     iou = inter / (area + other_area - inter)
     cover = inter / np.minimum(area, other_area)
     return bool(np.all(iou <= max_cover * (MAX_IOU / MAX_COVER)) and np.all(cover <= max_cover))

@@ -23,6 +23,8 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ssd.geometry import ImageSize, image_hw, iou, xyxy_to_xywh
+
 if TYPE_CHECKING:
     from ssd.data import DetectionDataset
     from ssd.detect import Detections, Detector
@@ -36,15 +38,6 @@ __all__ = [
     "match_detections",
     "to_coco_gt",
 ]
-
-ImageSize = int | tuple[int, int]
-
-
-def _hw(image_size: ImageSize) -> tuple[int, int]:
-    if isinstance(image_size, int | np.integer):
-        return int(image_size), int(image_size)
-    h, w = image_size
-    return int(h), int(w)
 
 
 def to_coco_gt(
@@ -74,25 +67,24 @@ def to_coco_gt(
     names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
     if len(names) != num_classes:
         raise ValueError(f"{len(names)} class names for {num_classes} classes")
-    h, w = _hw(image_size)
+    h, w = image_hw(image_size)
     images = [{"id": i, "width": w, "height": h, "file_name": f"{i}.png"} for i in range(len(boxes_list))]
     annotations: list[dict[str, Any]] = []
     for image_id, (boxes, labels) in enumerate(zip(boxes_list, labels_list, strict=True)):
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        xywh = xyxy_to_xywh(np.asarray(boxes).reshape(-1, 4))
         labels = np.asarray(labels).reshape(-1)
-        if len(boxes) != len(labels):
-            raise ValueError(f"image {image_id}: {len(boxes)} boxes but {len(labels)} labels")
-        for (x1, y1, x2, y2), label in zip(boxes.tolist(), labels.tolist(), strict=True):
+        if len(xywh) != len(labels):
+            raise ValueError(f"image {image_id}: {len(xywh)} boxes but {len(labels)} labels")
+        for bbox, label in zip(xywh.tolist(), labels.tolist(), strict=True):
             if not 0 <= label < num_classes:
                 raise ValueError(f"image {image_id}: label {label} not in 0..{num_classes - 1}")
-            bw, bh = x2 - x1, y2 - y1
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": image_id,
                     "category_id": int(label),
-                    "bbox": [x1, y1, bw, bh],
-                    "area": bw * bh,
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
                     "iscrowd": 0,
                 }
             )
@@ -181,11 +173,9 @@ def coco_evaluate(
     gt = to_coco_gt(gt_boxes, gt_labels, image_size, num_classes=num_classes)
     results: list[dict[str, Any]] = []
     for image_id, det in enumerate(detections):
-        for box, score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist(), strict=True):
-            x1, y1, x2, y2 = box
-            results.append(
-                {"image_id": image_id, "category_id": int(label), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
-            )
+        xywh = xyxy_to_xywh(det.boxes).tolist()
+        for bbox, score, label in zip(xywh, det.scores.tolist(), det.labels.tolist(), strict=True):
+            results.append({"image_id": image_id, "category_id": int(label), "bbox": bbox, "score": score})
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
@@ -232,18 +222,6 @@ def coco_evaluate(
     )
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float64 [N, M] IoU of ``xyxy`` boxes a [N, 4] and b [M, 4]; 0 where the union is empty."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0.0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
 @dataclass(frozen=True, eq=False)
 class DetectionMatch:
     """Detections of one image matched to its ground truth (see :func:`match_detections`).
@@ -276,41 +254,48 @@ def match_detections(
     *,
     iou_threshold: float = 0.5,
     score_threshold: float = 0.0,
+    class_agnostic: bool = False,
 ) -> DetectionMatch:
     """Match one image's detections to its ground truth as COCOeval does at one IoU threshold.
 
     Detections with ``score >= score_threshold`` are taken in descending score order (ties:
     input order); each takes the still-unmatched ground truth *of its class* with the highest
-    IoU, provided that IoU is ``>= iou_threshold``; otherwise it is a false positive. A
-    detection's outcome depends only on the higher-scoring ones, so raising the threshold
-    never changes the outcome of a detection that stays.
+    IoU (the first on a tie), provided that IoU is ``>= iou_threshold``; otherwise it is a false
+    positive. A detection's outcome depends only on the higher-scoring ones, so raising the
+    threshold never changes the outcome of a detection that stays.
 
     Args:
         gt_boxes: float [G, 4] pixel ``xyxy``. gt_labels: int [G].
         det_boxes: float [D, 4] pixel ``xyxy``. det_scores: float [D]. det_labels: int [D].
+        iou_threshold: the least IoU of a match.
+        score_threshold: scores are compared with it in their own precision (float32 for
+            :class:`ssd.detect.Detections`, so a score that prints as the threshold passes it).
+        class_agnostic: match ground truths of any class, not only the detection's (what
+            :func:`confusion_matrix` needs to see class confusions).
     """
     gb = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     gl = np.asarray(gt_labels, dtype=np.int64).reshape(-1)
     db = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
-    ds = np.asarray(det_scores, dtype=np.float64).reshape(-1)
+    scores = np.asarray(det_scores).reshape(-1)
     dl = np.asarray(det_labels, dtype=np.int64).reshape(-1)
-    if len(gb) != len(gl) or not len(db) == len(ds) == len(dl):
+    if len(gb) != len(gl) or not len(db) == len(scores) == len(dl):
         raise ValueError(
-            f"{len(gb)} gt boxes, {len(gl)} gt labels; {len(db)} boxes, {len(ds)} scores, {len(dl)} labels"
+            f"{len(gb)} gt boxes, {len(gl)} gt labels; {len(db)} boxes, {len(scores)} scores, {len(dl)} labels"
         )
-    iou = _iou_matrix(db, gb)
-    kept = ds >= score_threshold
+    overlaps = iou(db, gb, dtype=np.float64)  # [D, G]
+    kept = scores >= score_threshold
     det_gt = np.full(len(db), -1, dtype=np.int64)
     matched = np.zeros(len(gb), dtype=bool)
-    for d in np.argsort(-ds, kind="stable"):
+    for d in np.argsort(-scores.astype(np.float64), kind="stable"):
         if not kept[d]:
             continue
-        candidates = np.where(matched | (gl != dl[d]), -1.0, iou[d])
+        taken = matched if class_agnostic else matched | (gl != dl[d])
+        candidates = np.where(taken, -1.0, overlaps[d])
         if len(candidates) and candidates.max() >= iou_threshold:
             g = int(np.argmax(candidates))
             matched[g] = True
             det_gt[d] = g
-    return DetectionMatch(iou=iou, det_gt=det_gt, det_kept=kept, gt_matched=matched)
+    return DetectionMatch(iou=overlaps, det_gt=det_gt, det_kept=kept, gt_matched=matched)
 
 
 def confusion_matrix(
@@ -330,10 +315,11 @@ def confusion_matrix(
     class. ``m[-1, -1]`` is always 0. The diagonal holds the correct detections; the rest of the
     top-left ``num_classes x num_classes`` block holds class confusions.
 
-    Matching, per image: detections with ``score >= score_threshold`` are taken in descending
-    score order; each matches the still-unmatched ground truth of highest IoU, provided that IoU
-    is ``>= iou_threshold``, whatever the two classes are. Each ground truth is matched at most
-    once, so a second detection of an already matched object counts as a false positive.
+    Matching, per image: :func:`match_detections` with ``class_agnostic=True``: detections with
+    ``score >= score_threshold`` are taken in descending score order; each matches the
+    still-unmatched ground truth of highest IoU, provided that IoU is ``>= iou_threshold``,
+    whatever the two classes are. Each ground truth is matched at most once, so a second
+    detection of an already matched object counts as a false positive.
 
     Args:
         gt_boxes: per image, float [K, 4] pixel ``xyxy``.
@@ -345,23 +331,23 @@ def confusion_matrix(
     bg = num_classes
     matrix = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
     for boxes, labels, det in zip(gt_boxes, gt_labels, detections, strict=True):
-        gb = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        m = match_detections(
+            boxes,
+            labels,
+            det.boxes,
+            det.scores,
+            det.labels,
+            iou_threshold=iou_threshold,
+            score_threshold=score_threshold,
+            class_agnostic=True,
+        )
         gl = np.asarray(labels, dtype=np.int64).reshape(-1)
-        keep = np.asarray(det.scores) >= score_threshold
-        order = np.argsort(-np.asarray(det.scores)[keep], kind="stable")
-        db = np.asarray(det.boxes, dtype=np.float64).reshape(-1, 4)[keep][order]
-        dl = np.asarray(det.labels, dtype=np.int64).reshape(-1)[keep][order]
-        iou = _iou_matrix(db, gb)  # [D, G]
-        matched = np.zeros(len(gl), dtype=bool)
-        for d in range(len(dl)):
-            candidates = np.where(matched, -1.0, iou[d]) if len(gl) else np.zeros(0)
-            g = int(np.argmax(candidates)) if len(gl) else -1
-            if g >= 0 and candidates[g] >= iou_threshold:
-                matched[g] = True
-                matrix[gl[g], dl[d]] += 1
-            else:
-                matrix[bg, dl[d]] += 1
-        np.add.at(matrix, (gl[~matched], np.full(int((~matched).sum()), bg)), 1)
+        dl = np.asarray(det.labels, dtype=np.int64).reshape(-1)
+        tp = m.det_tp
+        false_pos = m.det_kept & ~tp
+        np.add.at(matrix, (gl[m.det_gt[tp]], dl[tp]), 1)
+        np.add.at(matrix, (np.full(int(false_pos.sum()), bg), dl[false_pos]), 1)
+        np.add.at(matrix, (gl[~m.gt_matched], np.full(int((~m.gt_matched).sum()), bg)), 1)
     return matrix
 
 

@@ -16,7 +16,7 @@ from pycocotools.cocoeval import COCOeval
 from ssd.config import Config, DataConfig, ModelConfig, PriorConfig
 from ssd.data import DetectionDataset
 from ssd.detect import Detections, Detector, to_coco_results
-from ssd.evaluate import coco_evaluate, confusion_matrix, evaluate_model, to_coco_gt
+from ssd.evaluate import coco_evaluate, confusion_matrix, evaluate_model, match_detections, to_coco_gt
 from ssd.model import build_ssd
 
 
@@ -140,6 +140,65 @@ def test_confusion_matrix_hand_worked() -> None:
     assert m.sum(axis=1)[:3].tolist() == [1, 2, 1]  # every gt counted exactly once per row
     m2 = confusion_matrix(gt_boxes, gt_labels, dets, num_classes=3, iou_threshold=0.35, score_threshold=0.25)
     assert m2[1, 1] == 1 and m2[2, 1] == 1 and m2[2, 3] == 0 and m2[1, 3] == 0
+
+
+def test_match_detections_per_class_and_class_agnostic() -> None:
+    # gt 0: class 0 at A; gt 1: class 1 at B. Detections, by score: class 1 on A (0.9), class 0 on
+    # A shifted by 5 px (IoU 50/150, 0.8), class 1 on B (0.7), class 1 on B again (0.6).
+    a, b = [0.0, 0, 10, 10], [20.0, 0, 30, 10]
+    gt_boxes, gt_labels = _gt([a, b]), np.asarray([0, 1])
+    det = _det([a, [5, 0, 15, 10], b, b], [0.9, 0.8, 0.7, 0.6], [1, 0, 1, 1])
+    m = match_detections(gt_boxes, gt_labels, det.boxes, det.scores, det.labels, iou_threshold=0.3)
+    assert m.iou.dtype == np.float64 and m.iou.shape == (4, 2)
+    assert m.iou[1, 0] == pytest.approx(1 / 3)
+    assert m.det_gt.tolist() == [-1, 0, 1, -1]  # per class: the class-1 detection on A matches nothing
+    assert m.gt_matched.tolist() == [True, True] and m.det_tp.tolist() == [False, True, True, False]
+    agnostic = match_detections(
+        gt_boxes, gt_labels, det.boxes, det.scores, det.labels, iou_threshold=0.3, class_agnostic=True
+    )
+    assert agnostic.det_gt.tolist() == [0, -1, 1, -1]  # A taken by the higher-scoring class-1 detection
+    high = match_detections(gt_boxes, gt_labels, det.boxes, det.scores, det.labels, score_threshold=0.75)
+    assert high.det_kept.tolist() == [True, True, False, False] and high.det_gt.tolist() == [-1, -1, -1, -1]
+
+
+def test_match_detections_compares_scores_in_their_precision() -> None:
+    # float32(0.7) is just below 0.7: a Detections score that prints as the threshold passes it.
+    det = _det([[0, 0, 10, 10]], [0.7], [0])
+    assert float(det.scores[0]) < 0.7
+    m = match_detections(_gt([[0, 0, 10, 10]]), np.asarray([0]), det.boxes, det.scores, det.labels, score_threshold=0.7)
+    assert m.det_kept.tolist() == [True] and m.det_gt.tolist() == [0]
+    with pytest.raises(ValueError, match="2 scores"):
+        match_detections(_gt([]), np.asarray([]), det.boxes, [0.5, 0.6], det.labels)
+
+
+def test_confusion_matrix_agrees_with_class_agnostic_matching() -> None:
+    rng = np.random.default_rng(1)
+    gt_boxes, gt_labels, dets = [], [], []
+    for _ in range(40):
+        g, d = int(rng.integers(0, 5)), int(rng.integers(0, 7))
+        xy = rng.integers(0, 30, (g + d, 2))
+        boxes = np.concatenate([xy, xy + rng.integers(1, 15, (g + d, 2))], axis=1).astype(np.float32)
+        gt_boxes.append(boxes[:g])
+        gt_labels.append(rng.integers(0, 3, g))
+        dets.append(_det(boxes[g:].tolist(), rng.random(d).tolist(), rng.integers(0, 3, d).tolist()))
+    matrix = confusion_matrix(gt_boxes, gt_labels, dets, num_classes=3, iou_threshold=0.3, score_threshold=0.4)
+    tp = fp = missed = 0
+    for boxes, labels, det in zip(gt_boxes, gt_labels, dets, strict=True):
+        m = match_detections(
+            boxes,
+            labels,
+            det.boxes,
+            det.scores,
+            det.labels,
+            iou_threshold=0.3,
+            score_threshold=0.4,
+            class_agnostic=True,
+        )
+        tp += int(m.det_tp.sum())
+        fp += int((m.det_kept & ~m.det_tp).sum())
+        missed += int((~m.gt_matched).sum())
+    assert matrix[:3, :3].sum() == tp and matrix[3].sum() == fp and matrix[:, 3].sum() == missed
+    assert matrix[:3].sum() == sum(len(lab) for lab in gt_labels)  # every ground truth in one cell
 
 
 def test_evaluate_model_runs() -> None:
