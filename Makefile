@@ -22,16 +22,18 @@ run: venv
 test: venv
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-# SSE_BENCH_ARGS narrows the live-stream benchmark, e.g. make bench SSE_BENCH_ARGS='--clients 5 --steps 20';
+# The benchmarks (benchmarks/, not installed) run from the repository root and write .bench/*.json.
+# TRAIN_BENCH_ARGS narrows the training-speed benchmark, e.g. make bench TRAIN_BENCH_ARGS=--quick;
+# SSE_BENCH_ARGS the live-stream benchmark, e.g. make bench SSE_BENCH_ARGS='--clients 5 --steps 20';
 # LOAD_BENCH_ARGS the load benchmark (200 SSE clients + REST reads vs. no clients, ~3 min), e.g. '--clients 50'.
 bench: venv
-	$(VENV)/bin/ssdboard bench
-	$(VENV)/bin/python -m app.bench_sse $(SSE_BENCH_ARGS)
-	$(VENV)/bin/python -m app.bench_priors
-	$(VENV)/bin/python -m app.bench_load $(LOAD_BENCH_ARGS)
-	$(VENV)/bin/python -m app.bench_detect
+	$(VENV)/bin/python -m benchmarks.train $(TRAIN_BENCH_ARGS)
+	$(VENV)/bin/python -m benchmarks.sse $(SSE_BENCH_ARGS)
+	$(VENV)/bin/python -m benchmarks.priors
+	$(VENV)/bin/python -m benchmarks.load $(LOAD_BENCH_ARGS)
+	$(VENV)/bin/python -m benchmarks.detect
 
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy ssd app
+	$(VENV)/bin/mypy ssd app benchmarks

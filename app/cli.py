@@ -24,7 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """``ssdboard`` with every subcommand: train, detect, evaluate, bench, serve."""
+    """``ssdboard`` with every subcommand: train, detect, evaluate, serve."""
     parser, sub = build_parser()
     p = sub.add_parser("serve", help="start the dashboard")
     p.add_argument("--host", default=None, help="default 127.0.0.1 (or SSDBOARD_HOST)")

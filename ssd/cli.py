@@ -3,7 +3,6 @@
 - ``ssdboard train [--config FILE] [--steps N] [--out DIR] [--seed S]``
 - ``ssdboard detect --checkpoint DIR --images FILE.npz --out FILE.json``
 - ``ssdboard evaluate --checkpoint DIR``
-- ``ssdboard bench``
 - ``ssdboard serve ...`` is added by :mod:`app.cli` (the library never imports the web layer)
 
 Heavy imports (TensorFlow) happen inside the commands, so ``--help`` and errors are instant.
@@ -144,12 +143,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from ssd.bench import run_bench
-
-    return run_bench(quick=args.quick)
-
-
 def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     """The parser of the library's commands and its subparsers (``app.cli`` adds ``serve``)."""
     parser = argparse.ArgumentParser(prog="ssdboard", description="Train and inspect SSD detectors.")
@@ -174,10 +167,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     p.add_argument("--images", type=int, help="validation images (default data.val_images, 500)")
     p.add_argument("--json", help="also write the full result (per-class AP, PR curves) here")
     p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("bench", help="training speed against the naive Keras way, FLOPs, peak share")
-    p.add_argument("--quick", action="store_true", help="fewer steps (a smoke run, not a measurement)")
-    p.set_defaults(func=cmd_bench)
     return parser, sub
 
 

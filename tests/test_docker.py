@@ -9,15 +9,15 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import httpx
 import pytest
+
+from benchmarks.server import free_port, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -61,13 +61,6 @@ def exec_form(text: str, keyword: str) -> list[str]:
     parsed = json.loads(command)
     assert isinstance(parsed, list), f"{keyword} must use the exec form"
     return [str(part) for part in parsed]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_hadolint_has_nothing_to_say() -> None:
@@ -125,28 +118,16 @@ def test_the_image_command_serves_with_a_token_and_refuses_without(tmp_path: Pat
     assert "refusing to listen on 0.0.0.0 without a token" in refused.stderr and "--insecure" in refused.stderr
 
     env["SSDBOARD_TOKEN"] = "image-test-token"
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # The image's command must serve /healthz within 60 s (else the start fails quoting the log).
+    server = start_server(tmp_path / "data", port, tmp_path / "server.log", env=env, timeout=60, command=cmd)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the image's command did not serve /healthz"
-            time.sleep(0.2)
         assert subprocess.run(health, env=env, timeout=30).returncode == 0  # the HEALTHCHECK itself
         assert (tmp_path / "data" / "ssdboard.db").exists()
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
         assert http.post("/api/jobs", json={}).status_code == 401
-        assert http.get("/").status_code == 200 and http.get("/static/js/api.js").status_code == 200
+        assert http.get("/").status_code == 200 and http.get("/static/js/lib/api.js").status_code == 200
     finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
+        stop_server(server, timeout=30, strict=True)
     unhealthy = subprocess.run(health, env=env, capture_output=True, timeout=30)
     assert unhealthy.returncode != 0
 
@@ -154,7 +135,7 @@ def test_the_image_command_serves_with_a_token_and_refuses_without(tmp_path: Pat
 def test_installed_package_carries_templates_and_static(tmp_path: Path) -> None:
     """``pip install .`` (the image's way) must ship the pages; build the wheel and look inside."""
     src = tmp_path / "src"
-    for name in ("app", "ssd", "templates", "static"):
+    for name in ("app", "ssd", "templates", "static", "benchmarks"):
         shutil.copytree(ROOT / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
@@ -172,7 +153,8 @@ def test_installed_package_carries_templates_and_static(tmp_path: Path) -> None:
     wanted = {f"app/{p.relative_to(ROOT)}" for p in files}
     assert wanted and wanted <= names, sorted(wanted - names)
     assert "ssd/assets/mnist_digits.npz" in names and "app/api/pages.py" in names
+    assert not [n for n in names if n.startswith("benchmarks/") or "/bench" in n]  # benchmarks are not shipped
 
     from app.api import pages
 
-    assert (pages.TEMPLATES_DIR / "base.html").is_file() and (pages.STATIC_DIR / "js" / "api.js").is_file()
+    assert (pages.TEMPLATES_DIR / "base.html").is_file() and (pages.STATIC_DIR / "js" / "lib" / "api.js").is_file()

@@ -2,7 +2,8 @@
 
 Training configs stay tiny (2 units, 32 px, one source layer) so a step takes milliseconds on
 two busy cores. Streaming, cancelling and killing need real processes: ``ServerProcess`` runs
-``ssdboard serve`` on a free port, and its workers are found through ``/proc``.
+``ssdboard serve`` on a free port (started and stopped by :mod:`benchmarks.server`), and its
+workers are found through ``/proc``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ import copy
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from benchmarks.server import free_port, start_server, stop_server
 
 TINY: dict[str, Any] = {
     "preset": "notebook",
@@ -59,13 +60,6 @@ def route_table(app: Any) -> list[tuple[str, frozenset[str]]]:
     return out
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class ServerProcess:
     """``ssdboard serve`` in a subprocess on a free port, logging to ``data_dir/../server-N.log``."""
 
@@ -78,24 +72,12 @@ class ServerProcess:
         self.starts = 0
 
     def start(self, timeout: float = 30) -> ServerProcess:
-        """Start and wait until ``/healthz`` answers."""
-        exe = Path(sys.executable).parent / "ssdboard"
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "app.cli"]
-        cmd += ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        """Start and wait until ``/healthz`` answers (a failure quotes the log)."""
         self.starts += 1
         self.log = self.data_dir.parent / f"server-{self.port}-{self.starts}.log"
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.env}
-        self.process = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start in {timeout} s:\n{self.log.read_text()}")
+        self.process = start_server(self.data_dir, self.port, self.log, env=env, timeout=timeout)
+        return self
 
     @property
     def pid(self) -> int:
@@ -103,16 +85,10 @@ class ServerProcess:
         return self.process.pid
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        """Send ``sig`` and wait for the exit; returns the exit status."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        """Send ``sig`` and wait for the exit; returns the exit status (killed and raised after ``timeout``)."""
+        if self.process is None:
+            return 0
+        return stop_server(self.process, sig, timeout, strict=True)
 
     def worker_pids(self) -> list[int]:
         """Pids of this server's spawned training workers (children running ``spawn_main``)."""

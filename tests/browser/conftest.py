@@ -3,22 +3,21 @@
 Chromium is Debian's (``apt-get install chromium``); playwright only drives it, so
 ``playwright install`` is never needed. Without ``/usr/bin/chromium`` every test here skips.
 Screenshots go to ``$SSDBOARD_SCREENSHOTS`` (default ``/tmp/shots``) for a person to look at.
+Servers start and stop through :mod:`benchmarks.server` (:func:`start_browser_server`).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from benchmarks.server import ServerError, free_port, serve_command, start_server, stop_server
 
 CHROMIUM = Path(os.environ.get("SSDBOARD_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -37,29 +36,18 @@ def server_command(port: int, data_dir: Path) -> list[str]:
     override = os.environ.get("SSDBOARD_BROWSER_SERVER")
     if override:
         return shlex.split(override.format(port=port, data_dir=data_dir))
-    ssdboard = Path(sys.executable).with_name("ssdboard")
-    return [str(ssdboard), "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    return serve_command(port, data_dir)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server not healthy after {timeout} s")
+def start_browser_server(data_dir: Path, log: Path, env: Mapping[str, str]) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start :func:`server_command` on a free port with ``env``; its base URL and process.
+    A server that is not healthy within 60 s fails the test, quoting the end of ``log``."""
+    port = free_port()
+    try:
+        process = start_server(data_dir, port, log, env=env, timeout=60, command=server_command(port, data_dir))
+    except ServerError as exc:
+        pytest.fail(str(exc))
+    return f"http://127.0.0.1:{port}", process
 
 
 @pytest.fixture(scope="session")
@@ -72,26 +60,11 @@ def chromium_path() -> Path:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a fresh server with its own data dir, stopped after the session."""
-    port = _free_port()
     data_dir = tmp_path_factory.mktemp("ssdboard-data")
-    log_path = data_dir.parent / "server.log"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(server_command(port, data_dir), stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, timeout=60)
-    except RuntimeError as exc:
-        proc.kill()
-        proc.wait()
-        pytest.fail(f"{exc}; log:\n{log_path.read_text(errors='replace')[-4000:]}")
+    url, process = start_browser_server(data_dir, data_dir.parent / "server.log", env)
     yield url
-    proc.terminate()  # SIGTERM: the server checkpoints and stops its workers
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_server(process)  # SIGTERM: the server checkpoints and stops its workers; killed after 30 s
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import CHROMIUM_ARGS, _free_port, _wait_healthy, server_command
+from conftest import CHROMIUM_ARGS, start_browser_server
+
+from benchmarks.server import stop_server
 
 pytestmark = pytest.mark.browser
 
@@ -18,18 +19,13 @@ TOKEN = "browser-token"
 @pytest.fixture(scope="module")
 def guarded_server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Any) -> Iterator[str]:
     """A server with a token whose jobs stay queued (nothing trains)."""
-    port = _free_port()
     data_dir = tmp_path_factory.mktemp("ssdboard-token")
     env = {**os.environ, "SSDBOARD_TOKEN": TOKEN, "SSDBOARD_MAX_CONCURRENT_JOBS": "0"}
-    with open(data_dir.parent / "token-server.log", "wb") as log:
-        proc = subprocess.Popen(server_command(port, data_dir), stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
+    url, process = start_browser_server(data_dir, data_dir.parent / "token-server.log", env)
     try:
-        _wait_healthy(url, proc, timeout=60)
         yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(process, strict=True)
 
 
 def test_the_pages_ask_for_the_token_once(browser: Any, guarded_server: str, shot: Any) -> None:

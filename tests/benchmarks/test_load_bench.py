@@ -1,4 +1,4 @@
-"""The load benchmark's SSE client: it must count every step, however TCP splits the bytes."""
+"""The load benchmark's SSE client (benchmarks.clients): it must count every step, however TCP splits the bytes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import asyncio
 import random
 from typing import Any
 
-from app.bench_load import ClientResult, SSECounter
 from app.events import sse_bytes
 from app.store import Event
+from benchmarks.clients import ClientResult, SSECounter
 
 
 class _Transport(asyncio.WriteTransport):

@@ -1,12 +1,12 @@
-"""Latency benchmark of the live stream: ``python -m app.bench_sse`` (``make bench`` runs it).
+"""Latency benchmark of the live stream: ``python -m benchmarks.sse`` (``make bench`` runs it).
 
-Starts ``ssdboard serve`` on a free port with a temporary data dir, submits a job that keeps both
-cores busy (the default model, batch 8), connects ``--clients`` Server-Sent Events clients and,
-meanwhile, polls ``GET /api/jobs/{id}`` at ``--poll-hz``. For every ``step`` event it records the
-arrival time minus the event's ``time`` (when the step ended in the worker) and checks that
-every client received every step exactly once. Targets (issue 3): median step latency <= 250 ms
-with 50 clients, every step delivered, and GET p99 <= 100 ms. Results go to
-``.bench/sse_latency.json``; the exit status is 1 when a target is missed.
+Starts ``ssdboard serve`` (:mod:`benchmarks.server`) on a free port with a temporary data dir,
+submits a job that keeps both cores busy (the default model, batch 8), connects ``--clients``
+Server-Sent Events clients and, meanwhile, polls ``GET /api/jobs/{id}`` at ``--poll-hz``. For
+every ``step`` event it records the arrival time minus the event's ``time`` (when the step ended
+in the worker) and checks that every client received every step exactly once. Targets (issue 3):
+median step latency <= 250 ms with 50 clients, every step delivered, and GET p99 <= 100 ms.
+Results go to ``.bench/sse_latency.json``; the exit status is 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from benchmarks.server import free_port, start_server, stop_server
 
 TINY_MODEL: dict[str, Any] = {
     "preset": "notebook",
@@ -44,40 +43,6 @@ def percentile(values: Sequence[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``ssdboard serve`` in a subprocess; returns once ``/healthz`` answers."""
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}; see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server did not start; see {log}")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if the server has not stopped within 30 s."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 async def sse_client(http: httpx.AsyncClient, path: str) -> dict[str, Any]:
@@ -169,7 +134,7 @@ def summarize(raw: dict[str, Any], steps: int, clients: int) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print and save the summary; 1 when a target is missed."""
-    parser = argparse.ArgumentParser(prog="python -m app.bench_sse", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50, help="concurrent SSE clients (default 50)")
     parser.add_argument("--steps", type=int, default=300, help="training steps of the job (default 300)")
     parser.add_argument("--batch-size", type=int, default=8, help="batch size of the default model (default 8)")

@@ -1,4 +1,4 @@
-"""Benchmark of the prior explorer: ``python -m app.bench_priors``.
+"""Benchmark of the prior explorer: ``python -m benchmarks.priors`` (``make bench`` runs it).
 
 Times ``POST /api/priors/explore`` for a 128x128 validation image with the notebook's priors
 (4032) over ``--requests`` requests, and ``POST /api/priors/coverage`` over 300 validation
@@ -25,6 +25,7 @@ from app.settings import Settings
 
 
 def _times(client: TestClient, url: str, bodies: list[dict[str, Any]]) -> list[float]:
+    """Milliseconds of ``POST url`` for each of ``bodies``, one after the other."""
     out = []
     for body in bodies:
         started = time.perf_counter()
@@ -35,6 +36,7 @@ def _times(client: TestClient, url: str, bodies: list[dict[str, Any]]) -> list[f
 
 
 def _summary(ms: list[float]) -> dict[str, float]:
+    """Count, median, p95 (nearest rank) and maximum of ``ms``, rounded to 0.01 ms."""
     ordered = sorted(ms)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return {
@@ -46,7 +48,8 @@ def _summary(ms: list[float]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Run the benchmark; print and save the figures."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.priors", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--coverage-images", type=int, default=300)
     parser.add_argument("--out", type=Path, default=Path(".bench/priors.json"))

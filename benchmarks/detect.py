@@ -1,4 +1,4 @@
-"""Detection + evaluation benchmark: ``python -m app.bench_detect`` (``make bench`` runs it).
+"""Detection + evaluation benchmark: ``python -m benchmarks.detect`` (``make bench`` runs it).
 
 Times, for one checkpoint, what the detections viewer does on 100 validation images: the model
 on the images (``detect_s``), pycocotools plus the confusion matrix (``evaluate_s``), the whole
@@ -25,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from app.detections import DetectionService, dataset
+from app.services.inference import DetectionService, dataset
+from app.settings import Settings
 from ssd.config import from_dict
 from ssd.evaluate import coco_evaluate, confusion_matrix
 
 
 def _median(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
+    """Median seconds of ``repeats`` calls of ``fn``, and every call's seconds."""
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -51,7 +53,7 @@ def run(checkpoint: Path, *, images: int, repeats: int) -> dict[str, Any]:
     """Time detection and evaluation of ``checkpoint`` on ``images`` validation images."""
     config_dict = json.loads((checkpoint / "config.json").read_text())
     job = {"id": checkpoint.name, "status": "succeeded", "config": config_dict, "checkpoint_step": None}
-    service = DetectionService(checkpoint.parent)
+    service = DetectionService(checkpoint.parent, max_upload_bytes=Settings().max_upload_bytes)  # no uploads here
     start = time.perf_counter()
     detector = service.detector(service.checkpoint(job))
     load_s = time.perf_counter() - start
@@ -103,7 +105,7 @@ def run(checkpoint: Path, *, images: int, repeats: int) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print and save the summary."""
-    parser = argparse.ArgumentParser(prog="python -m app.bench_detect", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.detect", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, help="a job or `ssdboard train --out` directory")
     parser.add_argument("--images", type=int, default=100, help="validation images (default 100)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is reported")

@@ -1,60 +1,18 @@
-"""Tests for ssd.bench's pieces that need no timing: FLOP counting, naive targets and loss."""
+"""benchmarks.naive: the notebook's targets and loss must equal the project's (same matching, same loss)."""
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from ssd.bench import (
-    ClassSoftmax,
-    conv_flops,
-    forward_flops,
-    images_per_sec,
-    naive_iou,
-    naive_targets,
-    notebook_loss,
-    profiler_flops,
-)
+from benchmarks.naive import ClassSoftmax, naive_iou, naive_targets, notebook_loss
 from ssd.boxes import box_iou
 from ssd.config import PriorConfig
 from ssd.data import DetectionDataset
 from ssd.loss import loss_components
 from ssd.matching import match
 from ssd.priors import make_priors
-
-
-def test_conv_flops_hand_worked() -> None:
-    # One 3x3 conv, 2 -> 4 channels, 8x8 'same': 2 * 8 * 8 * (3 * 3 * 2) * 4 = 9216.
-    inputs = keras.Input((8, 8, 2))
-    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same", name="c")(inputs))
-    assert conv_flops(model) == {"c": 9216}
-    assert forward_flops(model) == 9216
-
-
-def test_profiler_agrees_on_conv_flops() -> None:
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(2, 3, padding="same", name="a")(inputs)
-    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same", name="b")(x))
-    prof = profiler_flops(model, 8)
-    if prof is None:
-        pytest.skip("the TF profiler is unavailable")
-    assert prof["Conv2D"] == forward_flops(model) == 2 * 64 * 9 * (3 * 2 + 2 * 4)
-    assert prof["total"] >= prof["Conv2D"]
-
-
-def test_conv_flops_stride_valid_and_dense() -> None:
-    inputs = keras.Input((8, 8, 2))
-    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="s")(inputs)  # 4x4x4 out
-    x = keras.layers.Conv2D(6, 3, padding="valid", name="v")(x)  # 2x2x6 out
-    x = keras.layers.Dense(5, name="d")(x)  # per position 4 -> ... 6 -> 5
-    model = keras.Model(inputs, keras.layers.BatchNormalization()(x))
-    assert conv_flops(model) == {
-        "s": 2 * 4 * 4 * 9 * 2 * 4,
-        "v": 2 * 2 * 2 * 9 * 4 * 6,
-        "d": 2 * 2 * 2 * 6 * 5,
-    }
 
 
 def test_naive_iou_matches_box_iou() -> None:
@@ -110,12 +68,3 @@ def test_notebook_loss_equals_project_loss() -> None:
     ours = float(notebook_loss()(y_true_t, tf.constant(probs)))
     ref = float(loss_components(y_true_t, tf.constant(probs))["total"])
     assert ours == pytest.approx(ref, rel=1e-5)
-
-
-def test_images_per_sec() -> None:
-    # Step ends at 1, 2, 4, 6 s: after 1 warm-up step, 3 steps of 8 images take 5 s.
-    assert images_per_sec([1.0, 2.0, 4.0, 6.0], warmup=1, timed=3, batch=8) == pytest.approx(24 / 5)
-    with pytest.raises(RuntimeError):
-        images_per_sec([1.0, 2.0], warmup=1, timed=3, batch=8)
-    with pytest.raises(ValueError):
-        images_per_sec([1.0, 2.0], warmup=0, timed=1, batch=8)
