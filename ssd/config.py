@@ -59,6 +59,8 @@ def layer_stride(name: str) -> int:
 BASE_LAYERS: tuple[str, ...] = tuple(
     f"{kind}{b}_{i}" for b in range(1, 6) for i in range(1, (4 if b == 1 else 3)) for kind in ("conv", "norm")
 )
+# Filters of block b's convs: num_units * BLOCK_WIDTHS[b - 1] (ssd.model.build_base_network).
+BLOCK_WIDTHS: tuple[int, ...] = (1, 2, 4, 8, 8)
 
 
 @dataclass(frozen=True)

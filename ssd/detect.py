@@ -12,7 +12,6 @@ Box format everywhere: float32 pixel ``xyxy`` = (x1, y1, x2, y2), as in :mod:`ss
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,15 @@ import numpy as np
 import tensorflow as tf
 
 from ssd.boxes import Variances, decode
-from ssd.config import Config, DetectConfig, from_dict
+from ssd.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_config
+from ssd.config import Config, DetectConfig
+from ssd.geometry import ImageSize, image_hw, xyxy_to_xywh
 from ssd.model import build_ssd
 from ssd.priors import make_priors
 
 __all__ = [
-    "CONFIG_FILE",
-    "WEIGHTS_FILE",
+    "CONFIG_FILE",  # re-exported from ssd.checkpoint
+    "WEIGHTS_FILE",  # re-exported from ssd.checkpoint
     "Detections",
     "Detector",
     "postprocess",
@@ -37,10 +38,6 @@ __all__ = [
     "to_coco_results",
 ]
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.weights.h5"
-
-ImageSize = int | tuple[int, int]
 DEFAULT_DETECT = DetectConfig()  # the paper's settings; frozen, so safe as a shared default
 
 
@@ -90,13 +87,6 @@ def split_predictions(y_pred: Any, *, from_logits: bool = True) -> tuple[tf.Tens
     return scores, offsets
 
 
-def _hw(image_size: ImageSize) -> tuple[int, int]:
-    if isinstance(image_size, int | np.integer):
-        return int(image_size), int(image_size)
-    h, w = image_size
-    return int(h), int(w)
-
-
 def postprocess(
     y_pred: Any,
     priors: Any,
@@ -144,7 +134,7 @@ def postprocess(
     boxes = decode(offsets, priors_t[None], variances)  # [B, P, 4]
     cls_scores = tf.transpose(scores[..., :num_classes], [0, 2, 1])  # [B, C, P]
     if image_size is not None:
-        h, w = _hw(image_size)
+        h, w = image_hw(image_size)
         limit = tf.constant([w, h, w, h], tf.float32)
         boxes = tf.clip_by_value(boxes, 0.0, limit)
         valid = tf.logical_and(boxes[..., 2] > boxes[..., 0], boxes[..., 3] > boxes[..., 1])  # [B, P]
@@ -185,16 +175,9 @@ def to_coco_results(detections: Sequence[Detections]) -> list[dict[str, Any]]:
     """
     results: list[dict[str, Any]] = []
     for image_id, det in enumerate(detections):
-        for box, score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist(), strict=True):
-            x1, y1, x2, y2 = box
-            results.append(
-                {
-                    "image_id": image_id,
-                    "category_id": int(label),
-                    "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-                    "score": float(score),
-                }
-            )
+        xywh = xyxy_to_xywh(det.boxes).tolist()
+        for bbox, score, label in zip(xywh, det.scores.tolist(), det.labels.tolist(), strict=True):
+            results.append({"image_id": image_id, "category_id": int(label), "bbox": bbox, "score": float(score)})
     return results
 
 
@@ -211,23 +194,17 @@ class Detector:
     def from_checkpoint(cls, directory: str | Path) -> Detector:
         """Load ``directory/config.json`` (``Config.to_dict()``) and ``directory/model.weights.h5``.
 
+        The file names are :mod:`ssd.checkpoint`'s; the config is read first.
+
         Raises:
             FileNotFoundError: either file is missing (the message names it).
             ValueError: either file is unreadable or does not fit (the message names it);
                 :class:`ssd.config.ConfigError` for an invalid config.
         """
-        directory = Path(directory)
-        config_path = directory / CONFIG_FILE
-        weights_path = directory / WEIGHTS_FILE
-        if not config_path.is_file():
-            raise FileNotFoundError(f"checkpoint config not found: {config_path}")
+        config = read_config(directory)
+        weights_path = Path(directory) / WEIGHTS_FILE
         if not weights_path.is_file():
             raise FileNotFoundError(f"checkpoint weights not found: {weights_path}")
-        try:
-            data = json.loads(config_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"checkpoint config {config_path} is not valid JSON: {exc}") from exc
-        config = from_dict(data)
         model = build_ssd(config.model, config.priors, None)
         try:
             model.load_weights(str(weights_path))

@@ -11,9 +11,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from ssd.config import ModelConfig, PriorConfig
-
-BLOCK_WIDTHS = (1, 2, 4, 8, 8)
+from ssd.config import BLOCK_WIDTHS, ModelConfig, PriorConfig
 
 
 @keras.saving.register_keras_serializable(package="ssd")
@@ -62,7 +60,7 @@ def build_base_network(
     dtype: str | None = None,
     fused_batchnorm: bool = True,
 ) -> keras.Model:
-    """Five blocks of 3x3 conv + ReLU + BatchNorm, ``num_units * (1, 2, 4, 8, 8)`` filters.
+    """Five blocks of 3x3 conv + ReLU + BatchNorm, ``num_units * BLOCK_WIDTHS`` (1, 2, 4, 8, 8) filters.
 
     Block 1 has three convs, blocks 2-5 two, of which the second has stride 2. Layers are named
     ``conv{b}_{i}`` and ``norm{b}_{i}``; ``norm{b}_2`` has stride ``2 ** (b - 1)`` for b >= 2.

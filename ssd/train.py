@@ -1,15 +1,17 @@
 """The training loop: input pipeline, compiled step, callbacks, checkpoints, resume.
 
 Training reports through callbacks and checks a stop flag; it knows nothing of where the
-metrics go (a progress bar, a database, a web page). Output directory layout:
+metrics go (a progress bar, a database, a web page). Output directory layout (the names are
+:mod:`ssd.checkpoint`'s):
 
 - ``config.json``: the :class:`~ssd.config.Config` as a dict.
 - ``metrics.jsonl``: one JSON object per step (``step``, ``pos_clf``, ``neg_clf``, ``loc``,
   ``total``, ``num_pos``, ``num_neg``, ``lr``, ``images_per_sec``, ``time``).
 - ``evals.jsonl``: one JSON object per evaluation (``step``, validation loss parts, ``map``,
   ``map50``).
-- ``model.weights.h5`` and ``train_state.npz``: the checkpoint (weights, optimizer slots, step).
-  Written atomically, so a crash mid-write leaves the previous checkpoint intact.
+- ``model.weights.h5`` and ``train_state.npz``: with ``config.json``, the checkpoint (weights,
+  optimizer slots, step). Written atomically, so a crash mid-write leaves the previous
+  checkpoint intact.
 
 Sample ``i`` of step ``s`` is ``DetectionDataset("train")[s * batch_size + i]``: the data a step
 sees depends only on the step, so a resumed run sees the same batches as an uninterrupted one.
@@ -30,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ssd.checkpoint import EVALS_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE, has_checkpoint, write_config
 from ssd.config import Config
 from ssd.data import DetectionDataset, for_config
 from ssd.loss import loss_components
@@ -188,16 +191,16 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
     @property
     def weights_path(self) -> Path:
-        return self.out_dir / "model.weights.h5"
+        return self.out_dir / WEIGHTS_FILE
 
     @property
     def state_path(self) -> Path:
-        return self.out_dir / "train_state.npz"
+        return self.out_dir / STATE_FILE
 
     def save_checkpoint(self) -> None:
-        """Write weights, optimizer state and step atomically (temp file, then rename)."""
-        (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
-        tmp_w = self.out_dir / "tmp-model.weights.h5"
+        """Write config, weights, optimizer state and step atomically (temp file, then rename)."""
+        write_config(self.out_dir, self.config)
+        tmp_w = self.out_dir / f"tmp-{WEIGHTS_FILE}"
         self.model.save_weights(tmp_w)
         tmp_s = self.out_dir / "train_state.tmp.npz"
         slots = {f"v{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)}
@@ -207,7 +210,8 @@ class Trainer:
         os.replace(tmp_s, self.state_path)
 
     def has_checkpoint(self) -> bool:
-        return self.weights_path.exists() and self.state_path.exists()
+        """Whether ``out_dir`` holds a whole checkpoint (see :func:`ssd.checkpoint.has_checkpoint`)."""
+        return has_checkpoint(self.out_dir)
 
     def load_checkpoint(self) -> None:
         """Restore weights, optimizer state and step; a corrupt file raises ``ValueError`` naming it."""
@@ -281,11 +285,11 @@ class Trainer:
         """
         t = self.config.train
         last = t.steps if steps is None else steps
-        metrics_file = self.out_dir / "metrics.jsonl"
-        evals_file = self.out_dir / "evals.jsonl"
+        metrics_file = self.out_dir / METRICS_FILE
+        evals_file = self.out_dir / EVALS_FILE
         _truncate_jsonl(metrics_file, self.step)
         _truncate_jsonl(evals_file, self.step)
-        (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        write_config(self.out_dir, self.config)
         record: dict[str, Any] | None = None
         evaluation: dict[str, Any] | None = None
         status: Literal["succeeded", "cancelled"] = "succeeded"

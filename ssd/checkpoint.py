@@ -1,0 +1,81 @@
+"""The layout of a run directory: the files training writes and detection loads.
+
+One place for the names that :class:`ssd.train.Trainer` writes, :class:`ssd.detect.Detector`
+loads and the web server lists, serves and watches. Standard library only (and
+:mod:`ssd.config`), no TensorFlow: the server can ask whether a run has a checkpoint, or read
+its config, without loading a model.
+
+A run directory holds:
+
+- :data:`CONFIG_FILE` ``config.json``: the run's :class:`~ssd.config.Config` as
+  ``Config.to_dict()`` JSON.
+- :data:`WEIGHTS_FILE` ``model.weights.h5``: the Keras weights of :func:`ssd.model.build_ssd`.
+- :data:`STATE_FILE` ``train_state.npz``: ``step`` (int64) and the optimizer variables
+  ``v0 .. v{n-1}`` in ``optimizer.variables`` order.
+- :data:`METRICS_FILE` ``metrics.jsonl``: one JSON object per training step.
+- :data:`EVALS_FILE` ``evals.jsonl``: one JSON object per evaluation.
+
+The first three are the checkpoint (:data:`CHECKPOINT_FILES`): with them a run resumes, or its
+model detects. Weights and state are replaced atomically (written to a temporary file, then
+renamed), so a reader sees either the previous checkpoint or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ssd.config import Config, from_dict
+
+__all__ = [
+    "CHECKPOINT_FILES",
+    "CONFIG_FILE",
+    "EVALS_FILE",
+    "METRICS_FILE",
+    "STATE_FILE",
+    "WEIGHTS_FILE",
+    "has_checkpoint",
+    "read_config",
+    "write_config",
+]
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"
+STATE_FILE = "train_state.npz"
+METRICS_FILE = "metrics.jsonl"
+EVALS_FILE = "evals.jsonl"
+CHECKPOINT_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE)
+
+
+def has_checkpoint(directory: str | Path) -> bool:
+    """Whether ``directory`` holds every file of :data:`CHECKPOINT_FILES` (as a regular file)."""
+    directory = Path(directory)
+    return all((directory / name).is_file() for name in CHECKPOINT_FILES)
+
+
+def read_config(directory: str | Path) -> Config:
+    """The :class:`~ssd.config.Config` of ``directory/config.json``.
+
+    Raises:
+        FileNotFoundError: there is no config file (the message names its path).
+        ValueError: it is not readable JSON (the message names its path);
+            :class:`ssd.config.ConfigError` for JSON that is no valid config.
+    """
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint config not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"checkpoint config {path} is not valid JSON: {exc}") from exc
+    return from_dict(data)
+
+
+def write_config(directory: str | Path, config: Config) -> Path:
+    """Write ``config`` to ``directory/config.json`` (indented JSON, atomically); return the path."""
+    path = Path(directory) / CONFIG_FILE
+    tmp = path.with_name(f"tmp-{CONFIG_FILE}")
+    tmp.write_text(json.dumps(config.to_dict(), indent=2))
+    os.replace(tmp, path)
+    return path
