@@ -25,6 +25,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
+from app.figures.dataset import CLASS_COLORS
+
 # app/templates and app/static are symlinks to the repository's templates/ and static/, so the
 # same lookup works in a checkout, an editable install and a built wheel (which copies them into
 # the app package as package data: pyproject's [tool.setuptools.package-data]).
@@ -35,6 +37,9 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 PLOTLY_URL = f"/static/vendor/plotly.min.js?v={plotly.__version__}"
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+# One source for the class colours: the figures' palette, written into pages with charts as JSON
+# (base.html) for what the browser colours itself (the dataset thumbnails).
+templates.env.globals["class_colors"] = list(CLASS_COLORS)
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 

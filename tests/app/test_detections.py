@@ -420,7 +420,7 @@ def test_a_corrupt_checkpoint_is_a_clear_error_and_the_server_keeps_serving(app_
 
 
 def test_the_page_matcher_agrees_with_the_server(app_client: TestClient, stub: StubPredictor, tmp_path: Path) -> None:
-    """static/js/detections_match.js on the hand-made case, at several cuts, run by node."""
+    """static/js/lib/match.js on the hand-made case, at several cuts, run by node."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed (the browser test covers the page)")
@@ -429,7 +429,7 @@ def test_the_page_matcher_agrees_with_the_server(app_client: TestClient, stub: S
     server = [app_client.get(f"/api/jobs/{job_id}/detections", params={"limit": 1, "score": c}).json() for c in cuts]
     image = server[0]["images"][0]
     module = tmp_path / "match.mjs"
-    module.write_text((ROOT / "static/js/detections_match.js").read_text())
+    module.write_text((ROOT / "static/js/lib/match.js").read_text())
     script = (
         f"import {{ matchDetections }} from {json.dumps(module.as_uri())};\n"
         f"const image = {json.dumps(image)};\n"

@@ -64,7 +64,7 @@ def test_the_token_admits_and_reads_stay_open(guarded: TestClient) -> None:
     assert guarded.post("/api/jobs", json={"train": {"steps": 0}}, headers=AUTH).status_code == 422
     for path in ("/healthz", "/api/jobs", f"/api/jobs/{job_id}", f"/api/jobs/{job_id}/metrics", "/api/config/schema"):
         assert guarded.get(path).status_code == 200, path
-    assert guarded.get("/").status_code == 200 and guarded.get("/static/js/api.js").status_code == 200
+    assert guarded.get("/").status_code == 200 and guarded.get("/static/js/lib/api.js").status_code == 200
     assert guarded.post(f"/api/jobs/{job_id}/cancel").status_code == 401
     assert guarded.post(f"/api/jobs/{job_id}/cancel", headers=AUTH).json()["status"] == "cancelled"
     assert guarded.delete(f"/api/jobs/{job_id}", headers={"authorization": f"bearer {TOKEN}"}).status_code == 204

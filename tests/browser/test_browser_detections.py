@@ -117,11 +117,11 @@ def test_detections_page_slider_toggles_evaluation_upload(page: Any, shot: Any) 
 
 
 def test_the_page_matcher_on_a_hand_worked_case(page: Any) -> None:
-    """static/js/detections_match.js in Chromium: greedy by score, same class, IoU >= 0.5."""
+    """static/js/lib/match.js in Chromium: greedy by score, same class, IoU >= 0.5."""
     page.goto("/")
     result = page.evaluate(
         """async () => {
-          const { matchDetections } = await import('/static/js/detections_match.js');
+          const { matchDetections } = await import('/static/js/lib/match.js');
           // GT 0 class 3, GT 1 class 5, GT 2 class 1 (see tests/app/test_detections.py).
           const gts = [{ label: 3 }, { label: 5 }, { label: 1 }];
           const dets = [

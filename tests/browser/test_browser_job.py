@@ -78,7 +78,7 @@ def test_smoothing_is_tensorboards_debiased_ema(page: Any) -> None:
     page.goto("/")
     values = page.evaluate(
         """async () => {
-            const { Ema } = await import("/static/js/charts.js");
+            const { Ema } = await import("/static/js/lib/plots.js");
             const half = new Ema(0.5);
             const raw = new Ema(0);
             return [[1, 3, 3].map((v) => half.next(v)), [1, 3].map((v) => raw.next(v))];

@@ -1,4 +1,9 @@
-// Live Plotly line charts that grow in place.
+// Plotly on the pages: the one config, the figures the server sends, the class colours, and
+// live line charts that grow in place.
+//
+// plotly.js is a classic deferred script that base.html loads on pages with charts; module
+// scripts run after it, so `Plotly` exists when a page draws. Nothing here touches Plotly when
+// the module loads, so pages without charts may import it too.
 //
 // A LiveChart keeps the raw points itself; Plotly gets copies. New points are queued and
 // drawn with one Plotly.extendTraces per animation frame, at most every `minIntervalMs`, so
@@ -7,6 +12,32 @@
 // smoothed traces from the raw points; new points extend the EMA incrementally.
 
 /* global Plotly */
+
+/** The Plotly config of every chart; `plotConfig` adds a chart's own options. */
+export const PLOT_CONFIG = Object.freeze({ responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] });
+
+/** PLOT_CONFIG with a chart's own options, e.g. `{ scrollZoom: true }` for an image to zoom into. */
+export function plotConfig(options = {}) {
+  return { ...PLOT_CONFIG, ...options };
+}
+
+/** Draw (or redraw in place) a figure the server sent ({data, layout}); resolves when drawn. */
+export function drawFigure(div, figure, options = {}) {
+  return Plotly.react(div, figure.data, figure.layout, plotConfig(options));
+}
+
+/** A figure that zooms with the wheel (images). */
+export const ZOOMABLE = Object.freeze({ scrollZoom: true });
+
+// The class colours come from the server (app/figures/dataset.py CLASS_COLORS, written into
+// base.html as JSON on pages with charts), so boxes drawn here match the server's figures.
+let classColors = null;
+
+/** The colour of class `label`, the same as in the server's figures. */
+export function classColor(label) {
+  classColors ??= JSON.parse(document.getElementById("class-colors")?.textContent || "[]");
+  return classColors.length ? classColors[Number(label) % classColors.length] : "currentColor";
+}
 
 /** TensorBoard's smoothing: a debiased EMA with weight w (0 = raw). Non-finite values pass through. */
 export class Ema {
@@ -38,8 +69,6 @@ const BASE_LAYOUT = {
   uirevision: "keep", // keep the user's zoom across updates
 };
 
-const CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
-
 export class LiveChart {
   /**
    * @param {HTMLElement} div the chart container
@@ -70,7 +99,7 @@ export class LiveChart {
     // An empty chart shows this range (e.g. [0, 1] for mAP) instead of Plotly's [-1, 4].
     this.emptyYRange = options.emptyYRange || null;
     if (this.emptyYRange) Object.assign(layout.yaxis, { range: this.emptyYRange, autorange: false });
-    this.ready = Plotly.newPlot(div, this._traces(), layout, CONFIG);
+    this.ready = Plotly.newPlot(div, this._traces(), layout, plotConfig());
   }
 
   get length() {

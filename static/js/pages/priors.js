@@ -1,13 +1,14 @@
-// The prior explorer: a draft prior config, the priors on one image, and the coverage report.
-// Settings changes are debounced (100 ms) and answered by two requests in parallel; the priors
-// of the cell under the pointer are drawn here from the layers' shapes, without a round trip.
-import { ApiError, api, el } from "./api.js";
+// priors.html, the prior explorer: a draft prior config, the priors on one image, and the
+// coverage report. Settings changes are debounced (100 ms) and answered by two requests in
+// parallel; the priors of the cell under the pointer are drawn here from the layers' shapes,
+// without a round trip.
+import { ApiError, api } from "../lib/api.js";
+import { $, el } from "../lib/dom.js";
+import { ZOOMABLE, drawFigure } from "../lib/plots.js";
 
-const $ = (id) => document.getElementById(id);
 const root = $("priors-root");
 const job = root.dataset.jobId || null;
 const params = new URLSearchParams(location.search);
-const PLOT = { displaylogo: false, responsive: true, scrollZoom: true };
 const DEBOUNCE_MS = 100;
 
 const state = { base: null, layers: [], pinned: null, exploreSeq: 0, coverageSeq: 0, coverageVersion: 0, baseShapes: [] };
@@ -135,9 +136,8 @@ function renderExplore(data) {
   state.layers = data.layers;
   state.imageSize = data.image_size;
   refillShapes();
-  const fig = data.figure;
   const div = $("prior-figure");
-  Plotly.react(div, fig.data, fig.layout, PLOT);
+  drawFigure(div, data.figure, ZOOMABLE);
   if (!div.dataset.bound) {
     div.dataset.bound = "true";
     // The pointer's pixel, wherever it is over the plot (boxes and fills included).
@@ -183,7 +183,7 @@ function renderCoverage(data) {
     ` · ${pct(data.share_matched_forced)} forced · ${data.positives_per_image[data.force_best ? "mean" : "mean"].toFixed(1)} positives/image`;
   $("coverage-words").replaceChildren(...data.words.map((w) => el("li", { text: w })));
   const figs = { buckets: "coverage-buckets", best_iou: "coverage-best-iou", positives: "coverage-positives" };
-  for (const [name, id] of Object.entries(figs)) Plotly.react(id, data.figures[name].data, data.figures[name].layout, { displaylogo: false, responsive: true });
+  for (const [name, id] of Object.entries(figs)) drawFigure(id, data.figures[name]);
   state.coverageVersion += 1;
   $("coverage-card").dataset.version = String(state.coverageVersion);
   $("coverage-card").dataset.shareMatched = String(data.share_matched);

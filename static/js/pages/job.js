@@ -1,4 +1,4 @@
-// Job page: header, progress, live loss and mAP charts, config, cancel/resume/delete.
+// job.html, one job: header, progress, live loss and mAP charts, config, cancel/resume/delete.
 //
 // On load the page fetches the job and its metric history (GET .../metrics, downsampled for
 // long jobs), draws it, then opens the Server-Sent Events stream with ?after_step=<last step>
@@ -6,17 +6,26 @@
 // drawn are skipped by step, so a replay never draws a point twice. A resume restarts training
 // at the checkpoint's step (the server drops later metrics): the page then redraws from the
 // store (resync).
-import { ROOT, TERMINAL, LOSS_COLORS, LOSS_KEYS, api, el, fmtDuration, parseTime, progressOf } from "./api.js";
-import { LiveChart } from "./charts.js";
+import { ROOT, api } from "../lib/api.js";
+import { $, el, showMessage } from "../lib/dom.js";
+import { fmtDuration, parseTime } from "../lib/format.js";
+import { TERMINAL, progressOf } from "../lib/jobs.js";
+import { LiveChart } from "../lib/plots.js";
 
 const HISTORY_POINTS = 3000; // downsampling target for the history of a long job
 const CHART_POINTS = 6000; // per trace; beyond this the loss chart halves its points
 const RATE_WINDOW_S = 30; // steps/s is measured over the last this-many seconds of steps
 
-const root = document.getElementById("job-root");
+/** The series of the two charts, in legend order, with their colours. */
+const LOSS_COLORS = { pos_clf: "#2563eb", neg_clf: "#d97706", loc: "#059669", total: "#374151" };
+const MAP_SERIES = [
+  { key: "map50", name: "mAP@.5", color: "#7c3aed" },
+  { key: "map", name: "mAP@[.5:.95]", color: "#db2777" },
+];
+
+const root = $("job-root");
 const jobId = root.dataset.jobId;
 const jobUrl = `/api/jobs/${encodeURIComponent(jobId)}`;
-const $ = (id) => document.getElementById(id);
 
 let job = null;
 let source = null;
@@ -27,15 +36,12 @@ let recent = []; // [{step, time}] of the last RATE_WINDOW_S seconds, for steps/
 const smoothingInput = $("smoothing");
 const lossChart = new LiveChart(
   $("loss-chart"),
-  LOSS_KEYS.map((key) => ({ key, name: key, color: LOSS_COLORS[key] })),
+  Object.entries(LOSS_COLORS).map(([key, color]) => ({ key, name: key, color })),
   { smoothable: true, smoothing: Number(smoothingInput.value), yTitle: "loss", maxPoints: CHART_POINTS },
 );
 const mapChart = new LiveChart(
   $("map-chart"),
-  [
-    { key: "map50", name: "mAP@.5", color: "#7c3aed" },
-    { key: "map", name: "mAP@[.5:.95]", color: "#db2777" },
-  ],
+  MAP_SERIES,
   { mode: "lines+markers", yTitle: "mAP", yFromZero: true, emptyYRange: [0, 1] },
 );
 lossChart.onDraw = () => {
@@ -181,9 +187,7 @@ function configValue(v) {
 }
 
 function showActionError(message) {
-  const box = $("action-error");
-  box.textContent = message;
-  box.hidden = !message;
+  showMessage($("action-error"), message);
 }
 
 // ---- stream -------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
-// Jobs list: polls GET /api/jobs every 2 s and redraws the table body.
-import { ROOT, api, el, fmtLoss, fmtTime, progressOf, statusBadge } from "./api.js";
+// jobs.html, the jobs list: polls GET /api/jobs every 2 s and redraws the table body.
+import { ROOT, api } from "../lib/api.js";
+import { $, el } from "../lib/dom.js";
+import { fmtLoss, fmtTime } from "../lib/format.js";
+import { progressOf, statusBadge } from "../lib/jobs.js";
 
 const POLL_MS = 2000;
-const body = document.getElementById("jobs-body");
-const errorBox = document.getElementById("list-error");
-const filter = document.getElementById("status-filter");
+const body = $("jobs-body");
+const errorBox = $("list-error");
+const filter = $("status-filter");
 
 filter.value = new URLSearchParams(location.search).get("status") || "";
 filter.addEventListener("change", () => {

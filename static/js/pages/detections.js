@@ -1,30 +1,23 @@
-// The detections viewer: a page of validation images with ground truth and detections, a score
+// detections.html, the detections viewer: a page of validation images with ground truth and detections, a score
 // slider and class toggles that act here without a round trip, the evaluation panel, an upload.
 //
 // The server sends each image's figure with every box as a named shape ("gt:j", "det:i"), and
 // the IoU matrix of detections against ground truth; a change of score or classes re-runs the
-// matching (detections_match.js) and restyles the shapes and hover points with Plotly.react.
+// matching (lib/match.js) and restyles the shapes and hover points with Plotly.react.
 
-import { ROOT, ApiError, api, authFetch, el, statusBadge } from "./api.js";
-import { matchDetections } from "./detections_match.js";
+import { ApiError, api } from "../lib/api.js";
+import { $, el, showMessage as showError } from "../lib/dom.js";
+import { fmtFixed as fmt } from "../lib/format.js";
+import { statusBadge } from "../lib/jobs.js";
+import { matchDetections } from "../lib/match.js";
+import { drawFigure } from "../lib/plots.js";
 
-const root = document.getElementById("det-root");
+const root = $("det-root");
 const jobId = root.dataset.jobId;
-const $ = (id) => document.getElementById(id);
-const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 const LIMIT = 12;
 const RETRY_MS = 10_000;
 
 const state = { offset: 0, total: null, score: 0.5, hidden: new Set(), images: [], revision: 0, retry: null };
-
-function fmt(value, digits = 3) {
-  return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
-}
-
-function showError(node, message) {
-  node.textContent = message || "";
-  node.hidden = !message;
-}
 
 // ---------------------------------------------------------------- job header
 
@@ -113,9 +106,8 @@ async function renderGrid(data) {
     grid.append(el("figure", { class: "det-cell" }, div, caption));
     return { ...image, div, caption };
   });
-  await Promise.all(
-    state.images.map((item) => Plotly.newPlot(item.div, item.figure.data, item.figure.layout, { ...PLOT_CONFIG, responsive: false })),
-  );
+  // Twelve small fixed-size plots: no resize listener each.
+  await Promise.all(state.images.map((item) => drawFigure(item.div, item.figure, { responsive: false })));
 }
 
 function detectionText(d, status) {
@@ -225,8 +217,8 @@ function renderEvaluation(data) {
     el("td", { class: "num", text: fmt(c.ap) })));
   $("ap-table").replaceChildren(head, el("tbody", {}, rows));
   $("eval-body").hidden = false;
-  Plotly.react($("pr-chart"), data.pr_figure.data, data.pr_figure.layout, PLOT_CONFIG);
-  Plotly.react($("confusion-chart"), data.confusion_figure.data, data.confusion_figure.layout, PLOT_CONFIG);
+  drawFigure($("pr-chart"), data.pr_figure);
+  drawFigure($("confusion-chart"), data.confusion_figure);
   $("eval-status").textContent =
     `Validation images 0–${data.n - 1}; confusion matrix at IoU ${data.iou_threshold} and score ≥ ${data.score}: ` +
     `rows are true classes (last: background = false positives), columns predicted classes (last: missed). ` +
@@ -246,14 +238,12 @@ async function upload(event) {
   showError($("upload-error"), "");
   $("upload-run").disabled = true;
   try {
-    const response = await authFetch(`${ROOT}/api/jobs/${jobId}/detections/upload`, { method: "POST", body, headers: { Accept: "application/json" } });
-    const data = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
-    if (!response.ok) throw new ApiError(response.status, data);
+    const data = await api(`/api/jobs/${jobId}/detections/upload`, { method: "POST", body });
     const shown = data.detections.filter((d) => d.score >= data.score).length;
     $("upload-summary").textContent =
       `${file.name}: ${data.width}×${data.height} px, letterboxed to ${data.image_size}×${data.image_size}; ` +
       `${shown} of ${data.detections.length} detections scoring ≥ ${data.score} drawn.`;
-    await Plotly.react($("upload-chart"), data.figure.data, data.figure.layout, PLOT_CONFIG);
+    await drawFigure($("upload-chart"), data.figure);
     $("upload-card").dataset.ready = "true";
   } catch (err) {
     showError($("upload-error"), err.message);

@@ -1,15 +1,16 @@
-// New-job form: built from GET /api/config/schema, submitted as JSON to POST /api/jobs.
+// new_job.html, the new-job form: built from GET /api/config/schema, submitted as JSON to POST /api/jobs.
 //
 // Every field of the config document gets an input showing the chosen preset's value. Only the
 // fields whose value differs from the preset are sent (plus the preset), so the defaults stay
 // on the server. A 422's messages appear next to the fields their `loc` names.
-import { ROOT, ApiError, api, el } from "./api.js";
+import { ROOT, ApiError, api } from "../lib/api.js";
+import { $, el } from "../lib/dom.js";
 
-const form = document.getElementById("job-form");
-const container = document.getElementById("form-fields");
-const presetSelect = document.getElementById("preset");
-const summary = document.getElementById("form-summary");
-const changedCount = document.getElementById("changed-count");
+const form = $("job-form");
+const container = $("form-fields");
+const presetSelect = $("preset");
+const summary = $("form-summary");
+const changedCount = $("changed-count");
 
 /** key ("train.batch_size") -> {key, path, kind, nullable, options, input, error, wrapper, defaultText} */
 const fields = new Map();
@@ -386,7 +387,7 @@ presetSelect.addEventListener("change", () => {
   shownPreset = presetSelect.value;
 });
 
-document.getElementById("reset-form").addEventListener("click", () => {
+$("reset-form").addEventListener("click", () => {
   clearErrors();
   fillFrom(presets[presetSelect.value]);
 });

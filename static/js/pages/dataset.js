@@ -1,8 +1,9 @@
-// The dataset browser: pages of thumbnails (PNG + SVG boxes, cheap for 48 images) and statistics.
-import { ROOT, api, el } from "./api.js";
+// dataset.html, the dataset browser: pages of thumbnails (PNG + SVG boxes, cheap for 48 images)
+// and statistics.
+import { ROOT, api } from "../lib/api.js";
+import { $, el, svgEl } from "../lib/dom.js";
+import { classColor, drawFigure } from "../lib/plots.js";
 
-const COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
-const SVG = "http://www.w3.org/2000/svg";
 const params = new URLSearchParams(location.search);
 const job = params.get("job");
 const state = {
@@ -12,8 +13,6 @@ const state = {
   total: 0,
 };
 
-const $ = (id) => document.getElementById(id);
-
 function query(extra = {}) {
   const q = new URLSearchParams(extra);
   if (job) q.set("job", job);
@@ -21,17 +20,11 @@ function query(extra = {}) {
   return s ? `?${s}` : "";
 }
 
-function svgEl(tag, attrs) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  return node;
-}
-
 function thumb(item, size) {
   const svg = svgEl("svg", { viewBox: `0 0 ${size} ${size}`, class: "thumb-boxes", "aria-hidden": "true" });
   for (const b of item.boxes) {
     const [x1, y1, x2, y2] = b.box;
-    const color = COLORS[b.label % COLORS.length];
+    const color = classColor(b.label);
     svg.append(svgEl("rect", { x: x1, y: y1, width: x2 - x1, height: y2 - y1, stroke: color, fill: "none", "stroke-width": 1.5 }));
     const label = svgEl("text", { x: x1 + 1, y: Math.max(y1 - 2, 9), fill: color, "font-size": 10, "font-weight": 700 });
     label.textContent = String(b.label);
@@ -78,10 +71,7 @@ async function loadStats() {
     $("stats-summary").textContent =
       `${data.num_images} images, ${data.num_boxes} boxes · ${o.mean.toFixed(2)} objects per image · ` +
       `median box ${data.width.median}×${data.height.median} px`;
-    const config = { displaylogo: false, responsive: true };
-    for (const [name, fig] of Object.entries(data.figures)) {
-      Plotly.react(`stats-${name}`, fig.data, fig.layout, config);
-    }
+    for (const [name, fig] of Object.entries(data.figures)) drawFigure(`stats-${name}`, fig);
   } catch (err) {
     $("stats-summary").textContent = `statistics unavailable: ${err.message}`;
   }
@@ -111,7 +101,6 @@ function init() {
     loadPage();
   });
   loadPage();
-  // plotly.js is deferred; module scripts run after deferred classic scripts, so Plotly exists.
   loadStats();
 }
 
