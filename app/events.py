@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 
-from app.schemas import TERMINAL
+from app.domain import TERMINAL
 from app.store import Event, JobStore
 
 

@@ -1,8 +1,9 @@
 """Images at the HTTP boundary: PNG encoding, checked decoding of uploads, letterboxing.
 
 Uploads are checked by their magic bytes (not the client's content type), their byte size and
-their pixel count before Pillow decodes them; anything else raises :class:`ImageRejected`
-carrying the HTTP status the route answers with (413, 415 or 422).
+their pixel count before Pillow decodes them, and refused with the domain errors
+:class:`~app.domain.TooLarge`, :class:`~app.domain.UnsupportedMedia` and
+:class:`~app.domain.Undecodable` (413, 415 and 422 over HTTP).
 """
 
 from __future__ import annotations
@@ -14,19 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+from app.domain import TooLarge, Undecodable, UnsupportedMedia
+from app.settings import byte_size
+
 MAX_UPLOAD_PIXELS = 4096 * 4096
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
-
-
-class ImageRejected(Exception):
-    """An upload the server will not decode; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -38,31 +32,32 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_upload(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
+def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
     """Decode an uploaded PNG or JPEG into uint8 [H, W, 3] RGB.
 
     Raises:
-        ImageRejected: 413 over ``max_bytes`` or ``max_pixels``; 415 not a PNG or JPEG by its
-            magic bytes; 422 a PNG/JPEG that does not decode (truncated, corrupt).
+        TooLarge: over ``max_bytes`` or ``max_pixels``.
+        UnsupportedMedia: not a PNG or JPEG by its magic bytes.
+        Undecodable: a PNG/JPEG that does not decode (truncated, corrupt).
     """
     if len(data) > max_bytes:
-        raise ImageRejected(413, f"the image is {len(data)} bytes; at most {max_bytes} bytes ({max_bytes >> 20} MB)")
+        raise TooLarge(f"the image is {len(data)} bytes; at most {max_bytes} bytes ({byte_size(max_bytes)})")
     kind = sniff_format(data)
     if kind is None:
-        raise ImageRejected(415, "only PNG and JPEG images are accepted (checked by the file's first bytes)")
+        raise UnsupportedMedia("only PNG and JPEG images are accepted (checked by the file's first bytes)")
     try:
         with Image.open(io.BytesIO(data), formats=["PNG" if kind == "png" else "JPEG"]) as image:
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageRejected(413, f"the image is {width}x{height} px; at most {max_pixels} pixels")
+                raise TooLarge(f"the image is {width}x{height} px; at most {max_pixels} pixels")
             image.load()
             rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except ImageRejected:
+    except TooLarge:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageRejected(422, f"the {kind.upper()} image could not be decoded: {exc}") from None
+        raise Undecodable(f"the {kind.upper()} image could not be decoded: {exc}") from None
     if rgb.ndim != 3 or min(rgb.shape[:2]) < 1:
-        raise ImageRejected(422, f"the image has no pixels ({width}x{height})")
+        raise Undecodable(f"the image has no pixels ({width}x{height})")
     return rgb
 
 

@@ -1,9 +1,11 @@
 """The FastAPI application: ``create_app(settings)`` and ``serve`` (``ssdboard serve``).
 
 Importing this module is cheap and starts nothing: the lifespan opens the job store, recovers
-jobs a previous server left running, and starts the runner; on exit it stops the workers (their
-jobs become ``interrupted``, resumable) and closes the live streams. TensorFlow is never
-imported here: training runs in spawned worker processes.
+jobs a previous server left running, starts the runner and builds the services (kept on
+``app.state``, handed to routes by :mod:`app.deps`); on exit it stops the workers (their jobs
+become ``interrupted``, resumable) and closes the live streams. TensorFlow is not imported
+here: training runs in spawned worker processes, and the detections viewer loads it on the
+first detector it needs.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from app import security, sse
-from app.api import datasets, detections, health, jobs, priors
+from app.api import datasets, errors, health, inference, jobs, priors
 from app.events import Broadcaster
 from app.runner import JobRunner
-from app.settings import Settings, get_settings
+from app.services.datasets import DatasetService
+from app.services.inference import DetectionService
+from app.services.jobs import JobService
+from app.services.priors import PriorService
+from app.settings import Settings, byte_size
 from app.store import JobStore
 
 log = logging.getLogger("ssdboard")
@@ -35,14 +41,17 @@ Submit a training config (every key optional) to `POST /api/jobs`, follow its lo
 the checkpoint with `GET /api/jobs/{id}/checkpoint`.
 
 When the server has a token (`SSDBOARD_TOKEN`), every `POST`, `PUT`, `PATCH` and `DELETE` under
-`/api/` needs `Authorization: Bearer <token>` (401 otherwise); reads stay open. Request bodies
-are limited (413): 1 MiB of JSON, 5 MiB for an upload.
+`/api/` needs `Authorization: Bearer <token>` (401 otherwise); reads stay open.
+"""
+LIMITS = """
+Request bodies are limited (413): {max_body} of JSON, {max_upload} for an upload (this server's
+`SSDBOARD_MAX_BODY_BYTES` and `SSDBOARD_MAX_UPLOAD_BYTES`).
 """
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The dashboard app for ``settings`` (default: from ``SSDBOARD_*`` environment variables)."""
-    settings = settings or get_settings()
+    settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,6 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = JobRunner(store=store, settings=settings, broadcaster=broadcaster)
         runner.start(asyncio.get_running_loop())
         app.state.store, app.state.broadcaster, app.state.runner = store, broadcaster, runner
+        app.state.jobs = JobService(runner=runner, store=store, broadcaster=broadcaster, settings=settings)
+        app.state.datasets = DatasetService(app.state.jobs)
+        app.state.priors = PriorService(app.state.datasets, settings)
+        app.state.inference = DetectionService(settings.jobs_dir, max_upload_bytes=settings.max_upload_bytes)
         loop = asyncio.get_running_loop()
         app.state.end_streams = lambda: loop.call_soon_threadsafe(broadcaster.close_all)
         log.info("data in %s", settings.data_dir.resolve())
@@ -62,21 +75,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             broadcaster.close_all()
             store.close()
 
-    app = FastAPI(title="ssdboard", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    description = DESCRIPTION + LIMITS.format(
+        max_body=byte_size(settings.max_body_bytes), max_upload=byte_size(settings.max_upload_bytes)
+    )
+    app = FastAPI(title="ssdboard", version="0.1.0", description=description, lifespan=lifespan)
     app.state.settings = settings
-    app.include_router(health.router)
+    errors.install(app)
+    for module in (health, jobs, inference, datasets, priors):
+        app.include_router(module.router)
     app.include_router(health.config_router)
-    app.include_router(jobs.router)
-    app.include_router(detections.router)
-    app.include_router(datasets.router)
-    app.include_router(priors.router)
     if importlib.util.find_spec("app.api.pages") is not None:
         from app.api import pages
 
         app.include_router(pages.router)
-        app.include_router(detections.page_router)
-        app.include_router(datasets.page_router)
-        app.include_router(priors.page_router)
         pages.mount_static(app)
     token = settings.token.get_secret_value() if settings.token else None
     security.install(

@@ -1,6 +1,6 @@
 """The job runner: a FIFO queue of jobs, each trained in its own spawned worker process.
 
-Workers (:func:`app.worker.run_job`) send their messages through one multiprocessing queue. A
+Workers (:func:`app.worker.run_job`) send their messages (:mod:`app.messages`) through one multiprocessing queue. A
 pump thread in the server reads it, persists each batch in one transaction, and hands the
 resulting events to the broadcaster on the event loop. The same thread notices a worker that
 died without a final message (killed, out of memory) and fails its job with the reason.
@@ -25,21 +25,14 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from app.domain import RESUMABLE, Conflict, JobStatus, NotFound
 from app.events import Broadcaster
-from app.schemas import RESUMABLE, JobStatus
+from app.messages import CheckpointSaved, Done, Message, Record, Started
 from app.settings import Settings
 from app.store import Event, JobStore, utcnow
 from app.worker import run_job
 
 log = logging.getLogger("ssdboard.runner")
-
-
-class JobNotFound(LookupError):
-    """No job has this id."""
-
-
-class JobConflict(RuntimeError):
-    """The job's status does not allow the operation."""
 
 
 @dataclass
@@ -138,10 +131,10 @@ class JobRunner:
         return self.get(job["id"])
 
     def get(self, job_id: str) -> dict[str, Any]:
-        """The job; raises :class:`JobNotFound`."""
+        """The job; raises :class:`~app.domain.NotFound`."""
         job = self.store.get_job(job_id)
         if job is None:
-            raise JobNotFound(job_id)
+            raise NotFound(f"no job {job_id}")
         return job
 
     def cancel(self, job_id: str) -> dict[str, Any]:
@@ -155,7 +148,7 @@ class JobRunner:
                 self._running[job_id].cancel.set()
                 self.store.update_job(job_id, cancel_requested=True)
             else:
-                raise JobConflict(f"job {job_id} is {job['status']}; only queued or running jobs can be cancelled")
+                raise Conflict(f"job {job_id} is {job['status']}; only queued or running jobs can be cancelled")
         return self.get(job_id)
 
     def resume(self, job_id: str) -> dict[str, Any]:
@@ -163,7 +156,7 @@ class JobRunner:
         with self._lock:
             job = self.get(job_id)
             if job["status"] not in RESUMABLE:
-                raise JobConflict(
+                raise Conflict(
                     f"job {job_id} is {job['status']}; only failed, cancelled or interrupted jobs can be resumed"
                 )
             step = job["checkpoint_step"] or 0
@@ -186,7 +179,7 @@ class JobRunner:
         with self._lock:
             job = self.get(job_id)
             if job["status"] in (JobStatus.queued, JobStatus.running):
-                raise JobConflict(f"job {job_id} is {job['status']}; cancel it before deleting it")
+                raise Conflict(f"job {job_id} is {job['status']}; cancel it before deleting it")
             self.store.delete_job(job_id)
         shutil.rmtree(self.settings.jobs_dir / job_id, ignore_errors=True)
 
@@ -260,7 +253,7 @@ class JobRunner:
             except Exception:  # pragma: no cover - never let the pump die silently
                 log.exception("pump failed on a batch of %d messages", len(batch))
 
-    def _handle(self, batch: list[tuple[str, str, dict[str, Any]]]) -> None:
+    def _handle(self, batch: list[Message]) -> None:
         events: list[Event] = []
         records: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
@@ -269,49 +262,49 @@ class JobRunner:
                 events.extend(self.store.record(job_id, items))
             records.clear()
 
-        for job_id, kind, data in batch:
-            if job_id not in self._running:
+        for message in batch:
+            if message.job_id not in self._running:
                 continue  # a worker terminated at shutdown, or one already declared dead
-            if kind in ("step", "eval"):
-                records.setdefault(job_id, []).append((kind, data))
+            if isinstance(message, Record):
+                records.setdefault(message.job_id, []).append((message.kind, message.data))
                 continue
             flush()
-            events.extend(self._control(job_id, kind, data))
+            events.extend(self._control(message))
         flush()
         self._publish(events)
 
-    def _control(self, job_id: str, kind: str, data: dict[str, Any]) -> list[Event]:
-        if kind == "checkpoint":
-            self.store.update_job(job_id, checkpoint_step=data["step"])
-            return []
-        if kind == "started":
-            job = self.get(job_id)
-            self.store.reset_to_step(job_id, data["step"], data.get("history", ()))
-            if data["step"] != (job["checkpoint_step"] or 0):
-                self.store.update_job(job_id, checkpoint_step=data["step"] or None)
-                return [self._set_status(job_id, JobStatus.running, event={"step": data["step"]})]
-            return []
-        if kind == "done":
-            with self._lock:
-                worker = self._running.pop(job_id)
-                self._exited.append(worker.process)
-                status = JobStatus(data["status"])
-                if self._stopping and status == JobStatus.cancelled:
-                    status = JobStatus.interrupted
-                values = {"step": data["step"]} if data["step"] is not None else {}
-                event = self._set_status(
-                    job_id,
-                    status,
-                    error=data.get("error"),
-                    finished_at=utcnow(),
-                    cancel_requested=False,
-                    **values,
-                )
-            log.info("job %s: %s at step %s", job_id, status.value, data["step"])
-            self._schedule()
-            return [event]
-        log.warning("job %s: unknown message %r", job_id, kind)
+    def _control(self, message: Started | CheckpointSaved | Done) -> list[Event]:
+        job_id = message.job_id
+        match message:
+            case CheckpointSaved(step=step):
+                self.store.update_job(job_id, checkpoint_step=step)
+                return []
+            case Started(step=step, history=history):
+                job = self.get(job_id)
+                self.store.reset_to_step(job_id, step, history)
+                if step != (job["checkpoint_step"] or 0):
+                    self.store.update_job(job_id, checkpoint_step=step or None)
+                    return [self._set_status(job_id, JobStatus.running, event={"step": step})]
+                return []
+            case Done():
+                return [self._finish(message)]
+        log.warning("job %s: unknown message %r", job_id, message)  # pragma: no cover - exhaustive match
         return []
+
+    def _finish(self, done: Done) -> Event:
+        with self._lock:
+            worker = self._running.pop(done.job_id)
+            self._exited.append(worker.process)
+            status = JobStatus(done.status)
+            if self._stopping and status == JobStatus.cancelled:
+                status = JobStatus.interrupted
+            values = {"step": done.step} if done.step is not None else {}
+            event = self._set_status(
+                done.job_id, status, error=done.error, finished_at=utcnow(), cancel_requested=False, **values
+            )
+        log.info("job %s: %s at step %s", done.job_id, status.value, done.step)
+        self._schedule()
+        return event
 
     def _reap_dead(self) -> None:
         """Fail the jobs whose worker died without a ``done`` message; join exited workers."""

@@ -12,11 +12,11 @@ a few overrides means the notebook's values for everything else.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.domain import JobStatus
 from ssd.config import from_dict
 
 DEFAULTS: dict[str, Any] = from_dict({}).to_dict()
@@ -167,19 +167,32 @@ class ConfigIn(BaseModel):
     detect: DetectIn = Field(default_factory=DetectIn, description=DetectIn.__doc__)
 
 
-class JobStatus(StrEnum):
-    """Life cycle: queued -> running -> succeeded | failed | cancelled; interrupted by a server stop."""
+class PriorsBody(BaseModel):
+    """A draft config over the default or a job's config, and a split."""
 
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-    interrupted = "interrupted"
+    model_config = ConfigDict(extra="forbid")
+
+    config: ConfigIn | None = Field(
+        None,
+        description="A draft config (every key optional, ``preset`` too); applied over the job's config if ``job``.",
+    )
+    job: str | None = Field(None, description="Start from this job's config.")
+    split: Literal["train", "val"] = Field("val", description="Which images.")
 
 
-TERMINAL = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled, JobStatus.interrupted})
-RESUMABLE = frozenset({JobStatus.failed, JobStatus.cancelled, JobStatus.interrupted})
+class ExploreIn(PriorsBody):
+    """One image under a (draft) config, and optionally the priors of one cell."""
+
+    index: int = Field(0, ge=0, le=10**9, description="Image index in the split.")
+    layer: int = Field(0, ge=0, description="Source layer (0 = the first, finest) of the selected cell.")
+    shape: int | None = Field(None, ge=0, description="Only this prior shape of the cell; all when null.")
+    cell: tuple[int, int] | None = Field(None, description="Selected cell [row, col] of that layer; none when null.")
+
+
+class CoverageIn(PriorsBody):
+    """A coverage report over the first ``n`` images of a split."""
+
+    n: int = Field(300, ge=1, le=2000, description="Images counted, from index 0.")
 
 
 JOB_EXAMPLE: dict[str, Any] = {

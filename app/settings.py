@@ -1,12 +1,11 @@
 """Server settings from ``SSDBOARD_*`` environment variables (pydantic-settings).
 
-``get_settings`` reads them once (cached); tests and ``serve`` pass a :class:`Settings` to
-:func:`app.main.create_app`, which keeps it on ``app.state`` for the routes (``app.deps``).
+:func:`app.main.create_app` reads them once (or takes a :class:`Settings` from tests and
+``serve``) and keeps them on ``app.state`` for the routes (``app.deps``) and the services.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
@@ -76,7 +75,10 @@ class Settings(BaseSettings):
         return self.data_dir / "jobs"
 
 
-@lru_cache
-def get_settings() -> Settings:
-    """Settings from the environment, read once."""
-    return Settings()
+
+def byte_size(n: int) -> str:
+    """``5 MiB``, ``1.5 KiB`` or ``300 bytes``: a byte count for people."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.4g} {unit}"
+    return f"{n} bytes"

@@ -1,16 +1,9 @@
 """The training worker: the body of one job's spawned process.
 
 It imports TensorFlow (the server never does), trains with :class:`ssd.train.Trainer` into the
-job directory, resuming from its checkpoint, and reports through a multiprocessing queue as
-``(job_id, kind, data)`` messages:
-
-- ``started``: ``{"step": s, "pid": ..., "history": [...]}``, ``s`` the step training
-  continues from and ``history`` the ``metrics.jsonl`` records after ``known_step`` (the last
-  step the server has) up to ``s``: steps it never persisted, e.g. because it was killed;
-- ``step`` and ``eval``: the trainer's records;
-- ``checkpoint``: ``{"step": s}`` after every checkpoint written;
-- ``done``: ``{"status": "succeeded" | "cancelled" | "failed", "step": s, "error": ...}``, last
-  (``step`` is None when the job failed before its trainer existed).
+job directory, resuming from its checkpoint, and reports through a multiprocessing queue with
+the typed messages of :mod:`app.messages` (started, a record per step and evaluation, a
+checkpoint notice per checkpoint, done last).
 
 It stops before the next step when the job's cancel event is set or when the server that
 started it is gone (its parent pid changed), so an orphan never trains on. A lock file in the
@@ -25,6 +18,9 @@ import os
 import signal
 from pathlib import Path
 from typing import Any, Protocol
+
+from app.messages import CheckpointSaved, Done, Message, Record, Started
+from ssd.checkpoint import METRICS_FILE
 
 
 class _Queue(Protocol):
@@ -72,8 +68,8 @@ def run_job(
 ) -> None:
     """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message."""
 
-    def send(kind: str, data: dict[str, Any]) -> None:
-        queue.put((job_id, kind, data))
+    def send(message: Message) -> None:
+        queue.put(message)
 
     # Ctrl-C in the server's terminal reaches the whole process group: the server's shutdown
     # cancels this job (which checkpoints first) instead.
@@ -100,25 +96,25 @@ def run_job(
 
             def save_checkpoint(self) -> None:
                 super().save_checkpoint()
-                send("checkpoint", {"step": self.step})
+                send(CheckpointSaved(job_id, self.step))
 
         if should_stop():  # cancelled (or the server stopped) while TensorFlow was loading
-            send("done", {"status": "cancelled", "step": None, "error": None})
+            send(Done(job_id, "cancelled", None))
             return
         trainer = ReportingTrainer(from_dict(config), out)
         if trainer.has_checkpoint():
             trainer.load_checkpoint()
-        history = read_jsonl(out / "metrics.jsonl", after_step=known_step, up_to_step=trainer.step)
-        send("started", {"step": trainer.step, "pid": os.getpid(), "history": history})
+        history = read_jsonl(out / METRICS_FILE, after_step=known_step, up_to_step=trainer.step)
+        send(Started(job_id, trainer.step, os.getpid(), history))
         started = True
         result = trainer.fit(
-            on_step=lambda m: send("step", m),
-            on_eval=lambda m: send("eval", m),
+            on_step=lambda m: send(Record(job_id, "step", m)),
+            on_eval=lambda m: send(Record(job_id, "eval", m)),
             should_stop=should_stop,
         )
-        send("done", {"status": result.status, "step": result.step, "error": None})
+        send(Done(job_id, result.status, result.step))
     except BaseException as exc:  # noqa: BLE001 - every failure is reported, then the process ends
-        send("done", {"status": "failed", "step": trainer.step if started else None, "error": describe(exc)})
+        send(Done(job_id, "failed", trainer.step if started else None, describe(exc)))
     finally:
         if os.getppid() != parent_pid:
             # Nobody reads the queue any more: exiting must not wait for its buffer to drain.

@@ -36,11 +36,9 @@ __all__ = [
     "DatasetBoxes",
     "Pairs",
     "assign",
-    "box_size",  # re-exported from ssd.geometry for existing importers
     "coverage",
     "dataset_boxes",
     "describe",
-    "iou",  # re-exported from ssd.geometry for existing importers
     "quantiles",
     "size_bucket",
 ]

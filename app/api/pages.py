@@ -1,4 +1,5 @@
-"""HTML pages (jobs list, new-job form, job page) and the static files they load.
+"""Every HTML page and the static files they load: jobs list, new-job form, job page, detections
+viewer, dataset browser, one dataset image, prior explorer.
 
 The pages are thin shells: templates render the layout and the JavaScript modules in
 ``static/js`` fetch everything else from the JSON API, so a page never disagrees with the API.
@@ -8,6 +9,9 @@ The pages are thin shells: templates render the layout and the JavaScript module
     app.include_router(pages.router)
     pages.mount_static(app)
 
+Pages that name a job answer 404 for an unknown job only where the page cannot work without
+it (the prior explorer falls back to the default config otherwise, so a typo must not pass).
+
 plotly.js comes from the installed ``plotly`` package (no CDN) and is served at
 ``/static/vendor/plotly.min.js`` with a long cache lifetime; its URL carries the package
 version, so upgrading plotly changes the URL.
@@ -16,16 +20,20 @@ version, so upgrading plotly changes the URL.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import plotly
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from app.api.datasets import IndexPath
+from app.deps import JobsDep
 from app.figures.dataset import CLASS_COLORS
+from app.services.datasets import Split
 
 # app/templates and app/static are symlinks to the repository's templates/ and static/, so the
 # same lookup works in a checkout, an editable install and a built wheel (which copies them into
@@ -69,6 +77,36 @@ def new_job_page(request: Request) -> HTMLResponse:
 def job_page(request: Request, job_id: str) -> HTMLResponse:
     """One job: live loss and mAP charts, progress, config, cancel and resume."""
     return _page(request, "job.html", active="jobs", title=f"Job {job_id}", job_id=job_id)
+
+
+@router.get("/jobs/{job_id}/detections", response_class=HTMLResponse)
+def detections_page(request: Request, job_id: str) -> HTMLResponse:
+    """A job's detections over validation images, its evaluation and an upload form."""
+    return _page(request, "detections.html", active="jobs", title=f"Detections · job {job_id}", job_id=job_id)
+
+
+@router.get("/dataset", response_class=HTMLResponse)
+def dataset_page(request: Request) -> HTMLResponse:
+    """Pages of thumbnails with their boxes, and the split's statistics."""
+    return _page(request, "dataset.html", active="dataset", title="Dataset")
+
+
+@router.get("/dataset/{split}/{index}", response_class=HTMLResponse)
+def image_page(request: Request, split: Split, index: IndexPath) -> HTMLResponse:
+    """One image, zoomable, with its ground truth."""
+    return _page(request, "dataset_image.html", active="dataset", title=f"{split} #{index}", split=split, index=index)
+
+
+@router.get("/priors", response_class=HTMLResponse)
+async def priors_page(
+    request: Request,
+    jobs: JobsDep,
+    job: Annotated[str | None, Query(description="Start from this job's config.")] = None,
+) -> HTMLResponse:
+    """The prior explorer, with a job's config when ``?job=ID``."""
+    if job is not None:
+        await run_in_threadpool(jobs.get, job)  # NotFound: 404
+    return _page(request, "priors.html", active="priors", title="Prior explorer", job_id=job or "")
 
 
 class _StaticFiles(StaticFiles):

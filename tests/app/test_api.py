@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from live_server import TINY, tiny
 
-from app.api.jobs import downsample
 from app.schemas import DEFAULTS, ConfigIn
+from app.services.jobs import downsample
 from ssd.config import SECTIONS, from_dict
 
 
@@ -228,20 +227,3 @@ bad = [m for m in ("tensorflow", "keras") if m in sys.modules]
 assert not bad, bad
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-
-def test_limits_use_the_model_block_widths() -> None:
-    """app.limits copies ssd.model.BLOCK_WIDTHS (importing ssd.model would load Keras into the server)."""
-    import ast
-    import inspect
-
-    import app.limits
-    import ssd.config
-
-    source = (Path(inspect.getfile(ssd.config)).parent / "model.py").read_text()
-    (value,) = [
-        ast.literal_eval(node.value)
-        for node in ast.parse(source).body
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "BLOCK_WIDTHS" for t in node.targets)
-    ]
-    assert app.limits.BLOCK_WIDTHS == value

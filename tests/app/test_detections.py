@@ -21,7 +21,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-import app.detections as detections_module
+import app.services.inference as detections_module
 from app.main import create_app
 from app.settings import Settings
 from ssd.config import Config, from_dict
@@ -383,6 +383,32 @@ def test_upload_rejects_with_a_clear_4xx(app_client: TestClient, upload_stub: An
     assert response.status_code == status, response.text
     assert isinstance(response.json()["detail"], str) and response.json()["detail"]
     assert upload_stub.calls == 0
+
+
+def test_the_upload_limit_setting_is_the_one_the_route_applies(tmp_path: Path, upload_stub: Any) -> None:
+    """SSDBOARD_MAX_UPLOAD_BYTES moves the limit both ways: middleware, route and decoder agree."""
+    noise = np.random.default_rng(1).integers(0, 255, (900, 900, 3), dtype=np.uint8)
+    big = encode(noise, "PNG")  # incompressible: about 2.4 MB, a valid image
+    assert 2 << 20 < len(big) < 5 << 20
+    files = {"file": ("big.png", big, "image/png")}
+
+    # 1 MiB: the same image is refused, by the route and not only by the body-size middleware.
+    small = Settings(data_dir=tmp_path / "small", max_upload_bytes=1 << 20)
+    with TestClient(create_app(small)) as client:
+        response = client.post(f"/api/jobs/{make_job(client)}/detections/upload", files=files)
+        assert response.status_code == 413, response.text
+        assert "1 MiB" in client.get("/openapi.json").json()["info"]["description"]
+
+    # 8 MiB: a file over the old hard-coded 5 MiB constant passes every layer and is decoded.
+    huge = encode(np.random.default_rng(2).integers(0, 255, (1400, 1400, 3), dtype=np.uint8), "PNG")
+    assert len(huge) > 5 << 20
+    raised = Settings(data_dir=tmp_path / "raised", max_upload_bytes=8 << 20)
+    with TestClient(create_app(raised)) as client:
+        response = client.post(
+            f"/api/jobs/{make_job(client)}/detections/upload", files={"file": ("huge.png", huge, "image/png")}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["width"] == 1400 and upload_stub.calls == 1
 
 
 def test_upload_without_a_file_is_422(app_client: TestClient, upload_stub: Any) -> None:

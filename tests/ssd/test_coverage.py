@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ssd.config import PriorConfig, from_dict
-from ssd.coverage import BUCKET_LABELS, DatasetBoxes, assign, coverage, dataset_boxes, describe, iou, size_bucket
+from ssd.coverage import BUCKET_LABELS, DatasetBoxes, assign, coverage, dataset_boxes, describe, size_bucket
+from ssd.geometry import iou
 from ssd.priors import make_priors
 
 # A 16x16 image, one layer of stride 8 with one 8x8 prior per cell: four priors tiling the image,

@@ -8,11 +8,8 @@ activations, or 10^10 training images. These checks reject such configs at submi
 
 from __future__ import annotations
 
-from ssd.config import BASE_LAYERS, Config, ConfigError, layer_stride
+from ssd.config import BASE_LAYERS, BLOCK_WIDTHS, Config, ConfigError, layer_stride
 from ssd.priors import feature_size
-
-# ssd.model.BLOCK_WIDTHS, copied: importing ssd.model would load Keras into the server process.
-BLOCK_WIDTHS = (1, 2, 4, 8, 8)
 
 BYTES_PER_VALUE = 4
 # Conv output + BatchNorm output kept for the backward pass, their gradients, and slack for

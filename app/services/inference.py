@@ -7,6 +7,10 @@ LRU, so a running job's newer checkpoint is picked up by the next request; one l
 inference (two CPU cores: parallel model calls would only contend). Every method blocks: routes
 call them through ``run_in_threadpool``.
 
+Errors are the domain errors of :mod:`app.domain`: no checkpoint (:class:`NotFound`, or
+:class:`Conflict` while the job trains), a checkpoint that does not load (:class:`Broken`), a
+rejected upload (:class:`TooLarge`, :class:`UnsupportedMedia`, :class:`Undecodable`).
+
 Boxes are pixel ``xyxy`` throughout, as in :mod:`ssd`. Matching of detections to ground truth
 is :func:`ssd.evaluate.match_detections` (COCO's greedy rule at IoU 0.5); the page repeats it in
 ``static/js/detections_match.js`` to move the score cut without a round trip.
@@ -25,8 +29,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from app.figures.detections import confusion_figure, image_figure, pr_figure
-from app.images import data_url, decode_upload, letterbox
+from app.domain import ACTIVE, Broken, Conflict, NotFound
+from app.figures.evaluation import confusion_figure, image_figure, pr_figure
+from app.images import MAX_UPLOAD_PIXELS, data_url, decode_upload, letterbox
+from ssd.checkpoint import WEIGHTS_FILE
 from ssd.config import Config
 from ssd.data import for_config
 from ssd.evaluate import coco_evaluate, confusion_matrix, match_detections
@@ -37,8 +43,6 @@ if TYPE_CHECKING:
 
 Split = Literal["val", "train"]
 IOU_THRESHOLD = 0.5  # the viewer's and the confusion matrix's match threshold (COCO's AP50)
-WEIGHTS_FILE = "model.weights.h5"  # ssd.detect.WEIGHTS_FILE, without importing TensorFlow
-ACTIVE = frozenset({"queued", "running"})
 T = TypeVar("T")
 
 
@@ -48,15 +52,6 @@ class Predictor(Protocol):
     config: Config
 
     def predict(self, images: np.ndarray, batch_size: int = 32) -> Sequence[Detections]: ...
-
-
-class CheckpointUnavailable(Exception):
-    """No usable checkpoint; ``status`` is the HTTP status to answer with (404, 409 or 500)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def load_detector(directory: Path) -> Predictor:
@@ -119,8 +114,12 @@ def _r(value: float, digits: int = 2) -> float:
 class DetectionService:
     """Detections, evaluations and uploads of jobs under ``jobs_dir`` (one per app)."""
 
-    def __init__(self, jobs_dir: Path, *, cache_size: int = 4) -> None:
+    def __init__(
+        self, jobs_dir: Path, *, max_upload_bytes: int, max_upload_pixels: int = MAX_UPLOAD_PIXELS, cache_size: int = 4
+    ) -> None:
         self.jobs_dir = jobs_dir
+        self.max_upload_bytes = max_upload_bytes
+        self.max_upload_pixels = max_upload_pixels
         self._detectors = _LRU(cache_size)
         self._predictions = _LRU(16)
         self._evaluations = _LRU(cache_size)
@@ -134,7 +133,7 @@ class DetectionService:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, job: dict[str, Any]) -> Checkpoint:
-        """The job's latest checkpoint; :class:`CheckpointUnavailable` (409 while it trains, else 404)."""
+        """The job's latest checkpoint; :class:`Conflict` while it trains without one, else :class:`NotFound`."""
         directory = self.jobs_dir / job["id"]
         try:
             stat = (directory / WEIGHTS_FILE).stat()
@@ -142,26 +141,25 @@ class DetectionService:
             if job["status"] in ACTIVE:
                 every = (job.get("config") or {}).get("train", {}).get("checkpoint_every")
                 when = f"every {every} steps and " if every else ""
-                raise CheckpointUnavailable(
-                    409,
+                raise Conflict(
                     f"job {job['id']} is {job['status']} and has no checkpoint yet; "
                     f"it saves one {when}when it stops: try again later",
                 ) from None
-            raise CheckpointUnavailable(404, f"job {job['id']} ({job['status']}) has no checkpoint") from None
+            raise NotFound(f"job {job['id']} ({job['status']}) has no checkpoint") from None
         return Checkpoint(job["id"], directory, stat.st_mtime_ns, stat.st_size, job.get("checkpoint_step"))
 
     def detector(self, ckpt: Checkpoint) -> Predictor:
-        """The loaded detector of ``ckpt`` (cached); a broken checkpoint is a 500 naming the file."""
+        """The loaded detector of ``ckpt`` (cached); a broken checkpoint is :class:`Broken`, naming the file."""
 
         def load() -> Predictor:
             with self._load_lock:
                 try:
                     return load_detector(ckpt.directory)
                 except FileNotFoundError as exc:
-                    raise CheckpointUnavailable(404, self._clean(ckpt, exc)) from None
+                    raise NotFound(self._clean(ckpt, exc)) from None
                 except Exception as exc:  # ValueError (bad file), ConfigError, anything Keras raises
                     message = f"the checkpoint of job {ckpt.job_id} cannot be loaded: {self._clean(ckpt, exc)}"
-                    raise CheckpointUnavailable(500, message) from None
+                    raise Broken(message) from None
 
         return self._detectors.get_or_make(ckpt.key, load)
 
@@ -231,7 +229,7 @@ class DetectionService:
         detector = self.detector(ckpt)
         config = detector.config
         if n > config.data.val_images:
-            raise IndexError(f"n = {n} exceeds the job's validation set (data.val_images = {config.data.val_images})")
+            raise NotFound(f"n = {n} exceeds the job's validation set (data.val_images = {config.data.val_images})")
 
         def evaluate() -> dict[str, Any]:
             start = time.perf_counter()
@@ -288,7 +286,8 @@ class DetectionService:
     # ------------------------------------------------------------------ uploads
     def upload(self, job: dict[str, Any], data: bytes, *, score: float = 0.3) -> dict[str, Any]:
         """Detections on an uploaded PNG/JPEG, letterboxed to the model's size, boxes in its own pixels."""
-        image = decode_upload(data)  # ImageRejected (413/415/422) before any model work
+        # TooLarge, UnsupportedMedia or Undecodable before any model work.
+        image = decode_upload(data, max_bytes=self.max_upload_bytes, max_pixels=self.max_upload_pixels)
         ckpt = self.checkpoint(job)
         detector = self.detector(ckpt)
         size = detector.config.data.image_size

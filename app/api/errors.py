@@ -1,0 +1,51 @@
+"""The one place where domain errors (:mod:`app.domain`) become HTTP answers.
+
+``create_app`` calls :func:`install`. An :class:`~app.domain.Invalid` becomes a 422 in the
+same shape as pydantic's refusals (``{"detail": [{"loc": [...], "msg": ..., "type":
+"value_error"}]}``), so a client reads one format whichever layer refused; every other domain
+error becomes ``{"detail": message}`` with the status of :data:`STATUS`.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from app.domain import Broken, Conflict, DomainError, Invalid, NotFound, TooLarge, Undecodable, UnsupportedMedia
+
+STATUS: dict[type[DomainError], int] = {
+    NotFound: status.HTTP_404_NOT_FOUND,
+    Conflict: status.HTTP_409_CONFLICT,
+    TooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
+    UnsupportedMedia: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    Undecodable: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    Invalid: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    Broken: status.HTTP_500_INTERNAL_SERVER_ERROR,
+}
+
+
+def status_of(exc: DomainError) -> int:
+    """The HTTP status of a domain error (its class or nearest base in :data:`STATUS`)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return status.HTTP_400_BAD_REQUEST
+
+
+def invalid_error(exc: Invalid) -> RequestValidationError:
+    """The pydantic-shaped validation error of an :class:`Invalid`."""
+    return RequestValidationError([{"loc": exc.loc, "msg": exc.message, "type": "value_error"}])
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    if isinstance(exc, Invalid):
+        return await request_validation_exception_handler(request, invalid_error(exc))
+    return JSONResponse({"detail": exc.message}, status_code=status_of(exc))
+
+
+def install(app: FastAPI) -> None:
+    """Answer every :class:`DomainError` a route lets through."""
+    app.add_exception_handler(DomainError, _domain_error)

@@ -1,0 +1,86 @@
+"""The detections viewer over REST: a job's latest checkpoint on validation images (with
+TP/FP/missed at IoU 0.5), its evaluation (pycocotools), and detections on an upload.
+
+Routes are thin: they look the job up and call :class:`app.services.inference.DetectionService`
+in a worker thread (inference must not block the event loop); its domain errors become HTTP
+statuses in ``app.api.errors``. No route takes a path from the client: a job id, a split and an
+index name everything. Images are the dataset browser's
+(``/api/datasets/{split}/images/{index}.png?job=ID``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from app.api import root_of
+from app.deps import InferenceDep, JobsDep, SettingsDep
+from app.services.inference import Split
+
+router = APIRouter(prefix="/api/jobs", tags=["detections"])
+
+Responses = dict[int | str, dict[str, Any]]
+ERRORS: Responses = {
+    404: {"description": "No such job, or it has no checkpoint (and is not training)."},
+    409: {"description": "The job is queued or running and has not saved a checkpoint yet."},
+    500: {"description": "The checkpoint cannot be loaded (the message names the file)."},
+}
+UPLOAD_ERRORS: Responses = {
+    413: {"description": "Larger than the upload limit (SSDBOARD_MAX_UPLOAD_BYTES) or 16 megapixels."},
+    415: {"description": "Not a PNG or JPEG (by the file's first bytes)."},
+    422: {"description": "A PNG or JPEG that does not decode (truncated, corrupt), or no file."},
+}
+ScoreQuery = Annotated[float, Query(ge=0, le=1, description="Score cut for TP/FP/missed (the page's slider).")]
+
+
+@router.get("/{job_id}/detections", responses=ERRORS)
+async def job_detections(
+    job_id: str,
+    request: Request,
+    jobs: JobsDep,
+    service: InferenceDep,
+    split: Annotated[Split, Query(description="Validation or training images.")] = "val",
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="First image index.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=48, description="Images in this page.")] = 12,
+    score: ScoreQuery = 0.5,
+) -> dict[str, Any]:
+    """Ground truth and every detection (score > 0.01) of a page of images, with IoUs and TP/FP/missed."""
+    job = await run_in_threadpool(jobs.get, job_id)
+    root = root_of(request)
+
+    def image_url(index: int) -> str:  # the dataset browser's PNG of the job's image
+        return f"{root}/api/datasets/{split}/images/{index}.png?job={job_id}"
+
+    return await run_in_threadpool(
+        service.detections, job, split=split, offset=offset, limit=limit, score=score, image_url=image_url
+    )
+
+
+@router.get("/{job_id}/evaluation", responses=ERRORS)
+async def job_evaluation(
+    job_id: str,
+    jobs: JobsDep,
+    service: InferenceDep,
+    n: Annotated[int, Query(ge=1, le=5000, description="Validation images 0..n-1.")] = 100,
+    score: Annotated[float, Query(ge=0, le=1, description="Score cut of the confusion matrix.")] = 0.5,
+) -> dict[str, Any]:
+    """mAP@.5 and mAP@[.5:.95] (pycocotools), per-class AP, PR curves and a confusion matrix at IoU 0.5."""
+    job = await run_in_threadpool(jobs.get, job_id)
+    return await run_in_threadpool(service.evaluation, job, n=n, score=score)
+
+
+@router.post("/{job_id}/detections/upload", responses={**ERRORS, **UPLOAD_ERRORS})
+async def job_detections_upload(
+    job_id: str,
+    jobs: JobsDep,
+    service: InferenceDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="A PNG or JPEG within the upload limit (SSDBOARD_MAX_UPLOAD_BYTES).")],
+    score: Annotated[float, Form(ge=0, le=1, description="Boxes drawn in the figure from this score.")] = 0.3,
+) -> dict[str, Any]:
+    """Detections on an uploaded PNG or JPEG, letterboxed to the model's image size; boxes in its pixels."""
+    job = await run_in_threadpool(jobs.get, job_id)
+    data = await file.read(settings.max_upload_bytes + 1)  # one byte over is enough to answer 413
+    return await run_in_threadpool(service.upload, job, data, score=score)

@@ -1,0 +1,44 @@
+"""Training configs as the server accepts them: :func:`ssd.config.from_dict` plus the server's limits.
+
+Every place that turns client data into a :class:`ssd.config.Config` (job submission, a job's
+stored config, the prior explorer's draft over a job's config) goes through :func:`resolve`, so
+a value is refused the same way everywhere: an :class:`~app.domain.Invalid` whose ``loc`` is
+where the config sits in the request followed by the dotted field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from app.domain import Invalid
+from app.services.limits import check_limits
+from app.settings import Settings
+from ssd.config import Config, ConfigError, from_dict
+
+
+def resolve(data: Mapping[str, Any], settings: Settings, *, loc: tuple[str, ...] = ("body",)) -> Config:
+    """The config of ``data`` within the server's limits.
+
+    Raises:
+        Invalid: a bad value or a config over a limit; ``loc`` + the field's dotted path.
+    """
+    try:
+        config = from_dict(dict(data))
+        check_limits(
+            config,
+            max_priors=settings.max_priors,
+            max_memory_gib=settings.max_memory_gib,
+            max_train_images=settings.max_train_images,
+        )
+    except ConfigError as exc:
+        raise Invalid((*loc, *exc.field.split(".")), exc.message) from exc
+    return config
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` on top, section by section (nested dicts merge, other values replace)."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out

@@ -1,0 +1,113 @@
+"""Training jobs: submit, look up, cancel, resume, delete, their metrics, checkpoint and live events.
+
+A thin layer over the runner (life cycle), the store (history) and the broadcaster (live events):
+it validates configs against the server's limits, answers in plain dicts and raises the domain
+errors of :mod:`app.domain`.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from app.domain import NotFound
+from app.events import Broadcaster, event_stream
+from app.runner import JobRunner
+from app.services import configs
+from app.settings import Settings
+from app.store import JobStore
+from ssd.checkpoint import CHECKPOINT_FILES, has_checkpoint
+from ssd.config import Config
+
+
+def downsample(rows: list[dict[str, Any]], max_points: int | None) -> list[dict[str, Any]]:
+    """At most ``max_points`` rows evenly spread over ``rows``, always with the first and the last."""
+    if max_points is None or len(rows) <= max_points:
+        return rows
+    if max_points == 1:
+        return rows[-1:]
+    n = len(rows) - 1
+    picks = sorted({round(i * n / (max_points - 1)) for i in range(max_points)})
+    return [rows[i] for i in picks]
+
+
+class JobService:
+    """The dashboard's jobs (one per app, built in the lifespan)."""
+
+    def __init__(self, *, runner: JobRunner, store: JobStore, broadcaster: Broadcaster, settings: Settings) -> None:
+        self.runner = runner
+        self.store = store
+        self.broadcaster = broadcaster
+        self.settings = settings
+
+    # ------------------------------------------------------------------ configs
+    def resolve(self, data: Mapping[str, Any], *, loc: tuple[str, ...] = ("body",)) -> Config:
+        """A client's config within the server's limits (:func:`app.services.configs.resolve`)."""
+        return configs.resolve(data, self.settings, loc=loc)
+
+    def config_of(self, job_id: str, *, loc: tuple[str, ...] = ("query", "job")) -> Config:
+        """The config a job was submitted with; :class:`NotFound` for an unknown job."""
+        return self.resolve(self.get(job_id)["config"], loc=loc)
+
+    # ------------------------------------------------------------------ life cycle
+    def submit(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Queue a job for a client's config (every key optional); returns the job."""
+        config = self.resolve(data)
+        return self.runner.submit(name=config.name, config=config.to_dict(), total_steps=config.train.steps)
+
+    def list(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Jobs, newest first."""
+        return self.store.list_jobs(status=status, limit=limit)
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """One job; :class:`NotFound`."""
+        return self.runner.get(job_id)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """A queued job at once, a running one after its current step; :class:`~app.domain.Conflict` otherwise."""
+        return self.runner.cancel(job_id)
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        """Queue a failed, cancelled or interrupted job again from its last checkpoint."""
+        return self.runner.resume(job_id)
+
+    def delete(self, job_id: str) -> None:
+        """Remove a job that is not queued or running, with its rows and files."""
+        self.runner.delete(job_id)
+
+    # ------------------------------------------------------------------ results
+    def metrics(self, job_id: str, *, after_step: int = 0, max_points: int | None = None) -> dict[str, Any]:
+        """Every step's losses after ``after_step`` (evenly downsampled to ``max_points``) and every evaluation."""
+        self.get(job_id)
+        rows = self.store.metrics(job_id, after_step=after_step)
+        return {
+            "job_id": job_id,
+            "metrics": downsample(rows, max_points),
+            "evals": self.store.evals(job_id, after_step=after_step),
+        }
+
+    def checkpoint_zip(self, job_id: str) -> bytes:
+        """The latest checkpoint's files as a zip; :class:`NotFound` before the first checkpoint."""
+        self.get(job_id)
+        job_dir = self.settings.jobs_dir / job_id
+        if not has_checkpoint(job_dir):
+            raise NotFound(f"job {job_id} has no checkpoint yet")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name in CHECKPOINT_FILES:
+                archive.writestr(name, (job_dir / name).read_bytes())  # read once: files are replaced atomically
+        return buffer.getvalue()
+
+    async def events(
+        self, job_id: str, *, after_seq: int = 0, after_step: int | None = None, live_only: bool = False
+    ) -> AsyncIterator[bytes]:
+        """The job's Server-Sent Events stream (:func:`app.events.event_stream`); :class:`NotFound` at once."""
+        if await run_in_threadpool(self.store.get_job, job_id) is None:
+            raise NotFound(f"no job {job_id}")
+        return event_stream(
+            self.store, self.broadcaster, job_id, after_seq=after_seq, after_step=after_step, live_only=live_only
+        )
