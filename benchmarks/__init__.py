@@ -11,3 +11,8 @@
 Every benchmark writes its figures as JSON under ``.bench/``. The package is not part of the
 wheel: it imports ``ssd`` and ``app``, and they never import it.
 """
+
+import os
+
+# Quiet TensorFlow's C++ logging before any benchmark imports it (as ``ssdboard`` does).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
