@@ -14,6 +14,8 @@ from ssd.cli import CliError, build_parser, run
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the dashboard with uvicorn (blocks until interrupted)."""
+    from pydantic import ValidationError
+
     from app.main import serve
     from app.security import UnsafeBindError
 
@@ -21,6 +23,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return serve(host=args.host, port=args.port, data_dir=args.data_dir, insecure=args.insecure)
     except UnsafeBindError as exc:
         raise CliError(f"option --host: {exc}") from exc
+    except ValidationError as exc:  # a bad SSDBOARD_* setting: name the variable, refuse to start
+        problems = "; ".join(f"SSDBOARD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise CliError(problems) from None
 
 
 def make_parser() -> argparse.ArgumentParser:

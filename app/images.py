@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,12 @@ from app.settings import byte_size
 MAX_UPLOAD_PIXELS = 4096 * 4096
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _reason(exc: BaseException) -> str:
+    """Pillow's message without the reprs it embeds (``<_io.BytesIO object at 0x7f...>``)."""
+    message = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc)).strip()
+    return message or type(exc).__name__
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -54,8 +61,10 @@ def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int = MAX_UPLOAD_P
             rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except TooLarge:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise Undecodable(f"the {kind.upper()} image could not be decoded: {exc}") from None
+    except Image.DecompressionBombError:  # over Pillow's own bound (about 179 megapixels): too large, not broken
+        raise TooLarge(f"the image has more than {max_pixels} pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise Undecodable(f"the {kind.upper()} image could not be decoded: {_reason(exc)}") from None
     if rgb.ndim != 3 or min(rgb.shape[:2]) < 1:
         raise Undecodable(f"the image has no pixels ({width}x{height})")
     return rgb

@@ -64,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.jobs = JobService(runner=runner, store=store, broadcaster=broadcaster, settings=settings)
         app.state.datasets = DatasetService(app.state.jobs)
         app.state.priors = PriorService(app.state.datasets, settings)
-        app.state.inference = DetectionService(settings.jobs_dir, max_upload_bytes=settings.max_upload_bytes)
+        app.state.inference = DetectionService(
+            settings.jobs_dir, max_upload_bytes=settings.max_upload_bytes, max_eval_images=settings.max_eval_images
+        )
         loop = asyncio.get_running_loop()
         app.state.end_streams = lambda: loop.call_soon_threadsafe(broadcaster.close_all)
         log.info("data in %s", settings.data_dir.resolve())
@@ -96,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body=settings.max_body_bytes,
         max_upload=settings.max_upload_bytes,
         cors_origins=settings.cors_origins,
+        hosts=security.allowed_hosts(settings.host, settings.allowed_hosts),
     )
     return app
 

@@ -12,6 +12,17 @@ One rule, by method and path, so routes added later are covered without touching
   and by counting the streamed bytes when there is none (chunked uploads).
 - **Binding.** Without a token the server binds to loopback only; :func:`check_bind` refuses a
   non-loopback host unless the operator passes ``--insecure``.
+- **Host.** Only the expected ``Host`` values are served (400 otherwise): the loopback names when
+  bound to loopback, plus ``SSDBOARD_ALLOWED_HOSTS``. A foreign site that rebinds its DNS name to
+  127.0.0.1 reaches the server under its own name, and is refused.
+- **Cross-site writes.** A state-changing ``/api/`` request whose ``Origin`` is not this server
+  (nor a configured CORS origin), or that a browser marks ``Sec-Fetch-Site: cross-site`` /
+  ``same-site`` without an acceptable ``Origin``, is a 403: a page on another site cannot make the
+  user's browser submit or delete jobs. Clients that are not browsers send neither header.
+- **Content types.** A state-changing ``/api/`` request with a body must say what it is: JSON
+  (``application/json``) on JSON routes, ``multipart/form-data`` on upload routes; anything else
+  is a 415 — an HTML form cannot send JSON, so this closes the form-POST route to CSRF as well.
+- **HEAD.** Every GET route answers HEAD (headers, no body), as HTTP asks.
 
 :func:`document_security` adds the same rule to ``/openapi.json`` (``securitySchemes.bearer``,
 ``security`` and a 401 on the guarded operations, a 413 on every operation with a body).
@@ -23,12 +34,14 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("ssdboard.security")
@@ -36,6 +49,7 @@ log = logging.getLogger("ssdboard.security")
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_PREFIX = "/api/"
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around an uploaded file
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def needs_token(method: str, path: str) -> bool:
@@ -155,6 +169,126 @@ class BodySizeLimitMiddleware:
             await _send_json(send, 413, str(exc.detail))
 
 
+class CrossSiteMiddleware:
+    """403 for a cross-site state-changing request; 415 for a body of the wrong content type.
+
+    The routes that take a form (uploads) are read once from the app's OpenAPI document (request
+    bodies declared ``multipart/form-data``); every other state-changing ``/api/`` route takes JSON
+    or nothing.
+    """
+
+    def __init__(self, app: ASGIApp, *, trusted_origins: list[str], openapi: Callable[[], dict[str, Any]]) -> None:
+        self.app = app
+        self.trusted = {origin.rstrip("/").lower() for origin in trusted_origins}
+        self._openapi = openapi
+        self._multipart: list[re.Pattern[str]] | None = None
+
+    @property
+    def multipart(self) -> list[re.Pattern[str]]:
+        """Path patterns of the routes whose body is a multipart form."""
+        if self._multipart is None:
+            self._multipart = [
+                re.compile("^" + re.sub(r"\{[^/}]+\}", "[^/]+", path) + "$")
+                for path, operations in self._openapi().get("paths", {}).items()
+                if any(
+                    "multipart/form-data" in op.get("requestBody", {}).get("content", {})
+                    for op in operations.values()
+                    if isinstance(op, dict)
+                )
+            ]
+        return self._multipart
+
+    def cross_site(self, headers: Headers) -> str | None:
+        """Why the request comes from another site, or None when it does not (or says nothing)."""
+        origin = headers.get("origin")
+        if origin is not None:
+            origin = origin.rstrip("/").lower()
+            if origin in self.trusted:
+                return None
+            host = headers.get("host", "").lower()
+            # Origin is scheme://host[:port]; a proxy may terminate TLS, so compare what follows the scheme.
+            if origin != "null" and origin.partition("://")[2] == host:
+                return None
+            return f"Origin {origin} is not this server ({host or 'no Host'})"
+        site = headers.get("sec-fetch-site", "").lower()
+        if site in ("cross-site", "same-site"):
+            return f"the browser marked it Sec-Fetch-Site: {site}"
+        return None
+
+    def content_type_error(self, scope: Scope, headers: Headers) -> str | None:
+        """Why the body's content type is refused, or None."""
+        if scope["method"] == "DELETE":
+            return None
+        declared = headers.get("content-type")
+        has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+        if declared is None:
+            return "the request has a body but no Content-Type" if has_body else None
+        media = declared.partition(";")[0].strip().lower()
+        path = _route_path(scope)
+        if any(pattern.match(path) for pattern in self.multipart):
+            return None if media == "multipart/form-data" else f"send multipart/form-data, not {media}"
+        if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+            return None
+        return f"send application/json, not {media or 'an empty Content-Type'}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not needs_token(scope["method"], _route_path(scope)):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        reason = self.cross_site(headers)
+        if reason is not None:
+            await _send_json(
+                send, 403, f"cross-site request refused: {reason} (SSDBOARD_CORS_ORIGINS lists sites allowed)"
+            )
+            return
+        problem = self.content_type_error(scope, headers)
+        if problem is not None:
+            await _send_json(send, 415, f"unsupported content type: {problem}")
+            return
+        await self.app(scope, receive, send)
+
+
+class HeadMiddleware:
+    """HEAD on any GET route: the GET's status and headers, no body.
+
+    The app answers the request as a GET; its body is dropped and, once the headers are out, the
+    app is told the client disconnected, so an event stream ends instead of streaming to nobody.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        done = False
+
+        async def head_receive() -> Message:
+            if done:
+                return {"type": "http.disconnect"}
+            return await receive()
+
+        async def head_send(message: Message) -> None:
+            nonlocal done
+            if message["type"] == "http.response.start":
+                await send(message)
+            elif message["type"] == "http.response.body" and not done:
+                done = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app({**scope, "method": "GET"}, head_receive, head_send)
+
+
+def allowed_hosts(bind_host: str, extra: list[str]) -> list[str]:
+    """The ``Host`` values served: loopback names (bound to loopback) plus ``extra``; any when
+    bound elsewhere without ``extra`` (the operator names a deployment's hosts there)."""
+    if is_loopback(bind_host):
+        return [*LOOPBACK_HOSTS, *extra]
+    return list(extra) or ["*"]
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (an address or ``localhost``) is reachable from this machine only."""
     if host.lower() in ("localhost", "localhost.localdomain"):
@@ -185,11 +319,21 @@ def check_bind(host: str, *, token_set: bool, insecure: bool) -> str | None:
     )
 
 
-def install(app: FastAPI, *, token: str | None, max_body: int, max_upload: int, cors_origins: list[str]) -> None:
-    """Add the middleware (CORS outermost when configured, then the token, then the size limit)."""
+def install(
+    app: FastAPI,
+    *,
+    token: str | None,
+    max_body: int,
+    max_upload: int,
+    cors_origins: list[str],
+    hosts: list[str],
+) -> None:
+    """Add the middleware, outermost first: Host check, HEAD, CORS (when configured), cross-site
+    and content-type checks, the token, the size limit."""
     app.add_middleware(BodySizeLimitMiddleware, max_body=max_body, max_upload=max_upload)
     if token:
         app.add_middleware(BearerTokenMiddleware, token=token)
+    app.add_middleware(CrossSiteMiddleware, trusted_origins=cors_origins, openapi=lambda: app.openapi())
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -199,6 +343,8 @@ def install(app: FastAPI, *, token: str | None, max_body: int, max_upload: int, 
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
+    app.add_middleware(HeadMiddleware)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     document_security(app, token_required=bool(token))
 
 

@@ -20,7 +20,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="Holds the SQLite database and jobs/{id} directories.")
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default sqlite:///{data_dir}/ssdboard.db. PostgreSQL works too."
+        None,
+        description="SQLAlchemy URL; default sqlite:///{data_dir}/ssdboard.db. Only SQLite is supported and tested "
+        "today (no PostgreSQL driver is installed).",
     )
     host: str = "127.0.0.1"
     port: int = 8000
@@ -47,12 +49,20 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated origins allowed to call the API from other sites; empty: CORS off.",
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Host names the server answers to besides the loopback names "
+        "(e.g. ssdboard.example.org, *.example.org); bound to a non-loopback address with none listed: any.",
+    )
     max_body_bytes: int = Field(1 << 20, ge=1, description="Largest request body (JSON) in bytes; larger is 413.")
     max_upload_bytes: int = Field(
         5 << 20, ge=1, description="Largest body of an upload route (multipart) in bytes; larger is 413."
     )
+    max_eval_images: int = Field(
+        1000, ge=1, description="Most validation images one evaluation request may ask for (n); more is 422."
+    )
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -62,7 +72,14 @@ class Settings(BaseSettings):
     @field_validator("token", mode="after")
     @classmethod
     def _blank_is_none(cls, value: SecretStr | None) -> SecretStr | None:
-        return value if value is not None and value.get_secret_value() else None
+        if value is None or not value.get_secret_value():
+            return None
+        token = value.get_secret_value()
+        # A client sends "Authorization: Bearer <token>"; spaces or control characters in the
+        # token would be trimmed or refused on the way, and then nobody could authenticate.
+        if not token.isascii() or not token.isprintable() or any(ch.isspace() for ch in token):
+            raise ValueError("must be printable ASCII without spaces (it travels in an HTTP header)")
+        return value
 
     @property
     def db_url(self) -> str:
@@ -73,7 +90,6 @@ class Settings(BaseSettings):
     def jobs_dir(self) -> Path:
         """Parent of the per-job directories (checkpoint, metrics.jsonl)."""
         return self.data_dir / "jobs"
-
 
 
 def byte_size(n: int) -> str:

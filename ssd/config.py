@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import tomllib
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,15 @@ class ConfigError(ValueError):
 def _check(ok: bool, field: str, message: str) -> None:
     if not ok:
         raise ConfigError(field, message)
+
+
+def printable_text(text: str) -> bool:
+    """Whether ``text`` holds no control character (NUL, newline, ...) and no lone surrogate.
+
+    Such a name cannot be stored everywhere (PostgreSQL refuses NUL, UTF-8 refuses surrogates)
+    nor shown on a page as typed.
+    """
+    return not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
 
 
 def layer_stride(name: str) -> int:
@@ -263,6 +273,7 @@ class Config:
 
     def __post_init__(self) -> None:
         _check(0 < len(self.name) <= 200, "name", "must be 1..200 characters")
+        _check(printable_text(self.name), "name", "must be text without control characters or lone surrogates")
         _check(0 <= self.seed < 2**31, "seed", "must be in 0..2^31-1")
         _check(
             len(self.priors.strides) == len(self.model.source_layers),

@@ -4,12 +4,18 @@
 same shape as pydantic's refusals (``{"detail": [{"loc": [...], "msg": ..., "type":
 "value_error"}]}``), so a client reads one format whichever layer refused; every other domain
 error becomes ``{"detail": message}`` with the status of :data:`STATUS`.
+
+Validation errors echo what the client sent; a lone surrogate (``"\\ud800"``, valid JSON but not
+encodable as UTF-8) would make that echo itself fail with a 500, so every string in an error
+answer is made encodable first (the surrogate shown escaped).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request, status
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
@@ -39,13 +45,31 @@ def invalid_error(exc: Invalid) -> RequestValidationError:
     return RequestValidationError([{"loc": exc.loc, "msg": exc.message, "type": "value_error"}])
 
 
+def encodable(value: Any) -> Any:
+    """``value`` (JSON-like) with every string, keys included, encodable as UTF-8 (lone surrogates escaped)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {encodable(k): encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [encodable(v) for v in value]
+    return value
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    detail = encodable(jsonable_encoder(exc.errors()))
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     if isinstance(exc, Invalid):
-        return await request_validation_exception_handler(request, invalid_error(exc))
-    return JSONResponse({"detail": exc.message}, status_code=status_of(exc))
+        return await _validation_error(request, invalid_error(exc))
+    return JSONResponse({"detail": encodable(exc.message)}, status_code=status_of(exc))
 
 
 def install(app: FastAPI) -> None:
-    """Answer every :class:`DomainError` a route lets through."""
+    """Answer every :class:`DomainError` a route lets through, and every validation error, encodably."""
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

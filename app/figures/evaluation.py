@@ -1,7 +1,7 @@
 """Figures of the detections viewer: an image with its boxes, PR curves, a confusion matrix.
 
 The image figure carries every box, named so the browser can restyle it without a round trip
-(``static/js/detections_page.js``): shape ``gt:j`` is ground truth ``j`` and ``det:i``
+(``static/js/pages/detections.js``): shape ``gt:j`` is ground truth ``j`` and ``det:i``
 detection ``i`` (ground truth first, so predictions are drawn over it); hover points of trace
 ``ground truth`` and ``detections`` sit at each box's centre and corners, ``POINTS_PER_BOX`` in
 a row. ``layout.meta`` holds the colours, so page and server never disagree on them.

@@ -2,7 +2,7 @@
 
 The explorer figure draws everything the server decides (ground truths, their positive priors,
 the unmatched ones) as traces, and the priors of the selected cell as ``layout.shapes``; the
-page replaces those shapes on pointer moves without a round trip (``static/js/priors_page.js``).
+page replaces those shapes on pointer moves without a round trip (``static/js/pages/priors.js``).
 """
 
 from __future__ import annotations

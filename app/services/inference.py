@@ -13,7 +13,7 @@ rejected upload (:class:`TooLarge`, :class:`UnsupportedMedia`, :class:`Undecodab
 
 Boxes are pixel ``xyxy`` throughout, as in :mod:`ssd`. Matching of detections to ground truth
 is :func:`ssd.evaluate.match_detections` (COCO's greedy rule at IoU 0.5); the page repeats it in
-``static/js/detections_match.js`` to move the score cut without a round trip.
+``static/js/lib/match.js`` to move the score cut without a round trip.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from app.domain import ACTIVE, Broken, Conflict, NotFound
+from app.domain import ACTIVE, Broken, Conflict, Invalid, NotFound
 from app.figures.evaluation import confusion_figure, image_figure, pr_figure
 from app.images import MAX_UPLOAD_PIXELS, data_url, decode_upload, letterbox
 from ssd.checkpoint import WEIGHTS_FILE
@@ -52,6 +52,17 @@ class Predictor(Protocol):
     config: Config
 
     def predict(self, images: np.ndarray, batch_size: int = 32) -> Sequence[Detections]: ...
+
+
+# Images per model call: the default recipe's training batch (32 at 128 px) in pixels. Activation
+# memory grows with pixels per call, so a 1024 px model predicts one image at a time instead of
+# 32 (which took 21 GiB) and the server's peak stays that of one batch whatever ``n`` asks for.
+BATCH_PIXELS = 32 * 128 * 128
+
+
+def batch_size(pixels_per_image: int) -> int:
+    """Images per model call for images of ``pixels_per_image`` pixels: 1..32."""
+    return max(1, min(32, BATCH_PIXELS // max(1, pixels_per_image)))
 
 
 def load_detector(directory: Path) -> Predictor:
@@ -115,9 +126,16 @@ class DetectionService:
     """Detections, evaluations and uploads of jobs under ``jobs_dir`` (one per app)."""
 
     def __init__(
-        self, jobs_dir: Path, *, max_upload_bytes: int, max_upload_pixels: int = MAX_UPLOAD_PIXELS, cache_size: int = 4
+        self,
+        jobs_dir: Path,
+        *,
+        max_upload_bytes: int,
+        max_upload_pixels: int = MAX_UPLOAD_PIXELS,
+        max_eval_images: int = 1000,
+        cache_size: int = 4,
     ) -> None:
         self.jobs_dir = jobs_dir
+        self.max_eval_images = max_eval_images
         self.max_upload_bytes = max_upload_bytes
         self.max_upload_pixels = max_upload_pixels
         self._detectors = _LRU(cache_size)
@@ -169,7 +187,22 @@ class DetectionService:
 
     def _predict(self, detector: Predictor, images: np.ndarray) -> list[Detections]:
         with self._infer_lock:
-            return list(detector.predict(images))
+            return list(detector.predict(images, batch_size=batch_size(images.shape[1] * images.shape[2])))
+
+    def _run(
+        self, detector: Predictor, config: Config, split: Split, indices: Sequence[int]
+    ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[Detections]]:
+        """Ground truth ``(boxes, labels)`` and detections of images ``indices``, generated and
+        predicted a bounded batch at a time: no more than one batch of images is ever in memory."""
+        ds = dataset(config, split)
+        step = batch_size(config.data.image_size**2)
+        truth: list[tuple[np.ndarray, np.ndarray]] = []
+        dets: list[Detections] = []
+        for start in range(0, len(indices), step):
+            samples = [ds[i] for i in indices[start : start + step]]
+            truth.extend((s.boxes, s.labels) for s in samples)
+            dets.extend(self._predict(detector, np.stack([s.image for s in samples])))
+        return truth, dets
 
     # ------------------------------------------------------------------ validation images
     def detections(
@@ -190,18 +223,13 @@ class DetectionService:
         stop = offset + limit if total is None else min(offset + limit, total)
         indices = list(range(offset, max(stop, offset)))
 
-        def run() -> tuple[list[Any], list[Detections]]:
-            ds = dataset(config, split)
-            samples = [ds[i] for i in indices]
-            if not samples:
-                return [], []
-            return samples, self._predict(detector, np.stack([s.image for s in samples]))
-
-        samples, dets = self._predictions.get_or_make((ckpt.key, split, offset, limit), run)
+        truth, dets = self._predictions.get_or_make(
+            (ckpt.key, split, offset, limit), lambda: self._run(detector, config, split, indices)
+        )
         size = config.data.image_size
         images = []
-        for index, sample, det in zip(indices, samples, dets, strict=True):
-            item = _judge(sample.boxes, sample.labels, det, score=score)
+        for index, (boxes, labels), det in zip(indices, truth, dets, strict=True):
+            item = _judge(boxes, labels, det, score=score)
             url = image_url(index)
             figure = image_figure(
                 source=url, width=size, height=size, gt=item["gt"], detections=item["detections"], score=score
@@ -225,6 +253,10 @@ class DetectionService:
     # ------------------------------------------------------------------ evaluation
     def evaluation(self, job: dict[str, Any], *, n: int = 100, score: float = 0.5) -> dict[str, Any]:
         """COCO metrics, per-class AP, PR curves and a confusion matrix on validation images 0..n-1."""
+        if n > self.max_eval_images:
+            raise Invalid(
+                ("query", "n"), f"at most {self.max_eval_images} images per evaluation (SSDBOARD_MAX_EVAL_IMAGES)"
+            )
         ckpt = self.checkpoint(job)
         detector = self.detector(ckpt)
         config = detector.config
@@ -233,10 +265,8 @@ class DetectionService:
 
         def evaluate() -> dict[str, Any]:
             start = time.perf_counter()
-            ds = dataset(config, "val")
-            samples = [ds[i] for i in range(n)]
-            dets = self._predict(detector, np.stack([s.image for s in samples]))
-            gt_boxes, gt_labels = [s.boxes for s in samples], [s.labels for s in samples]
+            truth, dets = self._run(detector, config, "val", range(n))
+            gt_boxes, gt_labels = [b for b, _ in truth], [lab for _, lab in truth]
             result = coco_evaluate(
                 gt_boxes, gt_labels, dets, num_classes=config.model.num_classes, image_size=config.data.image_size
             )

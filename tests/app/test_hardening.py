@@ -1,0 +1,271 @@
+"""What an outside probe found (the hardening issue), each refused now: cross-site writes and DNS
+rebinding, wrong content types, unbounded evaluations, lone surrogates and NUL, bad tokens,
+decompression bombs, Python reprs in messages, HEAD answered 405."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+import app.services.inference as inference
+from app.main import create_app
+from app.settings import Settings
+from ssd.config import from_dict
+from ssd.data import Sample
+
+TINY = {"train": {"steps": 2}}
+
+
+def _settings(tmp_path: Path, **kwargs: Any) -> Settings:
+    # max_concurrent_jobs=0: submitted jobs stay queued, nothing trains.
+    return Settings(data_dir=tmp_path / "data", max_concurrent_jobs=0, **kwargs)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(_settings(tmp_path))) as test_client:
+        yield test_client
+
+
+def job_count(client: TestClient) -> int:
+    return len(client.get("/api/jobs").json())
+
+
+# ---------------------------------------------------------------------------- 1. cross-site writes
+
+
+def test_a_foreign_pages_form_post_creates_nothing(client: TestClient) -> None:
+    """The probe's attack: a form POST from another site with an empty urlencoded body."""
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://evil.example"}
+    response = client.post("/api/jobs", content=b"", headers=form)
+    assert response.status_code == 403 and "evil.example" in response.json()["detail"]
+    # The same form without Origin (an old browser, a proxy that strips it): the content type alone refuses it.
+    response = client.post("/api/jobs", content=b"", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 415 and "application/json" in response.json()["detail"]
+    for media in ("text/plain", "multipart/form-data; boundary=x"):
+        assert client.post("/api/jobs", content=b"{}", headers={"Content-Type": media}).status_code == 415
+    assert job_count(client) == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "http://127.0.0.1:9999"},  # another local server's page: another origin
+        {"Origin": "null"},  # a sandboxed frame or a file:// page
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+)
+def test_cross_site_state_changes_are_403_on_every_write(client: TestClient, headers: dict[str, str]) -> None:
+    job = client.post("/api/jobs", json=TINY).json()
+    for method, path in [
+        ("POST", "/api/jobs"),
+        ("POST", f"/api/jobs/{job['id']}/cancel"),
+        ("DELETE", f"/api/jobs/{job['id']}"),
+    ]:
+        response = client.request(method, path, json=TINY if method == "POST" else None, headers=headers)
+        assert response.status_code == 403, (method, path, response.text)
+    assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "queued"  # reads stay open
+    assert job_count(client) == 1
+
+
+def test_the_dashboards_own_pages_and_scripts_still_write(client: TestClient, tmp_path: Path) -> None:
+    same = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+    assert client.post("/api/jobs", json=TINY, headers=same).status_code == 201
+    assert client.post("/api/jobs", json=TINY).status_code == 201  # curl, httpx: no Origin at all
+    job = client.post("/api/jobs", json=TINY, headers={"Content-Type": "application/json; charset=utf-8"}).json()
+    assert client.post(f"/api/jobs/{job['id']}/cancel").status_code == 200  # no body, no content type: fine
+    settings = _settings(tmp_path / "cors", cors_origins=["https://team.example"])
+    with TestClient(create_app(settings)) as cors:
+        assert cors.post("/api/jobs", json=TINY, headers={"Origin": "https://team.example"}).status_code == 201
+        assert cors.post("/api/jobs", json=TINY, headers={"Origin": "https://evil.example"}).status_code == 403
+
+
+def test_a_body_without_content_type_is_415(client: TestClient) -> None:
+    response = client.post("/api/jobs", content=json.dumps(TINY).encode(), headers={"Content-Type": ""})
+    assert response.status_code == 415
+    assert job_count(client) == 0
+
+
+def test_dns_rebinding_host_names_are_refused(client: TestClient, tmp_path: Path) -> None:
+    assert client.get("/api/jobs", headers={"Host": "rebind.evil.example"}).status_code == 400
+    assert client.post("/api/jobs", json=TINY, headers={"Host": "rebind.evil.example:8000"}).status_code == 400
+    for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "127.0.0.1"):
+        assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
+    named = _settings(tmp_path / "named", allowed_hosts=["ssdboard.example.org"])
+    with TestClient(create_app(named), base_url="http://ssdboard.example.org") as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/healthz", headers={"Host": "other.example.org"}).status_code == 400
+    # Bound to every interface with no names given (the Docker image): any Host, the token guards writes.
+    anywhere = Settings(data_dir=tmp_path / "any", host="0.0.0.0", allowed_hosts=[], token="t0ken")
+    with TestClient(create_app(anywhere), base_url="http://10.1.2.3:8000") as c:
+        assert c.get("/healthz").status_code == 200
+
+
+# ---------------------------------------------------------------------------- 3. bounded evaluations
+
+
+@dataclass(frozen=True, eq=False)
+class _Dets:
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+
+class _Recorder:
+    """A predictor that records how many images each call got, at 1024 px."""
+
+    def __init__(self, size: int) -> None:
+        self.config = from_dict({"data": {"image_size": size, "val_images": 64}})
+        self.calls: list[int] = []
+
+    def predict(self, images: np.ndarray, batch_size: int = 32) -> list[_Dets]:
+        self.calls.append(len(images))
+        assert len(images) <= batch_size  # the model never sees more than one bounded batch
+        empty = np.zeros((0, 4), np.float32)
+        return [_Dets(empty, np.zeros(0, np.float32), np.zeros(0, np.int32)) for _ in images]
+
+
+class _Blank:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __getitem__(self, index: int) -> Sample:
+        return Sample(
+            np.zeros((self.size, self.size, 3), np.uint8), np.zeros((0, 4), np.float32), np.zeros(0, np.int32)
+        )
+
+
+@pytest.mark.parametrize(("size", "per_call"), [(1024, 1), (512, 2), (128, 32)])
+def test_evaluation_predicts_in_bounded_batches(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, size: int, per_call: int
+) -> None:
+    """n=64 at 1024 px was one 64-image stack and one call (21 GiB); now a pixel budget per call."""
+    recorder = _Recorder(size)
+    monkeypatch.setattr(inference, "load_detector", lambda directory: recorder)
+    monkeypatch.setattr(inference, "dataset", lambda config, split: _Blank(size))
+    job_id = _job_with_checkpoint(client, recorder.config.to_dict())
+    response = client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 64})
+    assert response.status_code == 200, response.text
+    assert sum(recorder.calls) == 64 and max(recorder.calls) == per_call
+    assert inference.batch_size(size * size) == per_call
+
+
+def test_evaluation_n_is_bounded_by_a_setting(tmp_path: Path) -> None:
+    with TestClient(create_app(_settings(tmp_path, max_eval_images=50))) as c:
+        job_id = _job_with_checkpoint(c, from_dict({}).to_dict())
+        response = c.get(f"/api/jobs/{job_id}/evaluation", params={"n": 51})
+        assert response.status_code == 422
+        (error,) = response.json()["detail"]
+        assert error["loc"] == ["query", "n"] and "SSDBOARD_MAX_EVAL_IMAGES" in error["msg"]
+
+
+def _job_with_checkpoint(client: TestClient, config: dict[str, Any]) -> str:
+    store = client.app.state.store  # type: ignore[attr-defined]
+    job, _ = store.create_job(name="eval", config=config, total_steps=2)
+    store.set_status(job["id"], "succeeded")
+    job_dir = Path(client.app.state.settings.jobs_dir) / job["id"]  # type: ignore[attr-defined]
+    job_dir.mkdir(parents=True)
+    (job_dir / "model.weights.h5").write_bytes(b"stub")
+    return str(job["id"])
+
+
+# ---------------------------------------------------------------------------- 5. surrogates and NUL
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ('{"preset": "\\ud800"}', ["body", "preset"]),
+        ('{"name": "\\ud800"}', ["body", "name"]),
+        ('{"name": "a\\u0000b"}', ["body", "name"]),
+        ('{"name": "two\\nlines"}', ["body", "name"]),
+        ('{"train": {"schedule": "\\udfff"}}', ["body", "train", "schedule"]),
+        ('{"model": {"source_layers": ["\\ud800"]}}', ["body", "model", "source_layers"]),
+        ('{"\\ud800": 1}', ["body"]),
+    ],
+)
+def test_lone_surrogates_and_control_characters_are_422(client: TestClient, body: str, loc: list[str]) -> None:
+    response = client.post("/api/jobs", content=body.encode(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == loc
+    assert job_count(client) == 0
+
+
+# ---------------------------------------------------------------------------- 6. settings that say one thing
+
+
+@pytest.mark.parametrize("token", ["   ", "\t", " abc", "abc def", "abc\n"])
+def test_a_token_nobody_can_send_refuses_to_start(token: str, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="token"):
+        Settings(token=token)
+    env = {"SSDBOARD_TOKEN": token, "SSDBOARD_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    run = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2 and "SSDBOARD_TOKEN" in run.stderr and "Traceback" not in run.stderr
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width x height`` pixels (Pillow reads the header before any pixel)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def upload(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(inference, "load_detector", lambda directory: _Recorder(32))
+    job_id = _job_with_checkpoint(client, from_dict({}).to_dict())
+
+    def post(content: bytes) -> Any:
+        return client.post(f"/api/jobs/{job_id}/detections/upload", files={"file": ("x.png", content, "image/png")})
+
+    return post
+
+
+@pytest.mark.parametrize(("width", "height"), [(20_000, 20_000), (5_000, 5_000)])
+def test_too_many_pixels_is_413_whoever_notices(upload: Any, width: int, height: int) -> None:
+    """20000^2 trips Pillow's own bomb guard (was 422); 5000^2 the server's 16-megapixel limit."""
+    response = upload(_png_header(width, height))
+    assert response.status_code == 413, response.text
+    assert "pixels" in response.json()["detail"]
+
+
+def test_upload_errors_show_no_python_object_addresses(upload: Any) -> None:
+    for content in (b"\x89PNG\r\n\x1a\n" + b"garbage" * 20, b"\xff\xd8\xff" + b"garbage" * 10):
+        response = upload(content)
+        assert response.status_code == 422
+        detail = response.json()["detail"]
+        assert not re.search(r"0x[0-9a-fA-F]{6,}|<_io\.|object at", detail), detail
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/api/jobs", "/", "/api/config/schema", "/static/vendor/plotly.min.js"])
+def test_head_answers_every_get_route(client: TestClient, path: str) -> None:
+    get, head = client.get(path), client.head(path)
+    assert head.status_code == get.status_code == 200, path
+    assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_head_on_an_event_stream_ends(client: TestClient) -> None:
+    job = client.post("/api/jobs", json=TINY).json()
+    head = client.head(f"/api/jobs/{job['id']}/events")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/event-stream")
+    assert head.content == b""
