@@ -7,7 +7,8 @@ dependency's signature on every request.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -18,38 +19,19 @@ from app.services.priors import PriorService
 from app.settings import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
-    """The settings ``create_app`` was given."""
-    settings: Settings = request.app.state.settings
-    return settings
+def from_state(name: str) -> Callable[[Request], Any]:
+    """A dependency that returns ``app.state.<name>``."""
+
+    def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    get.__name__ = f"get_{name}"
+    return get
 
 
-def get_jobs(request: Request) -> JobService:
-    """The job service."""
-    jobs: JobService = request.app.state.jobs
-    return jobs
-
-
-def get_datasets(request: Request) -> DatasetService:
-    """The dataset (sample images) service."""
-    datasets: DatasetService = request.app.state.datasets
-    return datasets
-
-
-def get_priors(request: Request) -> PriorService:
-    """The prior explorer's service."""
-    priors: PriorService = request.app.state.priors
-    return priors
-
-
-def get_inference(request: Request) -> DetectionService:
-    """The detections viewer's service (loads TensorFlow on the first detector it needs)."""
-    inference: DetectionService = request.app.state.inference
-    return inference
-
-
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-JobsDep = Annotated[JobService, Depends(get_jobs)]
-DatasetsDep = Annotated[DatasetService, Depends(get_datasets)]
-PriorsDep = Annotated[PriorService, Depends(get_priors)]
-InferenceDep = Annotated[DetectionService, Depends(get_inference)]
+SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
+JobsDep = Annotated[JobService, Depends(from_state("jobs"))]
+DatasetsDep = Annotated[DatasetService, Depends(from_state("datasets"))]
+PriorsDep = Annotated[PriorService, Depends(from_state("priors"))]
+# The detections viewer's service: loads TensorFlow on the first detector it needs.
+InferenceDep = Annotated[DetectionService, Depends(from_state("inference"))]

@@ -20,17 +20,12 @@ from typing import Any
 
 import httpx
 
+from app.domain import TERMINAL
+from app.schemas import CONFIG_EXAMPLE
 from benchmarks.server import free_port, start_server, stop_server
 
-TINY: dict[str, Any] = {
-    "preset": "notebook",
-    "name": "tiny",
-    "model": {"num_units": 2, "source_layers": ["norm3_2"]},
-    "priors": {"strides": [4], "scales": [[8]], "ratios": [1.0]},
-    "data": {"image_size": 32, "scale_range": [0.5, 1.0], "min_digits": 1, "max_digits": 2, "val_images": 8},
-    "train": {"steps": 5, "batch_size": 2, "eval_images": 4},
-}
-TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
+# The API's own example (a tiny job, seconds on a CPU), five steps long.
+TINY: dict[str, Any] = {**copy.deepcopy(CONFIG_EXAMPLE), "train": {**CONFIG_EXAMPLE["train"], "steps": 5}}
 
 
 def tiny(**train: Any) -> dict[str, Any]:
