@@ -28,6 +28,14 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
 ]
 SHOTS = Path(os.environ.get("SSDBOARD_SCREENSHOTS", "/tmp/shots"))
+# A job that trains within seconds on two busy cores and checkpoints every 20 steps.
+TINY_JOB: dict[str, Any] = {
+    "preset": "notebook",
+    "model": {"num_units": 2, "source_layers": ["norm3_2"]},
+    "priors": {"strides": [4], "scales": [[12, 18]], "ratios": [0.7]},
+    "data": {"image_size": 32, "scale_range": [0.5, 1.0], "min_digits": 1, "max_digits": 2, "val_images": 24},
+    "train": {"batch_size": 2, "eval_images": 4, "checkpoint_every": 20},
+}
 
 
 def server_command(port: int, data_dir: Path) -> list[str]:
@@ -51,6 +59,22 @@ def start_browser_server(data_dir: Path, log: Path, env: Mapping[str, str]) -> t
 
 
 @pytest.fixture(scope="session")
+def tiny_job() -> Any:
+    """``tiny_job(name, steps)``: the config of :data:`TINY_JOB` with that name and length."""
+
+    def make(name: str, steps: int) -> dict[str, Any]:
+        return {**TINY_JOB, "name": name, "train": {**TINY_JOB["train"], "steps": steps}}
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def browser_server() -> Any:
+    """:func:`start_browser_server`, for tests that need a server of their own (e.g. with a token)."""
+    return start_browser_server
+
+
+@pytest.fixture(scope="session")
 def chromium_path() -> Path:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (CI's .ci/run does)")
@@ -71,6 +95,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def browser(chromium_path: Path) -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
+        # Every browser of the suite launches here, with the flags this machine needs.
         chromium = p.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()

@@ -19,15 +19,6 @@ pytestmark = pytest.mark.browser
 
 axe_sync = pytest.importorskip("axe_playwright_python.sync_playwright")
 
-# Seconds to train on two busy cores; checkpoints at step 20 and 40, evaluates once.
-TINY_JOB = {
-    "name": "browser-axe",
-    "preset": "notebook",
-    "model": {"num_units": 2, "source_layers": ["norm3_2"]},
-    "priors": {"strides": [4], "scales": [[12, 18]], "ratios": [0.7]},
-    "data": {"image_size": 32, "scale_range": [0.5, 1.0], "min_digits": 1, "max_digits": 2, "val_images": 24},
-    "train": {"steps": 40, "batch_size": 2, "eval_images": 4, "checkpoint_every": 20},
-}
 
 # Page path (``{job}``: the tiny job's id) and what shows that its script has drawn it.
 PAGES = {
@@ -46,10 +37,12 @@ PAGES = {
 
 
 @pytest.fixture(scope="module")
-def trained_job(server: str) -> str:
+def trained_job(server: str, tiny_job: Any) -> str:
     """The id of a finished tiny job with a checkpoint."""
     request = urllib.request.Request(
-        f"{server}/api/jobs", data=json.dumps(TINY_JOB).encode(), headers={"Content-Type": "application/json"}
+        f"{server}/api/jobs",
+        data=json.dumps(tiny_job("browser-axe", 40)).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         job_id = str(json.load(response)["id"])

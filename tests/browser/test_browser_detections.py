@@ -13,16 +13,6 @@ from PIL import Image
 
 pytestmark = pytest.mark.browser
 
-# Trains within seconds on two busy cores and checkpoints early, so the page first waits (409)
-# and then shows the detections of a running or just-finished job.
-TINY_JOB = {
-    "name": "browser-detections",
-    "preset": "notebook",
-    "model": {"num_units": 2, "source_layers": ["norm3_2"]},
-    "priors": {"strides": [4], "scales": [[12, 18]], "ratios": [0.7]},
-    "data": {"image_size": 32, "scale_range": [0.5, 1.0], "min_digits": 1, "max_digits": 2, "val_images": 24},
-    "train": {"steps": 300, "batch_size": 2, "eval_images": 4, "checkpoint_every": 20},
-}
 VISIBLE = "Number(document.getElementById('det-grid').dataset.visibleDetections)"
 SHAPES_SHOWN = """() => [...document.querySelectorAll('.det-plot')]
   .map((div) => div.layout.shapes.filter((s) => s.name.startsWith('det:') && s.visible !== false).length)
@@ -45,8 +35,9 @@ def png(width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_detections_page_slider_toggles_evaluation_upload(page: Any, shot: Any) -> None:
-    response = page.request.post("/api/jobs", data=TINY_JOB)
+def test_detections_page_slider_toggles_evaluation_upload(page: Any, shot: Any, tiny_job: Any) -> None:
+    # The page first waits (409: no checkpoint yet), then shows a running or just-finished job.
+    response = page.request.post("/api/jobs", data=tiny_job("browser-detections", 300))
     assert response.status == 201, response.text()
     job_id = response.json()["id"]
     try:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import CHROMIUM_ARGS, start_browser_server
 
 from benchmarks.server import stop_server
 
@@ -17,11 +16,11 @@ TOKEN = "browser-token"
 
 
 @pytest.fixture(scope="module")
-def guarded_server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Any) -> Iterator[str]:
+def guarded_server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Any, browser_server: Any) -> Iterator[str]:
     """A server with a token whose jobs stay queued (nothing trains)."""
     data_dir = tmp_path_factory.mktemp("ssdboard-token")
     env = {**os.environ, "SSDBOARD_TOKEN": TOKEN, "SSDBOARD_MAX_CONCURRENT_JOBS": "0"}
-    url, process = start_browser_server(data_dir, data_dir.parent / "token-server.log", env)
+    url, process = browser_server(data_dir, data_dir.parent / "token-server.log", env)
     try:
         yield url
     finally:
@@ -29,7 +28,6 @@ def guarded_server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Any)
 
 
 def test_the_pages_ask_for_the_token_once(browser: Any, guarded_server: str, shot: Any) -> None:
-    assert CHROMIUM_ARGS  # the shared launch flags apply (browser fixture)
     context = browser.new_context(base_url=guarded_server)
     context.set_default_timeout(15_000)
     page = context.new_page()
