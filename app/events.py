@@ -1,16 +1,22 @@
 """Live events to Server-Sent Events clients: one asyncio queue per client, per job.
 
 The runner's pump thread persists a batch of events, then hands it to :meth:`Broadcaster.publish`
-on the event loop. :func:`event_stream` subscribes a client first and replays the log from the
-store second, dropping live events it already replayed (by ``seq``): an event committed before
-the replay is read is in the replay, one committed after it reaches the queue, so a client
-never misses or repeats one. A client too slow to keep its queue under ``max_queue`` is
-dropped; its browser reconnects with ``Last-Event-ID`` and catches up from the store.
+on the event loop. :func:`event_stream` subscribes a client first, then reads the job's last
+event id ``N`` (:meth:`app.store.JobStore.replay_head`), then replays from the store what the
+client asked for among the events up to ``N`` and takes everything after ``N`` from its queue,
+dropping the live events it already replayed (by ``seq``): an event up to ``N`` was committed
+before the read, so it is in the log; one after ``N`` was committed, hence published, after the
+client subscribed, so it reaches the queue. A client never misses or repeats one. The replay
+reads only what was asked for, in pages, a few streams at a time: nothing for ``from=live``, the
+few events after ``after_step``, the events after ``Last-Event-ID``. A client too slow to keep
+its queue under ``max_queue`` is dropped; its browser reconnects with ``Last-Event-ID`` and
+catches up from the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -19,7 +25,7 @@ from dataclasses import dataclass, field
 from starlette.concurrency import run_in_threadpool
 
 from app.domain import TERMINAL
-from app.store import Event, JobStore
+from app.store import REPLAY_PAGE, Event, JobStore
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,12 @@ class Broadcaster:
         coalesce_s_per_client: float = 0.001,
         max_coalesce_s: float = 0.25,
         ping_s: float = 15.0,
+        max_replays: int = 2,
     ) -> None:
         self.max_queue = max_queue
+        # Streams reading the log at the same time: the rest wait, so that a thousand clients
+        # connecting at once leave the thread pool (and the GIL) to the other requests.
+        self.replay_slots = asyncio.Semaphore(max_replays)
         self.coalesce_s_per_client = coalesce_s_per_client
         self.max_coalesce_s = max_coalesce_s
         self.ping_s = ping_s
@@ -198,10 +208,11 @@ def _is_terminal_status(event: Event) -> bool:
     return event.kind == "status" and event.data.get("status") in TERMINAL
 
 
-def _select(replay: list[Event], after_step: int) -> list[Event]:
-    """Step and eval events after ``after_step``, and only the newest status event."""
-    last_status = max((e.seq for e in replay if e.kind == "status"), default=None)
-    return [e for e in replay if e.seq == last_status or (e.kind != "status" and e.data.get("step", 0) > after_step)]
+def _frame(seq: int, kind: str, data: str) -> bytes:
+    """A stored event (its JSON text as stored) as one SSE frame, like :func:`sse_bytes`."""
+    if "\n" in data or "\r" in data:  # not from this store's serializer: make it one line
+        data = json.dumps(json.loads(data), separators=(",", ":"))
+    return f"id: {seq}\r\nevent: {kind}\r\ndata: {data}\r\n\r\n".encode()
 
 
 async def event_stream(
@@ -223,16 +234,25 @@ async def event_stream(
     """
     sub = broadcaster.subscribe(job_id)
     try:
-        replay, status = await run_in_threadpool(store.events_after, job_id, after_seq)
-        last = replay[-1].seq if replay else after_seq
-        if live_only:
-            replay = []
-        elif after_step is not None:
-            replay = _select(replay, after_step)
-        for event in replay:
-            yield sse_bytes(event)
+        head = await run_in_threadpool(store.replay_head, job_id)
+        if head is None:
+            return  # deleted
+        status, last_seq, status_seq = head
+        read = functools.partial(
+            store.replay_page, job_id, up_to_seq=last_seq, after_step=after_step, keep_seq=status_seq
+        )
+        cursor = last_seq if live_only else after_seq
+        while cursor < last_seq:  # the replay, a page at a time
+            async with broadcaster.replay_slots:
+                rows = await run_in_threadpool(read, after_seq=cursor, limit=REPLAY_PAGE)
+            if rows:
+                yield b"".join(_frame(*row) for row in rows)
+            if len(rows) < REPLAY_PAGE:
+                break
+            cursor = rows[-1][0]
         if status in TERMINAL:
             return
+        last = max(after_seq, last_seq)  # every later event comes from the queue
         while True:
             chunk = await sub.queue.get()
             if chunk is None:

@@ -123,6 +123,19 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     if warning:
         log.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
+    from app import server as http
+
+    open_files, hard = http.raise_open_files_limit()
+    limits = http.connection_limits(settings.max_connections, open_files, concurrent_jobs=settings.max_concurrent_jobs)
+    log.log(
+        logging.WARNING if limits.clamped else logging.INFO,
+        "serving %d connections (SSDBOARD_MAX_CONNECTIONS=%d%s), 503 beyond; open-files limit %d (hard %d)",
+        limits.limit,
+        settings.max_connections,
+        ", lowered to fit the open-files limit" if limits.clamped else "",
+        open_files,
+        hard,
+    )
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -130,6 +143,9 @@ def serve(
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=5,  # SSE streams are long-lived; don't wait for them forever
+        http=http.protocol_class(header_timeout=settings.header_timeout, max_open=limits.cap),
+        limit_concurrency=limits.limit,
+        timeout_keep_alive=settings.keep_alive_timeout,
     )
 
     def end_streams() -> None:  # set by the lifespan once the broadcaster exists

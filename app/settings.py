@@ -38,6 +38,16 @@ class Settings(BaseSettings):
         "watchers); raise it to favour the dashboard, e.g. detections while training.",
     )
     shutdown_timeout: float = Field(20.0, description="Seconds a stopping server waits for workers to checkpoint.")
+    max_connections: int = Field(
+        2048,
+        ge=1,
+        description="Open connections (live streams included) the server serves; a request beyond is 503. "
+        "Lowered at start-up to what the open-files limit leaves after the database, workers and files.",
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client has to send its request headers; a slower connection is closed."
+    )
+    keep_alive_timeout: int = Field(5, ge=1, description="Seconds an idle keep-alive connection stays open.")
     max_priors: int = Field(1_000_000, description="Reject configs with more prior boxes than this.")
     max_memory_gib: float = Field(16.0, description="Reject configs whose estimated training memory exceeds this.")
     max_train_images: int = Field(10**9, description="Reject configs whose steps * batch_size exceeds this.")

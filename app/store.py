@@ -7,12 +7,20 @@ The server process is the only writer; a lock serialises its writes.
 The ``events`` table is the log the Server-Sent Events stream replays: every ``step``, ``eval``
 and ``status`` event gets the next ``seq`` of its job (``jobs.event_seq`` counts them and never
 goes back, so an id is never reused even after stale events are dropped on a resume). SSE ids are
-these ``seq`` numbers, which makes ``Last-Event-ID`` a plain ``seq > N`` query.
+these ``seq`` numbers, which makes ``Last-Event-ID`` a plain ``seq > N`` query. A stream's replay
+reads only what its client asked for (:meth:`JobStore.replay_head`, :meth:`JobStore.replay_page`):
+nothing for ``from=live``, the steps after a step through the ``(job_id, step)`` index, and the
+events' JSON as stored, never decoded.
+
+A SQLite file gets a fixed pool of :data:`POOL_SIZE` connections, opened when the store is and
+kept open: a request never opens a database file, so a server short of file descriptors (many
+clients) cannot fail a request with "unable to open database file".
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -72,9 +80,19 @@ events = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("step", sa.Integer),  # step and eval events: the training step (to drop stale ones)
     sa.Column("data", sa.JSON, nullable=False),
+    # The replay of a client that drew the history up to a step reads the steps after it here.
+    sa.Index("ix_events_job_step", "job_id", "step"),
 )
 
 JOB_COLUMNS = [c.name for c in jobs.columns if c.name != "event_seq"]
+
+POOL_SIZE = 8  # SQLite connections the server keeps open (2 file descriptors each: the file and its WAL)
+REPLAY_PAGE = 1000  # events a stream reads from the log at a time
+
+
+def _compact_json(value: Any) -> str:
+    # Stored the way a live SSE frame carries it, so a replay sends the stored text as it is.
+    return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -107,13 +125,19 @@ def _job_dict(row: sa.Row[Any]) -> dict[str, Any]:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, synchronous=NORMAL and a busy timeout."""
+    """An engine for ``url``; SQLite gets WAL, synchronous=NORMAL, a busy timeout and, for a file,
+    a fixed pool of :data:`POOL_SIZE` connections that stay open (a busy server waits for one
+    instead of opening the file again)."""
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(url, pool_pre_ping=True, json_serializer=_compact_json)
     path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
+    pool: dict[str, Any] = {}
+    if path and path != ":memory:" and "mode=memory" not in url:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        pool = {"poolclass": sa.QueuePool, "pool_size": POOL_SIZE, "max_overflow": 0, "pool_timeout": 60}
+    engine = sa.create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, json_serializer=_compact_json, **pool
+    )
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -131,7 +155,19 @@ class JobStore:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         metadata.create_all(self.engine)
+        for index in events.indexes:  # create_all skips the indexes of tables that exist already
+            index.create(self.engine, checkfirst=True)
         self._write = threading.Lock()
+        self._open_pool()
+
+    def _open_pool(self) -> None:
+        """Open every connection of a fixed pool now, while file descriptors are plenty."""
+        pool = self.engine.pool
+        if not isinstance(pool, sa.QueuePool) or pool.size() <= 0:
+            return
+        held = [self.engine.raw_connection() for _ in range(pool.size())]
+        for conn in held:
+            conn.close()  # back to the pool, still open
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -270,6 +306,56 @@ class JobStore:
         )
         with self.engine.connect() as conn:
             return list(conn.scalars(query))
+
+    def replay_head(self, job_id: str) -> tuple[str, int, int | None] | None:
+        """What a stream needs before replaying: ``(status, last_seq, status_seq)``, or None for no job.
+
+        ``last_seq`` is the job's last event id: every event up to it is committed (and in the
+        log, unless a resume dropped it), every later one is not yet (a stream subscribed before
+        this read gets it live). ``status_seq`` is the id of the newest status event. One statement.
+        """
+        newest_status = (
+            sa.select(events.c.seq)
+            .where(events.c.job_id == job_id, events.c.step.is_(None), events.c.kind == "status")
+            .order_by((events.c.seq + 0).desc())  # "+ 0": look the status rows up by the step index
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = sa.select(jobs.c.status, jobs.c.event_seq, newest_status).where(jobs.c.id == job_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def replay_page(
+        self,
+        job_id: str,
+        *,
+        after_seq: int,
+        up_to_seq: int,
+        after_step: int | None = None,
+        keep_seq: int | None = None,
+        limit: int = REPLAY_PAGE,
+    ) -> list[tuple[int, str, str]]:
+        """Up to ``limit`` events with ``after_seq < seq <= up_to_seq`` as ``(seq, kind, JSON text)``, in order.
+
+        With ``after_step``, only the step and eval events after that step, and the event
+        ``keep_seq`` (a stream's newest status): found through the ``(job_id, step)`` index, so a
+        client that drew the history reads the few events it lacks, not the log.
+        """
+        data = sa.cast(events.c.data, sa.Text)  # the stored JSON text: a frame needs no decoding
+        seq: sa.ColumnElement[int]
+        if after_step is None:
+            seq = events.c.seq  # the primary key's range
+            where = [events.c.job_id == job_id, seq > after_seq, seq <= up_to_seq]
+        else:
+            seq = events.c.seq + 0  # "+ 0": SQLite would walk the job's whole log by seq
+            wanted = events.c.step > after_step  # status events have no step
+            if keep_seq is not None:
+                wanted = sa.or_(wanted, events.c.seq == keep_seq)
+            where = [events.c.job_id == job_id, seq > after_seq, seq <= up_to_seq, wanted]
+        query = sa.select(events.c.seq, events.c.kind, data).where(*where).order_by(seq).limit(limit)
+        with self.engine.connect() as conn:
+            return [(r[0], r[1], r[2]) for r in conn.execute(query)]
 
     def events_after(self, job_id: str, seq: int) -> tuple[list[Event], str | None]:
         """Events with ``seq`` above the given one and the job's current status, read together."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,85 @@ def test_worker_history_reads_the_steps_the_server_lacks(tmp_path: Path) -> None
     assert read_jsonl(tmp_path / "missing.jsonl", up_to_step=5) == []
     assert describe(ValueError("checkpoint x cannot be read")) == "checkpoint x cannot be read"
     assert describe(KeyError("k")) == "KeyError: 'k'"
+
+
+def _db_files_open(path: Path) -> int:
+    """File descriptors of this process open on the database ``path`` or its WAL."""
+    fds = Path("/proc/self/fd")
+    names = {str(path), f"{path}-wal"}
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += str(fd.readlink()) in names
+        except OSError:
+            continue
+    return count
+
+
+def test_the_store_opens_its_database_files_once(tmp_path: Path) -> None:
+    """A fixed pool, opened with the store: 32 threads reading at once open no file (a server short
+    of descriptors once failed requests with "unable to open database file")."""
+    store = _store(tmp_path)
+    job, _ = store.create_job(name="a", config={}, total_steps=2)
+    path = tmp_path / "db" / "ssdboard.db"
+    opened = _db_files_open(path)
+    assert opened >= 2 and opened % 2 == 0  # the file and its WAL, per connection
+    barrier = threading.Barrier(32)
+    seen: list[int] = []
+
+    def read() -> None:
+        barrier.wait()
+        for _ in range(20):
+            assert store.get_job(job["id"]) is not None
+        seen.append(_db_files_open(path))
+
+    threads = [threading.Thread(target=read) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert max(seen) == opened and _db_files_open(path) == opened
+    store.close()
+    assert _db_files_open(path) == 0
+
+
+def test_the_replay_after_a_step_follows_a_resume(tmp_path: Path) -> None:
+    """After a resume the log's steps are not in seq order (backfilled steps come last): the replay
+    after a step still has exactly the steps and evals after it and the newest status, in seq order."""
+    store = _store(tmp_path)
+    job, _ = store.create_job(name="a", config={}, total_steps=10)  # 1
+    store.set_status(job["id"], "running")  # 2
+    store.record(job["id"], [("step", _step(s)) for s in (1, 2, 3, 4)] + [("eval", {"step": 4})])  # 3-7
+    store.set_status(job["id"], "interrupted")  # 8
+    store.reset_to_step(job["id"], 6, backfill=[_step(s) for s in range(1, 7)])  # 9, 10: steps 5 and 6
+    store.set_status(job["id"], "running", event={"step": 6})  # 11
+    store.record(job["id"], [("step", _step(7))])  # 12
+    head = store.replay_head(job["id"])
+    assert head == ("running", 12, 11)
+    rows = store.replay_page(job["id"], after_seq=0, up_to_seq=12, after_step=3, keep_seq=11)
+    assert [(seq, kind) for seq, kind, _ in rows] == [
+        (6, "step"),
+        (7, "eval"),
+        (9, "step"),
+        (10, "step"),
+        (11, "status"),
+        (12, "step"),
+    ]
+    assert json.loads(rows[-2][2]) == {"status": "running", "step": 6}
+    # Paged: two at a time, from where the last page ended; never past up_to_seq.
+    page = store.replay_page(job["id"], after_seq=7, up_to_seq=11, after_step=3, keep_seq=11, limit=2)
+    assert [seq for seq, _, _ in page] == [9, 10]
+    assert [seq for seq, _, _ in store.replay_page(job["id"], after_seq=9, up_to_seq=11)] == [10, 11]
+    assert store.replay_head("nope") is None
+
+
+def test_an_older_database_gets_the_step_index(tmp_path: Path) -> None:
+    path = tmp_path / "db" / "ssdboard.db"
+    store = _store(tmp_path)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_events_job_step")
+    store.close()
+    store = _store(tmp_path)
+    assert "ix_events_job_step" in {ix["name"] for ix in sa.inspect(store.engine).get_indexes("events")}
+    store.close()
+    assert path.exists()
