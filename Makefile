@@ -32,6 +32,7 @@ bench: venv
 	$(VENV)/bin/python -m benchmarks.priors
 	$(VENV)/bin/python -m benchmarks.load $(LOAD_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.detect
+	$(VENV)/bin/python -m benchmarks.eval_memory
 
 lint: venv
 	$(VENV)/bin/ruff check .
