@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api import root_of
 from app.deps import InferenceDep, JobsDep, SettingsDep
+from app.services.datasets import image_url
 from app.services.inference import Split
 
 router = APIRouter(prefix="/api/jobs", tags=["detections"])
@@ -50,11 +51,11 @@ async def job_detections(
     job = await run_in_threadpool(jobs.get, job_id)
     root = root_of(request)
 
-    def image_url(index: int) -> str:  # the dataset browser's PNG of the job's image
-        return f"{root}/api/datasets/{split}/images/{index}.png?job={job_id}"
+    def url(index: int) -> str:  # the dataset browser's PNG of the job's image
+        return image_url(split, index, job_id, root)
 
     return await run_in_threadpool(
-        service.detections, job, split=split, offset=offset, limit=limit, score=score, image_url=image_url
+        service.detections, job, split=split, offset=offset, limit=limit, score=score, image_url=url
     )
 
 
