@@ -1,0 +1,182 @@
+"""SSD data augmentation (paper, sec. 2.2 "Data augmentation" and 3.6), boxes following every step.
+
+The order is the paper's (and ssd.pytorch's ``SSDAugmentation``): photometric distortion, zoom
+out (expand onto a larger canvas), an IoU-constrained random crop, a horizontal flip; the caller
+then resizes to the network's input (:func:`resize`). NumPy and Pillow only, one image at a time
+with an explicit ``np.random.Generator``, so every transform can be checked by hand and any
+sample reproduced from its seed.
+
+Images are uint8 ``[H, W, 3]``; boxes float32 ``[K, 4]`` pixel ``xyxy`` with labels int32 ``[K]``
+(a label of -1 marks an ignore region, which follows the transforms like any box).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from ssd.geometry import iou
+
+# Crop modes of the paper: the whole image, a patch whose minimum IoU with the objects is 0.1,
+# 0.3, 0.5, 0.7 or 0.9, or any patch (None).
+MIN_IOUS: tuple[float | None, ...] = (0.1, 0.3, 0.5, 0.7, 0.9, None)
+CROP_TRIALS = 50
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """What :func:`augment` applies; each part with probability 0.5 where the paper says so."""
+
+    photometric: bool = True
+    expand: float = 4.0  # largest zoom-out ratio (paper: 16x the area); <= 1 turns it off
+    crop: bool = True
+    flip: bool = True
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random brightness (+-32), contrast and saturation (x0.5-1.5), hue (+-18 degrees), each with
+    probability 0.5, contrast before or after the colour changes (ssd.pytorch's PhotometricDistort)."""
+    x: np.ndarray = image.astype(np.float32)
+    if rng.random() < 0.5:
+        x = x + rng.uniform(-32, 32)
+    contrast_first = rng.random() < 0.5
+
+    def contrast(x: np.ndarray) -> np.ndarray:
+        return x * rng.uniform(0.5, 1.5) if rng.random() < 0.5 else x
+
+    if contrast_first:
+        x = contrast(x)
+    hsv = rgb_to_hsv(np.clip(x, 0, 255) / 255.0)
+    if rng.random() < 0.5:
+        hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.5, 1.5), 0, 1)
+    if rng.random() < 0.5:
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-18, 18) / 360.0) % 1.0
+    x = hsv_to_rgb(hsv) * 255.0
+    if not contrast_first:
+        x = contrast(x)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    """float [..., 3] RGB in [0, 1] -> HSV in [0, 1] (hue as a fraction of a turn)."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    high, low = rgb.max(-1), rgb.min(-1)
+    delta = high - low
+    safe = np.where(delta > 0, delta, 1.0)
+    hue = np.where(high == r, (g - b) / safe, np.where(high == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    hue = np.where(delta > 0, (hue / 6.0) % 1.0, 0.0)
+    saturation = np.where(high > 0, delta / np.where(high > 0, high, 1.0), 0.0)
+    return np.stack([hue, saturation, high], -1)
+
+
+def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_hsv`."""
+    h, s, v = hsv[..., 0] * 6.0, hsv[..., 1], hsv[..., 2]
+    i = np.floor(h).astype(np.int32) % 6
+    f = h - np.floor(h)
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    choices = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    out = np.zeros((*h.shape, 3), np.float64)
+    for k, (r, g, b) in enumerate(choices):
+        mask = i == k
+        out[mask] = np.stack([r[mask], g[mask], b[mask]], -1)
+    return out
+
+
+def expand(
+    image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, *, max_ratio: float, fill: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zoom out: the image at a random place on a canvas ``ratio`` times as wide and high (ratio
+    uniform in ``[1, max_ratio]``), filled with ``fill`` (default: the image's mean colour).
+    Small objects become more frequent; boxes shift by the image's offset."""
+    height, width = image.shape[:2]
+    ratio = rng.uniform(1.0, max_ratio)
+    new_h, new_w = int(height * ratio), int(width * ratio)
+    top, left = int(rng.uniform(0, new_h - height)), int(rng.uniform(0, new_w - width))
+    colour = image.reshape(-1, 3).mean(0) if fill is None else fill
+    canvas = np.empty((new_h, new_w, 3), np.uint8)
+    canvas[:] = np.rint(colour).astype(np.uint8)
+    canvas[top : top + height, left : left + width] = image
+    return canvas, (boxes + np.array([left, top, left, top], np.float32)).astype(np.float32)
+
+
+def random_crop(
+    image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The paper's IoU-constrained patch: a mode from the whole image, min IoU 0.1-0.9 or any; a
+    patch 0.3-1 of each side with aspect ratio 0.5-2, accepted when every object (ignore regions
+    aside) overlaps it by at least the mode's IoU and the centre of at least one lies in it; the
+    boxes whose centre lies in the patch are kept, clipped to it. Up to :data:`CROP_TRIALS` patches
+    per mode, then another mode (the whole image is one, so this ends)."""
+    height, width = image.shape[:2]
+    objects = boxes[labels >= 0]
+    while True:
+        mode = rng.integers(len(MIN_IOUS) + 1)
+        if mode == len(MIN_IOUS):  # use the whole image
+            return image, boxes, labels
+        min_iou = MIN_IOUS[mode]
+        for _ in range(CROP_TRIALS):
+            w, h = rng.uniform(0.3 * width, width), rng.uniform(0.3 * height, height)
+            if not 0.5 <= h / w <= 2.0:
+                continue
+            left, top = rng.uniform(0, width - w), rng.uniform(0, height - h)
+            rect = np.array([int(left), int(top), int(left + w), int(top + h)], np.float32)
+            if min_iou is not None and len(objects) and iou(objects, rect[None])[:, 0].min() < min_iou:
+                continue
+            centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+            inside = np.all((centres > rect[:2]) & (centres < rect[2:]), axis=1)
+            if len(objects) and not inside[labels >= 0].any():
+                continue  # a patch without any object teaches nothing but background
+            x0, y0, x1, y1 = rect.astype(int)
+            kept = boxes[inside]
+            kept = np.concatenate([np.maximum(kept[:, :2], rect[:2]), np.minimum(kept[:, 2:], rect[2:])], 1) - np.tile(
+                rect[:2], 2
+            )
+            return image[y0:y1, x0:x1].copy(), kept.astype(np.float32), labels[inside]
+
+
+def hflip(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror left-right: ``x -> W - x``, so ``[x0, y0, x1, y1] -> [W - x1, y0, W - x0, y1]``."""
+    width = image.shape[1]
+    flipped = boxes.copy()
+    flipped[:, 0], flipped[:, 2] = width - boxes[:, 2], width - boxes[:, 0]
+    return image[:, ::-1].copy(), flipped
+
+
+def resize(
+    image: np.ndarray, boxes: np.ndarray, size: int, mode: Literal["stretch", "letterbox"] = "stretch"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The square network input: ``stretch`` (the paper: each axis scaled on its own) or
+    ``letterbox`` (one scale, centred on black). Bilinear, antialiased; boxes scale with it."""
+    height, width = image.shape[:2]
+    if mode == "stretch":
+        sx, sy, dx, dy = size / width, size / height, 0.0, 0.0
+        out = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+    else:
+        scale = size / max(height, width)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        sx, sy = new_w / width, new_h / height
+        dx, dy = (size - new_w) // 2, (size - new_h) // 2
+        out = np.zeros((size, size, 3), np.uint8)
+        resized = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR)
+        out[dy : dy + new_h, dx : dx + new_w] = np.asarray(resized)
+    scaled = boxes * np.array([sx, sy, sx, sy], np.float32) + np.array([dx, dy, dx, dy], np.float32)
+    return out, scaled.astype(np.float32)
+
+
+def augment(
+    image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator, config: Augmentation
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The paper's chain on one image (before :func:`resize`)."""
+    if config.photometric:
+        image = photometric(image, rng)
+    if config.expand > 1 and rng.random() < 0.5:
+        image, boxes = expand(image, boxes, rng, max_ratio=config.expand)
+    if config.crop:
+        image, boxes, labels = random_crop(image, boxes, labels, rng)
+    if config.flip and rng.random() < 0.5:
+        image, boxes = hflip(image, boxes)
+    return image, boxes, labels
