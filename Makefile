@@ -33,6 +33,7 @@ bench: venv
 	$(VENV)/bin/python -m benchmarks.load $(LOAD_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.detect
 	$(VENV)/bin/python -m benchmarks.eval_memory
+	$(VENV)/bin/python -m benchmarks.datasets_import
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -3,6 +3,7 @@
 - ``ssdboard train [--config FILE] [--steps N] [--out DIR] [--seed S]``
 - ``ssdboard detect --checkpoint DIR --images FILE.npz --out FILE.json``
 - ``ssdboard evaluate --checkpoint DIR``
+- ``ssdboard datasets import|list|show|remove|export ...`` (:mod:`ssd.cli_datasets`)
 - ``ssdboard serve ...`` is added by :mod:`app.cli` (the library never imports the web layer)
 
 Heavy imports (TensorFlow) happen inside the commands, so ``--help`` and errors are instant.
@@ -167,6 +168,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     p.add_argument("--images", type=int, help="validation images (default data.val_images, 500)")
     p.add_argument("--json", help="also write the full result (per-class AP, PR curves) here")
     p.set_defaults(func=cmd_evaluate)
+
+    from ssd.cli_datasets import add_parser as add_datasets_parser
+
+    add_datasets_parser(sub)
     return parser, sub
 
 
@@ -186,4 +191,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    from ssd.cli import main as _main  # the module's own CliError, the one ssd.cli_datasets raises
+
+    sys.exit(_main())
