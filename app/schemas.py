@@ -93,9 +93,15 @@ class LossIn(_Section):
 
 
 class DataIn(_Section):
-    """The built-in MNIST-detection generator."""
+    """The training data: the built-in MNIST-detection generator or an imported dataset."""
 
+    dataset: str = Field(
+        _d("data", "dataset"), description="mnist (the built-in generator) or an imported dataset's id or name."
+    )
     image_size: int = Field(_d("data", "image_size"), description="Square image side in pixels (32..1024).")
+    resize: Literal["stretch", "letterbox"] = Field(
+        _d("data", "resize"), description="Imported images to the square input: stretch (the paper) or letterbox."
+    )
     min_digits: int = Field(_d("data", "min_digits"), description="Fewest digits per image.")
     max_digits: int = Field(_d("data", "max_digits"), description="Most digits per image.")
     scale_range: tuple[float, float] = Field(
@@ -106,6 +112,15 @@ class DataIn(_Section):
         _d("data", "train_overlap"),
         description="Training images only: how much of a digit's box another digit may cover (0-1).",
     )
+
+
+class AugmentIn(_Section):
+    """SSD augmentation of an imported dataset's training images (the generator ignores it)."""
+
+    photometric: bool = Field(_d("augment", "photometric"), description="Random brightness, contrast, saturation, hue.")
+    expand: float = Field(_d("augment", "expand"), description="Largest zoom-out ratio (1..16); 1 turns it off.")
+    crop: bool = Field(_d("augment", "crop"), description="The paper's IoU-constrained random crop.")
+    flip: bool = Field(_d("augment", "flip"), description="Random horizontal flip.")
 
 
 class TrainIn(_Section):
@@ -163,6 +178,7 @@ class ConfigIn(BaseModel):
     matching: MatchingIn = Field(default_factory=MatchingIn, description=MatchingIn.__doc__)
     loss: LossIn = Field(default_factory=LossIn, description=LossIn.__doc__)
     data: DataIn = Field(default_factory=DataIn, description=DataIn.__doc__)
+    augment: AugmentIn = Field(default_factory=AugmentIn, description=AugmentIn.__doc__)
     train: TrainIn = Field(default_factory=TrainIn, description=TrainIn.__doc__)
     detect: DetectIn = Field(default_factory=DetectIn, description=DetectIn.__doc__)
 

@@ -6,8 +6,9 @@ then resizes to the network's input (:func:`resize`). NumPy and Pillow only, one
 with an explicit ``np.random.Generator``, so every transform can be checked by hand and any
 sample reproduced from its seed.
 
-Images are uint8 ``[H, W, 3]``; boxes float32 ``[K, 4]`` pixel ``xyxy`` with labels int32 ``[K]``
-(a label of -1 marks an ignore region, which follows the transforms like any box).
+Images are uint8 ``[H, W, 3]``; boxes float32 ``[K, 4]`` pixel ``xyxy`` with labels int32 ``[K]``.
+A negative label ``~c`` (``-1 - c``) marks an ignore region of class ``c`` (a crowd or difficult
+region): it follows the transforms like any box, but no crop is chosen for its sake.
 """
 
 from __future__ import annotations

@@ -28,11 +28,16 @@ class CliError(Exception):
     """A user error: printed as ``ssdboard: error: ...`` with exit status 2."""
 
 
+DATA_DIR_HELP = "where imported datasets live (default SSDBOARD_DATA_DIR or ./data)"
+
+
 def _config_arg(args: argparse.Namespace) -> Any:
-    from ssd.config import Config, ConfigError, from_dict, load
+    from ssd.config import Config, ConfigError, from_dict, read_mapping
+    from ssd.datasets.loader import apply_dataset
 
     try:
-        config: Config = load(args.config) if args.config else from_dict({})
+        data = read_mapping(args.config) if args.config else {}
+        config: Config = from_dict(apply_dataset(data, Path(args.data_dir) if args.data_dir else None))
         if args.steps is not None:
             config = replace(config, train=replace(config.train, steps=args.steps))
         if args.seed is not None:
@@ -53,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _config_arg(args)
     out = Path(args.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    trainer = Trainer(config, out)
+    trainer = Trainer(config, out, data_dir=args.data_dir)
     if trainer.has_checkpoint():
         try:
             trainer.load_checkpoint()
@@ -124,14 +129,21 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ssd.config import ConfigError
+    from ssd.datasets.loader import FileDataset
     from ssd.evaluate import evaluate_model
     from ssd.train import datasets
 
     if args.images is not None and args.images < 1:
         raise CliError(f"option --images: must be >= 1, got {args.images}")
     detector = _detector(args.checkpoint)
-    _, val = datasets(detector.config)
+    try:
+        _, val = datasets(detector.config, Path(args.data_dir) if args.data_dir else None)
+    except ConfigError as exc:
+        raise CliError(f"option --checkpoint: {exc.field}: {exc.message}") from exc
     num = args.images if args.images is not None else detector.config.data.val_images
+    if isinstance(val, FileDataset):  # an imported dataset's validation split has an end
+        num = min(num, len(val))
     result = evaluate_model(detector, val, num)
     print(f"images        {num}")
     print(f"mAP@[.5:.95]  {result.map:.4f}")
@@ -155,6 +167,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     p.add_argument("--out", help="output directory (default runs/NAME-TIME); resumes if it holds a checkpoint")
     p.add_argument("--seed", type=int, help="override the seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("detect", help="run a checkpoint on images; write COCO results JSON")
@@ -167,6 +180,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     p.add_argument("--checkpoint", required=True, help="a training output directory")
     p.add_argument("--images", type=int, help="validation images (default data.val_images, 500)")
     p.add_argument("--json", help="also write the full result (per-class AP, PR curves) here")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.set_defaults(func=cmd_evaluate)
 
     from ssd.cli_datasets import add_parser as add_datasets_parser

@@ -178,9 +178,12 @@ MNIST_DIGIT_SIZE = 28  # side of an MNIST digit at scale 1 (ssd.data.DIGIT_SIZE)
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The built-in MNIST-detection generator (see :mod:`ssd.data`)."""
+    """The training data: the built-in MNIST-detection generator (:mod:`ssd.data`; the digit
+    keys below) or an imported dataset (:mod:`ssd.datasets`) named by ``dataset``."""
 
+    dataset: str = "mnist"  # "mnist" (the generator) or an imported dataset's id or name
     image_size: int = 128
+    resize: Literal["stretch", "letterbox"] = "stretch"  # imported images to the square input
     min_digits: int = 2
     max_digits: int = 6
     scale_range: tuple[float, float] = (0.8, 2.5)
@@ -190,6 +193,12 @@ class DataConfig:
     train_overlap: float = 0.25
 
     def __post_init__(self) -> None:
+        _check(
+            0 < len(self.dataset) <= 100 and printable_text(self.dataset),
+            "data.dataset",
+            "must be 'mnist' or an imported dataset's id or name (1..100 printable characters)",
+        )
+        _check(self.resize in ("stretch", "letterbox"), "data.resize", "must be 'stretch' or 'letterbox'")
         _check(
             32 <= self.image_size <= MAX_IMAGE_SIZE,
             "data.image_size",
@@ -207,6 +216,20 @@ class DataConfig:
         )
         _check(1 <= self.val_images <= 100_000, "data.val_images", "must be in 1..100000")
         _check(0.0 <= self.train_overlap <= 1.0, "data.train_overlap", f"must be in [0, 1], got {self.train_overlap}")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """SSD augmentation of an imported dataset's training images (paper, sec. 2.2 and 3.6; see
+    :mod:`ssd.augment`). The generator draws a fresh image every step and does not use it."""
+
+    photometric: bool = True  # brightness, contrast, saturation, hue
+    expand: float = 4.0  # largest zoom-out ratio; 1 turns zoom-out off
+    crop: bool = True  # the IoU-constrained random crop
+    flip: bool = True  # horizontal flip
+
+    def __post_init__(self) -> None:
+        _check(1.0 <= self.expand <= 16.0, "augment.expand", f"must be in 1..16, got {self.expand}")
 
 
 @dataclass(frozen=True)
@@ -268,6 +291,7 @@ class Config:
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
 
@@ -299,6 +323,7 @@ SECTIONS: dict[str, type] = {
     "matching": MatchingConfig,
     "loss": LossConfig,
     "data": DataConfig,
+    "augment": AugmentConfig,
     "train": TrainConfig,
     "detect": DetectConfig,
 }
@@ -406,6 +431,11 @@ def from_dict(data: Mapping[str, Any] | None = None) -> Config:
 
 def load(path: str | Path) -> Config:
     """Read a ``.toml`` or ``.json`` config file."""
+    return from_dict(read_mapping(path))
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping a ``.toml`` or ``.json`` config file holds, before presets and checks."""
     path = Path(path)
     text = path.read_text()
     if path.suffix == ".toml":
@@ -418,7 +448,8 @@ def load(path: str | Path) -> Config:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError("config", f"{path} is not valid JSON: {exc}") from exc
-    return from_dict(data)
+    _check(isinstance(data, dict), "config", f"{path} must hold an object")
+    return dict(data)
 
 
 def scale_groups(scales: Sequence[float | Sequence[float]]) -> tuple[tuple[float, ...], ...]:

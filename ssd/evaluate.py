@@ -17,7 +17,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -26,7 +26,7 @@ from pycocotools.cocoeval import COCOeval
 from ssd.geometry import ImageSize, image_hw, iou, xyxy_to_xywh
 
 if TYPE_CHECKING:
-    from ssd.data import DetectionDataset
+    from ssd.data import Sample
     from ssd.detect import Detections, Detector
 
 __all__ = [
@@ -47,6 +47,7 @@ def to_coco_gt(
     *,
     num_classes: int = 10,
     class_names: Sequence[str] | None = None,
+    ignore: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """A COCO ground-truth dataset dict.
 
@@ -56,11 +57,14 @@ def to_coco_gt(
         image_size: ``S`` or ``(H, W)`` of every image.
         num_classes: number of categories.
         class_names: category names; default ``"0"``, ``"1"``, ...
+        ignore: per image, ``(boxes float [M, 4] xyxy, labels int [M])`` crowd or difficult
+            regions, written as ``iscrowd: 1`` annotations: COCOeval matches a detection of that
+            class inside one to it without counting it as a true or a false positive.
 
     Returns:
         ``{"images", "annotations", "categories"}``: image ids = list index, category ids =
         class index, annotation ids from 1 (pycocotools treats id 0 as "unmatched"),
-        ``bbox`` = ``[x, y, w, h]``, ``area = w * h``, ``iscrowd`` 0.
+        ``bbox`` = ``[x, y, w, h]``, ``area = w * h``, ``iscrowd`` 0 (1 for ``ignore`` regions).
     """
     if len(boxes_list) != len(labels_list):
         raise ValueError(f"{len(boxes_list)} box arrays but {len(labels_list)} label arrays")
@@ -70,24 +74,29 @@ def to_coco_gt(
     h, w = image_hw(image_size)
     images = [{"id": i, "width": w, "height": h, "file_name": f"{i}.png"} for i in range(len(boxes_list))]
     annotations: list[dict[str, Any]] = []
+    no_regions = (np.zeros((0, 4)), np.zeros(0, np.int64))
+    regions = ignore if ignore is not None else [no_regions] * len(boxes_list)
+    if len(regions) != len(boxes_list):
+        raise ValueError(f"{len(regions)} ignore region sets for {len(boxes_list)} images")
     for image_id, (boxes, labels) in enumerate(zip(boxes_list, labels_list, strict=True)):
-        xywh = xyxy_to_xywh(np.asarray(boxes).reshape(-1, 4))
-        labels = np.asarray(labels).reshape(-1)
-        if len(xywh) != len(labels):
-            raise ValueError(f"image {image_id}: {len(xywh)} boxes but {len(labels)} labels")
-        for bbox, label in zip(xywh.tolist(), labels.tolist(), strict=True):
-            if not 0 <= label < num_classes:
-                raise ValueError(f"image {image_id}: label {label} not in 0..{num_classes - 1}")
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": int(label),
-                    "bbox": bbox,
-                    "area": bbox[2] * bbox[3],
-                    "iscrowd": 0,
-                }
-            )
+        for crowd, (group_boxes, group_labels) in ((0, (boxes, labels)), (1, regions[image_id])):
+            xywh = xyxy_to_xywh(np.asarray(group_boxes).reshape(-1, 4))
+            group = np.asarray(group_labels).reshape(-1)
+            if len(xywh) != len(group):
+                raise ValueError(f"image {image_id}: {len(xywh)} boxes but {len(group)} labels")
+            for bbox, label in zip(xywh.tolist(), group.tolist(), strict=True):
+                if not 0 <= label < num_classes:
+                    raise ValueError(f"image {image_id}: label {label} not in 0..{num_classes - 1}")
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": int(label),
+                        "bbox": bbox,
+                        "area": bbox[2] * bbox[3],
+                        "iscrowd": crowd,
+                    }
+                )
     categories = [{"id": c, "name": names[c]} for c in range(num_classes)]
     return {"images": images, "annotations": annotations, "categories": categories}
 
@@ -155,6 +164,7 @@ def coco_evaluate(
     *,
     num_classes: int,
     image_size: ImageSize,
+    ignore: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> EvalResult:
     """Run pycocotools' COCOeval (bbox) quietly.
 
@@ -164,13 +174,15 @@ def coco_evaluate(
         detections: per image, :class:`ssd.detect.Detections` (same order).
         num_classes: number of classes.
         image_size: ``S`` or ``(H, W)`` (recorded in the COCO images; not used by the metric).
+        ignore: per image, crowd/difficult regions ``(boxes xyxy [M, 4], labels [M])`` (see
+            :func:`to_coco_gt`): detections on them count neither way, as in COCO.
 
     Returns:
         :class:`EvalResult`. No detections at all gives 0 for every class with ground truth.
     """
     if len(detections) != len(gt_boxes):
         raise ValueError(f"{len(detections)} detection sets for {len(gt_boxes)} images")
-    gt = to_coco_gt(gt_boxes, gt_labels, image_size, num_classes=num_classes)
+    gt = to_coco_gt(gt_boxes, gt_labels, image_size, num_classes=num_classes, ignore=ignore)
     results: list[dict[str, Any]] = []
     for image_id, det in enumerate(detections):
         xywh = xyxy_to_xywh(det.boxes).tolist()
@@ -351,17 +363,28 @@ def confusion_matrix(
     return matrix
 
 
-def evaluate_model(detector: Detector, dataset: DetectionDataset, num_images: int, batch_size: int = 32) -> EvalResult:
-    """COCO metrics of ``detector`` on ``dataset[0] .. dataset[num_images - 1]``."""
+class Samples(Protocol):
+    """What :func:`evaluate_model` reads: the generator or an imported dataset's split."""
+
+    image_size: int
+
+    def __getitem__(self, index: int) -> Sample: ...
+
+
+def evaluate_model(detector: Detector, dataset: Samples, num_images: int, batch_size: int = 32) -> EvalResult:
+    """COCO metrics of ``detector`` on ``dataset[0] .. dataset[num_images - 1]``; a dataset with
+    ``ignore_regions(i)`` (an imported one) has its crowd and difficult regions ignored."""
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
     samples = [dataset[i] for i in range(num_images)]
     images = np.stack([s.image for s in samples])
     detections = detector.predict(images, batch_size=batch_size)
+    regions = getattr(dataset, "ignore_regions", None)
     return coco_evaluate(
         [s.boxes for s in samples],
         [s.labels for s in samples],
         detections,
         num_classes=detector.config.model.num_classes,
         image_size=dataset.image_size,
+        ignore=[regions(i) for i in range(num_images)] if regions is not None else None,
     )

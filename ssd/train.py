@@ -34,7 +34,8 @@ import tensorflow as tf
 
 from ssd.checkpoint import EVALS_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE, has_checkpoint, write_config
 from ssd.config import Config
-from ssd.data import DetectionDataset, for_config
+from ssd.data import DetectionDataset
+from ssd.datasets.loader import FileDataset, for_config
 from ssd.loss import loss_components
 from ssd.matching import match
 from ssd.model import build_ssd
@@ -43,6 +44,9 @@ from ssd.priors import make_priors
 StepCallback = Callable[[dict[str, Any]], None]
 StopFlag = Callable[[], bool]
 LOSS_KEYS = ("pos_clf", "neg_clf", "loc", "total")
+
+
+TrainData = DetectionDataset | FileDataset  # the generator or an imported dataset: same interface
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,9 +68,10 @@ class TrainResult:
     last_eval: dict[str, Any] | None
 
 
-def datasets(config: Config) -> tuple[DetectionDataset, DetectionDataset]:
-    """The training and validation generators of a config."""
-    return for_config(config, "train"), for_config(config, "val")
+def datasets(config: Config, data_dir: Path | None = None) -> tuple[TrainData, TrainData]:
+    """The training and validation data of a config: the generator, or an imported dataset from
+    the registry in ``data_dir`` (default ``SSDBOARD_DATA_DIR`` or ``data``)."""
+    return for_config(config, "train", data_dir), for_config(config, "val", data_dir)
 
 
 def make_targets_fn(config: Config) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
@@ -88,13 +93,13 @@ def make_targets_fn(config: Config) -> Callable[[tf.Tensor, tf.Tensor], tf.Tenso
     return targets
 
 
-def input_pipeline(config: Config, dataset: DetectionDataset, first_step: int, last_step: int) -> tf.data.Dataset:
+def input_pipeline(config: Config, dataset: TrainData, first_step: int, last_step: int) -> tf.data.Dataset:
     """Batches ``(images uint8 [B,S,S,3], y_true float32 [B,P,C+4])`` for steps ``first..last-1``.
 
     Images are generated in NumPy (in a ``py_function``) and matched to priors in a vectorised
     TensorFlow map; both run ahead of the training step on the pipeline's threads.
     """
-    b, s, k = config.train.batch_size, config.data.image_size, config.data.max_digits
+    b, s, k = config.train.batch_size, config.data.image_size, dataset.max_digits
 
     def generate(step: tf.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         images, boxes, labels, _ = dataset.batch(int(step) * b, b)
@@ -145,7 +150,7 @@ def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
 class Trainer:
     """One run: a model, its optimizer and its data, checkpointed to ``out_dir``."""
 
-    def __init__(self, config: Config, out_dir: str | Path) -> None:
+    def __init__(self, config: Config, out_dir: str | Path, *, data_dir: str | Path | None = None) -> None:
         self.config = config
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +159,7 @@ class Trainer:
         self.model = build_ssd(config.model, config.priors, config.data.image_size, dtype)
         self.optimizer = make_optimizer(config)
         self.optimizer.build(self.model.trainable_variables)
-        self.train_data, self.val_data = datasets(config)
+        self.train_data, self.val_data = datasets(config, Path(data_dir) if data_dir is not None else None)
         self.priors = make_priors(config.priors, config.data.image_size).boxes  # [P, 4] xyxy
         self._targets = make_targets_fn(config)
         self.step = 0
@@ -236,6 +241,8 @@ class Trainer:
         from ssd.evaluate import coco_evaluate
 
         cfg = self.config
+        if isinstance(self.val_data, FileDataset):  # an imported validation split has an end
+            num_images = min(num_images, len(self.val_data))
         sums = dict.fromkeys(LOSS_KEYS, 0.0)
         detections, gt_boxes, gt_labels = [], [], []
         bs = min(cfg.train.batch_size, 64)
@@ -347,9 +354,10 @@ def train(
     on_step: StepCallback | None = None,
     on_eval: StepCallback | None = None,
     should_stop: StopFlag | None = None,
+    data_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train ``config`` into ``out_dir``, resuming from its checkpoint when there is one."""
-    trainer = Trainer(config, out_dir)
+    trainer = Trainer(config, out_dir, data_dir=data_dir)
     if resume and trainer.has_checkpoint():
         trainer.load_checkpoint()
     return trainer.fit(on_step=on_step, on_eval=on_eval, should_stop=should_stop)

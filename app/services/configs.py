@@ -15,16 +15,18 @@ from app.domain import Invalid
 from app.services.limits import check_limits
 from app.settings import Settings
 from ssd.config import Config, ConfigError, from_dict
+from ssd.datasets.loader import apply_dataset
 
 
 def resolve(data: Mapping[str, Any], settings: Settings, *, loc: tuple[str, ...] = ("body",)) -> Config:
-    """The config of ``data`` within the server's limits.
+    """The config of ``data`` within the server's limits, bound to its dataset (``data.dataset``
+    becomes the dataset's id, ``model.num_classes`` its class count: :func:`apply_dataset`).
 
     Raises:
         Invalid: a bad value or a config over a limit; ``loc`` + the field's dotted path.
     """
     try:
-        config = from_dict(dict(data))
+        config = from_dict(apply_dataset(data, settings.data_dir))
         check_limits(
             config,
             max_priors=settings.max_priors,

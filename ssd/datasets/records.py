@@ -93,7 +93,8 @@ class ImageRecord:
 
     ``boxes`` float32 [K, 4] pixel ``xyxy`` within ``[0, width] x [0, height]``, each with
     positive width and height; ``labels`` int32 [K]; ``ignore`` float32 [M, 4] crowd and difficult
-    regions, which the loss and the evaluation neither reward nor punish.
+    regions, which the evaluation neither rewards nor punishes, with their classes
+    ``ignore_labels`` int32 [M].
     """
 
     file: str
@@ -103,6 +104,7 @@ class ImageRecord:
     boxes: np.ndarray
     labels: np.ndarray
     ignore: np.ndarray
+    ignore_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, coordinates rounded to 1/100 px."""
@@ -114,6 +116,7 @@ class ImageRecord:
             "boxes": np.round(self.boxes.astype(np.float64), 2).tolist(),
             "labels": self.labels.tolist(),
             "ignore": np.round(self.ignore.astype(np.float64), 2).tolist(),
+            "ignore_labels": self.ignore_labels.tolist(),
         }
 
     @classmethod
@@ -127,6 +130,7 @@ class ImageRecord:
             boxes=np.asarray(data["boxes"], np.float32).reshape(-1, 4),
             labels=np.asarray(data["labels"], np.int32).reshape(-1),
             ignore=np.asarray(data.get("ignore", []), np.float32).reshape(-1, 4),
+            ignore_labels=np.asarray(data.get("ignore_labels", []), np.int32).reshape(-1),
         )
 
 

@@ -122,6 +122,7 @@ def _image(
     boxes: list[np.ndarray] = []
     labels: list[int] = []
     ignore: list[np.ndarray] = []
+    ignore_labels: list[int] = []
     seen: set[tuple[int, tuple[float, ...]]] = set()
     for box in image.boxes:
         checked = _box(box, raw.classes, image, width, height, report)
@@ -133,6 +134,7 @@ def _image(
                 Reason.crowd if box.crowd else Reason.difficult, box.source, image=image.file, box=list(box.values)
             )
             ignore.append(xyxy)
+            ignore_labels.append(label)
             continue
         key = (label, tuple(np.round(xyxy, 4).tolist()))
         if key in seen:
@@ -151,6 +153,7 @@ def _image(
         boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
         labels=np.asarray(labels, np.int32),
         ignore=np.asarray(ignore, np.float32).reshape(-1, 4),
+        ignore_labels=np.asarray(ignore_labels, np.int32),
     )
 
 

@@ -1,0 +1,212 @@
+"""An imported dataset as training and validation data: decoded, augmented, resized, batched.
+
+:class:`FileDataset` has the generator's interface (:class:`ssd.data.DetectionDataset`):
+``dataset[i]`` is a :class:`~ssd.data.Sample` of the square network input, ``batch(start, size)``
+the padded arrays the trainer's input pipeline stacks, ``max_digits`` the padded box count. So
+the trainer, the evaluation and the pages take either without knowing which.
+
+- Training index ``i`` is image ``order(epoch)[i % n]`` with ``epoch = i // n``: every image once
+  per epoch, in a new seeded order each epoch, so a resumed run sees the same images in the same
+  order. Augmentation (:mod:`ssd.augment`) draws from ``default_rng([seed, i])``: sample ``i`` is a
+  pure function of the seed and ``i``, in any process, in any order.
+- Validation index ``i`` is image ``i`` of the split, never augmented, and does not wrap.
+- Decoded images are cached in memory up to ``cache_bytes`` (the first images that fit), so
+  after the first epoch a small dataset costs no decoding at all.
+- Ignore regions (crowd, difficult) follow every transform (as labels ``~c``, see
+  :mod:`ssd.augment`); :meth:`FileDataset.ignore_regions` gives them per sample, the samples'
+  ``boxes``/``labels`` hold only the objects.
+
+Images uint8 ``[S, S, 3]``; boxes float32 ``[K, 4]`` pixel ``xyxy`` in the square input; labels
+int32 ``[K]`` class indices. NumPy and Pillow; no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from ssd.augment import Augmentation, augment, resize
+from ssd.config import Config, ConfigError
+from ssd.data import DetectionDataset, Sample, pad_samples
+from ssd.data import for_config as generator_for_config
+from ssd.datasets.records import DatasetIndex, ImageRecord, Split
+from ssd.datasets.registry import MNIST, DatasetNotFound, Registry
+
+DEFAULT_CACHE_BYTES = 2 << 30  # decoded images kept in memory: 2 GiB holds 5,000 640x480 photos
+MIN_BOX_SIDE = 1.0  # pixels in the network input; a crop can leave slivers that teach nothing
+
+
+class FileDataset:
+    """One split of an imported dataset at the network's input size (see the module docstring)."""
+
+    def __init__(
+        self,
+        index: DatasetIndex,
+        root: Path,
+        split: Split,
+        *,
+        image_size: int,
+        resize_mode: Literal["stretch", "letterbox"] = "stretch",
+        augmentation: Augmentation | None = None,
+        seed: int = 0,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        self.records: list[ImageRecord] = index.split(split)
+        if not self.records:
+            raise ValueError(f"the dataset {index.name!r} has no {split} images")
+        self.root = Path(root)
+        self.split: Split = split
+        self.image_size = image_size
+        self.resize_mode: Literal["stretch", "letterbox"] = resize_mode
+        self.augmentation = augmentation if split == "train" else None
+        self.seed = seed
+        self.num_classes = len(index.classes)
+        self.class_names = list(index.classes)
+        # Zoom-out and crops never add boxes, so the most boxes of any image bounds every sample.
+        self.max_digits = max(1, max(len(r.labels) for r in self.records))
+        self._cache: dict[int, np.ndarray] = {}
+        self._cache_left = cache_bytes
+        self._lock = threading.Lock()
+        self._epoch_order: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        """Images in the split (training indices wrap around it, epoch after epoch)."""
+        return len(self.records)
+
+    def record(self, index: int) -> tuple[int, ImageRecord]:
+        """``(position in the split, record)`` of sample ``index``."""
+        n = len(self.records)
+        if self.split == "val":
+            if not 0 <= index < n:
+                raise IndexError(f"val has {n} images, not {index}")
+            return index, self.records[index]
+        if index < 0:
+            raise IndexError(f"index must be >= 0, got {index}")
+        epoch, k = divmod(index, n)
+        position = int(self._order(epoch)[k])
+        return position, self.records[position]
+
+    def _order(self, epoch: int) -> np.ndarray:
+        """The seeded order of the training images in ``epoch`` (the last one kept)."""
+        cached = self._epoch_order
+        if cached is None or cached[0] != epoch:
+            cached = self._epoch_order = (
+                epoch,
+                np.random.default_rng([self.seed, epoch]).permutation(len(self.records)),
+            )
+        return cached[1]
+
+    def decode(self, position: int) -> np.ndarray:
+        """uint8 [H, W, 3] of the image at ``position`` in the split (cached while memory lasts)."""
+        cached = self._cache.get(position)
+        if cached is not None:
+            return cached
+        with Image.open(self.root / self.records[position].file) as image:
+            pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        with self._lock:
+            if pixels.nbytes <= self._cache_left and position not in self._cache:
+                self._cache[position] = pixels
+                self._cache_left -= pixels.nbytes
+        return pixels
+
+    def _sample(self, index: int) -> tuple[Sample, tuple[np.ndarray, np.ndarray]]:
+        position, record = self.record(index)
+        image = self.decode(position)
+        boxes = np.concatenate([record.boxes, record.ignore]).astype(np.float32)
+        labels = np.concatenate([record.labels, ~record.ignore_labels]).astype(np.int32)
+        if self.augmentation is not None:
+            rng = np.random.default_rng([self.seed, index])
+            image, boxes, labels = augment(image, boxes, labels, rng, self.augmentation)
+        image, boxes = resize(image, boxes, self.image_size, self.resize_mode)
+        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        keep = sides >= MIN_BOX_SIDE
+        boxes, labels = boxes[keep], labels[keep]
+        objects = labels >= 0
+        return Sample(image=image, boxes=boxes[objects], labels=labels[objects]), (boxes[~objects], ~labels[~objects])
+
+    def __getitem__(self, index: int) -> Sample:
+        """Sample ``index`` (see the module docstring for which image and which augmentation)."""
+        return self._sample(index)[0]
+
+    def ignore_regions(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Crowd and difficult regions of sample ``index``: float32 [M, 4] pixel ``xyxy``, int32 [M] classes."""
+        return self._sample(index)[1]
+
+    def batch(self, start: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Samples ``start .. start + size - 1`` padded as :func:`ssd.data.pad_samples` does."""
+        return pad_samples([self[start + i] for i in range(size)], self.max_digits)
+
+
+def default_data_dir() -> Path:
+    """``SSDBOARD_DATA_DIR`` or ``data``: where every command finds the dataset registry."""
+    return Path(os.environ.get("SSDBOARD_DATA_DIR", "data"))
+
+
+def for_config(config: Config, split: Split, data_dir: Path | None = None) -> DetectionDataset | FileDataset:
+    """The data of one split of a training config: the generator for ``mnist``, else the imported
+    dataset ``config.data.dataset`` from the registry in ``data_dir`` (training images augmented
+    by ``config.augment``, seeded with ``config.seed``).
+
+    Raises:
+        ConfigError: ``data.dataset`` names no dataset, or ``model.num_classes`` disagrees with it.
+    """
+    if config.data.dataset == MNIST:
+        return generator_for_config(config, split)
+    registry = Registry(data_dir or default_data_dir())
+    try:
+        index = registry.index(config.data.dataset)
+        root = registry.path(config.data.dataset)
+    except DatasetNotFound as exc:
+        raise ConfigError("data.dataset", str(exc)) from None
+    if len(index.classes) != config.model.num_classes:
+        raise ConfigError(
+            "model.num_classes",
+            f"the dataset {config.data.dataset!r} has {len(index.classes)} classes, not {config.model.num_classes}",
+        )
+    a = config.augment
+    return FileDataset(
+        index,
+        root,
+        split,
+        image_size=config.data.image_size,
+        resize_mode=config.data.resize,
+        augmentation=Augmentation(photometric=a.photometric, expand=a.expand, crop=a.crop, flip=a.flip),
+        seed=config.seed,
+    )
+
+
+def apply_dataset(data: Mapping[str, Any], data_dir: Path | None = None) -> dict[str, Any]:
+    """A config mapping bound to its dataset: ``data.dataset`` becomes the dataset's id and
+    ``model.num_classes`` its class count (set when absent; a different value is refused).
+
+    Raises:
+        ConfigError: ``data.dataset`` names no dataset; ``model.num_classes`` disagrees with it.
+    """
+    out = dict(data)
+    section = out.get("data")
+    if not isinstance(section, Mapping):
+        return out  # no data section: the generator (or a bad value, for from_dict to refuse)
+    name = section.get("dataset", MNIST)
+    if name == MNIST or not isinstance(name, str):
+        return out
+    try:
+        meta = Registry(data_dir or default_data_dir()).get(name)
+    except DatasetNotFound as exc:
+        raise ConfigError("data.dataset", f"{exc} (ssdboard datasets list shows them)") from None
+    classes = len(meta["classes"])
+    model = dict(out.get("model") or {})
+    given = model.get("num_classes")
+    if given is not None and given != classes:
+        raise ConfigError(
+            "model.num_classes",
+            f"the dataset {meta['name']!r} has {classes} classes, not {given}: leave it out to follow the dataset",
+        )
+    out["model"] = {**model, "num_classes": classes}
+    out["data"] = {**section, "dataset": meta["id"]}
+    return out
