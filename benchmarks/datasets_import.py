@@ -1,9 +1,10 @@
 """Benchmark of dataset imports: ``python -m benchmarks.datasets_import`` (``make bench`` runs it).
 
 Exports the built-in generator (``mnist``, 128x128 PNGs, 10% validation) with ``--sizes``
-images (1000, 2500, 5000) in each format (COCO, VOC, YOLO), then imports each into a fresh
-registry (:meth:`ssd.datasets.registry.Registry.import_dataset`: read, validate with every image
-decoded, split, copy, write), timing the import alone and each of its stages. Per format it fits
+images (1000, 2500, 5000) in each format (COCO, VOC, YOLO), then imports each ``--repeats``
+times (3) into a fresh registry (:meth:`ssd.datasets.registry.Registry.import_dataset`: read,
+validate with every image decoded, split, copy, write), timing the import alone and each of its
+stages; the median of the repeats counts (a shared machine's load comes and goes). Per format it fits
 seconds = a + b * N over the sizes (how the time grows with N) and checks the target: 5,000
 images in at most 60 s. Prints a table and writes ``.bench/datasets_import.json``.
 """
@@ -15,6 +16,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.datasets_import", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2500, 5000])
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
+    parser.add_argument("--repeats", type=int, default=3, help="imports of each export; the median counts")
     parser.add_argument("--out", type=Path, default=Path(".bench/datasets_import.json"))
     args = parser.parse_args(argv)
     runs: list[dict[str, Any]] = []
@@ -83,11 +86,21 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 export_generator(src, fmt, images=n)
                 exported = time.perf_counter() - started
-                run = {"format": fmt, "n": n, "export_s": round(exported, 3), **time_import(src, Path(tmp) / "data")}
+                repeats = []
+                for _ in range(args.repeats):
+                    repeats.append(time_import(src, Path(tmp) / "data"))
+                    shutil.rmtree(Path(tmp) / "data")
                 shutil.rmtree(src)
-                shutil.rmtree(Path(tmp) / "data")
+                seconds = sorted(r["seconds"] for r in repeats)
+                median = statistics.median(seconds)
+                typical = min(repeats, key=lambda r: abs(r["seconds"] - median))
+                run = {"format": fmt, "n": n, "export_s": round(exported, 3), **typical}
+                run.update(seconds=round(median, 3), min_s=seconds[0], repeats_s=seconds)
+                run["images_per_s"] = round(n / median, 1)
                 runs.append(run)
-                print(f"{fmt:>4} {n:>5} images: import {run['seconds']:7.2f} s {run['stages_s']}", file=sys.stderr)
+                print(
+                    f"{fmt:>4} {n:>5} images: import {median:7.2f} s (of {seconds}) {run['stages_s']}", file=sys.stderr
+                )
     growth = {}
     for fmt in args.formats:
         ns = np.array([r["n"] for r in runs if r["format"] == fmt], float)

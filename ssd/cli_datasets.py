@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -80,6 +81,17 @@ def _table(rows: Iterable[Iterable[Any]], header: Iterable[str], indent: str = "
     return lines
 
 
+def _detail(problem: Any) -> str:
+    """A problem's box as written (``[10 abc 20 20]``) and its detail."""
+    from ssd.datasets.export import number
+
+    def text(v: Any) -> str:
+        return number(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else str(v)
+
+    box = f"[{' '.join(text(v) for v in problem.box)}]" if problem.box is not None else ""
+    return "  ".join(part for part in (box, problem.detail) if part)
+
+
 def report_lines(report: Any, report_path: Path | None) -> list[str]:
     """The readable report: counts per reason (zeros left out), the first problems, the file."""
     from ssd.datasets.report import BOX_DROPS, IMAGE_DROPS, NOTES
@@ -93,8 +105,8 @@ def report_lines(report: Any, report_path: Path | None) -> list[str]:
         title = "problems" if len(problems) <= PROBLEMS_SHOWN else f"first {len(shown)} of {len(problems)} problems"
         lines += ["", f"{title}:"]
         lines += _table(
-            ((p.file, p.reason.value, p.image or "", p.detail) for p in shown),
-            ("file", "reason", "image", "detail"),
+            ((p.file, p.reason.value, p.image or "", _detail(p)) for p in shown),
+            ("file", "reason", "image", "box / detail"),
             indent="  ",
         )
     if report_path is not None:
@@ -158,7 +170,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     except DatasetError as exc:
         raise CliError(f"SRC: {exc}") from exc
     except (NameTaken, RegistryError) as exc:
-        raise CliError(f"option --name: {exc}" if args.name else f"SRC: {exc}: choose a name with --name") from exc
+        raise CliError(
+            f"option --name: {exc}: choose another name"
+            if args.name
+            else f"SRC: {exc}: choose another name with --name"
+        ) from exc
     except KeyboardInterrupt:
         bars.close()
         print("interrupted: nothing was imported", file=sys.stderr)

@@ -4,12 +4,12 @@ Layouts (``out`` is created; ``{split}`` is ``train`` and ``val``):
 
 - **COCO**: ``annotations/instances_{split}.json`` + ``images/{split}/NAME.png``. ``file_name``
   is the image's name inside ``images/{split}/``; categories have ids 1..C in class order;
-  ``bbox`` is ``[x, y, w, h]`` in pixels; ignore regions are ``iscrowd: 1`` annotations.
+  ``bbox`` is ``[x, y, w, h]`` in pixels; ignore regions are ``iscrowd: 1`` annotations of their class.
 - **VOC**: ``Annotations/NAME.xml``, ``JPEGImages/NAME.png`` (or the image's own suffix),
   ``ImageSets/Main/{split}.txt`` (one name a line) and ``labels.txt`` (the class names in class
   order). Boxes are written 1-based, as VOC's tools expect: ``xmin = x1 + 1``, ``ymin = y1 + 1``,
   ``xmax = x2``, ``ymax = y2`` for the pixel ``xyxy`` box ``[x1, y1, x2, y2]`` (a reader converts
-  back with ``xmin - 1, ymin - 1, xmax, ymax``). Ignore regions are ``difficult`` objects.
+  back with ``xmin - 1, ymin - 1, xmax, ymax``). Ignore regions are ``difficult`` objects of their class.
 - **YOLO**: ``data.yaml`` (``path``, ``train``, ``val``, ``nc``, ``names`` in class order),
   ``images/{split}/NAME.png``, ``labels/{split}/NAME.txt`` with one ``cls cx cy w h`` row a box,
   the centre and size as fractions of the image (8 decimals). YOLO has no ignore regions: they
@@ -49,7 +49,8 @@ MNIST_CLASSES = [str(d) for d in range(10)]
 @dataclass
 class Item:
     """One image to write: boxes float [K, 4] pixel ``xyxy``, labels int [K] class indices,
-    ``ignore`` float [M, 4] pixel ``xyxy`` regions; ``save(path)`` writes the image file there."""
+    ``ignore`` float [M, 4] pixel ``xyxy`` regions with their classes ``ignore_labels`` int [M]
+    (class 0 where unknown); ``save(path)`` writes the image file there."""
 
     name: str
     suffix: str
@@ -59,6 +60,7 @@ class Item:
     boxes: np.ndarray
     labels: np.ndarray
     ignore: np.ndarray
+    ignore_labels: np.ndarray
     save: Callable[[Path], None]
 
 
@@ -99,7 +101,7 @@ class _Coco(_Writer):
         self.next_image += 1
         self.images[item.split].append({"id": image_id, "file_name": file, "width": item.width, "height": item.height})
         regions = [(b, int(c), 0) for b, c in zip(item.boxes, item.labels, strict=True)]
-        regions += [(b, 0, 1) for b in item.ignore]  # COCO needs a category: the first one
+        regions += [(b, int(c), 1) for b, c in zip(item.ignore, item.ignore_labels, strict=True)]
         for box, label, crowd in regions:
             x1, y1, x2, y2 = (float(v) for v in box)
             w, h = x2 - x1, y2 - y1
@@ -146,7 +148,7 @@ class _Voc(_Writer):
             ET.SubElement(size, tag).text = str(value)
         ET.SubElement(annotation, "segmented").text = "0"
         objects = [(b, self.classes[int(c)], 0) for b, c in zip(item.boxes, item.labels, strict=True)]
-        objects += [(b, self.classes[0], 1) for b in item.ignore]  # difficult: a class is required
+        objects += [(b, self.classes[int(c)], 1) for b, c in zip(item.ignore, item.ignore_labels, strict=True)]
         for box, name, difficult in objects:
             obj = ET.SubElement(annotation, "object")
             ET.SubElement(obj, "name").text = name
@@ -281,10 +283,19 @@ def export_index(
                 record.boxes,
                 record.labels,
                 record.ignore,
+                _ignore_labels(record),
                 save,
             )
 
     return write_items(out, fmt, list(index.classes), items(), len(records), progress)
+
+
+def _ignore_labels(record: ImageRecord) -> np.ndarray:
+    """int [M]: the classes of a record's ignore regions (0 for an index written without them)."""
+    labels = getattr(record, "ignore_labels", None)
+    if labels is None or len(labels) != len(record.ignore):
+        return np.zeros(len(record.ignore), np.int32)
+    return np.asarray(labels, np.int32)
 
 
 def split_counts(images: int, val_fraction: float) -> tuple[int, int]:
@@ -342,6 +353,7 @@ def generator_items(
                     sample.boxes,
                     sample.labels,
                     np.zeros((0, 4), np.float32),
+                    np.zeros(0, np.int32),
                     save,
                 )
 

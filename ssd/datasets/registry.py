@@ -29,6 +29,7 @@ import fcntl
 import json
 import math
 import os
+import posixpath
 import re
 import secrets
 import shutil
@@ -193,7 +194,7 @@ class Registry:
     def _check_free(self, name: str) -> None:
         for meta in self._metas():
             if meta["name"] == name:
-                raise NameTaken(f"a dataset named {name!r} exists already (id {meta['id']}): choose another name")
+                raise NameTaken(f"a dataset named {name!r} exists already (id {meta['id']})")
 
     def remove(self, id_or_name: str) -> dict[str, Any]:
         """Delete an imported dataset; returns its meta. ``mnist`` raises BuiltInDataset."""
@@ -300,6 +301,10 @@ class Registry:
         index, report = validate(raw, image_size=_checked_sizes(raw, progress))
         if not own_split:
             assign_splits(index.images, val_fraction, seed=seed)
+        if not index.images:
+            dropped = ", ".join(f"{n} {reason.value}" for reason, n in report.counts.most_common(3))
+            first = f"; first: {report.problems[0].file}: {report.problems[0].reason.value}" if report.problems else ""
+            raise DatasetError(src.name, f"no image could be kept ({dropped or 'the dataset lists none'}){first}")
         index.name = name
         _copy_images(raw.root, tmp, index, moving=_inside(raw.root, tmp), progress=progress)
         progress(0, 1, "write")
@@ -361,23 +366,25 @@ def _checked_sizes(raw: RawDataset, progress: Progress) -> Callable[[Path], tupl
 
 def _copy_images(source_root: Path, dest: Path, index: DatasetIndex, *, moving: bool, progress: Progress) -> None:
     """Put each kept image under ``dest/images/`` at its path in the source and point the index
-    there; ``moving`` renames (an unpacked zip in the same temporary directory) instead of copying."""
-    dest = Path(os.path.abspath(dest))
-    images = dest / "images"
-    base = images
-    last = time.monotonic()
-    for done, record in enumerate(index.images, 1):
-        target = Path(os.path.abspath(images / record.file))
-        if not target.is_relative_to(base):
+    there (``images/<path>``); ``moving`` renames (an unpacked zip in the same temporary
+    directory) instead of copying. Copies run in a thread pool (file I/O releases the GIL)."""
+    plan: dict[str, str] = {}  # target (relative to dest) -> source (relative to source_root)
+    for record in index.images:
+        target = posixpath.normpath(posixpath.join("images", record.file))
+        if posixpath.isabs(record.file) or not target.startswith("images/"):
             raise DatasetError(record.file, "the image path leaves the dataset's folder")
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = source_root / record.file
-            if moving:
-                os.replace(source, target)
-            else:
-                shutil.copyfile(source, target)
-        record.file = target.relative_to(dest).as_posix()
-        if time.monotonic() - last > 0.1 or done == len(index.images):
-            progress(done, len(index.images), "copy")
-            last = time.monotonic()
+        plan.setdefault(target, record.file)
+        record.file = target
+    for folder in sorted({posixpath.dirname(target) for target in plan}):
+        (dest / folder).mkdir(parents=True, exist_ok=True)
+
+    def put(item: tuple[str, str]) -> None:
+        target, source = item
+        (os.replace if moving else shutil.copyfile)(source_root / source, dest / target)
+
+    last = time.monotonic()
+    with ThreadPoolExecutor(_CHECK_THREADS) as pool:
+        for done, _ in enumerate(pool.map(put, plan.items()), 1):
+            if time.monotonic() - last > 0.1 or done == len(plan):
+                progress(done, len(plan), "copy")
+                last = time.monotonic()

@@ -184,9 +184,13 @@ def _break_yolo(b: Broken) -> None:
     def label(name: str) -> str:
         return f"labels/train/{name}.txt"
 
+    (b.root / "images/train/train_00.png").unlink()  # its label file is left without an image
+    b.add(Reason.missing_image, label("train_00"))
     _truncate(b.root / "images/train/train_01.png")
     b.add(Reason.unreadable_image, "images/train/train_01.png")
-    b.images_kept -= 1
+    _to_gif(b.root / "images/train/train_02.png")
+    b.add(Reason.unsupported_image_type, "images/train/train_02.gif")
+    b.images_kept -= 3
     (b.root / label("train_04")).write_text("")
     b.add(Reason.background, label("train_04"))
     path = b.root / label("train_05")

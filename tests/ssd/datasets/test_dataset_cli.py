@@ -68,9 +68,8 @@ def test_import_prints_the_report_as_a_table(tmp_path: Path, data: Path, capsys:
     out = ok(["datasets", "import", str(broken.root), "--name", "bad"], capsys)
     lines = out.splitlines()
     assert lines[0].startswith("imported 'bad' as ") and "(voc): 12 images" in lines[0]
-    table = {
-        line.split()[-2]: int(line.split()[-1]) for line in lines if line.split()[-1:] and line.split()[-1].isdigit()
-    }
+    counts = lines[3 : lines.index("", 2)]  # the table after its header, up to the blank line
+    table = {line.split()[-2]: int(line.split()[-1]) for line in counts}
     assert table == {reason.value: n for reason, n in broken.counts.items()}
     assert "size_mismatch" in out and "unknown_class" in out and "problems" in out
     assert "Annotations/train_05.xml" in out and "JPEGImages/train_01.png" in out

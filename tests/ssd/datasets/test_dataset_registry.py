@@ -279,3 +279,13 @@ def test_the_registry_export_and_cli_load_no_tensorflow() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_dataset_without_one_usable_image_is_refused(tmp_path: Path) -> None:
+    raw = make_raw(tmp_path / "src", [("a.png", [0], None), ("b.png", [1], None)])
+    for image in raw.images:
+        (raw.root / image.file).unlink()
+    registry = Registry(tmp_path / "data")
+    with pytest.raises(DatasetError, match=r"no image could be kept \(2 missing_image\); first: ann/a.xml"):
+        registry.import_dataset(tmp_path / "src", reader=reader_of(raw))
+    assert entries(registry) == []
