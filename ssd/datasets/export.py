@@ -29,7 +29,9 @@ import os
 import re
 import secrets
 import shutil
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ Progress = Callable[[int, int, str], None]
 """``progress(done, total, stage)``: ``done`` of ``total`` items of ``stage`` are finished."""
 
 SPLITS: tuple[Split, ...] = ("train", "val")
+_THREADS = min(4, os.cpu_count() or 1)
 MNIST_CLASSES = [str(d) for d in range(10)]
 
 
@@ -77,7 +80,8 @@ class _Writer:
         self.root = root
         self.classes = classes
 
-    def add(self, item: Item) -> None:  # pragma: no cover - abstract
+    def add(self, item: Item) -> Path:  # pragma: no cover - abstract
+        """Write the item's annotation; returns where its image file goes."""
         raise NotImplementedError
 
     def close(self) -> None:  # pragma: no cover - abstract
@@ -94,9 +98,8 @@ class _Coco(_Writer):
             (root / "images" / split).mkdir(parents=True)
         (root / "annotations").mkdir()
 
-    def add(self, item: Item) -> None:
+    def add(self, item: Item) -> Path:
         file = item.name + item.suffix
-        item.save(self.root / "images" / item.split / file)
         image_id = self.next_image
         self.next_image += 1
         self.images[item.split].append({"id": image_id, "file_name": file, "width": item.width, "height": item.height})
@@ -116,6 +119,7 @@ class _Coco(_Writer):
                 }
             )
             self.next_box += 1
+        return self.root / "images" / item.split / file
 
     def close(self) -> None:
         categories = [{"id": k + 1, "name": name, "supercategory": ""} for k, name in enumerate(self.classes)]
@@ -136,9 +140,8 @@ class _Voc(_Writer):
         for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
             (root / folder).mkdir(parents=True)
 
-    def add(self, item: Item) -> None:
+    def add(self, item: Item) -> Path:
         file = item.name + item.suffix
-        item.save(self.root / "JPEGImages" / file)
         self.names[item.split].append(item.name)
         annotation = ET.Element("annotation")
         ET.SubElement(annotation, "folder").text = "JPEGImages"
@@ -161,6 +164,7 @@ class _Voc(_Writer):
                 ET.SubElement(bndbox, tag).text = number(coordinate)
         ET.indent(annotation)
         ET.ElementTree(annotation).write(self.root / "Annotations" / f"{item.name}.xml", encoding="utf-8")
+        return self.root / "JPEGImages" / file
 
     def close(self) -> None:
         for split in SPLITS:
@@ -176,8 +180,7 @@ class _Yolo(_Writer):
             for split in SPLITS:
                 (root / folder / split).mkdir(parents=True)
 
-    def add(self, item: Item) -> None:
-        item.save(self.root / "images" / item.split / (item.name + item.suffix))
+    def add(self, item: Item) -> Path:
         rows = []
         for box, label in zip(item.boxes, item.labels, strict=True):
             x1, y1, x2, y2 = (float(v) for v in box)
@@ -185,6 +188,7 @@ class _Yolo(_Writer):
             w, h = (x2 - x1) / item.width, (y2 - y1) / item.height
             rows.append(f"{int(label)} {cx:.8f} {cy:.8f} {w:.8f} {h:.8f}\n")
         (self.root / "labels" / item.split / f"{item.name}.txt").write_text("".join(rows))
+        return self.root / "images" / item.split / (item.name + item.suffix)
 
     def close(self) -> None:
         names = ", ".join(json.dumps(name) for name in self.classes)  # JSON strings are YAML scalars
@@ -212,10 +216,23 @@ def write_items(
     tmp.mkdir()
     try:
         writer = WRITERS[fmt](tmp, classes)
-        for done, item in enumerate(items, 1):
-            writer.add(item)
-            if progress is not None:
-                progress(done, total, "export")
+        # Images are encoded or copied in a thread pool (zlib and file I/O release the GIL) while
+        # this thread makes the next items; at most 4 per thread wait, holding their pixels.
+        pending: deque[Future[None]] = deque()
+        done = 0
+        with ThreadPoolExecutor(_THREADS) as pool:
+            for item in items:
+                pending.append(pool.submit(item.save, writer.add(item)))
+                while pending and (len(pending) > 4 * _THREADS or pending[0].done()):
+                    pending.popleft().result()
+                    done += 1
+                    if progress is not None:
+                        progress(done, total, "export")
+            while pending:
+                pending.popleft().result()
+                done += 1
+                if progress is not None:
+                    progress(done, total, "export")
         writer.close()
         if out.exists():
             out.rmdir()

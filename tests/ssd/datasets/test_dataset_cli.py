@@ -156,3 +156,17 @@ def test_export_a_registered_dataset(tmp_path: Path, data: Path, capsys: pytest.
     again = json.loads(ok(["datasets", "import", str(tmp_path / "y"), "--json"], capsys))
     assert again["images"] == 5 and again["classes"] == first["classes"] and again["name"] == "y"
     assert again["splits"]["val"] >= 1
+
+
+def test_ctrl_c_during_an_import_exits_130(
+    tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ssd.datasets.registry import Registry
+
+    def interrupted(self: Registry, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Registry, "import_dataset", interrupted)
+    (tmp_path / "src").mkdir()
+    assert main(["datasets", "import", str(tmp_path / "src")]) == 130
+    assert "interrupted: nothing was imported" in capsys.readouterr().err
