@@ -72,7 +72,9 @@ def loss_components(
     pred_clf, pred_loc = y_pred[..., :-4], y_pred[..., -4:]
 
     neg_mask = true_clf[..., -1]  # [I, P]
-    pos_mask = 1.0 - neg_mask
+    # The one-hot object scores; 1 - neg_mask for one-hot y_true (the notebook's), 0 for a prior
+    # an ignore region claims (all-zero scores: neither positive nor negative).
+    pos_mask = tf.reduce_sum(true_clf[..., :-1], axis=-1)
     pos_per = tf.reduce_sum(pos_mask, axis=-1)  # [I]
     neg_per = tf.minimum(pos_neg_ratio * pos_per, tf.reduce_sum(neg_mask, axis=-1))
     num_pos = tf.reduce_sum(pos_per)

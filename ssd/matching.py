@@ -4,7 +4,9 @@ Vectorised TensorFlow: one call handles a whole padded batch, so it runs inside 
 map (in parallel) or a compiled step, never as a Python loop over images.
 
 ``y_true`` layout (the notebook's): [..., P, num_classes + 1 + 4] = one-hot class scores with
-**background as the last class**, then the 4 encoded offsets (zeros for unmatched priors).
+**background as the last class**, then the 4 encoded offsets (zeros for unmatched priors). A
+prior that only an ignore region (a COCO crowd, a VOC difficult object) claims gets all-zero class
+scores: neither a positive nor a background prior, so the loss leaves it out.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from ssd.boxes import Variances, box_iou, encode
+
+IGNORE = -2  # the label of an ignore region in ``gt_labels`` (-1 is padding)
 
 
 def match(
@@ -34,7 +38,9 @@ def match(
 
     Args:
         gt_boxes: float32 [B, K, 4] pixel ``xyxy``, zero padded.
-        gt_labels: int32 [B, K] class in ``0..num_classes-1``, ``-1`` for padding.
+        gt_labels: int32 [B, K] class in ``0..num_classes-1``, ``-1`` for padding, :data:`IGNORE`
+            for an ignore region: a prior it overlaps by ``iou_threshold`` that no object claims
+            is ignored.
         priors: float32 [P, 4] pixel ``xyxy``.
         num_classes: number of object classes (background is extra).
 
@@ -45,8 +51,8 @@ def match(
     gt_labels = tf.convert_to_tensor(gt_labels, tf.int32)
     priors = tf.convert_to_tensor(priors, tf.float32)
     valid = gt_labels >= 0  # [B, K]
-    iou = box_iou(gt_boxes, priors)  # [B, K, P]
-    iou = tf.where(valid[..., None], iou, -1.0)
+    overlap = box_iou(gt_boxes, priors)  # [B, K, P]
+    iou = tf.where(valid[..., None], overlap, -1.0)
     best_gt = tf.argmax(iou, axis=1, output_type=tf.int32)  # [B, P]
     best_iou = tf.reduce_max(iou, axis=1)  # [B, P]
     positive = best_iou >= iou_threshold
@@ -68,7 +74,12 @@ def match(
     boxes = tf.gather(gt_boxes, best_gt, batch_dims=1)  # [B, P, 4]
     offsets = encode(boxes, priors, variances)
     offsets = tf.where(positive[..., None], offsets, 0.0)
-    return tf.concat([tf.one_hot(labels, num_classes + 1, dtype=tf.float32), offsets], axis=-1)
+    scores = tf.one_hot(labels, num_classes + 1, dtype=tf.float32)
+    # Background priors an ignore region claims lose their background score too.
+    ignore_iou = tf.reduce_max(tf.where((gt_labels == IGNORE)[..., None], overlap, -1.0), axis=1)  # [B, P]
+    ignored = tf.logical_and(tf.logical_not(positive), ignore_iou >= iou_threshold)  # [B, P]
+    scores = tf.where(ignored[..., None], 0.0, scores)
+    return tf.concat([scores, offsets], axis=-1)
 
 
 def best_prior_iou(gt_boxes: tf.Tensor, priors: tf.Tensor) -> tf.Tensor:

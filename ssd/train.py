@@ -245,11 +245,12 @@ class Trainer:
             num_images = min(num_images, len(self.val_data))
         sums = dict.fromkeys(LOSS_KEYS, 0.0)
         detections, gt_boxes, gt_labels = [], [], []
+        ignore: list[tuple[np.ndarray, np.ndarray]] = []
         bs = min(cfg.train.batch_size, 64)
         batches = 0
         for start in range(0, num_images, bs):
             n = min(bs, num_images - start)
-            images, boxes, labels, counts = self.val_data.batch(start, n)
+            images, boxes, labels, _ = self.val_data.batch(start, n)
             parts, y_pred = self._eval_step(tf.constant(images), self._targets(boxes, labels))
             for key in LOSS_KEYS:
                 sums[key] += float(parts[key])
@@ -262,10 +263,18 @@ class Trainer:
                 config=cfg.detect,
                 image_size=cfg.data.image_size,
             )
-            gt_boxes += [boxes[i, : counts[i]] for i in range(n)]
-            gt_labels += [labels[i, : counts[i]] for i in range(n)]
+            objects = labels >= 0  # an imported dataset's rows also hold its ignore regions
+            gt_boxes += [boxes[i][objects[i]] for i in range(n)]
+            gt_labels += [labels[i][objects[i]] for i in range(n)]
+            if isinstance(self.val_data, FileDataset):
+                ignore += [self.val_data.ignore_regions(start + i) for i in range(n)]
         result = coco_evaluate(
-            gt_boxes, gt_labels, detections, num_classes=cfg.model.num_classes, image_size=cfg.data.image_size
+            gt_boxes,
+            gt_labels,
+            detections,
+            num_classes=cfg.model.num_classes,
+            image_size=cfg.data.image_size,
+            ignore=ignore or None,
         )
         out: dict[str, Any] = {"step": self.step, "images": num_images, "time": time.time()}
         out.update({f"val_{k}": v / batches for k, v in sums.items()})

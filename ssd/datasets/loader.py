@@ -39,6 +39,7 @@ from ssd.datasets.records import DatasetIndex, ImageRecord, Split
 from ssd.datasets.registry import MNIST, DatasetNotFound, Registry
 
 DEFAULT_CACHE_BYTES = 2 << 30  # decoded images kept in memory: 2 GiB holds 5,000 640x480 photos
+IGNORE = -2  # ssd.matching.IGNORE: the label of an ignore region in a padded batch (-1 is padding)
 MIN_BOX_SIDE = 1.0  # pixels in the network input; a crop can leave slivers that teach nothing
 
 
@@ -68,8 +69,9 @@ class FileDataset:
         self.seed = seed
         self.num_classes = len(index.classes)
         self.class_names = list(index.classes)
-        # Zoom-out and crops never add boxes, so the most boxes of any image bounds every sample.
-        self.max_digits = max(1, max(len(r.labels) for r in self.records))
+        # Zoom-out and crops never add boxes, so the most boxes (ignore regions included) of any
+        # image bounds every sample's padded rows.
+        self.max_digits = max(1, max(len(r.labels) + len(r.ignore) for r in self.records))
         self._cache: dict[int, np.ndarray] = {}
         self._cache_left = cache_bytes
         self._lock = threading.Lock()
@@ -139,8 +141,17 @@ class FileDataset:
         return self._sample(index)[1]
 
     def batch(self, start: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Samples ``start .. start + size - 1`` padded as :func:`ssd.data.pad_samples` does."""
-        return pad_samples([self[start + i] for i in range(size)], self.max_digits)
+        """Samples ``start .. start + size - 1`` padded as :func:`ssd.data.pad_samples` does, each
+        image's ignore regions after its objects with the label :data:`IGNORE` (matching leaves
+        the priors they claim out of the loss); ``counts`` counts objects and regions."""
+        items = [self._sample(start + i) for i in range(size)]
+        rows = [
+            Sample(
+                s.image, np.concatenate([s.boxes, regions]), np.concatenate([s.labels, np.full(len(regions), IGNORE)])
+            )
+            for s, (regions, _) in items
+        ]
+        return pad_samples(rows, self.max_digits)
 
 
 def default_data_dir() -> Path:

@@ -199,3 +199,24 @@ def test_prediction_i_belongs_to_prior_i(aligned: tuple[np.ndarray, list[np.ndar
         layer, r, col, k = layout.layer[i], layout.row[i], layout.col[i], layout.shape[i]
         np.testing.assert_array_equal(out[:, i, :c], raw_clf[layer][:, r, col, k * c : (k + 1) * c])
         np.testing.assert_array_equal(out[:, i, c:], raw_loc[layer][:, r, col, k * 4 : (k + 1) * 4])
+
+
+def test_ignore_regions_take_priors_out_of_the_loss() -> None:
+    """Prior 0 is an object, prior 1 lies on an ignore region, prior 2 on nothing, prior 3 on both
+    (the object wins): only prior 1 gets all-zero class scores."""
+    from ssd.loss import loss_components
+    from ssd.matching import IGNORE
+
+    priors = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10]], np.float32)
+    gt = np.array([[[0, 0, 10, 10], [20, 0, 30, 10], [60, 0, 70, 10], [60, 0, 70, 10]]], np.float32)
+    labels = np.array([[1, IGNORE, 0, IGNORE]], np.int32)
+    y = match(gt, labels, priors, num_classes=2).numpy()[0]
+    np.testing.assert_array_equal(y[:, :3], [[0, 1, 0], [0, 0, 0], [0, 0, 1], [1, 0, 0]])
+    # With the ignored prior predicted confidently wrong, the loss must not change.
+    logits = np.zeros((1, 4, 7), np.float32)
+    parts = loss_components(y[None], logits, from_logits=True)
+    logits[0, 1, :3] = [9.0, 9.0, -9.0]
+    same = loss_components(y[None], logits, from_logits=True)
+    assert float(parts["num_pos"]) == 2 and float(parts["num_neg"]) == 1  # prior 2 only: min(3 * 2, 1)
+    for key in ("pos_clf", "neg_clf", "loc", "total"):
+        assert float(same[key]) == pytest.approx(float(parts[key]))

@@ -68,7 +68,8 @@ def test_letterbox_and_the_batch_interface(tmp_path: Path) -> None:
     np.testing.assert_allclose(data[1].boxes, [[35, 35, 55, 55]])
     images, boxes, labels, counts = data.batch(0, 2)
     assert images.shape == (2, 100, 100, 3) and boxes.shape == (2, data.max_digits, 4)
-    assert counts.tolist() == [1, 1] and labels[:, 0].tolist() == [2, 0]
+    # Each image: its object, then its ignore region with the label matching leaves out (-2).
+    assert counts.tolist() == [2, 2] and labels[:, :2].tolist() == [[2, -2], [0, -2]]
 
 
 def test_augmented_samples_are_reproducible_and_keep_boxes_on_their_colour(tmp_path: Path) -> None:
