@@ -95,12 +95,14 @@ class Broadcaster:
         coalesce_s_per_client: float = 0.001,
         max_coalesce_s: float = 0.25,
         ping_s: float = 15.0,
-        max_replays: int = 2,
+        max_reads: int = 1,
     ) -> None:
         self.max_queue = max_queue
-        # Streams reading the log at the same time: the rest wait, so that a thousand clients
-        # connecting at once leave the thread pool (and the GIL) to the other requests.
-        self.replay_slots = asyncio.Semaphore(max_replays)
+        # Streams reading the store at the same time (a job's existence, the head of its log, a
+        # page of it): the rest wait their turn, so that a thousand clients connecting at once
+        # leave the thread pool to the other requests. One at a time measured best: more only
+        # fight over the GIL.
+        self.reads = asyncio.Semaphore(max_reads)
         self.coalesce_s_per_client = coalesce_s_per_client
         self.max_coalesce_s = max_coalesce_s
         self.ping_s = ping_s
@@ -234,7 +236,8 @@ async def event_stream(
     """
     sub = broadcaster.subscribe(job_id)
     try:
-        head = await run_in_threadpool(store.replay_head, job_id)
+        async with broadcaster.reads:
+            head = await run_in_threadpool(store.replay_head, job_id)
         if head is None:
             return  # deleted
         status, last_seq, status_seq = head
@@ -243,7 +246,7 @@ async def event_stream(
         )
         cursor = last_seq if live_only else after_seq
         while cursor < last_seq:  # the replay, a page at a time
-            async with broadcaster.replay_slots:
+            async with broadcaster.reads:
                 rows = await run_in_threadpool(read, after_seq=cursor, limit=REPLAY_PAGE)
             if rows:
                 yield b"".join(_frame(*row) for row in rows)

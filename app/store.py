@@ -87,7 +87,7 @@ events = sa.Table(
 JOB_COLUMNS = [c.name for c in jobs.columns if c.name != "event_seq"]
 
 POOL_SIZE = 8  # SQLite connections the server keeps open (2 file descriptors each: the file and its WAL)
-REPLAY_PAGE = 1000  # events a stream reads from the log at a time
+REPLAY_PAGE = 250  # events a stream reads from the log at a time
 
 
 def _compact_json(value: Any) -> str:

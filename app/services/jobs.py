@@ -106,7 +106,9 @@ class JobService:
         self, job_id: str, *, after_seq: int = 0, after_step: int | None = None, live_only: bool = False
     ) -> AsyncIterator[bytes]:
         """The job's Server-Sent Events stream (:func:`app.events.event_stream`); :class:`NotFound` at once."""
-        if await run_in_threadpool(self.store.get_job, job_id) is None:
+        async with self.broadcaster.reads:  # a turn among the streams' reads of the store
+            found = await run_in_threadpool(self.store.replay_head, job_id)
+        if found is None:
             raise NotFound(f"no job {job_id}")
         return event_stream(
             self.store, self.broadcaster, job_id, after_seq=after_seq, after_step=after_step, live_only=live_only
