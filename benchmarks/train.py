@@ -120,8 +120,8 @@ class NaiveRun:
 class TrainerRun:
     """One :class:`ssd.train.Trainer`; each :meth:`measure` is one ``fit`` call continuing it."""
 
-    def __init__(self, config: Config, out_dir: str) -> None:
-        self.trainer = Trainer(config, out_dir)
+    def __init__(self, config: Config, out_dir: str, data_dir: Path | None = None) -> None:
+        self.trainer = Trainer(config, out_dir, data_dir=data_dir)
         # Trainer.fit evaluates (val loss + COCO mAP) at its last step. That happens after the
         # last on_step timestamp, so it would not bias the timing, but it costs time: skip it.
         self.trainer.evaluate = lambda num_images: {"step": self.trainer.step}  # type: ignore[method-assign]

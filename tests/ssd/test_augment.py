@@ -6,9 +6,8 @@ outside it, up to one pixel of interpolation at the edges)."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from ssd.augment import Augmentation, augment, expand, hflip, hsv_to_rgb, photometric, random_crop, resize, rgb_to_hsv
+from ssd.augment import Augmentation, augment, colour_matrix, expand, hflip, photometric, random_crop, resize
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
 
@@ -106,8 +105,13 @@ def test_photometric_changes_colours_only() -> None:
     assert sum(not np.array_equal(o, image) for o in outs) >= 25  # four coin flips: almost always a change
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_hsv_round_trip(seed: int) -> None:
-    rgb = np.random.default_rng(seed).random((50, 3))
-    np.testing.assert_allclose(hsv_to_rgb(rgb_to_hsv(rgb)), rgb, atol=1e-9)
-    np.testing.assert_allclose(rgb_to_hsv(np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]))[:, 0], [0, 1 / 3, 2 / 3])
+def test_colour_matrix_keeps_grey_and_turns_by_the_angle() -> None:
+    np.testing.assert_allclose(colour_matrix(1.0, 0.0), np.eye(3), atol=1e-6)
+    grey = np.array([90.0, 90.0, 90.0])
+    for saturation, hue in ((0.5, 0.0), (1.5, 18.0), (1.0, -18.0)):
+        np.testing.assert_allclose(colour_matrix(saturation, hue) @ grey, grey, atol=1e-3)  # no chroma: unchanged
+    red = np.array([200.0, 40.0, 40.0])
+    flat = colour_matrix(0.0, 0.0) @ red  # saturation 0: the luma, 0.299 R + 0.587 G + 0.114 B, in every channel
+    np.testing.assert_allclose(flat, [0.299 * 200 + 0.587 * 40 + 0.114 * 40] * 3, atol=1e-3)
+    # Two turns of 9 degrees make one of 18; a turn keeps the chroma's length (saturation).
+    np.testing.assert_allclose(colour_matrix(1.0, 9.0) @ colour_matrix(1.0, 9.0), colour_matrix(1.0, 18.0), atol=1e-5)
