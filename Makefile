@@ -35,6 +35,7 @@ bench: venv
 	$(VENV)/bin/python -m benchmarks.detect
 	$(VENV)/bin/python -m benchmarks.eval_memory
 	$(VENV)/bin/python -m benchmarks.datasets_import
+	$(VENV)/bin/python -m benchmarks.file_pipeline
 
 lint: venv
 	$(VENV)/bin/ruff check .
