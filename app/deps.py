@@ -16,6 +16,7 @@ from app.services.datasets import DatasetService
 from app.services.inference import DetectionService
 from app.services.jobs import JobService
 from app.services.priors import PriorService
+from app.services.registry import RegistryService
 from app.settings import Settings
 
 
@@ -33,5 +34,7 @@ SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
 JobsDep = Annotated[JobService, Depends(from_state("jobs"))]
 DatasetsDep = Annotated[DatasetService, Depends(from_state("datasets"))]
 PriorsDep = Annotated[PriorService, Depends(from_state("priors"))]
+# The dataset registry: imported datasets, uploads and their imports (a background thread).
+RegistryDep = Annotated[RegistryService, Depends(from_state("registry"))]
 # The detections viewer's service: loads TensorFlow on the first detector it needs.
 InferenceDep = Annotated[DetectionService, Depends(from_state("inference"))]

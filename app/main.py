@@ -29,6 +29,7 @@ from app.services.datasets import DatasetService
 from app.services.inference import DetectionService
 from app.services.jobs import JobService
 from app.services.priors import PriorService
+from app.services.registry import RegistryService
 from app.settings import Settings, byte_size
 from app.store import JobStore
 
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.jobs = JobService(runner=runner, store=store, broadcaster=broadcaster, settings=settings)
         app.state.datasets = DatasetService(app.state.jobs)
         app.state.priors = PriorService(app.state.datasets, settings)
+        app.state.registry = RegistryService(app.state.jobs, settings)
+        await run_in_threadpool(app.state.registry.start)  # sweeps what a stopped server left
         app.state.inference = DetectionService(
             settings.jobs_dir, max_upload_bytes=settings.max_upload_bytes, max_eval_images=settings.max_eval_images
         )
@@ -73,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.registry.close()
             await run_in_threadpool(runner.stop)
             broadcaster.close_all()
             store.close()
@@ -97,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         token=token,
         max_body=settings.max_body_bytes,
         max_upload=settings.max_upload_bytes,
+        upload_limits={"/api/datasets": settings.max_dataset_bytes},
         cors_origins=settings.cors_origins,
         hosts=security.allowed_hosts(settings.host, settings.allowed_hosts),
     )

@@ -8,8 +8,9 @@ One rule, by method and path, so routes added later are covered without touching
   ``HEAD``, the event streams, the pages, ``/healthz``) stay open, the expensive ones
   (detections, evaluation) included: they change nothing. The check runs before the body is read.
 - **Body size.** A request body larger than ``max_body_bytes`` (1 MiB; ``multipart/form-data``:
-  ``max_upload_bytes`` + a little for the form's framing) is a 413, by ``Content-Length`` up front
-  and by counting the streamed bytes when there is none (chunked uploads).
+  ``max_upload_bytes`` + a little for the form's framing, or the route's own limit for the routes
+  given one, e.g. ``POST /api/datasets``: ``max_dataset_bytes``) is a 413, by ``Content-Length`` up
+  front and by counting the streamed bytes when there is none (chunked uploads).
 - **Binding.** Without a token the server binds to loopback only; :func:`check_bind` refuses a
   non-loopback host unless the operator passes ``--insecure``.
 - **Host.** Only the expected ``Host`` values are served (400 otherwise): the loopback names when
@@ -35,7 +36,7 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -114,17 +115,23 @@ class BodyTooLarge(HTTPException):
 
 
 class BodySizeLimitMiddleware:
-    """413 for a body over the limit: ``max_upload`` for multipart forms, ``max_body`` otherwise."""
+    """413 for a body over the limit: ``max_upload`` for multipart forms (or the route's own
+    limit, ``upload_limits[path]``), ``max_body`` otherwise."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int, max_upload: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int, max_upload: int, upload_limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.max_upload = max_upload + MULTIPART_SLACK
+        self.upload_limits = {path: limit + MULTIPART_SLACK for path, limit in (upload_limits or {}).items()}
 
-    def limit_of(self, headers: Headers) -> int:
-        """The byte limit of a request with these headers."""
+    def limit_of(self, headers: Headers, path: str = "") -> int:
+        """The byte limit of a request with these headers to ``path`` (without the mount prefix)."""
         content_type = headers.get("content-type", "").lower()
-        return self.max_upload if content_type.startswith("multipart/form-data") else self.max_body
+        if not content_type.startswith("multipart/form-data"):
+            return self.max_body
+        return self.upload_limits.get(path, self.max_upload)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,7 +143,7 @@ class BodySizeLimitMiddleware:
             # No body (a GET, an event stream): nothing to count, so no wrappers on every send.
             await self.app(scope, receive, send)
             return
-        limit = self.limit_of(headers)
+        limit = self.limit_of(headers, _route_path(scope))
         if declared is not None:
             if not declared.isdigit():
                 await _send_json(send, 400, "Content-Length must be a non-negative integer")
@@ -327,10 +334,12 @@ def install(
     max_upload: int,
     cors_origins: list[str],
     hosts: list[str],
+    upload_limits: Mapping[str, int] | None = None,
 ) -> None:
     """Add the middleware, outermost first: Host check, HEAD, CORS (when configured), cross-site
-    and content-type checks, the token, the size limit."""
-    app.add_middleware(BodySizeLimitMiddleware, max_body=max_body, max_upload=max_upload)
+    and content-type checks, the token, the size limit (``upload_limits``: path -> byte limit of
+    the multipart upload routes whose limit is not ``max_upload``)."""
+    app.add_middleware(BodySizeLimitMiddleware, max_body=max_body, max_upload=max_upload, upload_limits=upload_limits)
     if token:
         app.add_middleware(BearerTokenMiddleware, token=token)
     app.add_middleware(CrossSiteMiddleware, trusted_origins=cors_origins, openapi=lambda: app.openapi())

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         5 << 20, ge=1, description="Largest body of an upload route (multipart) in bytes; larger is 413."
     )
+    max_dataset_bytes: int = Field(
+        2 << 30,
+        ge=1,
+        description="Largest dataset .zip uploaded to POST /api/datasets in bytes (only that route); larger is 413.",
+    )
+    max_dataset_unpacked_bytes: int = Field(
+        16 << 30, ge=1, description="Most bytes an uploaded dataset .zip may unpack to; more fails the import."
+    )
     max_eval_images: int = Field(
         1000, ge=1, description="Most validation images one evaluation request may ask for (n); more is 422."
     )

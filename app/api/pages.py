@@ -1,5 +1,6 @@
 """Every HTML page and the static files they load: jobs list, new-job form, job page, detections
-viewer, dataset browser, one dataset image, prior explorer.
+viewer, datasets (list and upload, one dataset's report, one problem of it), dataset browser,
+one dataset image, prior explorer.
 
 The pages are thin shells: templates render the layout and the JavaScript modules in
 ``static/js`` fetch everything else from the JSON API, so a page never disagrees with the API.
@@ -31,9 +32,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.api.datasets import IndexPath
-from app.deps import JobsDep
+from app.deps import JobsDep, RegistryDep, SettingsDep
 from app.figures.dataset import CLASS_COLORS
 from app.services.datasets import Split
+from app.settings import byte_size
 
 # app/templates and app/static are symlinks to the repository's templates/ and static/, so the
 # same lookup works in a checkout, an editable install and a built wheel (which copies them into
@@ -83,6 +85,32 @@ def job_page(request: Request, job_id: str) -> HTMLResponse:
 def detections_page(request: Request, job_id: str) -> HTMLResponse:
     """A job's detections over validation images, its evaluation and an upload form."""
     return _page(request, "detections.html", active="jobs", title=f"Detections · job {job_id}", job_id=job_id)
+
+
+@router.get("/datasets", response_class=HTMLResponse)
+def datasets_page(request: Request, settings: SettingsDep) -> HTMLResponse:
+    """The datasets: a table, and the upload form with its progress bar."""
+    limit = byte_size(settings.max_dataset_bytes)
+    return _page(request, "datasets.html", active="datasets", title="Datasets", max_dataset=limit)
+
+
+@router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
+async def dataset_report_page(request: Request, dataset_id: str, registry: RegistryDep) -> HTMLResponse:
+    """One dataset: its counts, classes and validation report (404 for an unknown dataset)."""
+    meta = await run_in_threadpool(registry.summary, dataset_id)
+    title = f"Dataset {meta['name']}"
+    return _page(request, "dataset_report.html", active="datasets", title=title, dataset_id=dataset_id)
+
+
+@router.get("/datasets/{dataset_id}/problems/{index}", response_class=HTMLResponse)
+async def dataset_problem_page(
+    request: Request, dataset_id: str, index: IndexPath, registry: RegistryDep
+) -> HTMLResponse:
+    """One problem of a dataset's report over its image."""
+    meta = await run_in_threadpool(registry.summary, dataset_id)
+    title = f"Problem {index} · {meta['name']}"
+    context = {"dataset_id": dataset_id, "index": index}
+    return _page(request, "dataset_problem.html", active="datasets", title=title, **context)
 
 
 @router.get("/dataset", response_class=HTMLResponse)

@@ -1,4 +1,5 @@
-"""Figures of the dataset browser: an image with its ground truth, and the split's statistics.
+"""Figures of the dataset browser: an image with its ground truth, the split's statistics, and
+one problem of an import's validation report over its image.
 
 Boxes are scatter traces (closed outlines, ``hoveron="fills"``) so that hovering anywhere in a
 box names it; the image trace spans pixel edges ``0..W`` so pixel ``xyxy`` boxes sit exactly
@@ -110,33 +111,115 @@ def image_layout(width: int, height: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-def gt_hover(label: int, box: Sequence[float]) -> str:
+IGNORE_COLOR = "#9ca3af"  # crowd / difficult regions: neither rewarded nor punished
+DROPPED_COLOR = "#dc2626"
+CLIPPED_COLOR = "#f59e0b"
+
+
+def class_name(label: int, class_names: Sequence[str] | None) -> str:
+    """``digit 7`` for the generator (no names), else the dataset's class name."""
+    if class_names is None:
+        return f"digit {label}"
+    return class_names[label] if 0 <= label < len(class_names) else f"class {label}"
+
+
+def gt_hover(label: int, box: Sequence[float], class_names: Sequence[str] | None = None) -> str:
     """``digit 7 · [12, 30, 40, 66] · 28x36 px``."""
     x1, y1, x2, y2 = (float(v) for v in box)
-    return f"digit {label}<br>box [{x1:g}, {y1:g}, {x2:g}, {y2:g}]<br>{x2 - x1:g}x{y2 - y1:g} px"
+    return f"{class_name(label, class_names)}<br>box [{x1:g}, {y1:g}, {x2:g}, {y2:g}]<br>{x2 - x1:g}x{y2 - y1:g} px"
 
 
-def sample_figure(source: str, boxes: np.ndarray, labels: np.ndarray, *, width: int, height: int) -> go.Figure:
-    """An image with its ground-truth boxes, coloured by class, labelled, hover: class, box, size."""
-    data = [image_trace(source)]
-    annotations = []
+def _tag(box: Sequence[float], text: str, color: str) -> dict[str, Any]:
+    """A small label at a box's top-left corner."""
+    return {
+        "x": box[0],
+        "y": box[1],
+        "text": text,
+        "showarrow": False,
+        "xanchor": "left",
+        "yanchor": "bottom",
+        "font": {"color": "#ffffff", "size": 11},
+        "bgcolor": color,
+        "borderpad": 1,
+    }
+
+
+def _ground_truth(
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str] | None,
+    ignore: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Box traces and labels of the ground truth, ignore regions dashed grey."""
+    data, annotations = [], []
     for box, label in zip(boxes.tolist(), labels.tolist(), strict=True):
         color = class_color(label)
-        data.append(box_trace(box, color=color, hover=gt_hover(label, box), name=f"digit {label}"))
-        annotations.append(
-            {
-                "x": box[0],
-                "y": box[1],
-                "text": str(label),
-                "showarrow": False,
-                "xanchor": "left",
-                "yanchor": "bottom",
-                "font": {"color": "#ffffff", "size": 11},
-                "bgcolor": color,
-                "borderpad": 1,
-            }
-        )
+        name = class_name(label, class_names)
+        data.append(box_trace(box, color=color, hover=gt_hover(label, box, class_names), name=name))
+        annotations.append(_tag(box, str(label) if class_names is None else name, color))
+    if ignore is not None:
+        for box, label in zip(ignore[0].tolist(), ignore[1].tolist(), strict=True):
+            hover = "ignore region (crowd / difficult)<br>" + gt_hover(label, box, class_names)
+            data.append(box_trace(box, color=IGNORE_COLOR, hover=hover, name="ignore region", dash="dot", width=1.5))
+    return data, annotations
+
+
+def sample_figure(
+    source: str,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    *,
+    width: int,
+    height: int,
+    class_names: Sequence[str] | None = None,
+    ignore: tuple[np.ndarray, np.ndarray] | None = None,
+) -> go.Figure:
+    """An image with its ground-truth boxes, coloured by class, labelled, hover: class, box, size.
+
+    ``class_names`` label the boxes with names (an imported dataset's) instead of digits;
+    ``ignore`` (boxes [M, 4], classes [M]) adds crowd and difficult regions, dotted grey."""
+    traces, annotations = _ground_truth(boxes, labels, class_names, ignore)
+    data = [image_trace(source), *traces]
     return go.Figure(data=data, layout=image_layout(width, height, annotations=annotations), _validate=False)
+
+
+def problem_figure(
+    source: str,
+    *,
+    width: int,
+    height: int,
+    shown_width: int,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    ignore: tuple[np.ndarray, np.ndarray],
+    problem_box: Sequence[float] | None,
+    title: str,
+    kept: bool,
+) -> go.Figure:
+    """An imported image at its own size (``width`` x ``height`` px; ``source`` may be shrunk to
+    ``shown_width`` px wide) with its kept boxes and the problem's box as written, in pixel
+    ``xyxy``: dashed red when it was dropped, dashed amber when kept (clipped, crowd, ...). The
+    axes widen to show a box that reaches past the image."""
+    traces, annotations = _ground_truth(boxes, labels, class_names, ignore)
+    scale = width / max(1, shown_width)
+    image = {**image_trace(source), "x0": scale / 2, "y0": scale / 2, "dx": scale, "dy": scale}
+    data = [image, *traces]
+    x_range, y_range = [0.0, float(width)], [float(height), 0.0]
+    if problem_box is not None:
+        color = CLIPPED_COLOR if kept else DROPPED_COLOR
+        x1, y1, x2, y2 = (float(v) for v in problem_box)
+        hover = f"{title}<br>as written: [{x1:.6g}, {y1:.6g}, {x2:.6g}, {y2:.6g}]"
+        lo_x, hi_x, lo_y, hi_y = min(x1, x2), max(x1, x2), min(y1, y2), max(y1, y2)
+        outline_box = [lo_x, lo_y, max(hi_x, lo_x + 0.5), max(hi_y, lo_y + 0.5)]  # a degenerate box stays visible
+        data.append(box_trace(outline_box, color=color, hover=hover, name=title, dash="dash", width=3, fill_alpha=0.15))
+        annotations.append(_tag(outline_box, title, color))
+        margin = 0.03 * max(width, height)
+        x_range = [min(0.0, lo_x - margin), max(float(width), hi_x + margin)]
+        y_range = [max(float(height), hi_y + margin), min(0.0, lo_y - margin)]
+    layout = image_layout(width, height, annotations=annotations)
+    layout["xaxis"]["range"], layout["yaxis"]["range"] = x_range, y_range
+    return go.Figure(data=data, layout=layout, _validate=False)
 
 
 def _bar(x: Sequence[Any], y: Sequence[Any], *, name: str, color: str, **extra: Any) -> dict[str, Any]:
@@ -163,8 +246,10 @@ def stats_figures(
     labels: np.ndarray,
     num_classes: int,
     bin_px: int = 4,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, go.Figure]:
-    """Objects per image, box width and height histograms, class counts."""
+    """Objects per image, box width and height histograms, class counts (by name when
+    ``class_names``, else by digit)."""
     per_image = np.bincount(counts, minlength=int(counts.max(initial=0)) + 1)
     top = int(max(widths.max(initial=1), heights.max(initial=1)))
     edges = np.arange(0, top + bin_px + 1, bin_px)
@@ -172,6 +257,8 @@ def stats_figures(
     h_hist, _ = np.histogram(heights, edges)
     centres = (edges[:-1] + bin_px / 2).tolist()
     classes = np.bincount(labels, minlength=num_classes)
+    names = [str(c) for c in range(num_classes)] if class_names is None else list(class_names)
+    class_title = "class (digit)" if class_names is None else "class"
     return {
         "objects": go.Figure(
             data=[_bar(range(per_image.size), per_image.tolist(), name="images", color="#2563eb")],
@@ -189,7 +276,7 @@ def stats_figures(
         "classes": go.Figure(
             data=[
                 _bar(
-                    [str(c) for c in range(num_classes)],
+                    names,
                     classes.tolist(),
                     name="boxes",
                     color="#2563eb",
@@ -197,7 +284,7 @@ def stats_figures(
                 )
             ],
             layout=_chart_layout(
-                "class (digit)", "boxes", xaxis={"title": {"text": "class (digit)"}, "type": "category"}
+                class_title, "boxes", xaxis={"title": {"text": class_title}, "type": "category", "automargin": True}
             ),
             _validate=False,
         ),

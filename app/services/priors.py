@@ -20,10 +20,10 @@ from app.domain import Invalid
 from app.figures.priors import coverage_figures, explore_figure, selection_shapes
 from app.images import data_url
 from app.services import configs
-from app.services.datasets import DatasetService, Split, check_index, image_url
+from app.services.datasets import DatasetService, Split, image_url
 from app.settings import Settings
 from ssd.config import Config, PriorConfig
-from ssd.coverage import BUCKET_LABELS, assign, coverage, dataset_boxes, describe, quantiles, size_bucket
+from ssd.coverage import BUCKET_LABELS, assign, coverage, describe, quantiles, size_bucket
 from ssd.geometry import iou
 from ssd.priors import PriorLayout, make_priors
 
@@ -128,7 +128,7 @@ class PriorService:
     ) -> dict[str, Any]:
         """Matched priors per ground truth, unmatched ground truths, a cell's priors, every layer and the figure."""
         started = time.perf_counter()
-        check_index(config, split, index)
+        self.datasets.check_index(config, split, index)  # the generator's or an imported dataset's split
         size = config.data.image_size
         layout = self.layout(config.priors, size)
         layers = layers_of(config, layout)
@@ -218,7 +218,7 @@ class PriorService:
     def coverage(self, config: Config, split: Split, n: int) -> dict[str, Any]:
         """The coverage report of a config over images ``0..n-1`` of a split: numbers, words, figures."""
         started = time.perf_counter()
-        data = dataset_boxes(config, split, n)
+        data = self.datasets.boxes(config, split, n)  # the generator's or an imported dataset's boxes
         layout = self.layout(config.priors, config.data.image_size)
         report = coverage(
             data,

@@ -29,6 +29,8 @@ PAGES = {
         "/jobs/{job}/detections",
         ["#det-root[data-ready=true]", ".det-plot .main-svg", "#eval-card[data-ready=true]"],
     ),
+    "datasets": ("/datasets", ["#datasets-body[data-ready=true]"]),
+    "dataset_mnist": ("/datasets/mnist", ["#report-root[data-ready=true]"]),
     "dataset": ("/dataset", ["#thumbs[data-ready=true]", "#stats-classes .main-svg"]),
     "dataset_image": ("/dataset/val/3", ["#image-root[data-ready=true]", "#image-figure .main-svg"]),
     "priors": ("/priors", ["#priors-root[data-ready=true]", "#prior-figure .main-svg", "#coverage-buckets .main-svg"]),

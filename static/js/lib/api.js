@@ -26,7 +26,7 @@ function describeError(status, body) {
 const TOKEN_KEY = "ssdboard.token";
 const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
-function storedToken() {
+export function storedToken() {
   try {
     return sessionStorage.getItem(TOKEN_KEY);
   } catch {
@@ -34,7 +34,7 @@ function storedToken() {
   }
 }
 
-function storeToken(token) {
+export function storeToken(token) {
   try {
     if (token) sessionStorage.setItem(TOKEN_KEY, token);
     else sessionStorage.removeItem(TOKEN_KEY);
