@@ -68,7 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = RegistryService(app.state.jobs, settings)
         await run_in_threadpool(app.state.registry.start)  # sweeps what a stopped server left
         app.state.inference = DetectionService(
-            settings.jobs_dir, max_upload_bytes=settings.max_upload_bytes, max_eval_images=settings.max_eval_images
+            settings.jobs_dir,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_eval_images=settings.max_eval_images,
+            data_dir=settings.data_dir,
         )
         loop = asyncio.get_running_loop()
         app.state.end_streams = lambda: loop.call_soon_threadsafe(broadcaster.close_all)

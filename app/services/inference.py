@@ -34,7 +34,7 @@ from app.figures.evaluation import confusion_figure, image_figure, pr_figure
 from app.images import MAX_UPLOAD_PIXELS, data_url, decode_upload, letterbox
 from ssd.checkpoint import WEIGHTS_FILE
 from ssd.config import Config
-from ssd.data import for_config
+from ssd.datasets.loader import FileDataset, for_config
 from ssd.evaluate import coco_evaluate, confusion_matrix, match_detections
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 Split = Literal["val", "train"]
 IOU_THRESHOLD = 0.5  # the viewer's and the confusion matrix's match threshold (COCO's AP50)
 T = TypeVar("T")
+# Ground truth (boxes, labels) per image, detections, ignore regions per image (imported data).
+Predicted = tuple[list[tuple[np.ndarray, np.ndarray]], list["Detections"], list[tuple[np.ndarray, np.ndarray]] | None]
 
 
 class Predictor(Protocol):
@@ -72,9 +74,18 @@ def load_detector(directory: Path) -> Predictor:
     return Detector.from_checkpoint(directory)
 
 
-def dataset(config: Config, split: Split) -> DetectionDataset:
-    """The job's training or validation generator, exactly as training used it."""
-    return for_config(config, split)
+def dataset(config: Config, split: Split, data_dir: Path | None = None) -> DetectionDataset | FileDataset:
+    """The job's training or validation data as training used it: the generator, or the imported
+    dataset from the registry in ``data_dir`` (unaugmented: the viewer shows images, not samples)."""
+    return for_config(config, split, data_dir, augment=False)
+
+
+def split_size(config: Config, data: DetectionDataset | FileDataset, split: Split) -> int | None:
+    """Images of a split: an imported split's length, the generator's ``data.val_images``, or
+    None for the generator's endless training split."""
+    if isinstance(data, FileDataset):
+        return len(data)
+    return config.data.val_images if split == "val" else None
 
 
 @dataclass(frozen=True)
@@ -132,9 +143,11 @@ class DetectionService:
         max_upload_bytes: int,
         max_upload_pixels: int = MAX_UPLOAD_PIXELS,
         max_eval_images: int = 1000,
+        data_dir: Path | None = None,
         cache_size: int = 4,
     ) -> None:
         self.jobs_dir = jobs_dir
+        self.data_dir = jobs_dir.parent if data_dir is None else data_dir
         self.max_eval_images = max_eval_images
         self.max_upload_bytes = max_upload_bytes
         self.max_upload_pixels = max_upload_pixels
@@ -189,12 +202,11 @@ class DetectionService:
         with self._infer_lock:
             return list(detector.predict(images, batch_size=batch_size(images.shape[1] * images.shape[2])))
 
-    def _run(
-        self, detector: Predictor, config: Config, split: Split, indices: Sequence[int]
-    ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[Detections]]:
-        """Ground truth ``(boxes, labels)`` and detections of images ``indices``, generated and
-        predicted a bounded batch at a time: no more than one batch of images is ever in memory."""
-        ds = dataset(config, split)
+    def _run(self, detector: Predictor, config: Config, split: Split, indices: Sequence[int]) -> Predicted:
+        """Ground truth ``(boxes, labels)``, detections and (for an imported dataset) ignore regions
+        of images ``indices``, read and predicted a bounded batch at a time: no more than one batch
+        of images is ever in memory."""
+        ds = dataset(config, split, self.data_dir)
         step = batch_size(config.data.image_size**2)
         truth: list[tuple[np.ndarray, np.ndarray]] = []
         dets: list[Detections] = []
@@ -202,7 +214,8 @@ class DetectionService:
             samples = [ds[i] for i in indices[start : start + step]]
             truth.extend((s.boxes, s.labels) for s in samples)
             dets.extend(self._predict(detector, np.stack([s.image for s in samples])))
-        return truth, dets
+        ignore = [ds.ignore_regions(i) for i in indices] if isinstance(ds, FileDataset) else None
+        return truth, dets, ignore
 
     # ------------------------------------------------------------------ validation images
     def detections(
@@ -219,11 +232,11 @@ class DetectionService:
         ckpt = self.checkpoint(job)
         detector = self.detector(ckpt)
         config = detector.config
-        total = config.data.val_images if split == "val" else None
+        total = split_size(config, dataset(config, split, self.data_dir), split)
         stop = offset + limit if total is None else min(offset + limit, total)
         indices = list(range(offset, max(stop, offset)))
 
-        truth, dets = self._predictions.get_or_make(
+        truth, dets, _ = self._predictions.get_or_make(
             (ckpt.key, split, offset, limit), lambda: self._run(detector, config, split, indices)
         )
         size = config.data.image_size
@@ -260,15 +273,21 @@ class DetectionService:
         ckpt = self.checkpoint(job)
         detector = self.detector(ckpt)
         config = detector.config
-        if n > config.data.val_images:
-            raise NotFound(f"n = {n} exceeds the job's validation set (data.val_images = {config.data.val_images})")
+        available = split_size(config, dataset(config, "val", self.data_dir), "val")
+        if available is not None and n > available:
+            raise NotFound(f"n = {n} exceeds the job's validation set ({available} images)")
 
         def evaluate() -> dict[str, Any]:
             start = time.perf_counter()
-            truth, dets = self._run(detector, config, "val", range(n))
+            truth, dets, ignore = self._run(detector, config, "val", range(n))
             gt_boxes, gt_labels = [b for b, _ in truth], [lab for _, lab in truth]
             result = coco_evaluate(
-                gt_boxes, gt_labels, dets, num_classes=config.model.num_classes, image_size=config.data.image_size
+                gt_boxes,
+                gt_labels,
+                dets,
+                num_classes=config.model.num_classes,
+                image_size=config.data.image_size,
+                ignore=ignore,
             )
             return {"gt": (gt_boxes, gt_labels), "dets": dets, "result": result, "seconds": time.perf_counter() - start}
 

@@ -367,6 +367,7 @@ class RegistryService:
                 val_fraction=item.val_fraction,
                 max_unpacked_bytes=self.settings.max_dataset_unpacked_bytes,
                 progress=progress,
+                dataset_id=item.id,  # the id the 202 answered is the dataset's for good
             )
         except (DatasetError, RegistryError) as exc:
             item.error, item.status = str(exc), "failed"

@@ -159,10 +159,12 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("SSDBOARD_DATA_DIR", "data"))
 
 
-def for_config(config: Config, split: Split, data_dir: Path | None = None) -> DetectionDataset | FileDataset:
+def for_config(
+    config: Config, split: Split, data_dir: Path | None = None, *, augment: bool = True
+) -> DetectionDataset | FileDataset:
     """The data of one split of a training config: the generator for ``mnist``, else the imported
     dataset ``config.data.dataset`` from the registry in ``data_dir`` (training images augmented
-    by ``config.augment``, seeded with ``config.seed``).
+    by ``config.augment`` unless ``augment`` is False, seeded with ``config.seed``).
 
     Raises:
         ConfigError: ``data.dataset`` names no dataset, or ``model.num_classes`` disagrees with it.
@@ -187,7 +189,9 @@ def for_config(config: Config, split: Split, data_dir: Path | None = None) -> De
         split,
         image_size=config.data.image_size,
         resize_mode=config.data.resize,
-        augmentation=Augmentation(photometric=a.photometric, expand=a.expand, crop=a.crop, flip=a.flip),
+        augmentation=Augmentation(photometric=a.photometric, expand=a.expand, crop=a.crop, flip=a.flip)
+        if augment
+        else None,
         seed=config.seed,
     )
 

@@ -241,8 +241,12 @@ class Registry:
         max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES,
         progress: Progress | None = None,
         reader: Callable[[Path, str], RawDataset] | None = None,
+        dataset_id: str | None = None,
     ) -> dict[str, Any]:
         """Read, validate, split and register a dataset; returns its meta (``status: ready``).
+
+        ``dataset_id`` (12 hex digits) is the id to register it under — the server hands out the
+        id when an upload arrives, before the import runs — else a new one.
 
         ``src`` is a COCO JSON file, a VOC or YOLO folder, or a ``.zip`` of one (see
         :func:`ssd.datasets.sources.open_source`). Images without a split of the dataset's own are
@@ -251,6 +255,8 @@ class Registry:
         that cannot be imported, RegistryError for a bad name or fraction; nothing is left behind.
         """
         src = Path(src)
+        if dataset_id is not None and not ID_PATTERN.match(dataset_id):
+            raise RegistryError(f"a dataset id is 12 hex digits, not {dataset_id!r}")
         name = check_name(name if name is not None else default_name(src))
         if not 0.0 <= val_fraction < 1.0:
             raise RegistryError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -263,9 +269,13 @@ class Registry:
         try:
             with open(tmp / ".importing", "a+b") as held:
                 fcntl.flock(held, fcntl.LOCK_EX)  # sweep() leaves a held temporary directory alone
-                meta = self._build(src, tmp, format, name, val_fraction, seed, max_unpacked_bytes, tell, reader)
+                meta = self._build(
+                    src, tmp, format, name, val_fraction, seed, max_unpacked_bytes, tell, reader, dataset_id
+                )
                 with self._locked():
                     self._check_free(name)
+                    if (self.root / meta["id"]).exists():
+                        raise RegistryError(f"a dataset with the id {meta['id']} exists already")
                     os.rename(tmp, self.root / meta["id"])
                     tmp = self.root / meta["id"]  # from here on a failure removes the new entry
                     (tmp / ".importing").unlink()
@@ -286,6 +296,7 @@ class Registry:
         max_unpacked_bytes: int,
         progress: Progress,
         reader: Callable[[Path, str], RawDataset] | None,
+        dataset_id: str | None = None,
     ) -> dict[str, Any]:
         """Everything of one import, written into ``tmp``; returns the meta."""
         progress(0, 1, "read")
@@ -308,7 +319,7 @@ class Registry:
         index.name = name
         _copy_images(raw.root, tmp, index, moving=_inside(raw.root, tmp), progress=progress)
         progress(0, 1, "write")
-        dataset_id = uuid.uuid4().hex[:12]
+        dataset_id = dataset_id or uuid.uuid4().hex[:12]
         counts = index.counts()
         meta = {
             "id": dataset_id,

@@ -99,6 +99,7 @@ def test_an_upload_is_accepted_then_imported_in_the_background(client: TestClien
     # Importing: not in the registry, but listed by this server and found by the upload's id.
     body = wait(client, started["id"])
     assert body["status"] == "ready", body.get("error")
+    assert body["id"] == started["id"]  # the 202's id is the dataset's for good
     assert body["format"] == "coco" and body["classes"] == [str(d) for d in range(10)]
     assert body["counts"]["images"] == 20 and body["splits"] == {"train": 15, "val": 5}
     report = body["report"]

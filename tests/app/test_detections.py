@@ -140,7 +140,7 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> StubPredictor:
 
     predictor = StubPredictor(CONFIG, by_image)
     monkeypatch.setattr(detections_module, "load_detector", lambda directory: predictor)
-    monkeypatch.setattr(detections_module, "dataset", lambda config, split: FakeDataset([GT0, GT1]))
+    monkeypatch.setattr(detections_module, "dataset", lambda config, split, data_dir=None: FakeDataset([GT0, GT1]))
     return predictor
 
 
@@ -205,7 +205,7 @@ def test_the_detector_is_cached_per_checkpoint_file(app_client: TestClient, monk
         return StubPredictor(CONFIG, lambda image: dets([]))
 
     monkeypatch.setattr(detections_module, "load_detector", load)
-    monkeypatch.setattr(detections_module, "dataset", lambda config, split: FakeDataset([GT1]))
+    monkeypatch.setattr(detections_module, "dataset", lambda config, split, data_dir=None: FakeDataset([GT1]))
     job_id = make_job(app_client)
     for _ in range(2):
         assert app_client.get(f"/api/jobs/{job_id}/detections", params={"limit": 1}).status_code == 200
@@ -271,7 +271,7 @@ def test_evaluation_matches_pycocotools_and_the_hand_count(
     app_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(detections_module, "load_detector", lambda directory: StubPredictor(CONFIG, eval_by_image))
-    monkeypatch.setattr(detections_module, "dataset", lambda config, split: FakeDataset(EVAL_GTS))
+    monkeypatch.setattr(detections_module, "dataset", lambda config, split, data_dir=None: FakeDataset(EVAL_GTS))
     job_id = make_job(app_client)
     response = app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 4, "score": 0.5})
     assert response.status_code == 200, response.text
@@ -307,7 +307,7 @@ def test_evaluation_matches_pycocotools_and_the_hand_count(
 def test_evaluation_is_cached_per_checkpoint_and_n(app_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     predictor = StubPredictor(CONFIG, eval_by_image)
     monkeypatch.setattr(detections_module, "load_detector", lambda directory: predictor)
-    monkeypatch.setattr(detections_module, "dataset", lambda config, split: FakeDataset(EVAL_GTS))
+    monkeypatch.setattr(detections_module, "dataset", lambda config, split, data_dir=None: FakeDataset(EVAL_GTS))
     job_id = make_job(app_client)
     for score in (0.5, 0.5, 0.95):  # a new score reuses the detections: only the matrix changes
         assert app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 4, "score": score}).status_code == 200

@@ -157,7 +157,7 @@ def test_evaluation_predicts_in_bounded_batches(
     """n=64 at 1024 px was one 64-image stack and one call (21 GiB); now a pixel budget per call."""
     recorder = _Recorder(size)
     monkeypatch.setattr(inference, "load_detector", lambda directory: recorder)
-    monkeypatch.setattr(inference, "dataset", lambda config, split: _Blank(size))
+    monkeypatch.setattr(inference, "dataset", lambda config, split, data_dir=None: _Blank(size))
     job_id = _job_with_checkpoint(client, recorder.config.to_dict())
     response = client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 64})
     assert response.status_code == 200, response.text
