@@ -224,6 +224,7 @@ class JobRunner:
                 os.getpid(),
                 self.settings.worker_nice,
                 job["step"],
+                self.settings.worker_memory_gib,  # the worker stops its job beyond this (out of memory)
             ),
             name=f"ssdboard-job-{job_id}",
             daemon=True,

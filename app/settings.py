@@ -6,11 +6,32 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SERVER_RESERVE_GIB = 1.0  # the server itself, with TensorFlow loaded for the detections viewer
+
+
+def machine_memory_bytes() -> int:
+    """Physical memory, or the cgroup's memory limit (v2 ``memory.max``, v1) when that is lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return total
+
+
+def job_memory_gib() -> float:
+    """What one training job may use: 75% of the machine's memory less the server's reserve, in GiB."""
+    return round(max(0.75 * machine_memory_bytes() / 2**30 - SERVER_RESERVE_GIB, 1.0), 1)
 
 
 class Settings(BaseSettings):
@@ -49,7 +70,20 @@ class Settings(BaseSettings):
     )
     keep_alive_timeout: int = Field(5, ge=1, description="Seconds an idle keep-alive connection stays open.")
     max_priors: int = Field(1_000_000, description="Reject configs with more prior boxes than this.")
-    max_memory_gib: float = Field(16.0, description="Reject configs whose estimated training memory exceeds this.")
+    max_memory_gib: float = Field(
+        default_factory=job_memory_gib,
+        gt=0,
+        description="Reject configs whose estimated training memory (app.services.limits.memory_estimate, a "
+        "worker's peak resident memory) exceeds this many GiB. Default: 75% of the machine's memory (or of "
+        "the cgroup's limit when lower) less 1 GiB for the server, e.g. 16.7 on a 23.5 GiB machine.",
+    )
+    worker_memory_gib: float = Field(
+        default_factory=job_memory_gib,
+        gt=0,
+        description="A worker whose resident memory exceeds this many GiB stops before the kernel's "
+        "out-of-memory killer acts: its job fails with 'out of memory: ...', keeping its last checkpoint "
+        "and metrics. Default: the same machine-derived figure as max_memory_gib.",
+    )
     max_train_images: int = Field(10**9, description="Reject configs whose steps * batch_size exceeds this.")
     token: SecretStr | None = Field(
         None,

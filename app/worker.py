@@ -8,6 +8,14 @@ checkpoint notice per checkpoint, done last).
 It stops before the next step when the job's cancel event is set or when the server that
 started it is gone (its parent pid changed), so an orphan never trains on. A lock file in the
 job directory keeps a new worker from starting until an orphan has written its checkpoint.
+
+It watches its own resident memory (:class:`MemoryWatch`) against the limit the runner passes
+(``SSDBOARD_WORKER_MEMORY_GIB``): between steps, and on a thread every 150 ms, because one
+TensorFlow op can allocate gigabytes. Over the limit, the job fails with ``out of memory: ...``
+before the kernel's out-of-memory killer acts. Between steps that is an exception like any
+other; from the thread (the main thread is inside an op it cannot interrupt) the worker waits
+for a checkpoint being written, sends its ``done`` message, flushes the queue and exits with
+``os._exit``. Either way nothing on disk is removed: the last checkpoint and the metrics stay.
 """
 
 from __future__ import annotations
@@ -16,17 +24,31 @@ import fcntl
 import json
 import os
 import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from app.messages import CheckpointSaved, Done, Message, Record, Started
 from ssd.checkpoint import METRICS_FILE
 
+GIB = 2**30
+WATCH_INTERVAL = 0.15  # seconds between two reads of the resident memory
+OUT_OF_MEMORY = "out of memory: "
+EXIT_OUT_OF_MEMORY = 3  # the exit status of a worker its memory watch stopped
+# How long the memory watch waits for a checkpoint being written, then for the queue to flush.
+CHECKPOINT_WAIT = 60.0
+FLUSH_WAIT = 10.0
+
 
 class _Queue(Protocol):
     def put(self, obj: Any) -> None: ...
 
     def cancel_join_thread(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def join_thread(self) -> None: ...
 
 
 class _Flag(Protocol):
@@ -48,9 +70,76 @@ def read_jsonl(path: Path, *, after_step: int = 0, up_to_step: int) -> list[dict
     return out
 
 
+def resident_bytes() -> int:
+    """This process's resident memory: ``/proc/self/statm``'s second field, in pages (0 if unknown)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # no procfs (not Linux): the watch never trips
+        return 0
+
+
+def out_of_memory_message(resident: int, limit: int) -> str:
+    """The error of a job its worker stopped for memory: the figures and the fields to lower."""
+    return (
+        f"{OUT_OF_MEMORY}the worker's resident memory {resident / GIB:.2f} GiB is over the limit "
+        f"{limit / GIB:.2f} GiB (SSDBOARD_WORKER_MEMORY_GIB); lower train.batch_size, data.image_size, "
+        "data.max_digits, model.num_units or the priors per cell (priors.scales, priors.ratios)"
+    )
+
+
+class OutOfMemory(RuntimeError):
+    """The worker's resident memory went over its limit; the message is the job's error."""
+
+
+class MemoryWatch:
+    """This process's resident memory against a limit in bytes.
+
+    :meth:`check` is the decision (called between steps); :meth:`start` runs it on a daemon
+    thread every ``interval`` seconds and calls ``on_exceeded(message)`` once, the first time
+    it trips. ``read`` returns the resident bytes (a fake in tests).
+    """
+
+    def __init__(
+        self, limit: int, *, read: Callable[[], int] = resident_bytes, interval: float = WATCH_INTERVAL
+    ) -> None:
+        self.limit = limit
+        self.read = read
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check(self) -> str | None:
+        """The out-of-memory message when the resident memory is over the limit, else None."""
+        resident = self.read()
+        return out_of_memory_message(resident, self.limit) if resident > self.limit else None
+
+    def start(self, on_exceeded: Callable[[str], None]) -> MemoryWatch:
+        """Watch on a daemon thread until :meth:`stop` or the first trip."""
+
+        def watch() -> None:
+            while not self._stop.wait(self.interval):
+                message = self.check()
+                if message is not None:
+                    on_exceeded(message)
+                    return
+
+        self._thread = threading.Thread(target=watch, name="ssdboard-memory-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """End the thread (it trips no more once this returns, unless it already is tripping)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(self.interval + 1)
+
+
 def describe(exc: BaseException) -> str:
     """A failed job's error text: ``str(exc)`` for the library's errors, else prefixed with the type."""
     message = str(exc)
+    if isinstance(exc, OutOfMemory):
+        return message
     if message and (type(exc).__module__.startswith("ssd.") or type(exc) in (ValueError, RuntimeError)):
         return message
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
@@ -65,11 +154,47 @@ def run_job(
     parent_pid: int,
     nice: int = 0,
     known_step: int = 0,
+    memory_limit_gib: float | None = None,
 ) -> None:
-    """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message."""
+    """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message.
+
+    ``memory_limit_gib``: the resident memory at which the worker stops the job (None: no limit).
+    """
 
     def send(message: Message) -> None:
         queue.put(message)
+
+    final = threading.Lock()  # one done message, whichever thread sends it
+    finished = False
+    progress: dict[str, int | None] = {"step": None}  # the last step reported, None before Started
+    checkpointing = threading.Lock()  # held while a checkpoint is written
+
+    def finish(message: Done) -> bool:
+        """Send the done message unless one was sent already; whether this call sent it."""
+        nonlocal finished
+        with final:
+            if finished:
+                return False
+            finished = True
+            send(message)
+            return True
+
+    def out_of_memory(message: str) -> None:
+        """On the watch's thread: the main thread is inside an op; stop the process from here."""
+        # Never leave a half-replaced checkpoint: let one being written finish, and start no other.
+        checkpointing.acquire(timeout=CHECKPOINT_WAIT)
+        if not finish(Done(job_id, "failed", progress["step"], message)):
+            return  # the main thread has already reported how the job ended
+        # os._exit skips the queue's feeder thread: flush it first, but never wait forever.
+        threading.Timer(FLUSH_WAIT, os._exit, (EXIT_OUT_OF_MEMORY,)).start()
+        if os.getppid() == parent_pid:
+            queue.close()
+            queue.join_thread()
+        os._exit(EXIT_OUT_OF_MEMORY)
+
+    watch = None
+    if memory_limit_gib is not None and memory_limit_gib > 0:
+        watch = MemoryWatch(int(memory_limit_gib * GIB)).start(out_of_memory)
 
     # Ctrl-C in the server's terminal reaches the whole process group: the server's shutdown
     # cancels this job (which checkpoints first) instead.
@@ -83,7 +208,13 @@ def run_job(
     fcntl.flock(lock, fcntl.LOCK_EX)
 
     def should_stop() -> bool:
+        if watch is not None and (message := watch.check()) is not None:
+            raise OutOfMemory(message)  # between steps: fails the job like any other error
         return cancel.is_set() or os.getppid() != parent_pid
+
+    def on_step(metrics: dict[str, Any]) -> None:
+        send(Record(job_id, "step", metrics))
+        progress["step"] = metrics["step"]
 
     trainer: Any = None
     started = False  # the trainer's step means something only once its checkpoint is loaded
@@ -95,27 +226,31 @@ def run_job(
             """Tells the server about every checkpoint once it is on disk."""
 
             def save_checkpoint(self) -> None:
-                super().save_checkpoint()
-                send(CheckpointSaved(job_id, self.step))
+                with checkpointing:
+                    super().save_checkpoint()
+                    send(CheckpointSaved(job_id, self.step))
 
         if should_stop():  # cancelled (or the server stopped) while TensorFlow was loading
-            send(Done(job_id, "cancelled", None))
+            finish(Done(job_id, "cancelled", None))
             return
         trainer = ReportingTrainer(from_dict(config), out)
         if trainer.has_checkpoint():
             trainer.load_checkpoint()
         history = read_jsonl(out / METRICS_FILE, after_step=known_step, up_to_step=trainer.step)
         send(Started(job_id, trainer.step, os.getpid(), history))
+        progress["step"] = trainer.step
         started = True
         result = trainer.fit(
-            on_step=lambda m: send(Record(job_id, "step", m)),
+            on_step=on_step,
             on_eval=lambda m: send(Record(job_id, "eval", m)),
             should_stop=should_stop,
         )
-        send(Done(job_id, result.status, result.step))
+        finish(Done(job_id, result.status, result.step))
     except BaseException as exc:  # noqa: BLE001 - every failure is reported, then the process ends
-        send(Done(job_id, "failed", trainer.step if started else None, describe(exc)))
+        finish(Done(job_id, "failed", trainer.step if started else None, describe(exc)))
     finally:
+        if watch is not None:
+            watch.stop()
         if os.getppid() != parent_pid:
             # Nobody reads the queue any more: exiting must not wait for its buffer to drain.
             queue.cancel_join_thread()
