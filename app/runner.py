@@ -30,7 +30,7 @@ from app.events import Broadcaster
 from app.messages import CheckpointSaved, Done, Message, Record, Started
 from app.settings import Settings
 from app.store import Event, JobStore, utcnow
-from app.worker import run_job
+from app.worker import EXIT_OUT_OF_MEMORY, run_job
 
 log = logging.getLogger("ssdboard.runner")
 
@@ -53,6 +53,8 @@ def death_reason(exitcode: int | None) -> str:
         return f"worker process died: killed by signal {-exitcode}{name}"
     if exitcode == 0:
         return "worker process exited without reporting a result"
+    if exitcode == EXIT_OUT_OF_MEMORY:  # its memory watch stopped it; the report did not arrive
+        return "out of memory: the worker stopped past its memory limit (SSDBOARD_WORKER_MEMORY_GIB)"
     return f"worker process died: exit code {exitcode}"
 
 
@@ -226,6 +228,7 @@ class JobRunner:
                 job["step"],
                 self.settings.worker_memory_gib,  # the worker stops its job beyond this (out of memory)
             ),
+            kwargs={"data_dir": str(self.settings.data_dir)},  # where an imported dataset is read from
             name=f"ssdboard-job-{job_id}",
             daemon=True,
         )

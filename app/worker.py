@@ -155,10 +155,13 @@ def run_job(
     nice: int = 0,
     known_step: int = 0,
     memory_limit_gib: float | None = None,
+    *,
+    data_dir: str | None = None,
 ) -> None:
     """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message.
 
     ``memory_limit_gib``: the resident memory at which the worker stops the job (None: no limit).
+    ``data_dir``: the server's data dir, whose registry holds the job's imported dataset.
     """
 
     def send(message: Message) -> None:
@@ -233,7 +236,7 @@ def run_job(
         if should_stop():  # cancelled (or the server stopped) while TensorFlow was loading
             finish(Done(job_id, "cancelled", None))
             return
-        trainer = ReportingTrainer(from_dict(config), out)
+        trainer = ReportingTrainer(from_dict(config), out, data_dir=data_dir)
         if trainer.has_checkpoint():
             trainer.load_checkpoint()
         history = read_jsonl(out / METRICS_FILE, after_step=known_step, up_to_step=trainer.step)

@@ -15,7 +15,7 @@ from app.domain import Invalid
 from app.services.limits import check_limits
 from app.settings import Settings
 from ssd.config import Config, ConfigError, from_dict
-from ssd.datasets.loader import apply_dataset
+from ssd.datasets.loader import apply_dataset, max_boxes
 
 
 def resolve(data: Mapping[str, Any], settings: Settings, *, loc: tuple[str, ...] = ("body",)) -> Config:
@@ -32,6 +32,7 @@ def resolve(data: Mapping[str, Any], settings: Settings, *, loc: tuple[str, ...]
             max_priors=settings.max_priors,
             max_memory_gib=settings.max_memory_gib,
             max_train_images=settings.max_train_images,
+            max_objects=max_boxes(config, settings.data_dir),
         )
     except ConfigError as exc:
         raise Invalid((*loc, *exc.field.split(".")), exc.message) from exc

@@ -225,3 +225,16 @@ def apply_dataset(data: Mapping[str, Any], data_dir: Path | None = None) -> dict
     out["model"] = {**model, "num_classes": classes}
     out["data"] = {**section, "dataset": meta["id"]}
     return out
+
+
+def max_boxes(config: Config, data_dir: Path | None = None) -> int | None:
+    """The padded box rows per image of an imported dataset (None for the generator, whose
+    ``data.max_digits`` says it)."""
+    if config.data.dataset == MNIST:
+        return None
+    registry = Registry(data_dir or default_data_dir())
+    meta = registry.get(config.data.dataset)
+    if "max_boxes" in meta:
+        return int(meta["max_boxes"])
+    index = registry.index(config.data.dataset)  # imported before the meta recorded it
+    return max(len(r.labels) + len(r.ignore) for r in index.images)

@@ -329,6 +329,9 @@ class Registry:
             "status": "ready",
             "classes": list(index.classes),
             "counts": {"images": counts["images"], "boxes": counts["boxes"], "ignored": report.ignored},
+            # The most boxes (ignore regions included) of one image: a batch's padded rows, which
+            # the server's memory estimate needs without reading the index.
+            "max_boxes": max(len(r.labels) + len(r.ignore) for r in index.images),
             "splits": counts["splits"],
             "split_from": "dataset" if own_split else f"random (val_fraction {val_fraction}, seed {seed})",
             "source": src.name,
