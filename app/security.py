@@ -289,11 +289,12 @@ class HeadMiddleware:
 
 
 def allowed_hosts(bind_host: str, extra: list[str]) -> list[str]:
-    """The ``Host`` values served: loopback names (bound to loopback) plus ``extra``; any when
-    bound elsewhere without ``extra`` (the operator names a deployment's hosts there)."""
-    if is_loopback(bind_host):
-        return [*LOOPBACK_HOSTS, *extra]
-    return list(extra) or ["*"]
+    """The ``Host`` values served: the loopback names always (a rebinding site's requests carry
+    its own name, and a container's health check asks for 127.0.0.1), plus ``extra``; any name
+    when bound to another address with no ``extra`` (the operator lists a deployment's names)."""
+    if not is_loopback(bind_host) and not extra:
+        return ["*"]
+    return [*LOOPBACK_HOSTS, *extra]
 
 
 def is_loopback(host: str) -> bool:

@@ -110,6 +110,13 @@ def test_dns_rebinding_host_names_are_refused(client: TestClient, tmp_path: Path
     with TestClient(create_app(named), base_url="http://ssdboard.example.org") as c:
         assert c.get("/healthz").status_code == 200
         assert c.get("/healthz", headers={"Host": "other.example.org"}).status_code == 400
+    # Bound to every interface with names listed (a deployment): those names, and the loopback
+    # names still (a container's health check asks for 127.0.0.1); nothing else.
+    deployed = Settings(data_dir=tmp_path / "dep", host="0.0.0.0", allowed_hosts=["ssdboard.example.org"], token="t")
+    with TestClient(create_app(deployed), base_url="http://127.0.0.1:8000") as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/healthz", headers={"Host": "ssdboard.example.org"}).status_code == 200
+        assert c.get("/healthz", headers={"Host": "rebind.evil.example"}).status_code == 400
     # Bound to every interface with no names given (the Docker image): any Host, the token guards writes.
     anywhere = Settings(data_dir=tmp_path / "any", host="0.0.0.0", allowed_hosts=[], token="t0ken")
     with TestClient(create_app(anywhere), base_url="http://10.1.2.3:8000") as c:
