@@ -7,11 +7,14 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 venv: $(VENV)/.installed
 
-# Reinstall only when pyproject.toml changes; the stamp keeps re-runs fast.
-$(VENV)/.installed: pyproject.toml
+# Reinstall only when pyproject.toml or this file changes; the stamp keeps re-runs fast.
+# deepforest brings real aerial tree-crown tiles for the dataset tests (tools/deepforest_tiles.py):
+# only its package data is used, so none of its dependencies (PyTorch) is installed.
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/python -m pip install -e '.[test]'
+	$(VENV)/bin/python -m pip install --no-deps 'deepforest==2.1.0'
 	touch $@
 
 # The dashboard on http://127.0.0.1:8000 (jobs and database in ./data; SSDBOARD_* settings apply).
