@@ -35,6 +35,7 @@ from app.images import MAX_UPLOAD_PIXELS, data_url, decode_upload, letterbox
 from ssd.checkpoint import WEIGHTS_FILE
 from ssd.config import Config
 from ssd.datasets.loader import FileDataset, for_config
+from ssd.datasets.registry import MNIST, DatasetNotFound, Registry
 from ssd.evaluate import coco_evaluate, confusion_matrix, match_detections
 
 if TYPE_CHECKING:
@@ -217,6 +218,17 @@ class DetectionService:
         ignore = [ds.ignore_regions(i) for i in indices] if isinstance(ds, FileDataset) else None
         return truth, dets, ignore
 
+    def class_names(self, config: Config) -> list[str]:
+        """The job's class names in index order: its imported dataset's, else the digits."""
+        digits = [str(k) for k in range(config.model.num_classes)]
+        if config.data.dataset == MNIST:
+            return digits
+        try:
+            names = list(Registry(self.data_dir).get(config.data.dataset)["classes"])
+        except DatasetNotFound:  # removed since: indices are all there is
+            return digits
+        return names if len(names) == config.model.num_classes else digits
+
     # ------------------------------------------------------------------ validation images
     def detections(
         self,
@@ -257,6 +269,7 @@ class DetectionService:
             "limit": limit,
             "total": total,
             "num_classes": config.model.num_classes,
+            "class_names": self.class_names(config),
             "score_threshold": config.detect.score_threshold,
             "iou_threshold": IOU_THRESHOLD,
             "score": score,
@@ -303,13 +316,13 @@ class DetectionService:
                 score_threshold=score,
             )
             metrics = cached["result"].to_dict()
+            names = self.class_names(config)
             classes = [
-                {"class": k, "ap": ap, "ap50": ap50, "num_gt": num_gt}
+                {"class": k, "name": names[k], "ap": ap, "ap50": ap50, "num_gt": num_gt}
                 for k, (ap, ap50, num_gt) in enumerate(
                     zip(metrics["ap_per_class"], metrics["ap50_per_class"], metrics["num_gt"], strict=True)
                 )
             ]
-            names = [str(k) for k in range(config.model.num_classes)]
             return {
                 "job_id": job["id"],
                 "checkpoint": ckpt.to_dict(),

@@ -32,3 +32,34 @@ def test_a_job_trains_on_an_imported_dataset(tmp_path: Path, make_server: Callab
         assert http.get(f"/api/jobs/{job['id']}/metrics").json()["metrics"][-1]["step"] == 4
         # The dataset is in use only while the job is queued or running: now it can go.
         assert http.delete(f"/api/datasets/{dataset['id']}").status_code == 204
+
+
+def test_the_viewer_names_an_imported_datasets_classes(tmp_path: Path) -> None:
+    import json
+
+    from PIL import Image
+
+    from app.services.inference import DetectionService
+    from ssd.config import from_dict
+    from ssd.datasets.loader import apply_dataset
+
+    src = tmp_path / "pets"
+    src.mkdir()
+    for i in range(4):
+        Image.new("RGB", (32, 32)).save(src / f"{i}.png")
+    coco = {
+        "images": [{"id": i, "file_name": f"{i}.png", "width": 32, "height": 32} for i in range(4)],
+        "annotations": [
+            {"id": i + 1, "image_id": i, "category_id": 7 + i % 2, "bbox": [2, 2, 10, 10]} for i in range(4)
+        ],
+        "categories": [{"id": 7, "name": "cat"}, {"id": 8, "name": "dog"}],
+    }
+    (src / "instances.json").write_text(json.dumps(coco))
+    data = tmp_path / "data"
+    Registry(data).import_dataset(src / "instances.json", name="pets")
+    service = DetectionService(data / "jobs", max_upload_bytes=1 << 20, data_dir=data)
+    config = from_dict(apply_dataset({"data": {"dataset": "pets"}}, data))
+    assert config.model.num_classes == 2 and service.class_names(config) == ["cat", "dog"]
+    assert service.class_names(from_dict({"model": {"num_classes": 3}})) == ["0", "1", "2"]  # the generator
+    Registry(data).remove("pets")
+    assert service.class_names(config) == ["0", "1"]  # removed since: indices are all there is

@@ -34,6 +34,10 @@ async function loadJob() {
 
 // ---------------------------------------------------------------- the image grid
 
+/** Class names of the job's dataset, index order (the digits for the built-in generator). */
+let classNames = [];
+const className = (k) => classNames[k] ?? String(k);
+
 function classToggles(numClasses) {
   const box = $("det-classes");
   if (box.childElementCount) return;
@@ -44,7 +48,7 @@ function classToggles(numClasses) {
       else state.hidden.add(k);
       applyAll();
     });
-    box.append(el("label", { class: "class-toggle" }, input, String(k)));
+    box.append(el("label", { class: "class-toggle" }, input, className(k)));
   }
   const all = el("button", { type: "button", class: "button small", text: "all" });
   all.addEventListener("click", () => setClasses(true));
@@ -87,6 +91,7 @@ async function loadDetections() {
   $("det-range").textContent = data.images.length ? `images ${state.offset}–${last} of ${data.total ?? "∞"}` : "";
   $("det-prev").disabled = state.offset === 0;
   $("det-next").disabled = data.total !== null && state.offset + LIMIT >= data.total;
+  classNames = data.class_names ?? [];
   classToggles(data.num_classes);
   await renderGrid(data);
   applyAll();
@@ -112,7 +117,7 @@ async function renderGrid(data) {
 
 function detectionText(d, status) {
   const iou = d.best_gt >= 0 ? ` · IoU ${fmt(d.iou, 2)} with GT ${d.best_gt}` : "";
-  return `class ${d.label} · score ${fmt(d.score, 2)}${iou}${status ? " · " + status.toUpperCase() : ""}`;
+  return `${className(d.label)} · score ${fmt(d.score, 2)}${iou}${status ? " · " + status.toUpperCase() : ""}`;
 }
 
 /** Restyle one image for the current score and classes; returns its counts. */
@@ -142,7 +147,7 @@ function applyImage(item) {
     { ...gtTrace, x: pick(gtTrace.x, gtShown), y: pick(gtTrace.y, gtShown),
       text: gtTrace.text.map((_, k) => {
         const g = item.gt[Math.floor(k / per)];
-        return `GT class ${g.label} (${gtMatched[Math.floor(k / per)] ? "matched" : "missed"})`;
+        return `GT ${className(g.label)} (${gtMatched[Math.floor(k / per)] ? "matched" : "missed"})`;
       }) },
     { ...detTrace, x: pick(detTrace.x, detShown), y: pick(detTrace.y, detShown),
       text: detTrace.text.map((_, k) => detectionText(item.detections[Math.floor(k / per)], status[Math.floor(k / per)])) },
@@ -212,7 +217,7 @@ function renderEvaluation(data) {
   $("eval-tiles").hidden = false;
   const head = el("thead", {}, el("tr", {}, el("th", { text: "class" }), el("th", { class: "num", text: "GT boxes" }),
     el("th", { class: "num", text: "AP@.5" }), el("th", { class: "num", text: "AP@[.5:.95]" })));
-  const rows = data.classes.map((c) => el("tr", {}, el("td", { class: "strong", text: String(c.class) }),
+  const rows = data.classes.map((c) => el("tr", {}, el("td", { class: "strong", text: c.name ?? String(c.class) }),
     el("td", { class: "num", text: String(c.num_gt) }), el("td", { class: "num", text: fmt(c.ap50) }),
     el("td", { class: "num", text: fmt(c.ap) })));
   $("ap-table").replaceChildren(head, el("tbody", {}, rows));
