@@ -138,25 +138,41 @@ def hflip(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return image[:, ::-1].copy(), flipped
 
 
+def resize_geometry(
+    width: int, height: int, size: int, mode: Literal["stretch", "letterbox"] = "stretch"
+) -> tuple[float, float, int, int, int, int]:
+    """How :func:`resize` maps a ``width x height`` image into the ``size`` square: scales
+    ``(sx, sy)``, offsets ``(dx, dy)`` and the resized image's ``(new_w, new_h)``."""
+    if mode == "stretch":
+        return size / width, size / height, 0, 0, size, size
+    scale = size / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    return new_w / width, new_h / height, (size - new_w) // 2, (size - new_h) // 2, new_w, new_h
+
+
+def resize_boxes(
+    boxes: np.ndarray, width: int, height: int, size: int, mode: Literal["stretch", "letterbox"] = "stretch"
+) -> np.ndarray:
+    """float32 [K, 4] ``xyxy`` boxes of a ``width x height`` image where :func:`resize` puts them."""
+    sx, sy, dx, dy, _, _ = resize_geometry(width, height, size, mode)
+    scaled = boxes * np.array([sx, sy, sx, sy], np.float32) + np.array([dx, dy, dx, dy], np.float32)
+    return scaled.astype(np.float32)
+
+
 def resize(
     image: np.ndarray, boxes: np.ndarray, size: int, mode: Literal["stretch", "letterbox"] = "stretch"
 ) -> tuple[np.ndarray, np.ndarray]:
     """The square network input: ``stretch`` (the paper: each axis scaled on its own) or
     ``letterbox`` (one scale, centred on black). Bilinear, antialiased; boxes scale with it."""
     height, width = image.shape[:2]
+    _, _, dx, dy, new_w, new_h = resize_geometry(width, height, size, mode)
+    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0))
     if mode == "stretch":
-        sx, sy, dx, dy = size / width, size / height, 0.0, 0.0
-        out = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
+        out = resized
     else:
-        scale = size / max(height, width)
-        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        sx, sy = new_w / width, new_h / height
-        dx, dy = (size - new_w) // 2, (size - new_h) // 2
         out = np.zeros((size, size, 3), np.uint8)
-        resized = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
-        out[dy : dy + new_h, dx : dx + new_w] = np.asarray(resized)
-    scaled = boxes * np.array([sx, sy, sx, sy], np.float32) + np.array([dx, dy, dx, dy], np.float32)
-    return out, scaled.astype(np.float32)
+        out[dy : dy + new_h, dx : dx + new_w] = resized
+    return out, resize_boxes(boxes, width, height, size, mode)
 
 
 def augment(

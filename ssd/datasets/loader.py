@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from ssd.augment import Augmentation, augment, resize
+from ssd.augment import Augmentation, augment, resize, resize_boxes
 from ssd.config import Config, ConfigError
 from ssd.data import DetectionDataset, Sample, pad_samples
 from ssd.data import for_config as generator_for_config
@@ -126,9 +126,7 @@ class FileDataset:
             rng = np.random.default_rng([self.seed, index])
             image, boxes, labels = augment(image, boxes, labels, rng, self.augmentation)
         image, boxes = resize(image, boxes, self.image_size, self.resize_mode)
-        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        keep = sides >= MIN_BOX_SIDE
-        boxes, labels = boxes[keep], labels[keep]
+        boxes, labels = _big_enough(boxes, labels)
         objects = labels >= 0
         return Sample(image=image, boxes=boxes[objects], labels=labels[objects]), (boxes[~objects], ~labels[~objects])
 
@@ -137,8 +135,15 @@ class FileDataset:
         return self._sample(index)[0]
 
     def ignore_regions(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Crowd and difficult regions of sample ``index``: float32 [M, 4] pixel ``xyxy``, int32 [M] classes."""
-        return self._sample(index)[1]
+        """Crowd and difficult regions of sample ``index``: float32 [M, 4] pixel ``xyxy``, int32 [M] classes.
+
+        Without augmentation they are the record's, resized: no image is decoded for them.
+        """
+        if self.augmentation is not None:
+            return self._sample(index)[1]
+        _, record = self.record(index)
+        boxes = resize_boxes(record.ignore, record.width, record.height, self.image_size, self.resize_mode)
+        return _big_enough(boxes, record.ignore_labels.astype(np.int32))
 
     def batch(self, start: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Samples ``start .. start + size - 1`` padded as :func:`ssd.data.pad_samples` does, each
@@ -152,6 +157,12 @@ class FileDataset:
             for s, (regions, _) in items
         ]
         return pad_samples(rows, self.max_digits)
+
+
+def _big_enough(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes (and labels) at least :data:`MIN_BOX_SIDE` wide and high."""
+    keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= MIN_BOX_SIDE
+    return boxes[keep], labels[keep]
 
 
 def default_data_dir() -> Path:

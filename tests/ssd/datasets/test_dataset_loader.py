@@ -66,6 +66,11 @@ def test_letterbox_and_the_batch_interface(tmp_path: Path) -> None:
     data = FileDataset(make(tmp_path), tmp_path, "val", image_size=100, resize_mode="letterbox")
     # Scale 1/2 -> 100x50 centred: 25 rows above. Image 6: box x 70..110, y 20..60 -> 35..55, 35..55.
     np.testing.assert_allclose(data[1].boxes, [[35, 35, 55, 55]])
+    # Read from the record without decoding, the regions are where the full sample puts them.
+    for i in range(2):
+        for a, b in zip(data.ignore_regions(i), data._sample(i)[1], strict=True):
+            np.testing.assert_allclose(a, b)
+    np.testing.assert_allclose(data.ignore_regions(0)[0], [[75, 60, 95, 72.5]])  # x / 2, y / 2 + 25
     images, boxes, labels, counts = data.batch(0, 2)
     assert images.shape == (2, 100, 100, 3) and boxes.shape == (2, data.max_digits, 4)
     # Each image: its object, then its ignore region with the label matching leaves out (-2).
