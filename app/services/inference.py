@@ -77,8 +77,10 @@ def load_detector(directory: Path) -> Predictor:
 
 def dataset(config: Config, split: Split, data_dir: Path | None = None) -> DetectionDataset | FileDataset:
     """The job's training or validation data as training used it: the generator, or the imported
-    dataset from the registry in ``data_dir`` (unaugmented: the viewer shows images, not samples)."""
-    return for_config(config, split, data_dir, augment=False)
+    dataset from the registry in ``data_dir`` (unaugmented: the viewer shows images, not samples;
+    no decoded image kept: a request reads its batch and lets it go, so an evaluation of many
+    large photos never holds them all in the server)."""
+    return for_config(config, split, data_dir, augment=False, cache_bytes=0)
 
 
 def split_size(config: Config, data: DetectionDataset | FileDataset, split: Split) -> int | None:
@@ -156,6 +158,7 @@ class DetectionService:
         self._predictions = _LRU(16)
         self._evaluations = _LRU(cache_size)
         self._responses = _LRU(16)
+        self._datasets = _LRU(cache_size)  # an imported dataset's index is read once, not per request
         self._load_lock = threading.Lock()  # one TensorFlow model build at a time
         self._infer_lock = threading.Lock()
 
@@ -203,11 +206,15 @@ class DetectionService:
         with self._infer_lock:
             return list(detector.predict(images, batch_size=batch_size(images.shape[1] * images.shape[2])))
 
+    def data(self, config: Config, split: Split) -> DetectionDataset | FileDataset:
+        """The split a checkpoint's config reads (:func:`dataset`), made once per config and split."""
+        return self._datasets.get_or_make((config, split), lambda: dataset(config, split, self.data_dir))
+
     def _run(self, detector: Predictor, config: Config, split: Split, indices: Sequence[int]) -> Predicted:
         """Ground truth ``(boxes, labels)``, detections and (for an imported dataset) ignore regions
         of images ``indices``, read and predicted a bounded batch at a time: no more than one batch
         of images is ever in memory."""
-        ds = dataset(config, split, self.data_dir)
+        ds = self.data(config, split)
         step = batch_size(config.data.image_size**2)
         truth: list[tuple[np.ndarray, np.ndarray]] = []
         dets: list[Detections] = []
@@ -244,7 +251,7 @@ class DetectionService:
         ckpt = self.checkpoint(job)
         detector = self.detector(ckpt)
         config = detector.config
-        total = split_size(config, dataset(config, split, self.data_dir), split)
+        total = split_size(config, self.data(config, split), split)
         stop = offset + limit if total is None else min(offset + limit, total)
         indices = list(range(offset, max(stop, offset)))
 
@@ -286,7 +293,7 @@ class DetectionService:
         ckpt = self.checkpoint(job)
         detector = self.detector(ckpt)
         config = detector.config
-        available = split_size(config, dataset(config, "val", self.data_dir), "val")
+        available = split_size(config, self.data(config, "val"), "val")
         if available is not None and n > available:
             raise NotFound(f"n = {n} exceeds the job's validation set ({available} images)")
 

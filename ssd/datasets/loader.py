@@ -171,11 +171,17 @@ def default_data_dir() -> Path:
 
 
 def for_config(
-    config: Config, split: Split, data_dir: Path | None = None, *, augment: bool = True
+    config: Config,
+    split: Split,
+    data_dir: Path | None = None,
+    *,
+    augment: bool = True,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> DetectionDataset | FileDataset:
     """The data of one split of a training config: the generator for ``mnist``, else the imported
     dataset ``config.data.dataset`` from the registry in ``data_dir`` (training images augmented
-    by ``config.augment`` unless ``augment`` is False, seeded with ``config.seed``).
+    by ``config.augment`` unless ``augment`` is False, seeded with ``config.seed``; decoded images
+    kept in memory up to ``cache_bytes``).
 
     Raises:
         ConfigError: ``data.dataset`` names no dataset, or ``model.num_classes`` disagrees with it.
@@ -204,6 +210,7 @@ def for_config(
         if augment
         else None,
         seed=config.seed,
+        cache_bytes=cache_bytes,
     )
 
 
