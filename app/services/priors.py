@@ -144,6 +144,8 @@ class PriorService:
             raise Invalid(("body", "cell"), f"layer {layer} has a {grid[0]}x{grid[1]} grid, not {list(cell)}")
 
         s = self.datasets.sample(config, split, index)
+        imported = self.datasets.imported(config)
+        names = imported.classes if imported is not None else None
         thr, force = config.matching.iou_threshold, config.matching.force_best
         a = assign(s.boxes, np.zeros(len(s.boxes), np.int32), layout.boxes, iou_threshold=thr)
         rule = a.forced if force else a.at_threshold
@@ -165,6 +167,7 @@ class PriorService:
                 {
                     "index": k,
                     "label": label,
+                    "name": names[label] if names is not None else str(label),
                     "box": [round(v, 2) for v in box],
                     "size_bucket": BUCKET_LABELS[int(buckets[k])],
                     "best_iou": round(float(a.best_iou[k]), 4),
@@ -201,7 +204,9 @@ class PriorService:
             "split": split,
             "index": index,
             "image_size": size,
-            "image_url": image_url(split, index, job, root),
+            "image_url": image_url(split, index, job, root, dataset=config.data.dataset),
+            "dataset": imported.id if imported is not None else config.data.dataset,
+            "dataset_name": imported.name if imported is not None else config.data.dataset,
             "iou_threshold": thr,
             "force_best": force,
             "num_priors": len(layout),

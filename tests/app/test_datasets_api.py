@@ -258,6 +258,25 @@ def test_statistics_and_coverage_follow_a_jobs_letterboxed_dataset(client: TestC
     assert mismatch.status_code == 422 and mismatch.json()["detail"][0]["loc"] == ["query", "dataset"]
 
 
+def test_the_prior_explorer_drafts_on_an_imported_dataset(client: TestClient, ready: dict[str, Any]) -> None:
+    """No job: the draft's ``data.dataset`` (by name) picks the images, the class names and the
+    coverage set; ``model.num_classes`` follows the dataset."""
+    draft = {"preset": "default", "data": {"dataset": "digits"}}
+    explore = client.post("/api/priors/explore", json={"config": draft, "index": 2}).json()
+    item = client.get("/api/datasets/val/images", params={"dataset": "digits"}).json()["items"][2]
+    assert explore["dataset"] == ready["id"] and explore["dataset_name"] == "digits"
+    assert explore["image_url"].endswith(f"/api/datasets/val/images/2.png?dataset={ready['id']}")
+    assert [gt["name"] for gt in explore["ground_truths"]] == [b["name"] for b in item["boxes"]]
+    assert [gt["box"] for gt in explore["ground_truths"]] == [b["box"] for b in item["boxes"]]
+    coverage = client.post("/api/priors/coverage", json={"config": draft, "n": 300}).json()
+    assert coverage["num_images"] == 5  # the import's 5 validation images, not 300 generated ones
+    assert client.post("/api/priors/explore", json={"config": draft, "index": 5}).status_code == 404
+    unknown = client.post("/api/priors/coverage", json={"config": {"data": {"dataset": "nosuch"}}})
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "config", "data", "dataset"]
+    mnist = client.post("/api/priors/explore", json={"config": {"preset": "default"}, "index": 0}).json()
+    assert mnist["dataset"] == "mnist" and mnist["ground_truths"][0]["name"] == str(mnist["ground_truths"][0]["label"])
+
+
 def ready_val(client: TestClient, job: dict[str, Any]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = client.get("/api/datasets/val/images", params={"job": job["id"]}).json()["items"]
     return items

@@ -1,5 +1,6 @@
 // What the pages know about a dataset record (GET /api/datasets): links, counts, import stages.
-import { ROOT } from "./api.js";
+import { ROOT, api } from "./api.js";
+import { el } from "./dom.js";
 
 /** The dataset's page (its report). */
 export function datasetHref(id) {
@@ -16,6 +17,11 @@ export function browseHref(id, split = "val") {
   const q = new URLSearchParams({ split });
   if (id && id !== "mnist") q.set("dataset", id);
   return `${ROOT}/dataset?${q}`;
+}
+
+/** The prior explorer (and its coverage report) on a dataset. */
+export function priorsHref(id) {
+  return id && id !== "mnist" ? `${ROOT}/priors?${new URLSearchParams({ dataset: id })}` : `${ROOT}/priors`;
 }
 
 /** 1234 -> "1,234"; null -> "–". */
@@ -43,4 +49,18 @@ const STAGES = {
 export function importStage(progress) {
   const words = STAGES[progress.stage] || progress.stage;
   return progress.total > 1 ? `${words}: ${progress.done} of ${progress.total}` : words;
+}
+
+/** Fill a <select> with the ready datasets (the built-in one marked) and select `wanted` (an id
+ *  or a name; default: the select's value). A failed request leaves the select as it is (it
+ *  starts with mnist, so the page still works). */
+export async function fillDatasetSelect(select, wanted = select.value) {
+  try {
+    const ready = (await api("/api/datasets")).filter((d) => d.status === "ready");
+    select.replaceChildren(...ready.map((d) => el("option", { value: d.id, text: d.builtin ? `${d.name} (built in)` : d.name })));
+    const chosen = ready.find((d) => d.id === wanted) || ready.find((d) => d.name === wanted);
+    select.value = chosen ? chosen.id : "mnist";
+  } catch {
+    /* keep what is there */
+  }
 }

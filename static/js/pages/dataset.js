@@ -3,6 +3,7 @@
 // (?dataset=ID, the selector).
 import { ROOT, api } from "../lib/api.js";
 import { $, el, svgEl } from "../lib/dom.js";
+import { fillDatasetSelect } from "../lib/datasets.js";
 import { classColor, drawFigure } from "../lib/plots.js";
 
 const params = new URLSearchParams(location.search);
@@ -96,20 +97,6 @@ function describe(data) {
   select.value = data.dataset;
 }
 
-async function loadDatasets() {
-  const select = $("dataset-select");
-  try {
-    const all = await api("/api/datasets");
-    const current = select.value;
-    select.replaceChildren(
-      ...all.filter((d) => d.status === "ready").map((d) => el("option", { value: d.id, text: d.builtin ? `${d.name} (built in)` : d.name })),
-    );
-    select.value = current;
-  } catch {
-    /* the selector keeps mnist; the page still works */
-  }
-}
-
 function init() {
   $("split").value = state.split;
   $("page-size").value = String(state.limit);
@@ -120,7 +107,7 @@ function init() {
     loadPage();
     loadStats();
   });
-  loadDatasets();
+  fillDatasetSelect($("dataset-select"));
   $("split").addEventListener("change", () => {
     state.split = $("split").value;
     state.offset = 0;

@@ -6,7 +6,7 @@ import { ROOT, api } from "../lib/api.js";
 import { $, el, showMessage } from "../lib/dom.js";
 import { fmtTime } from "../lib/format.js";
 import { statusBadge } from "../lib/jobs.js";
-import { browseHref, datasetHref, fmtCount, formatName, importStage, problemHref } from "../lib/datasets.js";
+import { browseHref, datasetHref, fmtCount, formatName, importStage, priorsHref, problemHref } from "../lib/datasets.js";
 
 const PAGE = 50;
 const POLL_MS = 500;
@@ -139,6 +139,8 @@ function showReady(d) {
   if (d.id !== requested) history.replaceState(null, "", datasetHref(d.id));
   $("browse-link").href = browseHref(d.id);
   $("browse-link").hidden = false;
+  $("priors-link").href = priorsHref(d.id);
+  $("priors-link").hidden = false;
   showClasses(d.classes);
   if (d.builtin) {
     $("dataset-summary").textContent =

@@ -4,6 +4,7 @@
 // without a round trip.
 import { ApiError, api } from "../lib/api.js";
 import { $, el } from "../lib/dom.js";
+import { fillDatasetSelect } from "../lib/datasets.js";
 import { ZOOMABLE, drawFigure } from "../lib/plots.js";
 
 const root = $("priors-root");
@@ -53,7 +54,11 @@ function draft() {
     },
     matching: { iou_threshold: Number($("iou-threshold").value), force_best: $("force-best").checked },
   };
-  if (!job) config.preset = $("preset").value;
+  if (!job) {
+    config.preset = $("preset").value;
+    const dataset = $("dataset-select").value;
+    if (dataset && dataset !== "mnist") config.data = { dataset };
+  }
   return config;
 }
 
@@ -158,7 +163,7 @@ function renderExplore(data) {
   if (state.pinned) drawCell(...state.pinned);
   const unmatched = data.unmatched.length;
   $("image-stats").textContent =
-    `${data.ground_truths.length} digits · ${unmatched ? `${unmatched} without a prior ≥ ${data.iou_threshold}` : "all matched"} · ` +
+    `${data.ground_truths.length} objects · ${unmatched ? `${unmatched} without a prior ≥ ${data.iou_threshold}` : "all matched"} · ` +
     `${data.force_best ? data.positives_forced : data.positives} positives · ${data.num_priors} priors`;
   $("gt-table").querySelector("tbody").replaceChildren(
     ...data.ground_truths.map((gt) => {
@@ -167,7 +172,7 @@ function renderExplore(data) {
         "tr",
         { class: gt.matched ? "" : "row-unmatched" },
         el("td", { text: gt.index }),
-        el("td", { text: gt.label }),
+        el("td", { text: gt.name }),
         el("td", { class: "mono", text: `${x2 - x1}×${y2 - y1} (${gt.size_bucket})` }),
         el("td", { class: "mono", text: gt.best_iou.toFixed(2) }),
         el("td", { text: gt.matched ? gt.priors.length : `none ≥ ${data.iou_threshold}${data.force_best ? " (forced: 1)" : ""}` }),
@@ -236,6 +241,7 @@ async function loadBase() {
   if (job) {
     const record = await api(`/api/jobs/${encodeURIComponent(job)}`);
     $("preset-field").hidden = true;
+    $("dataset-field").hidden = true; // the job's dataset
     $("priors-summary").textContent = `The priors of job ${record.name} (${job}); edits here are a draft and change nothing in the job.`;
     return { job: record.config };
   }
@@ -254,11 +260,20 @@ async function init() {
   $("preset").value = preset;
   fillForm(job ? state.base.job : state.base[preset]);
   if (params.get("split") === "train") $("split").value = "train";
-  if (params.get("index")) $("index").value = Math.max(0, Number(params.get("index")) || 0);
+  if (!job) await fillDatasetSelect($("dataset-select"), params.get("dataset") || "mnist");
   $("preset").addEventListener("change", () => {
     fillForm(state.base[$("preset").value]);
     state.pinned = null;
     schedule();
+  });
+  $("dataset-select").addEventListener("change", () => {
+    // another dataset: other images; the image index restarts and the pin goes
+    $("index").value = 0;
+    state.pinned = null;
+    const q = new URLSearchParams(location.search);
+    if ($("dataset-select").value === "mnist") q.delete("dataset");
+    else q.set("dataset", $("dataset-select").value);
+    history.replaceState(null, "", `${location.pathname}${q.size ? `?${q}` : ""}`);
   });
   $("layer").addEventListener("change", () => {
     state.pinned = null;
