@@ -7,6 +7,11 @@ not exceed ``score_threshold`` and run greedy NMS at ``nms_iou``; finally keep t
 ``max_detections`` highest-scoring survivors over all classes. Defaults are the paper's
 (:class:`ssd.config.DetectConfig`: 0.01, 0.45, 100 per image, top 400 per class before NMS).
 
+The steps are graph functions (:func:`decode_boxes`, :func:`batched_nms`) that
+:mod:`ssd.export` traces into SavedModel and ONNX files, so an export detects what
+:class:`Detector` does; :func:`non_max_suppression` is the NMS step alone, for outputs that
+carry decoded boxes and class scores (a TFLite export's).
+
 Box format everywhere: float32 pixel ``xyxy`` = (x1, y1, x2, y2), as in :mod:`ssd.boxes`.
 """
 
@@ -15,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -33,6 +38,10 @@ __all__ = [
     "WEIGHTS_FILE",  # re-exported from ssd.checkpoint
     "Detections",
     "Detector",
+    "NmsResult",
+    "batched_nms",
+    "decode_boxes",
+    "non_max_suppression",
     "postprocess",
     "split_predictions",
     "to_coco_results",
@@ -87,6 +96,138 @@ def split_predictions(y_pred: Any, *, from_logits: bool = True) -> tuple[tf.Tens
     return scores, offsets
 
 
+class NmsResult(NamedTuple):
+    """Padded detections of a batch, as graph tensors (:func:`batched_nms`).
+
+    Attributes:
+        boxes: float32 [B, K, 4] pixel ``xyxy``, K = ``max_detections``; zeros past ``num_detections``.
+        scores: float32 [B, K] descending per image; zeros past ``num_detections``.
+        classes: int32 [B, K] foreground class index (as :attr:`Detections.labels`); zeros past the end.
+        num_detections: int32 [B] valid entries per image.
+    """
+
+    boxes: tf.Tensor
+    scores: tf.Tensor
+    classes: tf.Tensor
+    num_detections: tf.Tensor
+
+
+def decode_boxes(
+    offsets: Any, priors: Any, *, variances: Variances = None, image_size: ImageSize | None = None
+) -> tf.Tensor:
+    """Offsets -> pixel boxes: :func:`ssd.boxes.decode` against the priors, clipped to the image.
+
+    Args:
+        offsets: float [B, P, 4] predicted offsets (prior order of :mod:`ssd.priors`).
+        priors: float32 [P, 4] pixel ``xyxy`` priors.
+        variances: the ``(centre, size)`` offset variances the model was trained with, or None.
+        image_size: ``S`` or ``(H, W)``: boxes are clipped to ``[0, W] x [0, H]``; None: not clipped.
+
+    Returns:
+        float32 [B, P, 4] pixel ``xyxy``.
+    """
+    boxes = decode(offsets, tf.convert_to_tensor(priors, tf.float32)[None], variances)
+    if image_size is None:
+        return boxes
+    h, w = image_hw(image_size)
+    return tf.clip_by_value(boxes, 0.0, tf.constant([w, h, w, h], tf.float32))
+
+
+def batched_nms(boxes: Any, scores: Any, *, config: DetectConfig = DEFAULT_DETECT) -> NmsResult:
+    """Per-class NMS of a batch, as TensorFlow ops only (traceable into a SavedModel or ONNX).
+
+    Boxes with zero width or height (clipped away) are dropped. For each image and foreground
+    class, the ``pre_nms_top_k`` highest-scoring priors are the candidates; those whose score
+    does not exceed ``score_threshold`` are dropped and greedy NMS at ``nms_iou`` runs on the
+    rest; the ``max_detections`` best survivors over all classes are kept, by descending score.
+
+    The NMS is ``tf.image.combined_non_max_suppression`` with every (image, class) pair as its
+    own batch entry and one box set (``q = 1``): the op then only compares boxes of one class,
+    and it stays the form that tf2onnx turns into ONNX's ``NonMaxSuppression`` (it converts
+    the op only for ``q = 1``). Boxes go in ``xyxy`` order rather than the op's ``yxyx``: IoU is
+    invariant under swapping the axes and ``clip_boxes=False`` returns the coordinates untouched.
+
+    Args:
+        boxes: float32 [B, P, 4] pixel ``xyxy`` (:func:`decode_boxes`).
+        scores: float32 [B, P, C] foreground class probabilities (background dropped).
+        config: thresholds; a score must be strictly greater than ``score_threshold``.
+
+    Returns:
+        :class:`NmsResult`, padded to K = ``config.max_detections``.
+    """
+    boxes = tf.convert_to_tensor(boxes, tf.float32)
+    scores = tf.convert_to_tensor(scores, tf.float32)
+    num_priors, num_classes = int(boxes.shape[1]), int(scores.shape[2])
+    batch = tf.shape(boxes)[0]
+    valid = tf.logical_and(boxes[..., 2] > boxes[..., 0], boxes[..., 3] > boxes[..., 1])  # [B, P]
+    cls_scores = tf.where(valid[:, None, :], tf.transpose(scores, [0, 2, 1]), -1.0)  # [B, C, P]
+
+    k = min(config.pre_nms_top_k, num_priors)
+    per_class = min(config.max_detections, k)
+    top_scores, top_idx = tf.math.top_k(cls_scores, k=k, sorted=False)  # [B, C, k]
+    top_boxes = tf.gather(boxes, top_idx, batch_dims=1)  # [B, C, k, 4]
+    nms = tf.image.combined_non_max_suppression(
+        tf.reshape(top_boxes, [-1, k, 1, 4]),  # [B * C, k, q = 1, 4]
+        tf.reshape(top_scores, [-1, k, 1]),  # [B * C, k, 1]
+        max_output_size_per_class=per_class,
+        max_total_size=per_class,
+        iou_threshold=config.nms_iou,
+        score_threshold=config.score_threshold,
+        pad_per_class=False,
+        clip_boxes=False,
+    )
+    # The survivors of every class of an image, then the best max_detections of them.
+    kept = tf.reshape(tf.sequence_mask(nms.valid_detections, per_class), [batch, num_classes * per_class])
+    cand_scores = tf.where(kept, tf.reshape(nms.nmsed_scores, [batch, num_classes * per_class]), -1.0)
+    cand_boxes = tf.reshape(nms.nmsed_boxes, [batch, num_classes * per_class, 4])
+    total = min(config.max_detections, num_classes * per_class)
+    best_scores, best = tf.math.top_k(cand_scores, k=total)  # [B, total], sorted
+    num = tf.minimum(tf.reduce_sum(tf.cast(kept, tf.int32), axis=1), total)
+    used = tf.sequence_mask(num, total)
+    pad = [[0, 0], [0, config.max_detections - total]]
+    out_boxes = tf.where(used[..., None], tf.gather(cand_boxes, best, batch_dims=1), 0.0)
+    return NmsResult(
+        boxes=tf.pad(out_boxes, [*pad, [0, 0]]),
+        scores=tf.pad(tf.where(used, best_scores, 0.0), pad),
+        classes=tf.pad(tf.where(used, best // per_class, 0), pad),
+        num_detections=num,
+    )
+
+
+def non_max_suppression(boxes: Any, scores: Any, *, config: DetectConfig = DEFAULT_DETECT) -> list[Detections]:
+    """The NMS step of :func:`postprocess`, for decoded boxes and class scores (e.g. a TFLite export's).
+
+    Args:
+        boxes: float32 [B, P, 4] pixel ``xyxy``, clipped to the image.
+        scores: float32 [B, P, C] foreground class probabilities (softmax over the C + 1 classes,
+            background channel dropped).
+        config: thresholds (see :func:`batched_nms`).
+
+    Returns:
+        One :class:`Detections` per image, at most ``config.max_detections`` each, sorted by
+        descending score.
+    """
+    boxes = tf.convert_to_tensor(boxes, tf.float32)
+    scores = tf.convert_to_tensor(scores, tf.float32)
+    if boxes.shape.rank != 3 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must be [B, P, 4], got {tuple(boxes.shape)}")
+    if scores.shape.rank != 3 or tuple(scores.shape[:2]) != tuple(boxes.shape[:2]):
+        raise ValueError(f"scores must be [B, P, C] with B, P = {tuple(boxes.shape[:2])}, got {tuple(scores.shape)}")
+    if int(boxes.shape[0]) == 0:
+        return []
+    nms = batched_nms(boxes, scores, config=config)
+    out_boxes, out_scores = nms.boxes.numpy(), nms.scores.numpy()
+    out_labels, counts = nms.classes.numpy().astype(np.int32), nms.num_detections.numpy()
+    return [
+        Detections(
+            boxes=np.ascontiguousarray(out_boxes[i, :n], dtype=np.float32),
+            scores=np.ascontiguousarray(out_scores[i, :n], dtype=np.float32),
+            labels=np.ascontiguousarray(out_labels[i, :n]),
+        )
+        for i, n in enumerate(counts.tolist())
+    ]
+
+
 def postprocess(
     y_pred: Any,
     priors: Any,
@@ -99,11 +240,8 @@ def postprocess(
 ) -> list[Detections]:
     """Decode a batch of model outputs and run per-class NMS (see module docstring).
 
-    Implemented with ``tf.image.combined_non_max_suppression``, vectorised over the batch: the
-    top-k candidates of every class are gathered into a [B, K, num_classes, 4] box tensor (one
-    box set per class, ``q = num_classes``), so NMS only ever compares boxes of the same class.
-    Boxes are fed in ``xyxy`` order rather than the op's ``yxyx``: IoU is invariant under
-    swapping the axes and ``clip_boxes=False`` returns the coordinates untouched.
+    :func:`split_predictions`, then :func:`decode_boxes` and :func:`non_max_suppression`
+    (vectorised over the batch, :func:`batched_nms`).
 
     Args:
         y_pred: float [B, P, num_classes + 1 + 4] model output (class logits, background last,
@@ -123,48 +261,13 @@ def postprocess(
     """
     scores, offsets = split_predictions(y_pred, from_logits=from_logits)
     priors_t = tf.convert_to_tensor(np.asarray(priors, dtype=np.float32))
-    batch, num_priors, channels = (int(d) for d in scores.shape)
+    num_priors, channels = (int(d) for d in scores.shape[1:])
     if channels != num_classes + 1:
         raise ValueError(f"y_pred has {channels} class channels, expected num_classes + 1 = {num_classes + 1}")
     if priors_t.shape.rank != 2 or priors_t.shape[-1] != 4 or int(priors_t.shape[0]) != num_priors:
         raise ValueError(f"priors must be [P, 4] with P = {num_priors} (from y_pred), got {tuple(priors_t.shape)}")
-    if batch == 0:
-        return []
-
-    boxes = decode(offsets, priors_t[None], variances)  # [B, P, 4]
-    cls_scores = tf.transpose(scores[..., :num_classes], [0, 2, 1])  # [B, C, P]
-    if image_size is not None:
-        h, w = image_hw(image_size)
-        limit = tf.constant([w, h, w, h], tf.float32)
-        boxes = tf.clip_by_value(boxes, 0.0, limit)
-        valid = tf.logical_and(boxes[..., 2] > boxes[..., 0], boxes[..., 3] > boxes[..., 1])  # [B, P]
-        cls_scores = tf.where(valid[:, None, :], cls_scores, -1.0)
-
-    k = min(config.pre_nms_top_k, num_priors)
-    top_scores, top_idx = tf.math.top_k(cls_scores, k=k, sorted=False)  # [B, C, K]
-    top_boxes = tf.gather(boxes, top_idx, batch_dims=1)  # [B, C, K, 4]
-    nms = tf.image.combined_non_max_suppression(
-        tf.transpose(top_boxes, [0, 2, 1, 3]),  # [B, K, C, 4]: q = num_classes box sets
-        tf.transpose(top_scores, [0, 2, 1]),  # [B, K, C]
-        max_output_size_per_class=min(config.max_detections, k),
-        max_total_size=config.max_detections,
-        iou_threshold=config.nms_iou,
-        score_threshold=config.score_threshold,
-        pad_per_class=False,
-        clip_boxes=False,
-    )
-    out_boxes = nms.nmsed_boxes.numpy()
-    out_scores = nms.nmsed_scores.numpy()
-    out_labels = nms.nmsed_classes.numpy().astype(np.int32)
-    counts = nms.valid_detections.numpy()
-    return [
-        Detections(
-            boxes=np.ascontiguousarray(out_boxes[i, :n], dtype=np.float32),
-            scores=np.ascontiguousarray(out_scores[i, :n], dtype=np.float32),
-            labels=np.ascontiguousarray(out_labels[i, :n]),
-        )
-        for i, n in enumerate(counts.tolist())
-    ]
+    boxes = decode_boxes(offsets, priors_t, variances=variances, image_size=image_size)
+    return non_max_suppression(boxes, scores[..., :num_classes], config=config)
 
 
 def to_coco_results(detections: Sequence[Detections]) -> list[dict[str, Any]]:
