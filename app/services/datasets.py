@@ -33,7 +33,7 @@ from ssd.augment import resize
 from ssd.config import Config, DataConfig, from_dict
 from ssd.coverage import DatasetBoxes, dataset_boxes
 from ssd.data import VAL_SEED, Sample, for_config
-from ssd.datasets.loader import MIN_BOX_SIDE
+from ssd.datasets.loader import big_enough, record_boxes
 from ssd.datasets.records import DatasetIndex, ImageRecord
 from ssd.datasets.registry import MNIST, DatasetNotFound, Registry
 from ssd.geometry import box_size
@@ -107,23 +107,6 @@ def stats(data: DatasetBoxes, num_classes: int, class_names: list[str] | None = 
         "class_counts": np.bincount(labels, minlength=num_classes).tolist(),
         "figures": {name: fig.to_plotly_json() for name, fig in figures.items()},
     }
-
-
-def input_transform(width: int, height: int, size: int, mode: str) -> tuple[float, float, float, float]:
-    """``(sx, sy, dx, dy)``: how :func:`ssd.augment.resize` maps an image's pixel ``xyxy`` boxes
-    into the ``size`` square (``x * sx + dx``), without decoding the image."""
-    if mode == "stretch":
-        return size / width, size / height, 0.0, 0.0
-    scale = size / max(height, width)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    return new_w / width, new_h / height, float((size - new_w) // 2), float((size - new_h) // 2)
-
-
-def _kept(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes of at least :data:`~ssd.datasets.loader.MIN_BOX_SIDE` px, as training keeps them."""
-    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    keep = sides >= MIN_BOX_SIDE
-    return boxes[keep], labels[keep]
 
 
 @dataclass(frozen=True)
@@ -212,8 +195,8 @@ class DatasetService:
         boxes = np.concatenate([record.boxes, record.ignore]).astype(np.float32)
         image, boxes = resize(pixels, boxes, data.image_size, data.resize)
         k = len(record.boxes)
-        objects = _kept(boxes[:k], record.labels)
-        ignore = _kept(boxes[k:], record.ignore_labels)
+        objects = big_enough(boxes[:k], record.labels)
+        ignore = big_enough(boxes[k:], record.ignore_labels)
         return Sample(image=image, boxes=objects[0], labels=objects[1]), ignore
 
     def sample(self, config: Config, split: Split, index: int) -> Sample:
@@ -229,19 +212,7 @@ class DatasetService:
         imported = self.imported(config)
         if imported is None:
             return dataset_boxes(config, split, n)
-        records = imported.splits[split][:n]
-        per_image = []
-        for record in records:
-            sx, sy, dx, dy = input_transform(record.width, record.height, config.data.image_size, config.data.resize)
-            scaled = record.boxes * np.array([sx, sy, sx, sy], np.float32) + np.array([dx, dy, dx, dy], np.float32)
-            per_image.append(_kept(scaled.astype(np.float32), record.labels))
-        most = max([len(b) for b, _ in per_image], default=0)
-        boxes = np.zeros((len(records), most, 4), np.float32)
-        labels = np.full((len(records), most), -1, np.int32)
-        counts = np.zeros(len(records), np.int32)
-        for i, (b, lab) in enumerate(per_image):
-            boxes[i, : len(b)], labels[i, : len(b)], counts[i] = b, lab, len(b)
-        return DatasetBoxes(boxes=boxes, labels=labels, counts=counts)
+        return record_boxes(imported.splits[split][:n], config.data.image_size, config.data.resize)
 
     def _about(self, config: Config, job: str | None) -> dict[str, Any]:
         imported = self.imported(config)

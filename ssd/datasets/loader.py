@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +33,7 @@ from PIL import Image
 
 from ssd.augment import Augmentation, augment, resize, resize_boxes
 from ssd.config import Config, ConfigError
+from ssd.coverage import DatasetBoxes, dataset_boxes
 from ssd.data import DetectionDataset, Sample, pad_samples
 from ssd.data import for_config as generator_for_config
 from ssd.datasets.records import DatasetIndex, ImageRecord, Split
@@ -126,7 +127,7 @@ class FileDataset:
             rng = np.random.default_rng([self.seed, index])
             image, boxes, labels = augment(image, boxes, labels, rng, self.augmentation)
         image, boxes = resize(image, boxes, self.image_size, self.resize_mode)
-        boxes, labels = _big_enough(boxes, labels)
+        boxes, labels = big_enough(boxes, labels)
         objects = labels >= 0
         return Sample(image=image, boxes=boxes[objects], labels=labels[objects]), (boxes[~objects], ~labels[~objects])
 
@@ -143,7 +144,7 @@ class FileDataset:
             return self._sample(index)[1]
         _, record = self.record(index)
         boxes = resize_boxes(record.ignore, record.width, record.height, self.image_size, self.resize_mode)
-        return _big_enough(boxes, record.ignore_labels.astype(np.int32))
+        return big_enough(boxes, record.ignore_labels.astype(np.int32))
 
     def batch(self, start: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Samples ``start .. start + size - 1`` padded as :func:`ssd.data.pad_samples` does, each
@@ -159,10 +160,47 @@ class FileDataset:
         return pad_samples(rows, self.max_digits)
 
 
-def _big_enough(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The boxes (and labels) at least :data:`MIN_BOX_SIDE` wide and high."""
+def big_enough(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes [K, 4] (and labels [K]) at least :data:`MIN_BOX_SIDE` wide and high."""
     keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= MIN_BOX_SIDE
     return boxes[keep], labels[keep]
+
+
+def record_boxes(
+    records: Sequence[ImageRecord], image_size: int, resize_mode: Literal["stretch", "letterbox"] = "stretch"
+) -> DatasetBoxes:
+    """The objects of ``records`` in the network input, from the index alone (no image decoded):
+    where an unaugmented sample has them (:func:`ssd.augment.resize_boxes`, slivers under
+    :data:`MIN_BOX_SIDE` dropped). Ignore regions are left out. ``boxes`` float32 [N, K, 4]
+    pixel ``xyxy`` in the ``image_size`` square, padded as :class:`ssd.coverage.DatasetBoxes`."""
+    per_image = [
+        big_enough(resize_boxes(r.boxes, r.width, r.height, image_size, resize_mode), r.labels.astype(np.int32))
+        for r in records
+    ]
+    most = max([len(b) for b, _ in per_image], default=0)
+    boxes = np.zeros((len(records), most, 4), np.float32)
+    labels = np.full((len(records), most), -1, np.int32)
+    counts = np.zeros(len(records), np.int32)
+    for i, (b, lab) in enumerate(per_image):
+        boxes[i, : len(b)], labels[i, : len(b)], counts[i] = b, lab, len(b)
+    return DatasetBoxes(boxes=boxes, labels=labels, counts=counts)
+
+
+def split_boxes(config: Config, split: Split, n: int, data_dir: Path | None = None) -> DatasetBoxes:
+    """The objects of the first ``n`` images of a config's split in the network input, unaugmented:
+    the generator's (:func:`ssd.coverage.dataset_boxes`) or an imported dataset's from its index
+    (:func:`record_boxes`; fewer when the split is shorter).
+
+    Raises:
+        ConfigError: ``data.dataset`` names no dataset.
+    """
+    if config.data.dataset == MNIST:
+        return dataset_boxes(config, split, n)
+    try:
+        index = Registry(data_dir or default_data_dir()).index(config.data.dataset)
+    except DatasetNotFound as exc:
+        raise ConfigError("data.dataset", str(exc)) from None
+    return record_boxes(index.split(split)[:n], config.data.image_size, config.data.resize)
 
 
 def default_data_dir() -> Path:
