@@ -4,6 +4,7 @@
 - ``ssdboard detect --checkpoint DIR --images FILE.npz --out FILE.json``
 - ``ssdboard evaluate --checkpoint DIR``
 - ``ssdboard datasets import|list|show|remove|export ...`` (:mod:`ssd.cli_datasets`)
+- ``ssdboard export --checkpoint DIR --format savedmodel|onnx|tflite --out PATH`` (:mod:`ssd.cli_export`)
 - ``ssdboard serve ...`` is added by :mod:`app.cli` (the library never imports the web layer)
 
 Heavy imports (TensorFlow) happen inside the commands, so ``--help`` and errors are instant.
@@ -186,6 +187,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     from ssd.cli_datasets import add_parser as add_datasets_parser
 
     add_datasets_parser(sub)
+    from ssd.cli_export import add_parser as add_export_parser
+
+    add_export_parser(sub)
     return parser, sub
 
 
