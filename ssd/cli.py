@@ -4,6 +4,7 @@
 - ``ssdboard detect --checkpoint DIR --images FILE.npz --out FILE.json``
 - ``ssdboard evaluate --checkpoint DIR``
 - ``ssdboard datasets import|list|show|remove|export ...`` (:mod:`ssd.cli_datasets`)
+- ``ssdboard priors suggest --dataset ID [--config FILE] [--per-cell K]`` (:mod:`ssd.cli_priors`)
 - ``ssdboard export --checkpoint DIR --format savedmodel|onnx|tflite --out PATH`` (:mod:`ssd.cli_export`)
 - ``ssdboard serve ...`` is added by :mod:`app.cli` (the library never imports the web layer)
 
@@ -187,6 +188,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     from ssd.cli_datasets import add_parser as add_datasets_parser
 
     add_datasets_parser(sub)
+    from ssd.cli_priors import add_parser as add_priors_parser
+
+    add_priors_parser(sub)
     from ssd.cli_export import add_parser as add_export_parser
 
     add_export_parser(sub)
