@@ -1,26 +1,28 @@
 """How a box meets a source layer's grid of priors: its best IoU with each prior shape, in O(1).
 
-A prior of a layer of stride ``s`` sits at ``s // 2 + k * s`` along x and y
-(:func:`ssd.priors.make_priors`). For one prior shape, the best IoU of a box over all the
-layer's priors of that shape is its IoU with the prior at the grid centre nearest its own
-centre: the overlap of two intervals shrinks as their centres part, along x and along y, and
-IoU grows with the overlap (the image border only limits which centres exist). So a
-(layer, shape) pair is judged by one IoU per box instead of one per prior of the image, which
-is what makes :mod:`ssd.suggest` fast enough for a click. A test proves the equality against
-:func:`ssd.geometry.iou` over :func:`ssd.priors.make_priors`.
+A layer's priors sit on a grid of cell centres (:func:`ssd.priors.make_priors`: ``s // 2 + k * s``
+for a stride ``s`` that divides the image; :func:`layer_centres` reads them off). For one prior
+shape, the best IoU of a box over all the layer's priors of that shape is its IoU with the prior
+at the grid centre nearest its own centre: the overlap of two intervals shrinks as their centres
+part, along x and along y, and IoU grows with the overlap (the image border only limits which
+centres exist). So a (layer, shape) pair is judged by one IoU per box instead of one per prior
+of the image, which is what makes :mod:`ssd.suggest` fast enough for a click. A test proves the
+equality against IoU over every prior of :func:`ssd.priors.make_priors`.
 
 Boxes are pixel ``xyxy`` in the square network input; shapes ``(w, h)`` in pixels. NumPy only.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from ssd.priors import feature_size
+from ssd.config import PriorConfig
+from ssd.priors import make_priors
 
-__all__ = ["covers", "full_cover_size", "grid_iou", "nearest_offsets"]
+__all__ = ["covers", "full_cover_size", "grid_iou", "layer_centres", "nearest_offsets"]
 
 
 def full_cover_size(stride: int, iou_threshold: float) -> float:
@@ -34,15 +36,27 @@ def full_cover_size(stride: int, iou_threshold: float) -> float:
     return math.inf if q <= 0 else stride / 2.0 / q
 
 
+@functools.lru_cache(maxsize=64)
+def layer_centres(stride: int, image_size: int) -> np.ndarray:
+    """float64 [n] the centres of a layer's cells along x (and y), read off
+    :func:`ssd.priors.make_priors` so that this module follows its rule wherever it goes."""
+    layout = make_priors(PriorConfig(strides=(stride,), scales=((1.0,),), ratios=(1.0,)), image_size)
+    first_row = layout.boxes[layout.row == 0].astype(np.float64)
+    centres = np.sort((first_row[:, 0] + first_row[:, 2]) / 2)
+    centres.setflags(write=False)
+    return centres
+
+
 def nearest_offsets(boxes: np.ndarray, stride: int, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """float64 [G] ``|dx|``, ``|dy|`` from each box's centre to the nearest prior centre of the layer
-    (centres at ``stride // 2 + k * stride``, ``k < ceil(image_size / stride)``, as make_priors)."""
-    n, first = feature_size(image_size, stride), stride // 2
+    """float64 [G] ``|dx|``, ``|dy|`` from each box's centre ([G, 4] ``xyxy``) to the nearest prior
+    centre of a layer of ``stride`` (:func:`layer_centres`)."""
+    grid = layer_centres(stride, image_size)
     out = []
     for axis in (0, 1):
         centre = (boxes[:, axis] + boxes[:, axis + 2]) / 2.0
-        k = np.clip(np.round((centre - first) / stride), 0, n - 1)
-        out.append(np.abs(centre - (first + k * stride)))
+        right = np.clip(np.searchsorted(grid, centre), 0, len(grid) - 1)
+        left = np.clip(right - 1, 0, len(grid) - 1)
+        out.append(np.minimum(np.abs(centre - grid[left]), np.abs(centre - grid[right])))
     return out[0], out[1]
 
 
