@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from app.services.datasets import DatasetService
+from app.services.export import ExportService
 from app.services.inference import DetectionService
 from app.services.jobs import JobService
 from app.services.priors import PriorService
@@ -38,3 +39,5 @@ PriorsDep = Annotated[PriorService, Depends(from_state("priors"))]
 RegistryDep = Annotated[RegistryService, Depends(from_state("registry"))]
 # The detections viewer's service: loads TensorFlow on the first detector it needs.
 InferenceDep = Annotated[DetectionService, Depends(from_state("inference"))]
+# Exports for download: converted in a child process (TensorFlow stays out of the server).
+ExportsDep = Annotated[ExportService, Depends(from_state("exports"))]

@@ -1,7 +1,7 @@
 """Domain types and errors of the dashboard, free of HTTP and pydantic.
 
 Services, the runner and the event broadcaster speak in these terms; ``app.api.errors`` is the
-one place that turns a :class:`DomainError` into an HTTP answer (404, 409, 413, 415, 422, 500).
+one place that turns a :class:`DomainError` into an HTTP answer (404, 409, 413, 415, 422, 500, 501).
 Each error's message is written for the person who sent the request: it says what is wrong and,
 where there is one, what to change.
 """
@@ -69,3 +69,7 @@ class Undecodable(DomainError):
 
 class Broken(DomainError):
     """A stored artifact (a checkpoint) exists but cannot be used; the message names the file."""
+
+
+class Unavailable(DomainError):
+    """A feature that needs an optional package this server lacks; the message names it and how to install it."""

@@ -19,7 +19,17 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from app.domain import Broken, Conflict, DomainError, Invalid, NotFound, TooLarge, Undecodable, UnsupportedMedia
+from app.domain import (
+    Broken,
+    Conflict,
+    DomainError,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unavailable,
+    Undecodable,
+    UnsupportedMedia,
+)
 
 STATUS: dict[type[DomainError], int] = {
     NotFound: status.HTTP_404_NOT_FOUND,
@@ -29,6 +39,7 @@ STATUS: dict[type[DomainError], int] = {
     Undecodable: status.HTTP_422_UNPROCESSABLE_CONTENT,
     Invalid: status.HTTP_422_UNPROCESSABLE_CONTENT,
     Broken: status.HTTP_500_INTERNAL_SERVER_ERROR,
+    Unavailable: status.HTTP_501_NOT_IMPLEMENTED,
 }
 
 

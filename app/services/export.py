@@ -1,0 +1,163 @@
+"""Downloads of a job's detector for deployment: SavedModel (zipped), ONNX or TFLite.
+
+The conversion (:mod:`ssd.export`) needs TensorFlow, which the server process never imports:
+it runs ``python -m ssd.cli export`` in a child process, awaited with asyncio so the event loop
+keeps serving, on a snapshot of the checkpoint (its config and weights copied, so a training
+job that saves meanwhile cannot hand the converter half a file). The result is kept as
+``jobs/{id}/exports/{format}-{mtime_ns}-{size}.{ext}``, named after the weights file it came
+from: a newer checkpoint misses the cache and is converted, and a second download of the same
+checkpoint is the file (older exports of that format are then deleted). One conversion per job
+and format runs at a time; a request that arrives during it waits for it and gets its file.
+
+Errors are the domain errors of :mod:`app.domain`: an unknown job (:class:`NotFound`), no
+checkpoint yet (:class:`Conflict`), a server without the optional package a format needs
+(:class:`Unavailable`, naming it and ``pip install 'ssdboard[export]'``), a conversion that
+fails (:class:`Broken`, with the converter's message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+
+from app.domain import Broken, Conflict, Unavailable
+from app.services.jobs import JobService
+from ssd.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+EXPORTS_DIR = "exports"
+CONVERT_TIMEOUT_S = 600.0  # a ResNet-50 SavedModel takes about a minute on two cores
+INSTALL_HINT = "pip install 'ssdboard[export]'"  # the converter's own words for a missing package
+
+
+@dataclass(frozen=True)
+class Format:
+    """How one export format is stored and served."""
+
+    extension: str
+    media_type: str
+
+
+FORMATS: dict[str, Format] = {
+    "savedmodel": Format("zip", "application/zip"),  # the SavedModel directory, zipped
+    "onnx": Format("onnx", "application/octet-stream"),
+    "tflite": Format("tflite", "application/octet-stream"),
+}
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """A cached export, ready to send."""
+
+    path: Path
+    media_type: str
+    filename: str  # what the browser saves it as
+
+
+class ExportService:
+    """Exports of the checkpoints of the jobs under ``jobs.settings.jobs_dir`` (one per app)."""
+
+    def __init__(self, jobs: JobService, *, python: str = sys.executable) -> None:
+        self.jobs = jobs
+        self.python = python
+        self.conversions = 0  # child processes started (a cached download starts none)
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def export(self, job_id: str, fmt: str) -> ExportFile:
+        """The export of the job's latest checkpoint as ``fmt`` (a key of :data:`FORMATS`), converted once."""
+        job = await run_in_threadpool(self.jobs.get, job_id)  # a store read
+        spec = FORMATS[fmt]  # the route only passes known formats
+        job_dir = self.jobs.settings.jobs_dir / job_id
+        lock = self._locks.setdefault((job_id, fmt), asyncio.Lock())
+        async with lock:
+            key = self._key(job_dir, job)
+            target = job_dir / EXPORTS_DIR / f"{fmt}-{key}.{spec.extension}"
+            if not target.is_file():
+                await self._convert(job_dir, fmt, key, target)
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", str(job.get("name") or "ssd")).strip("-.") or "ssd"
+        return ExportFile(target, spec.media_type, f"ssdboard-{job_id}-{name}.{spec.extension}")
+
+    def _key(self, job_dir: Path, job: dict[str, object]) -> str:
+        """``{mtime_ns}-{size}`` of the weights file; :class:`Conflict` when there is no checkpoint."""
+        try:
+            stat = (job_dir / WEIGHTS_FILE).stat()
+        except OSError:
+            raise Conflict(
+                f"job {job['id']} is {job['status']} and has no checkpoint yet: nothing to export; "
+                "a job saves one every train.checkpoint_every steps and when it stops"
+            ) from None
+        return f"{stat.st_mtime_ns}-{stat.st_size}"
+
+    async def _convert(self, job_dir: Path, fmt: str, key: str, target: Path) -> None:
+        target.parent.mkdir(exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{fmt}-", dir=target.parent) as tmp:
+            snapshot = Path(tmp) / "checkpoint"
+            await run_in_threadpool(_snapshot, job_dir, snapshot, key)
+            out = Path(tmp) / ("savedmodel" if fmt == "savedmodel" else f"model.{FORMATS[fmt].extension}")
+            self.conversions += 1
+            await self._run_converter(snapshot, fmt, out)
+            staged = Path(tmp) / target.name
+            if fmt == "savedmodel":
+                await run_in_threadpool(_zip_directory, out, staged)
+            else:
+                out.rename(staged)
+            os.replace(staged, target)
+        for old in target.parent.glob(f"{fmt}-*"):  # exports of earlier checkpoints
+            if old != target:
+                old.unlink(missing_ok=True)
+
+    async def _run_converter(self, checkpoint: Path, fmt: str, out: Path) -> None:
+        argv = ["-m", "ssd.cli", "export", "--checkpoint", str(checkpoint), "--format", fmt, "--out", str(out)]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        process = await asyncio.create_subprocess_exec(
+            self.python, *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env
+        )
+        try:
+            _, stderr = await asyncio.wait_for(process.communicate(), CONVERT_TIMEOUT_S)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise Broken(f"the {fmt} export took longer than {CONVERT_TIMEOUT_S:.0f} s and was stopped") from None
+        except asyncio.CancelledError:  # the client went away: do not leave a converter running
+            process.kill()
+            await process.wait()
+            raise
+        if process.returncode != 0:
+            message = _error_line(stderr.decode("utf-8", "replace"), str(checkpoint))
+            if INSTALL_HINT in message:
+                raise Unavailable(message)
+            raise Broken(f"the {fmt} export failed: {message}")
+
+
+def _snapshot(job_dir: Path, snapshot: Path, key: str) -> None:
+    """Copy the checkpoint's config and weights; :class:`Conflict` if they were replaced meanwhile."""
+    snapshot.mkdir()
+    shutil.copyfile(job_dir / CONFIG_FILE, snapshot / CONFIG_FILE)
+    shutil.copyfile(job_dir / WEIGHTS_FILE, snapshot / WEIGHTS_FILE)
+    stat = (job_dir / WEIGHTS_FILE).stat()
+    if f"{stat.st_mtime_ns}-{stat.st_size}" != key:  # a save landed during the copy: the copy may mix two
+        raise Conflict("the job saved a new checkpoint during the export: try again")
+
+
+def _zip_directory(directory: Path, archive: Path) -> None:
+    """``directory``'s files in a zip, paths relative to it (``saved_model.pb``, ``variables/...``)."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                out.write(path, path.relative_to(directory).as_posix())
+
+
+def _error_line(stderr: str, checkpoint: str) -> str:
+    """The converter's ``ssdboard: error: ...`` line (else its last line), without the snapshot's path."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ssdboard: error: ")]
+    line = errors[-1].removeprefix("ssdboard: error: ") if errors else (lines[-1] if lines else "no message")
+    return line.replace(checkpoint, "the checkpoint")
