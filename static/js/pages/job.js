@@ -100,7 +100,19 @@ function renderJob() {
   $("cancel-btn").textContent = cancelling ? "Cancelling…" : "Cancel";
   $("resume-btn").disabled = !["cancelled", "interrupted", "failed"].includes(job.status);
   $("delete-btn").disabled = active; // the server refuses to delete a queued or running job
+  renderExport();
   renderProgress();
+}
+
+/** The export link: the chosen format of the latest checkpoint, none before the first one (409). */
+function renderExport() {
+  const link = $("export-link");
+  const format = $("export-format").value;
+  const ready = job.checkpoint_step !== null && job.checkpoint_step !== undefined;
+  if (ready) link.href = `${ROOT}${jobUrl}/export?format=${encodeURIComponent(format)}`;
+  else link.removeAttribute("href");
+  link.setAttribute("aria-disabled", String(!ready));
+  link.title = ready ? `Download the checkpoint of step ${job.checkpoint_step} as ${format}` : "No checkpoint yet";
 }
 
 /** One line: "image 128 px · batch 32 · 1200 steps · lr 0.001 cosine · norm3_2, norm4_2 · seed 0". */
@@ -331,6 +343,8 @@ $("resume-btn").addEventListener("click", async (e) => {
   // The server drops the metrics after the checkpoint it resumes from: redraw from the store.
   if (await action(e.currentTarget, "/resume")) await resync();
 });
+
+$("export-format").addEventListener("change", () => job && renderExport());
 
 $("delete-btn").addEventListener("click", async (e) => {
   const done = await action(e.currentTarget, "", { method: "DELETE", confirmText: "Delete this job and its files?" });
