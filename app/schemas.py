@@ -211,6 +211,16 @@ class CoverageIn(PriorsBody):
     n: int = Field(300, ge=1, le=2000, description="Images counted, from index 0.")
 
 
+class SuggestIn(PriorsBody):
+    """Priors fitted to the ground truth of the first ``n`` images of a split, at most ``per_cell`` a cell."""
+
+    split: Literal["train", "val"] = Field("train", description="Which images the priors are fitted to.")
+    n: int = Field(1000, ge=1, le=2000, description="Images fitted to and counted, from index 0.")
+    per_cell: int | None = Field(
+        None, ge=1, le=32, description="At most this many priors per cell of every layer; null: the draft's most."
+    )
+
+
 JOB_EXAMPLE: dict[str, Any] = {
     "id": "3f9c1a2b4d5e",
     "name": "tiny",

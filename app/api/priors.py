@@ -1,4 +1,5 @@
-"""The prior explorer over REST: priors against one image's ground truth, and the coverage report.
+"""The prior explorer over REST: priors against one image's ground truth, the coverage report, and
+priors fitted to the draft's dataset.
 
 Thin routes over :class:`app.services.priors.PriorService`; a bad draft value is a 422 naming
 its field under ``config``, an unknown job or image a 404 (``app.api.errors``).
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Request
 
 from app.api import root_of
 from app.deps import PriorsDep
-from app.schemas import CoverageIn, ExploreIn, PriorsBody
+from app.schemas import CoverageIn, ExploreIn, PriorsBody, SuggestIn
 
 router = APIRouter(prefix="/api/priors", tags=["priors"])
 
@@ -43,3 +44,11 @@ def priors_coverage(body: CoverageIn, priors: PriorsDep) -> dict[str, Any]:
     positive prior (at the threshold and forced), best-IoU distribution, both per size bucket,
     positives per image, and the gaps in words."""
     return priors.coverage(priors.resolve(_draft(body), body.job), body.split, body.n)
+
+
+@router.post("/suggest", responses={404: {"description": "No such job or dataset."}})
+def suggest_priors(body: SuggestIn, priors: PriorsDep) -> dict[str, Any]:
+    """Priors fitted to the (draft) config's dataset: k-means of the boxes' shapes, layers by size,
+    scales and ratios that maximise coverage with at most ``per_cell`` priors a cell. Answers the
+    ``priors`` section, coverage before and after (overall and per size bucket) and ``elapsed_ms``."""
+    return priors.suggest(priors.resolve(_draft(body), body.job), split=body.split, n=body.n, per_cell=body.per_cell)

@@ -1,4 +1,5 @@
-"""The prior explorer: priors of a (draft) config against one image's ground truth, and coverage.
+"""The prior explorer: priors of a (draft) config against one image's ground truth, coverage, and
+priors fitted to the draft's dataset (:mod:`ssd.suggest`).
 
 The explorer answers per settings change and pointer pin, so it stays in NumPy
 (:mod:`ssd.coverage`, :mod:`ssd.geometry`) and builds its figure without plotly's validation:
@@ -25,7 +26,8 @@ from app.settings import Settings
 from ssd.config import Config, PriorConfig
 from ssd.coverage import BUCKET_LABELS, assign, coverage, describe, quantiles, size_bucket
 from ssd.geometry import iou
-from ssd.priors import PriorLayout, make_priors
+from ssd.priors import PriorLayout, feature_size, make_priors
+from ssd.suggest import MAX_PER_CELL, fit
 
 # The explorer computes IoU of every ground truth of up to 2000 images against every prior:
 # a tighter cap than training's keeps a request under a second or two.
@@ -262,4 +264,31 @@ class PriorService:
             "words": describe(report),
             "figures": {name: fig.to_plotly_json() for name, fig in coverage_figures(report).items()},
             "elapsed_ms": round(1000 * (time.perf_counter() - started), 2),
+        }
+
+    def suggest(self, config: Config, *, split: Split, n: int, per_cell: int | None) -> dict[str, Any]:
+        """Priors fitted to the ground truth of images ``0..n-1`` of a split of the config's dataset, on
+        its source layers and IoU threshold, at most ``per_cell`` a cell (default: the config's most):
+        the ``priors`` section and the coverage before and after, overall and per size bucket."""
+        started = time.perf_counter()
+        k = per_cell if per_cell is not None else min(max(config.priors.priors_per_cell), MAX_PER_CELL)
+        cells = sum(feature_size(config.data.image_size, s) ** 2 for s in config.priors.strides)
+        if cells * k > self.settings.max_priors:
+            raise Invalid(
+                ("body", "per_cell"),
+                f"{k} priors per cell make {cells * k} priors on {cells} cells, over the limit of "
+                f"{self.settings.max_priors}; ask for fewer",
+            )
+        data = self.datasets.boxes(config, split, min(n, self.datasets.length(config, split)))
+        if not data.valid.any():
+            raise Invalid(("body", "split"), f"the first {n} {split} images hold no ground-truth boxes")
+        fitted = fit(data, config, per_cell=k, seed=config.seed)
+        imported = self.datasets.imported(config)
+        return {
+            "split": split,
+            "dataset": imported.id if imported is not None else config.data.dataset,
+            "dataset_name": imported.name if imported is not None else config.data.dataset,
+            "per_cell": k,
+            **fitted.to_dict(),
+            "elapsed_ms": round(1000 * (time.perf_counter() - started), 1),
         }
