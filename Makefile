@@ -36,6 +36,7 @@ bench: venv
 	$(VENV)/bin/python -m benchmarks.load $(LOAD_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.sse_clients $(CLIENTS_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.detect
+	$(VENV)/bin/python -m benchmarks.export
 	$(VENV)/bin/python -m benchmarks.eval_memory
 	$(VENV)/bin/python -m benchmarks.memory
 	$(VENV)/bin/python -m benchmarks.datasets_import
