@@ -8,7 +8,7 @@ difference over the paired detections, and whether the detections are the same),
 latency per image: one image at a time (``latency_ms``, median of ``--repeats`` runs) and a
 batch of ``--images`` (``batch_ms_per_image``, median of 5 runs / images). TFLite timings include
 :func:`ssd.detect.non_max_suppression` on its outputs, as a caller runs it. Without
-``--checkpoint`` a default-preset model is trained for ``--steps`` steps first (float32).
+``--checkpoint`` a default-preset model is trained for ``--steps`` steps first (batch 8).
 Results go to ``.bench/export.json``.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,24 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from ssd.config import from_dict
+from benchmarks.datasets_import import cpu_model
+from benchmarks.detect import train_checkpoint
 from ssd.data import for_config
 from ssd.detect import Detections, Detector, non_max_suppression
 from ssd.export import FORMATS, compare, export
 
 Predict = Callable[[np.ndarray], list[Detections]]
 FILE_NAMES = {"savedmodel": "savedmodel", "onnx": "model.onnx", "tflite": "model.tflite"}
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def size_bytes(path: Path) -> int:
@@ -134,48 +123,48 @@ def run(checkpoint: Path, out_dir: Path, *, images: int, repeats: int) -> dict[s
         "detections": sum(len(d) for d in reference),
         "detect": {"score_threshold": config.detect.score_threshold, "max_detections": config.detect.max_detections},
         "repeats": repeats,
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "formats": rows,
     }
 
 
+def report(summary: dict[str, Any]) -> list[str]:
+    """The summary as a table, a line per format."""
+    s = summary
+    lines = [f"{s['images']} images of {s['image_size']} px, {s['detections']} detections; {s['cpu']} x {s['cpus']}"]
+    header = ("format", "size KiB", "box px", "score", "same", "ms/img (1)", "ms/img (N)")
+    lines.append(f"{header[0]:<11} " + " ".join(f"{h:>10}" for h in header[1:]))
+    for fmt, row in s["formats"].items():
+        parity = [row.get(key, "-") for key in ("max_box_diff_px", "max_score_diff", "same_detections")]
+        lines.append(
+            f"{fmt:<11} {row['bytes'] / 1024:>10.0f} "
+            + " ".join(f"{v!s:>10}" for v in parity)
+            + f" {row['latency_ms']:>10.2f} {row['batch_ms_per_image']:>10.2f}"
+        )
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print and save the summary."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path(".bench/export.json"), help="where the JSON results go")
     parser.add_argument("--checkpoint", type=Path, help="a job or `ssdboard train --out` directory")
+    parser.add_argument("--steps", type=int, default=300, help="training steps when no --checkpoint is given")
     parser.add_argument("--images", type=int, default=32, help="validation images (default 32)")
     parser.add_argument("--repeats", type=int, default=20, help="one-image runs per format; the median is reported")
-    parser.add_argument("--steps", type=int, default=300, help="training steps when no --checkpoint is given")
-    parser.add_argument("--out", type=Path, default=Path(".bench/export.json"), help="where the JSON results go")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ssdboard-bench-export-") as tmp:
-        checkpoint = args.checkpoint
-        if checkpoint is None:
-            from ssd.train import train
-
-            checkpoint = Path(tmp) / "run"
+        checkpoint = args.checkpoint or Path(tmp) / "run"
+        if args.checkpoint is None:
             print(f"training a default-preset model for {args.steps} steps into {checkpoint} ...", file=sys.stderr)
-            train_section = {"steps": args.steps, "batch_size": 16, "eval_images": 1, "precision": "float32"}
-            train(from_dict({"name": "bench-export", "train": train_section}), checkpoint)
+            train_checkpoint(checkpoint, args.steps)
         summary = run(checkpoint.resolve(), Path(tmp) / "exports", images=args.images, repeats=args.repeats)
     if args.checkpoint is None:
-        summary["checkpoint"] = f"default preset, {args.steps} training steps (batch 16, float32)"
+        summary["checkpoint"] = f"default preset, {args.steps} training steps (batch 8)"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    s = summary
-    print(f"{s['images']} images of {s['image_size']} px, {s['detections']} detections; {s['cpu']} x {s['cpus']}")
-    header = ("format", "size KiB", "box px", "score", "same", "ms/img (1)", "ms/img (N)")
-    print(f"{header[0]:<11} " + " ".join(f"{h:>10}" for h in header[1:]))
-    for fmt, row in summary["formats"].items():
-        box = row.get("max_box_diff_px", "-")
-        score = row.get("max_score_diff", "-")
-        same = row.get("same_detections", "-")
-        print(
-            f"{fmt:<11} {row['bytes'] / 1024:>10.0f} {box!s:>10} {score!s:>10} {same!s:>10} "
-            f"{row['latency_ms']:>10.2f} {row['batch_ms_per_image']:>10.2f}"
-        )
-    print(f"results in {args.out}")
+    print(*report(summary), f"results in {args.out}", sep="\n")
     return 0
 
 
