@@ -39,7 +39,7 @@ def brute_force_coverage(boxes: np.ndarray, priors: np.ndarray, threshold: float
 
 def test_mnist_target_six_per_cell_covers_995_percent() -> None:
     """The issue's target: the notebook's three source layers, <= 6 priors per cell, >= 99.5% at IoU 0.5
-    on 2000 training images (the notebook's 9 shapes per cell: about 89-91%)."""
+    on 2000 training images (the notebook's 3 per cell, 9 shapes in all: about 89-91%)."""
     data = dataset_boxes(NOTEBOOK, "train", 2000)
     boxes = data.boxes[data.valid]
     fitted = fit(data, NOTEBOOK, per_cell=6)

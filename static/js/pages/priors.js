@@ -1,7 +1,8 @@
 // priors.html, the prior explorer: a draft prior config, the priors on one image, and the
 // coverage report. Settings changes are debounced (100 ms) and answered by two requests in
 // parallel; the priors of the cell under the pointer are drawn here from the layers' shapes,
-// without a round trip.
+// without a round trip. "Suggest priors" asks the server for priors fitted to the selected
+// dataset's training boxes, puts them in the draft (undoable) and redraws.
 import { ApiError, api } from "../lib/api.js";
 import { $, el } from "../lib/dom.js";
 import { fillDatasetSelect } from "../lib/datasets.js";
@@ -11,8 +12,11 @@ const root = $("priors-root");
 const job = root.dataset.jobId || null;
 const params = new URLSearchParams(location.search);
 const DEBOUNCE_MS = 100;
+const SUGGEST_IMAGES = 1000; // training images the suggestion fits: ~1-3 s on two cores
 
-const state = { base: null, layers: [], pinned: null, exploreSeq: 0, coverageSeq: 0, coverageVersion: 0, baseShapes: [] };
+const state = { base: null, layers: [], pinned: null, exploreSeq: 0, coverageSeq: 0, coverageVersion: 0, baseShapes: [], undo: null, suggestions: 0 };
+
+const pct = (v) => `${(100 * v).toFixed(1)}%`;
 
 const numbers = (text) =>
   text
@@ -182,7 +186,6 @@ function renderExplore(data) {
 }
 
 function renderCoverage(data) {
-  const pct = (v) => `${(100 * v).toFixed(1)}%`;
   $("coverage-headline").textContent =
     `${data.num_gt} ground truths in ${data.num_images} ${data.split} images · ${pct(data.share_matched)} matched at IoU ≥ ${data.iou_threshold}` +
     ` · ${pct(data.share_matched_forced)} forced · ${data.positives_per_image[data.force_best ? "mean" : "mean"].toFixed(1)} positives/image`;
@@ -231,6 +234,79 @@ async function refresh() {
   }
 }
 
+/** The draft's scales (one text per layer) and ratios as typed: what Undo puts back. */
+function typedPriors() {
+  return { scales: [...document.querySelectorAll(".scale-input")].map((input) => input.value), ratios: $("ratios").value };
+}
+
+function clearSuggestion() {
+  state.undo = null;
+  $("suggest-result").hidden = true;
+}
+
+function renderSuggestion(data) {
+  const { before, after } = data;
+  const perCell = (r) => [...new Set(r.priors_per_cell)].join("/");
+  $("suggest-headline").replaceChildren(
+    el("strong", { text: `${pct(before.share_matched)} → ${pct(after.share_matched)}` }),
+    ` of ${data.num_gt} boxes (${data.num_images} ${data.split} images of ${data.dataset_name}) have a prior at IoU ≥ ${data.iou_threshold}.` +
+      ` Priors per cell ${perCell(before)} → ${perCell(after)} (${after.num_priors} in all); ${(data.elapsed_ms / 1000).toFixed(1)} s.`,
+  );
+  const rows = after.buckets
+    .map((b, i) => [before.buckets[i], b])
+    .filter(([b]) => b.count > 0)
+    .map(([b, a]) => {
+      const change = a.matched > b.matched ? "better" : a.matched < b.matched ? "worse" : "";
+      return el(
+        "tr",
+        {},
+        el("td", { text: b.label }),
+        el("td", { class: "mono", text: b.count }),
+        el("td", { class: "mono", text: pct(b.share_matched) }),
+        el("td", { class: `mono ${change}`.trim(), text: pct(a.share_matched) }),
+      );
+    });
+  $("suggest-buckets").querySelector("tbody").replaceChildren(...rows);
+  const box = $("suggest-result");
+  box.hidden = false;
+  state.suggestions += 1;
+  box.dataset.version = String(state.suggestions);
+  box.dataset.shareBefore = String(before.share_matched);
+  box.dataset.shareAfter = String(after.share_matched);
+}
+
+async function suggestPriors() {
+  const button = $("suggest-button");
+  const perCell = Math.min(32, Math.max(1, Math.round(Number($("suggest-per-cell").value)) || 6));
+  $("suggest-per-cell").value = perCell;
+  const body = { config: draft(), per_cell: perCell, split: "train", n: SUGGEST_IMAGES };
+  if (job) body.job = job;
+  button.disabled = true;
+  button.textContent = "Fitting…";
+  try {
+    const data = await api("/api/priors/suggest", { method: "POST", body });
+    state.undo = typedPriors();
+    scaleInputs(data.priors.scales);
+    $("ratios").value = data.priors.ratios.join(", ");
+    renderSuggestion(data);
+    showError(null);
+    await refresh(); // the image, the cell priors and the coverage report of the new draft
+  } catch (err) {
+    showError(err);
+  } finally {
+    button.disabled = false;
+    button.textContent = "Suggest priors";
+  }
+}
+
+function undoSuggestion() {
+  if (!state.undo) return;
+  scaleInputs(state.undo.scales);
+  $("ratios").value = state.undo.ratios;
+  clearSuggestion();
+  schedule();
+}
+
 let timer = null;
 function schedule() {
   clearTimeout(timer);
@@ -264,12 +340,16 @@ async function init() {
   $("preset").addEventListener("change", () => {
     fillForm(state.base[$("preset").value]);
     state.pinned = null;
+    clearSuggestion();
     schedule();
   });
+  $("suggest-button").addEventListener("click", suggestPriors);
+  $("suggest-undo").addEventListener("click", undoSuggestion);
   $("dataset-select").addEventListener("change", () => {
     // another dataset: other images; the image index restarts and the pin goes
     $("index").value = 0;
     state.pinned = null;
+    clearSuggestion(); // it was fitted to the other dataset
     const q = new URLSearchParams(location.search);
     if ($("dataset-select").value === "mnist") q.delete("dataset");
     else q.set("dataset", $("dataset-select").value);
@@ -281,7 +361,7 @@ async function init() {
     schedule();
   });
   $("priors-form").addEventListener("input", (ev) => {
-    if (ev.target.id === "layer" || ev.target.id === "preset") return;
+    if (ev.target.id === "layer" || ev.target.id === "preset" || ev.target.id === "suggest-per-cell") return;
     schedule();
   });
   $("priors-form").addEventListener("submit", (ev) => ev.preventDefault());
