@@ -50,3 +50,24 @@ def test_prior_explorer_redraws_when_a_scale_changes(page: Any, shot: Any) -> No
     assert card.get_attribute("data-share-matched") != before
     assert elapsed < 2.0, f"redraw took {elapsed:.2f} s"
     shot(page, "priors_scale_14")
+
+
+def test_suggest_priors_fills_the_draft_and_redraws(page: Any, shot: Any) -> None:
+    page.goto("/priors")
+    page.wait_for_selector("#priors-root[data-ready=true]")
+    card = page.locator("#coverage-card")
+    version = int(card.get_attribute("data-version") or 0)
+    before = float(card.get_attribute("data-share-matched") or 0)
+    page.fill("#suggest-per-cell", "6")
+    page.click("#suggest-button")
+    page.wait_for_selector("#suggest-result[data-version='1']", timeout=60_000)
+    page.wait_for_function(f"Number(document.getElementById('coverage-card').dataset.version) > {version}")
+    result = page.locator("#suggest-result")
+    assert float(result.get_attribute("data-share-after") or 0) >= 0.995
+    assert page.input_value('input[name="scales.0"]') != "10" and page.input_value("#ratios") != "0.4, 0.8, 1.2"
+    assert float(card.get_attribute("data-share-matched") or 0) > before  # the validation images too
+    assert page.locator("#suggest-buckets tbody tr").count() >= 3
+    shot(page, "priors_suggested")
+    page.click("#suggest-undo")
+    page.wait_for_function("document.getElementById('ratios').value === '0.4, 0.8, 1.2'")
+    assert result.is_hidden()
