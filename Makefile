@@ -33,6 +33,7 @@ bench: venv
 	$(VENV)/bin/python -m benchmarks.train $(TRAIN_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.sse $(SSE_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.priors
+	$(VENV)/bin/python -m benchmarks.suggest
 	$(VENV)/bin/python -m benchmarks.load $(LOAD_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.sse_clients $(CLIENTS_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.detect
