@@ -36,14 +36,28 @@ class _Section(BaseModel):
 
 
 class ModelIn(_Section):
-    """Base network width and the layers the multibox heads attach to."""
+    """The base network, the layers the multibox heads attach to, and the classes."""
 
+    backbone: Literal["notebook", "mobilenet_v2", "resnet50"] = Field(
+        _d("model", "backbone"),
+        description="notebook (the tutorial's network), or mobilenet_v2 / resnet50 from keras.applications.",
+    )
+    weights: Literal["none", "imagenet"] = Field(
+        _d("model", "weights"),
+        description="imagenet: Keras' pretrained weights (mobilenet_v2, resnet50).",
+    )
     num_units: int = Field(
-        _d("model", "num_units"), description="Base width (1..256); the five blocks have 1, 2, 4, 8, 8 times it."
+        _d("model", "num_units"),
+        description="notebook backbone: base width (1..256); its five blocks have 1, 2, 4, 8, 8 times it.",
+    )
+    extra_layers: int = Field(
+        _d("model", "extra_layers"),
+        description="The SSD paper's extra feature layers extra1..extraN (0..6), each halving the resolution.",
     )
     source_layers: list[str] = Field(
         _d("model", "source_layers"),
-        description="Base-network layers the heads attach to, e.g. norm3_2 (stride 4), norm4_2 (8), norm5_2 (16).",
+        description="Layers the heads attach to, e.g. norm3_2 (stride 4), norm4_2 (8), norm5_2 (16), extra1; "
+        "empty: the backbone's defaults.",
     )
     num_classes: int = Field(_d("model", "num_classes"), description="Foreground classes (10 digits).")
 
@@ -52,14 +66,18 @@ class PriorsIn(_Section):
     """Prior (default) boxes: one strides and one scales entry per source layer."""
 
     strides: list[int] = Field(
-        _d("priors", "strides"), description="Stride in pixels of each source layer; must match the layers."
+        _d("priors", "strides"), description="Stride in pixels of each source layer; empty: the layers' own."
     )
-    scales: list[float | list[float]] = Field(
-        _d("priors", "scales"), description="Prior sizes in pixels per source layer: one size or a list of sizes."
+    scales: Literal["auto"] | list[float | list[float]] = Field(
+        _d("priors", "scales"),
+        description='Prior sizes in pixels per source layer: one size or a list of sizes; "auto": the SSD '
+        "paper's rule between min_scale and max_scale.",
     )
     ratios: list[float] = Field(
         _d("priors", "ratios"), description="Aspect ratios w/h (0.05..20); w = s*sqrt(r), h = s/sqrt(r)."
     )
+    min_scale: float = Field(_d("priors", "min_scale"), description='scales "auto": smallest size / image side.')
+    max_scale: float = Field(_d("priors", "max_scale"), description='scales "auto": largest size / image side.')
 
 
 class MatchingIn(_Section):

@@ -14,6 +14,7 @@ A bad value raises :class:`ConfigError` whose ``field`` is the dotted key, e.g.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -23,6 +24,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_type_hints
+
+from ssd.backbones import (
+    BACKBONE_NAMES,
+    BACKBONES,
+    MAX_EXTRA_LAYERS,
+    NOTEBOOK_LAYERS,
+    BackboneName,
+    extra_index,
+    layer_names,
+    notebook_stride,
+    stride_of,
+)
 
 MAX_IMAGE_SIZE = 1024
 MAX_STEPS = 10_000_000
@@ -53,45 +66,84 @@ def printable_text(text: str) -> bool:
 
 
 def layer_stride(name: str) -> int:
-    """Stride in pixels of a base-network layer named ``conv{b}_{i}`` or ``norm{b}_{i}``.
+    """Stride in pixels of a notebook-network layer named ``conv{b}_{i}`` or ``norm{b}_{i}``.
 
     Blocks 2-5 halve the resolution in their second conv, so ``norm3_2`` has stride 4.
     Raises ``KeyError`` for a name that is not a layer of the base network.
     """
     if name not in BASE_LAYERS:
         raise KeyError(name)
-    block, index = int(name[-3]), int(name[-1])
-    halvings = max(block - 2, 0) + (1 if block >= 2 and index >= 2 else 0)
-    return 2**halvings
+    return notebook_stride(name)
 
 
-# The notebook's base network: block 1 has three convs, blocks 2-5 two.
-BASE_LAYERS: tuple[str, ...] = tuple(
-    f"{kind}{b}_{i}" for b in range(1, 6) for i in range(1, (4 if b == 1 else 3)) for kind in ("conv", "norm")
-)
+BASE_LAYERS: tuple[str, ...] = NOTEBOOK_LAYERS
 # Filters of block b's convs: num_units * BLOCK_WIDTHS[b - 1] (ssd.model.build_base_network).
 BLOCK_WIDTHS: tuple[int, ...] = (1, 2, 4, 8, 8)
+DEFAULT_UNITS = 16
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Base network width and the layers the multibox heads attach to."""
+    """The base network, the layers the multibox heads attach to, and the classes.
 
-    num_units: int = 16
-    source_layers: tuple[str, ...] = ("norm3_2", "norm4_2", "norm5_2")
+    ``source_layers`` left empty means the backbone's defaults (:data:`ssd.backbones.BACKBONES`);
+    ``extra1`` .. ``extraN`` are the SSD paper's extra feature layers (``extra_layers = N``).
+    """
+
+    backbone: BackboneName = "notebook"
+    weights: Literal["none", "imagenet"] = "none"  # imagenet: Keras' own download, or an error naming this key
+    num_units: int = DEFAULT_UNITS  # the notebook network's width; the others have their own
+    extra_layers: int = 0
+    source_layers: tuple[str, ...] = ()
     num_classes: int = 10
 
     def __post_init__(self) -> None:
+        _check(
+            self.backbone in BACKBONES,
+            "model.backbone",
+            f"must be one of {', '.join(BACKBONE_NAMES)}, got {self.backbone!r}",
+        )
+        spec = BACKBONES[self.backbone]
+        _check(self.weights in ("none", "imagenet"), "model.weights", "must be 'none' or 'imagenet'")
+        _check(
+            self.weights == "none" or spec.pretrained,
+            "model.weights",
+            f"the {self.backbone} backbone has no ImageNet weights (mobilenet_v2 and resnet50 do)",
+        )
         _check(1 <= self.num_units <= 256, "model.num_units", f"must be in 1..256, got {self.num_units}")
-        _check(len(self.source_layers) > 0, "model.source_layers", "must not be empty")
+        _check(
+            self.backbone == "notebook" or self.num_units == DEFAULT_UNITS,
+            "model.num_units",
+            f"sets the notebook network's width; the {self.backbone} backbone has its own",
+        )
+        _check(
+            0 <= self.extra_layers <= MAX_EXTRA_LAYERS,
+            "model.extra_layers",
+            f"must be in 0..{MAX_EXTRA_LAYERS}, got {self.extra_layers}",
+        )
+        if not self.source_layers:
+            available = set(layer_names(self.backbone, self.extra_layers))
+            object.__setattr__(self, "source_layers", tuple(n for n in spec.default_layers if n in available))
+        names = layer_names(self.backbone, self.extra_layers)
         for name in self.source_layers:
+            if extra_index(name) is not None and name not in names:
+                _check(
+                    False,
+                    "model.source_layers",
+                    f"{name!r} needs model.extra_layers >= {extra_index(name)}, got {self.extra_layers}",
+                )
             _check(
-                name in BASE_LAYERS,
+                name in names,
                 "model.source_layers",
-                f"{name!r} is not a layer of the base network (one of {', '.join(BASE_LAYERS)})",
+                f"{name!r} is not a layer of the {self.backbone} backbone (one of {', '.join(names)})",
             )
         _check(len(set(self.source_layers)) == len(self.source_layers), "model.source_layers", "has duplicates")
         _check(1 <= self.num_classes <= 1000, "model.num_classes", f"must be in 1..1000, got {self.num_classes}")
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Stride in pixels of each source layer."""
+        return tuple(stride_of(self.backbone, name) for name in self.source_layers)
 
 
 @dataclass(frozen=True)
@@ -99,22 +151,32 @@ class PriorConfig:
     """Prior (default) boxes, one entry of ``strides`` and ``scales`` per source layer.
 
     A scales entry is one size in pixels or a list of sizes; every size is combined with every
-    ratio: ``w = scale * sqrt(ratio)``, ``h = scale / sqrt(ratio)``.
+    ratio: ``w = scale * sqrt(ratio)``, ``h = scale / sqrt(ratio)``. Left empty, ``strides``
+    follow the source layers; ``scales = "auto"`` (stored empty until the :class:`Config` fills
+    it) spreads sizes over the layers by the SSD paper's rule, see :func:`paper_scales`.
     """
 
-    strides: tuple[int, ...] = (4, 8, 16)
+    strides: tuple[int, ...] = (4, 8, 16)  # from_dict leaves them empty unless given: the layers' own
     scales: tuple[tuple[float, ...], ...] = ((10.0,), (25.0,), (40.0,))
     ratios: tuple[float, ...] = (0.4, 0.8, 1.2)
+    min_scale: float = 0.2  # "auto": the smallest layer's size as a share of the image side
+    max_scale: float = 0.9  # "auto": the largest layer's
 
     def __post_init__(self) -> None:
-        _check(len(self.strides) > 0, "priors.strides", "must not be empty")
         for s in self.strides:
-            _check(isinstance(s, int) and 1 <= s <= 512, "priors.strides", f"must be whole numbers in 1..512, got {s}")
+            _check(
+                isinstance(s, int) and 1 <= s <= 4096, "priors.strides", f"must be whole numbers in 1..4096, got {s}"
+            )
         _check(len(self.ratios) > 0, "priors.ratios", "must not be empty")
         for r in self.ratios:
             _check(0.05 <= r <= 20 and math.isfinite(r), "priors.ratios", f"must be in 0.05..20, got {r}")
         _check(
-            len(self.scales) == len(self.strides),
+            0 < self.min_scale <= self.max_scale <= 2,
+            "priors.min_scale",
+            f"must satisfy 0 < min_scale <= max_scale <= 2, got {self.min_scale} and {self.max_scale}",
+        )
+        _check(
+            not self.strides or not self.scales or len(self.scales) == len(self.strides),
             "priors.scales",
             f"needs one entry per stride ({len(self.strides)}), got {len(self.scales)}",
         )
@@ -131,6 +193,19 @@ class PriorConfig:
     def priors_per_cell(self) -> tuple[int, ...]:
         """Number of prior shapes per cell of each source layer."""
         return tuple(len(g) * len(self.ratios) for g in self.scales)
+
+
+def paper_scales(num_layers: int, image_size: int, min_scale: float, max_scale: float) -> tuple[tuple[float, ...], ...]:
+    """Prior sizes in pixels per layer by the SSD paper's rule (eq. 4).
+
+    ``s_k = s_min + (s_max - s_min) (k - 1) / (m - 1)`` for layers ``k = 1..m``, times the image
+    side; each layer gets ``s_k`` and the paper's extra ``sqrt(s_k s_{k+1})``, with
+    ``s_{m+1} = s_m + (s_m - s_{m-1})`` at most 1 (the image), rounded to 0.1 px.
+    """
+    m = num_layers
+    s = [min_scale + (max_scale - min_scale) * k / (m - 1) if m > 1 else min_scale for k in range(m)]
+    s.append(min(1.0, s[-1] + (s[-1] - s[-2])) if m > 1 else min(1.0, max_scale))
+    return tuple((round(s[k] * image_size, 1), round(math.sqrt(s[k] * s[k + 1]) * image_size, 1)) for k in range(m))
 
 
 @dataclass(frozen=True)
@@ -299,18 +374,34 @@ class Config:
         _check(0 < len(self.name) <= 200, "name", "must be 1..200 characters")
         _check(printable_text(self.name), "name", "must be text without control characters or lone surrogates")
         _check(0 <= self.seed < 2**31, "seed", "must be in 0..2^31-1")
+        layers, p = self.model.source_layers, self.priors
+        if not p.scales:  # "auto"
+            scales = paper_scales(len(layers), self.data.image_size, p.min_scale, p.max_scale)
+            p = dataclasses.replace(p, scales=scales)
         _check(
-            len(self.priors.strides) == len(self.model.source_layers),
-            "priors.strides",
-            f"needs one entry per source layer ({len(self.model.source_layers)}), got {len(self.priors.strides)}",
+            len(p.scales) == len(layers),
+            "priors.scales",
+            f'needs one entry per source layer ({len(layers)}), got {len(p.scales)}; or "auto"',
         )
-        for i, (layer, stride) in enumerate(zip(self.model.source_layers, self.priors.strides, strict=True)):
+        if not p.strides:  # the source layers' own
+            p = dataclasses.replace(p, strides=self.model.strides)
+        _check(
+            len(p.strides) == len(layers),
+            "priors.strides",
+            f"needs one entry per source layer ({len(layers)}), got {len(p.strides)}",
+        )
+        object.__setattr__(self, "priors", p)
+        for i, (layer, stride) in enumerate(zip(layers, p.strides, strict=True)):
+            own = stride_of(self.model.backbone, layer)
+            _check(own == stride, "priors.strides", f"entry {i} is {stride} but source layer {layer} has stride {own}")
+            # A layer of stride s has a ceil(size / s) map: 1x1 from s >= size on. One 1x1 layer
+            # is the paper's last; a second (s >= 2 * size) would only repeat it.
             _check(
-                layer_stride(layer) == stride,
-                "priors.strides",
-                f"entry {i} is {stride} but source layer {layer} has stride {layer_stride(layer)}",
+                stride < 2 * self.data.image_size,
+                "data.image_size",
+                f"{self.data.image_size} px is too small for source layer {layer} (stride {stride}): the "
+                f"layer before it already has a 1x1 map; use fewer extra layers or a larger image",
             )
-            _check(stride <= self.data.image_size, "priors.strides", f"{stride} exceeds data.image_size")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists)."""
@@ -377,8 +468,10 @@ def _build(cls: type[T], data: Mapping[str, Any], prefix: str) -> T:
         _check(key in names, dotted, "unknown field")
         if key in SECTIONS and not prefix:
             kwargs[key] = _build(SECTIONS[key], value, key)
+        elif cls is PriorConfig and key == "scales" and value == "auto":
+            kwargs[key] = ()  # filled by Config from the layers and the image size
         elif cls is PriorConfig and key == "scales":
-            _check(isinstance(value, list | tuple), dotted, "must be a list")
+            _check(isinstance(value, list | tuple), dotted, 'must be a list or "auto"')
             kwargs[key] = tuple(
                 _coerce(v if isinstance(v, list | tuple) else [v], tuple[float, ...], dotted) for v in value
             )
@@ -420,13 +513,40 @@ def from_dict(data: Mapping[str, Any] | None = None) -> Config:
     _check(
         isinstance(preset, str) and preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}, got {preset!r}"
     )
-    merged = _merge(PRESETS[preset], data)
+    merged = copy.deepcopy(_merge(PRESETS[preset], data))  # the defaults below must not touch PRESETS
+    priors = merged.setdefault("priors", {})
+    if isinstance(priors, dict):
+        priors.setdefault("strides", [])  # the source layers' own (Config fills them)
+    _backbone_defaults(merged, data)
     try:
         return _build(Config, merged, "")
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:  # pragma: no cover - a bug in a section's checks
         raise ConfigError("config", str(exc)) from exc
+
+
+def _backbone_defaults(merged: dict[str, Any], data: Mapping[str, Any]) -> None:
+    """Give a keras.applications backbone what the notebook's values would not fit, for each key
+    the caller did not set: its extra layers, ``priors.scales = "auto"`` and its ratios."""
+    model = merged.get("model")
+    if not isinstance(model, dict) or model.get("backbone", "notebook") not in set(BACKBONES) - {"notebook"}:
+        return
+    spec = BACKBONES[model["backbone"]]
+    given_model, given_priors = data.get("model"), data.get("priors")
+    if not (isinstance(given_model, Mapping) and "extra_layers" in given_model):
+        # The paper's extra layers down to the first 1x1 map, no further (see Config's check).
+        data_section = merged.get("data")
+        size = data_section.get("image_size", DataConfig.image_size) if isinstance(data_section, Mapping) else 0
+        size = size if isinstance(size, int) and size > 0 else DataConfig.image_size
+        fits = [k for k in range(spec.default_extra_layers + 1) if spec.last_stride * 2**k < 2 * size]
+        model["extra_layers"] = max(fits, default=0)
+    priors = merged.setdefault("priors", {})
+    given = given_priors if isinstance(given_priors, Mapping) else {}
+    if isinstance(priors, dict) and "scales" not in given:
+        priors["scales"] = "auto"
+        if "ratios" not in given:
+            priors["ratios"] = list(spec.default_ratios)
 
 
 def load(path: str | Path) -> Config:

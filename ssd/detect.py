@@ -308,7 +308,7 @@ class Detector:
         weights_path = Path(directory) / WEIGHTS_FILE
         if not weights_path.is_file():
             raise FileNotFoundError(f"checkpoint weights not found: {weights_path}")
-        model = build_ssd(config.model, config.priors, None)
+        model = build_ssd(config.model, config.priors, None, pretrained=False)
         try:
             model.load_weights(str(weights_path))
         except Exception as exc:  # h5py/keras raise many types for a bad file

@@ -1,5 +1,7 @@
-"""The notebook's SSD: a VGG-like base network and a multibox head on named source layers.
+"""The SSD: a base network (the notebook's VGG-like one, or a keras.applications backbone,
+:mod:`ssd.backbones`), the paper's extra feature layers, and a multibox head on named source layers.
 
+Input: uint8 or float [B, H, W, 3] RGB pixels in 0..255 (each backbone scales them inside).
 Output: float32 [B, P, num_classes + 1 + 4] = class **logits** (background last), then the 4
 predicted offsets, in the prior order of :mod:`ssd.priors`. Apply a softmax over the first
 ``num_classes + 1`` channels for probabilities (:func:`ssd.detect.split_predictions` does).
@@ -11,6 +13,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from ssd.backbone_nets import add_extra_layers, keras_backbone
+from ssd.backbones import EXTRA_WIDTH
 from ssd.config import BLOCK_WIDTHS, ModelConfig, PriorConfig
 
 
@@ -118,10 +122,24 @@ def build_ssd(
     image_size: int | None = None,
     dtype: str | None = None,
     fused_batchnorm: bool = True,
+    *,
+    pretrained: bool = True,
 ) -> keras.Model:
     """The whole detector for a config; ``image_size`` fixes the input shape (None: any size).
 
+    ``pretrained=False`` skips ``model.weights = "imagenet"`` (a checkpoint's weights follow).
     The output is float32 whatever ``dtype`` policy the layers compute in.
+
+    Raises:
+        ssd.config.ConfigError: on ``model.weights`` when the ImageNet weights cannot be had.
     """
-    base = build_base_network(model.num_units, (image_size, image_size, 3), dtype, fused_batchnorm)
+    shape = (image_size, image_size, 3)
+    if model.backbone == "notebook":
+        base = build_base_network(model.num_units, shape, dtype, fused_batchnorm)
+        extra_width = model.num_units * BLOCK_WIDTHS[-1]
+    else:
+        base = keras_backbone(model.backbone, model.weights if pretrained else "none", shape, dtype)
+        extra_width = EXTRA_WIDTH
+    if model.extra_layers:
+        base = add_extra_layers(base, model.extra_layers, extra_width, dtype, fused_batchnorm)
     return attach_multibox_head(base, model.source_layers, priors.priors_per_cell, model.num_classes, dtype)

@@ -58,7 +58,10 @@ def prior_shapes(scales: tuple[float, ...], ratios: tuple[float, ...]) -> np.nda
 def make_priors(config: PriorConfig, image_size: int) -> PriorLayout:
     """All priors of a square image of ``image_size`` pixels.
 
-    Centres sit at ``stride // 2 + k * stride`` for ``k`` in ``0..ceil(image_size / stride) - 1``.
+    A layer of stride ``s`` has ``n = ceil(image_size / s)`` cells a side. Where ``s`` divides the
+    image, centres sit at ``s // 2 + k * s`` (the notebook's rule); otherwise the ``n`` cells
+    spread over the image, centres at ``(k + 0.5) * image_size / n`` (as torchvision's
+    DefaultBoxGenerator and SSD300's 38, 19, 10, 5, 3, 1 maps), so no centre leaves the image.
 
     Returns:
         A :class:`PriorLayout`; ``boxes`` is float32 [P, 4] pixel ``xyxy`` with
@@ -69,7 +72,10 @@ def make_priors(config: PriorConfig, image_size: int) -> PriorLayout:
         n = feature_size(image_size, stride)
         wh = prior_shapes(scales, config.ratios)
         a = wh.shape[0]
-        centres = (stride // 2 + np.arange(n) * stride).astype(np.float32)
+        if image_size % stride == 0:
+            centres = (stride // 2 + np.arange(n) * stride).astype(np.float32)
+        else:
+            centres = ((np.arange(n) + 0.5) * (image_size / n)).astype(np.float32)
         cy, cx, s = np.meshgrid(centres, centres, np.arange(a), indexing="ij")  # [n, n, a]
         w, h = wh[s, 0], wh[s, 1]
         b = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1).reshape(-1, 4)

@@ -156,7 +156,9 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         dtype = None if config.train.precision == "float32" else config.train.precision
         keras.utils.set_random_seed(config.seed)
-        self.model = build_ssd(config.model, config.priors, config.data.image_size, dtype)
+        # ImageNet weights only for a fresh run: a checkpoint's weights replace them anyway.
+        pretrained = not has_checkpoint(self.out_dir)
+        self.model = build_ssd(config.model, config.priors, config.data.image_size, dtype, pretrained=pretrained)
         self.optimizer = make_optimizer(config)
         self.optimizer.build(self.model.trainable_variables)
         self.train_data, self.val_data = datasets(config, Path(data_dir) if data_dir is not None else None)

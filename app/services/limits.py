@@ -13,6 +13,7 @@ the server never imports TensorFlow.
 
 from __future__ import annotations
 
+from ssd.backbones import BACKBONES, EXTRA_WIDTH, extra_name
 from ssd.config import BASE_LAYERS, BLOCK_WIDTHS, Config, ConfigError, layer_stride
 from ssd.priors import feature_size
 
@@ -60,7 +61,7 @@ def prior_count(config: Config) -> int:
 
 
 def _conv_layers(config: Config) -> list[tuple[str, int, int, int]]:
-    """``(name, side, in_channels, out_channels)`` of each conv of the base network."""
+    """``(name, side, in_channels, out_channels)`` of each conv of the notebook's base network."""
     size, units = config.data.image_size, config.model.num_units
     out, channels = [], 3
     for name in BASE_LAYERS[::2]:  # conv{b}_{i}; the norm layer after it has the same shape
@@ -70,11 +71,54 @@ def _conv_layers(config: Config) -> list[tuple[str, int, int, int]]:
     return out
 
 
+def _extra_layers(config: Config) -> list[tuple[str, int, int, int, int]]:
+    """``(name, side, in_channels, out_channels, kernel)`` of each conv of the extra layers."""
+    model, size = config.model, config.data.image_size
+    spec = BACKBONES[model.backbone]
+    if model.backbone == "notebook":
+        channels = width = model.num_units * BLOCK_WIDTHS[-1]
+    else:
+        channels, width = spec.channels[list(spec.layers)[-1]], EXTRA_WIDTH
+    out = []
+    for k in range(1, model.extra_layers + 1):
+        before, side = feature_size(size, spec.last_stride * 2 ** (k - 1)), feature_size(size, spec.last_stride * 2**k)
+        out += [
+            (f"{extra_name(k)}_reduce", before, channels, width // 2, 1),
+            (extra_name(k), side, width // 2, width, 3),
+        ]
+        channels = width
+    return out
+
+
+def _source_channels(config: Config) -> dict[str, int]:
+    """Channels of every layer a head can attach to."""
+    model = config.model
+    if model.backbone == "notebook":
+        channels = {name.replace("conv", "norm"): c_out for name, _, _, c_out in _conv_layers(config)}
+    else:
+        channels = dict(BACKBONES[model.backbone].channels)
+    channels.update({name: c_out for name, _, _, c_out, _ in _extra_layers(config)})
+    return channels
+
+
+def conv_values(config: Config) -> int:
+    """Conv output values of one image: the base network's and the extra layers'."""
+    if config.model.backbone == "notebook":
+        base = sum(side * side * c_out for _, side, _, c_out in _conv_layers(config))
+    else:
+        base = round(BACKBONES[config.model.backbone].conv_values * config.data.image_size**2)
+    return base + sum(side * side * c_out for _, side, _, c_out, _ in _extra_layers(config))
+
+
 def param_count(config: Config) -> int:
-    """Weights of the model of :func:`ssd.model.build_ssd`: convs, BatchNorms and the heads."""
-    layers = _conv_layers(config)
-    total = sum(9 * c_in * c_out + c_out + 4 * c_out for _, _, c_in, c_out in layers)  # conv + BN
-    width = {name.replace("conv", "norm"): c_out for name, _, _, c_out in layers}
+    """Weights of the model of :func:`ssd.model.build_ssd`: base network, extra layers and heads."""
+    if config.model.backbone == "notebook":
+        total = sum(9 * c_in * c_out + c_out + 4 * c_out for _, _, c_in, c_out in _conv_layers(config))  # conv + BN
+    else:
+        total = BACKBONES[config.model.backbone].params
+    total += sum(k * k * c_in * c_out + c_out for _, _, c_in, c_out, k in _extra_layers(config))
+    total += 4 * sum(c_out for _, _, _, c_out, k in _extra_layers(config) if k == 3)  # their BatchNorms
+    width = _source_channels(config)
     classes = config.model.num_classes + 1
     for layer, per_cell in zip(config.model.source_layers, config.priors.priors_per_cell, strict=True):
         outputs = per_cell * (classes + 4)  # the class conv and the offset conv
@@ -94,7 +138,7 @@ def memory_sizes(config: Config, max_objects: int | None = None) -> dict[str, in
     k = config.data.max_digits if max_objects is None else max_objects
     priors = prior_count(config)
     return {
-        "activations": b * sum(side * side * c_out for _, side, _, c_out in _conv_layers(config)),
+        "activations": b * conv_values(config),
         "weights": param_count(config),
         "priors": b * priors * (config.model.num_classes + 5),
         "matching": b * k * priors,
@@ -124,10 +168,10 @@ def memory_estimate(config: Config, max_objects: int | None = None) -> float:
 
 # What to lower, per term of the estimate (the largest term's advice comes first).
 _ADVICE = {
-    "activations": "data.image_size or model.num_units",
+    "activations": "data.image_size, model.num_units or model.backbone",
     "priors": "data.image_size, priors.scales or priors.ratios, or use sources with larger strides",
     "matching": "data.max_digits, data.image_size or the priors per cell",
-    "weights": "model.num_units",
+    "weights": "model.num_units, model.backbone or model.extra_layers",
     "input": "data.image_size",
 }
 

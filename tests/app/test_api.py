@@ -93,7 +93,7 @@ BAD = [
     ({"priors": {"ratios": []}}, ["priors", "ratios"]),
     ({"model": {"source_layers": ["norm9_9"]}}, ["model", "source_layers"]),
     ({"priors": {"scales": [[8], [16]]}}, ["priors", "scales"]),  # two scale groups, one source layer
-    ({"model": {"source_layers": ["norm3_2", "norm4_2"]}}, ["priors", "strides"]),  # heads without priors
+    ({"model": {"source_layers": ["norm3_2", "norm4_2"]}}, ["priors", "scales"]),  # heads without priors
     ({"priors": {"strides": [8]}}, ["priors", "strides"]),  # norm3_2 has stride 4
     ({"train": {"batch_size": 0}}, ["train", "batch_size"]),
     ({"train": {"batch_size": "many"}}, ["train", "batch_size"]),

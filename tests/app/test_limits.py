@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 from live_server import tiny
 
 from app.main import create_app
-from app.services.limits import GIB, check_limits, memory_estimate, memory_terms
+from app.services.limits import GIB, check_limits, conv_values, memory_estimate, memory_terms, param_count
 from app.settings import SERVER_RESERVE_GIB, Settings, job_memory_gib, machine_memory_bytes
 from ssd.config import ConfigError, from_dict
 
@@ -206,3 +207,27 @@ def test_the_default_limits_follow_the_machines_memory(monkeypatch: pytest.Monke
 def test_the_tiny_api_config_fits_any_machine() -> None:
     """The API's example job (what the tests train) is estimated under the 1 GiB floor of the limit."""
     assert memory_estimate(from_dict(tiny())) / GIB < 1.0
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"model": {"backbone": "mobilenet_v2"}, "data": {"image_size": 300}},
+        {"model": {"backbone": "resnet50", "extra_layers": 2, "source_layers": ["conv4_block6_out", "extra2"]}},
+        {"model": {"num_units": 4, "extra_layers": 2, "source_layers": ["norm3_2", "extra1", "extra2"]}},
+    ],
+)
+def test_the_estimate_counts_the_weights_and_convs_of_every_backbone(config: dict[str, Any]) -> None:
+    """Weights and conv output values the memory estimate uses, against the built Keras model."""
+    import keras
+
+    from ssd.model import build_ssd
+
+    resolved = from_dict(config)
+    size = resolved.data.image_size
+    model = build_ssd(resolved.model, resolved.priors, size)
+    assert param_count(resolved) == model.count_params()
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)]
+    heads = [layer for layer in convs if layer.name.endswith(("_clf", "_loc"))]
+    counted = sum(math.prod(layer.output.shape[1:]) for layer in convs if layer not in heads)
+    assert conv_values(resolved) == pytest.approx(counted, rel=0.02)  # the table is per pixel at 512 px

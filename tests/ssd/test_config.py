@@ -61,6 +61,11 @@ def test_empty_document_gives_the_default_preset() -> None:
     assert cfg.matching.variances == (0.1, 0.2)
 
 
+def test_empty_source_layers_and_strides_mean_the_backbones_own() -> None:
+    cfg = from_dict({"model": {"source_layers": []}, "priors": {"strides": []}})
+    assert cfg.model.source_layers == ("norm3_2", "norm4_2", "norm5_2") and cfg.priors.strides == (4, 8, 16)
+
+
 def test_overrides_merge_into_the_preset() -> None:
     cfg = from_dict({"train": {"steps": 20}, "matching": {"iou_threshold": 0.4}})
     assert cfg.train.steps == 20
@@ -81,7 +86,7 @@ def test_overrides_merge_into_the_preset() -> None:
         ({"train": {"steps": "many"}}, "train.steps"),
         ({"train": {"steps": True}}, "train.steps"),
         ({"model": {"source_layers": ["norm3_2", "norm4_2", "norm9_2"]}}, "model.source_layers"),
-        ({"model": {"source_layers": []}}, "model.source_layers"),
+        ({"model": {"source_layers": ["norm3_2", "norm4_2", "norm4_2"]}}, "model.source_layers"),  # twice
         ({"priors": {"strides": [8, 8, 16]}}, "priors.strides"),  # norm3_2 has stride 4
         ({"priors": {"strides": [4, 8]}}, "priors.scales"),  # 3 scale groups for 2 strides
         ({"priors": {"scales": [10, 25]}}, "priors.scales"),

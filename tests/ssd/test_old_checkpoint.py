@@ -30,7 +30,9 @@ def test_a_checkpoint_from_before_backbones_loads_and_detects_the_same(tmp_path:
     config = read_config(checkpoint)
     assert config.model.backbone == "notebook" and config.model.extra_layers == 0
     detector = Detector.from_checkpoint(checkpoint)
-    detector.config = replace(detector.config, detect=replace(detector.config.detect, score_threshold=0.05, max_detections=10))
+    detector.config = replace(
+        detector.config, detect=replace(detector.config.detect, score_threshold=0.05, max_detections=10)
+    )
     images, *_ = for_config(detector.config, "val").batch(0, 4)
     expected = json.loads((checkpoint / "expected_detections.json").read_text())
     for got, want in zip(detector.predict(images), expected, strict=True):

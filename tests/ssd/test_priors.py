@@ -80,11 +80,15 @@ def test_order_is_layer_then_row_major_then_shape() -> None:
         start = sl.stop
 
     # Box centres lie on the cell given by row/col, sizes are the shape given by `shape`.
-    stride = np.array(config.strides)[layout.layer]
+    # Stride 4 divides 20: centres 2, 6, .., 18. Stride 8 does not: 3 cells spread over 20 px,
+    # centres (k + 0.5) * 20 / 3 = 3.33, 10, 16.67.
+    centre = {0: lambda k: 2 + 4 * k, 1: lambda k: (k + 0.5) * 20 / 3}
     cx = (layout.boxes[:, 0] + layout.boxes[:, 2]) / 2
     cy = (layout.boxes[:, 1] + layout.boxes[:, 3]) / 2
-    np.testing.assert_array_equal(cx, stride // 2 + layout.col * stride)
-    np.testing.assert_array_equal(cy, stride // 2 + layout.row * stride)
+    for index in (0, 1):
+        mine = layout.layer == index
+        np.testing.assert_allclose(cx[mine], centre[index](layout.col[mine]), atol=1e-5)
+        np.testing.assert_allclose(cy[mine], centre[index](layout.row[mine]), atol=1e-5)
     wh = layout.boxes[:, 2:] - layout.boxes[:, :2]
     for i in range(len(layout)):
         np.testing.assert_array_equal(wh[i], layout.shapes[layout.layer[i]][layout.shape[i]])

@@ -123,6 +123,7 @@ function readField(field) {
       return n;
     }
     case "list":
+      if (field.words.includes(input.value.trim())) return input.value.trim();
       return parseList(input.value, field.nullable);
     default:
       return input.value;
@@ -133,7 +134,7 @@ function writeField(field, value) {
   const { input, kind } = field;
   if (kind === "bool") input.checked = Boolean(value);
   else if (kind === "enum") input.value = JSON.stringify(value);
-  else if (kind === "list") input.value = listText(value);
+  else if (kind === "list") input.value = typeof value === "string" ? value : listText(value);
   else input.value = value === null || value === undefined ? "" : String(value);
 }
 
@@ -145,8 +146,9 @@ function sameValue(a, b) {
 
 function fieldKind(path, node) {
   const values = Object.values(presets).map((p) => getPath(p, path));
-  if (enumOf(node)) return "enum";
+  // A list that also takes a word ("auto" for priors.scales) is a list field that accepts the word.
   if (values.some(Array.isArray) || node.type === "array" || (node.anyOf || []).some((a) => resolve(a).type === "array")) return "list";
+  if (enumOf(node)) return "enum";
   if (values.some((v) => typeof v === "boolean")) return "bool";
   if (values.some((v) => typeof v === "number")) return "number";
   return "text";
@@ -168,9 +170,10 @@ function buildField(path, sectionEl) {
   } else {
     input = el("input", { id, name: key, type: "text", spellcheck: "false", autocomplete: "off" });
   }
-  const field = { key, path, kind, nullable: allowsNull(node), input };
+  const field = { key, path, kind, nullable: allowsNull(node), input, words: kind === "list" ? enumOf(node) || [] : [] };
   if (kind === "list") {
-    input.placeholder = field.nullable ? "null (none)" : "e.g. 1, 2, 3  or  [1, 2, 3]";
+    const word = field.words.length ? `  or  ${field.words.join(" / ")}` : "";
+    input.placeholder = field.nullable ? "null (none)" : `e.g. 1, 2, 3  or  [1, 2, 3]${word}`;
     input.classList.add("mono");
   }
   field.defaultText = el("span", { class: "default" });
