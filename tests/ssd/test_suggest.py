@@ -167,3 +167,25 @@ def test_suggest_loads_no_tensorflow() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_an_imported_dataset_from_its_index(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """split_boxes reads an imported split's boxes from the index: those the unaugmented samples
+    hold (images decoded here only to check); the CLI fits them."""
+    from ssd.datasets.export import export_generator
+    from ssd.datasets.loader import for_config, split_boxes
+    from ssd.datasets.registry import Registry
+
+    out = export_generator(tmp_path / "coco", "coco", images=30, val_fraction=0.2, seed=0)
+    Registry(tmp_path / "data").import_dataset(out, name="digits")
+    config = from_dict({"data": {"dataset": "digits", "image_size": 96, "resize": "letterbox"}})
+    boxes = split_boxes(config, "train", 1000, tmp_path / "data")  # 1000: the split is shorter
+    train = for_config(config, "train", tmp_path / "data", augment=False)
+    assert boxes.counts.size == len(train) == 24
+    for i in range(len(train)):  # sample i is image order[i] of the split, unaugmented
+        position, _ = train.record(i)
+        np.testing.assert_allclose(boxes.boxes[position, : boxes.counts[position]], train[i].boxes, atol=1e-4)
+    data = str(tmp_path / "data")
+    assert main(["priors", "suggest", "--dataset", "digits", "--per-cell", "2", "--json", "--data-dir", data]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_images"] == 24 and max(result["after"]["priors_per_cell"]) <= 2
