@@ -116,8 +116,9 @@ class _Candidates:
 
     def pick_scales(self, ratio_index: Sequence[int], capacity: int, *, swap: bool) -> tuple[int, list[list[int]]]:
         """Greedy maximum coverage by at most ``capacity`` scales per layer for the given ratios,
-        then improved by swaps if ``swap``: ``(score, chosen scale indices per layer)``. A layer that adds nothing
-        keeps one scale: its best alone, ties to the size it covers fully (``natural``)."""
+        then improved by swaps if ``swap``: ``(score, chosen scale indices per layer)``. A layer
+        that adds nothing keeps one scale: its best alone, ties to the size it covers fully
+        (``natural``)."""
         r = list(ratio_index)
         # A scale covers a box when one of its ratios does: OR over the chosen ratios.
         cand_t = np.concatenate([np.bitwise_or.reduce(b[:, r], axis=1) for b in self.bits])
