@@ -22,8 +22,9 @@ where the format can hold it, :func:`ssd.detect.batched_nms` with ``config.detec
   the file: TensorFlow's combined NMS is a Flex op that stock LiteRT runtimes lack. Run
   :func:`ssd.detect.non_max_suppression` (or any per-class NMS) on the two outputs.
 
-tf2onnx and ai-edge-litert are optional (``pip install 'ssdboard[export]'``); a missing one is a
-:class:`MissingPackageError` naming it.
+ONNX export needs tf2onnx and onnx, optional packages (``pip install 'ssdboard[export]'``, which
+also brings onnxruntime and ai-edge-litert to run the files); a missing one is a
+:class:`MissingPackageError` naming it. SavedModel and TFLite need TensorFlow only.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Literal
 import numpy as np
 import tensorflow as tf
 
-from ssd.detect import Detections, Detector, batched_nms, decode_boxes, split_predictions
+from ssd.detect import Detections, Detector, NmsResult, batched_nms, decode_boxes, split_predictions
 
 __all__ = [
     "FORMATS",
@@ -56,6 +57,7 @@ ExportFormat = Literal["savedmodel", "onnx", "tflite"]
 FORMATS: tuple[ExportFormat, ...] = ("savedmodel", "onnx", "tflite")
 ONNX_OPSET = 17
 INPUT_NAME = "images"
+NMS_OUTPUTS: tuple[str, ...] = NmsResult._fields  # boxes, scores, classes, num_detections
 INSTALL_HINT = "pip install 'ssdboard[export]'"
 
 
@@ -115,21 +117,11 @@ def _save_onnx(detector: Detector, out: Path) -> None:
     import tf2onnx
 
     serve = serving_function(detector)
-    concrete = serve.get_concrete_function()
-    # tf2onnx names the outputs after the graph's Identity tensors; rename them to the keys.
-    names = {t.name: key for key, t in concrete.structured_outputs.items()}
+    # tf2onnx names the graph's input and outputs after the signature's name and dict keys.
     model_proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=ONNX_OPSET)
-    graph = model_proto.graph
-    renames = {o.name: names[o.name] for o in graph.output if o.name in names}
-    for node in graph.node:
-        node.output[:] = [renames.get(n, n) for n in node.output]
-        node.input[:] = [renames.get(n, n) for n in node.input]
-    for o in graph.output:
-        o.name = renames.get(o.name, o.name)
-    for i in graph.input:
-        i.name = INPUT_NAME if i.name.startswith(INPUT_NAME) else i.name
-    for node in graph.node:
-        node.input[:] = [INPUT_NAME if n.startswith(INPUT_NAME + ":") else n for n in node.input]
+    names = ([i.name for i in model_proto.graph.input], sorted(o.name for o in model_proto.graph.output))
+    if names != ([INPUT_NAME], sorted(NMS_OUTPUTS)):  # a tf2onnx that names them otherwise: say so
+        raise RuntimeError(f"tf2onnx named the inputs and outputs {names}, expected {INPUT_NAME} and {NMS_OUTPUTS}")
     onnx.checker.check_model(model_proto)
     onnx.save(model_proto, str(out))
 
