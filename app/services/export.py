@@ -142,12 +142,17 @@ class ExportService:
 
 
 def _snapshot(job_dir: Path, snapshot: Path, key: str) -> None:
-    """Copy the checkpoint's config and weights; :class:`Conflict` if they were replaced meanwhile."""
+    """Copy the checkpoint's config and weights; :class:`Conflict` if the weights changed meanwhile."""
     snapshot.mkdir()
-    shutil.copyfile(job_dir / CONFIG_FILE, snapshot / CONFIG_FILE)
-    shutil.copyfile(job_dir / WEIGHTS_FILE, snapshot / WEIGHTS_FILE)
-    stat = (job_dir / WEIGHTS_FILE).stat()
-    if f"{stat.st_mtime_ns}-{stat.st_size}" != key:  # a save landed during the copy: the copy may mix two
+    try:
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            shutil.copyfile(job_dir / name, snapshot / name)
+        stat = (job_dir / WEIGHTS_FILE).stat()
+    except FileNotFoundError as exc:
+        raise Broken(f"the checkpoint of job {job_dir.name} lacks {Path(str(exc.filename)).name}") from None
+    # The trainer replaces the file atomically, so the copy is one whole checkpoint, but it may be
+    # a newer one than the key names: then the cache would file it under the wrong checkpoint.
+    if f"{stat.st_mtime_ns}-{stat.st_size}" != key:
         raise Conflict("the job saved a new checkpoint during the export: try again")
 
 

@@ -147,6 +147,10 @@ def test_converter_errors_become_501_and_500_naming_the_cause(client: TestClient
     assert response.status_code == 500
     assert response.json()["detail"] == "the tflite export failed: RuntimeError: converter crashed"
     assert list((job_dir / "exports").iterdir()) == []  # nothing half-written is left or cached
+    (job_dir / "config.json").unlink()
+    response = client.get(f"/api/jobs/{job_id}/export", params={"format": "onnx"})
+    assert response.status_code == 500
+    assert response.json()["detail"] == f"the checkpoint of job {job_id} lacks config.json"
 
 
 def test_the_export_route_keeps_tensorflow_out_of_the_server() -> None:
