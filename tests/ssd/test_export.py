@@ -208,3 +208,38 @@ def test_export_is_all_or_nothing(trained: Trained, tmp_path: Path, monkeypatch:
     with pytest.raises(RuntimeError):
         export.export(trained.checkpoint, "tflite", tmp_path / "m.tflite")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_keras_applications_backbone_converts(tmp_path: Path) -> None:
+    """MobileNetV2 with the SSD extra layers (no training: varied random heads) through ONNX and TFLite.
+
+    Before NMS, so that the head's near-equal untrained scores cannot make NMS pick other ties.
+    """
+    import onnxruntime as ort
+    import tf2onnx
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ssd.model import build_ssd
+
+    config = from_dict({"model": {"backbone": "mobilenet_v2"}, "data": {"image_size": 128}})
+    model = build_ssd(config.model, config.priors, 128)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if layer.name.endswith(("_clf", "_loc")):
+            layer.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) for w in layer.get_weights()])
+    model.save_weights(str(tmp_path / "model.weights.h5"))
+    write_config(tmp_path, config)
+    detector = Detector.from_checkpoint(tmp_path)
+    images = rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+    serve = export.serving_function(detector, nms=False)
+    want = {k: v.numpy() for k, v in serve(images).items()}
+    assert want["scores"].shape == (2, len(detector.priors(128)), 10)
+
+    tflite = export.export(tmp_path, "tflite", tmp_path / "m.tflite")
+    got = Interpreter(model_path=str(tflite)).get_signature_runner()(images=images)
+    onnx_model, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=export.ONNX_OPSET)
+    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got_onnx = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"images": images}), strict=True))
+    for result in (got, got_onnx):
+        np.testing.assert_allclose(result["boxes"], want["boxes"], atol=BOX_TOL)
+        np.testing.assert_allclose(result["scores"], want["scores"], atol=SCORE_TOL)
