@@ -7,8 +7,9 @@ job that saves meanwhile cannot hand the converter half a file). The result is k
 ``jobs/{id}/exports/{format}-{mtime_ns}-{size}.{ext}``, named after the weights file it came
 from: a newer checkpoint misses the cache and is converted, and a second download of the same
 checkpoint is the file (older exports of that format are then deleted). One conversion runs at a
-time: each is a TensorFlow process (peak 0.55-0.65 GiB resident for a 4-unit 64 px model,
-measured) beside the training workers. A request for a job and format being converted waits
+time: each is a TensorFlow process beside the training workers, and a big one (measured peak
+resident: 0.55-0.65 GiB for a 4-unit 64 px notebook network, 7.0 GiB for a resnet50 ONNX
+export at 128 px). A request for a job and format being converted waits
 for that conversion and gets its file.
 
 Errors are the domain errors of :mod:`app.domain`: an unknown job (:class:`NotFound`), no
