@@ -157,8 +157,9 @@ class TrainIn(_Section):
     checkpoint_every: int = Field(
         _d("train", "checkpoint_every"), description="Save a checkpoint every N steps (and at the end); 0: end only."
     )
-    precision: Literal["float32", "mixed_bfloat16"] = Field(
-        _d("train", "precision"), description="Compute precision; mixed_bfloat16 is faster on recent CPUs."
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
+        _d("train", "precision"),
+        description="Compute precision; auto: bf16 on CPUs with bf16 units, float16 with loss scaling on GPUs.",
     )
 
 
@@ -276,6 +277,11 @@ class JobOut(BaseModel):
     cancel_requested: bool = Field(False, description="A cancel was asked for; the job stops after its current step.")
     last_metrics: dict[str, Any] | None = Field(None, description="The latest step's metrics.")
     last_eval: dict[str, Any] | None = Field(None, description="The latest evaluation (validation loss, mAP).")
+    run: dict[str, str] | None = Field(
+        None,
+        description="How the job computes, once it started: precision (train.precision resolved), "
+        "precision_reason and device.",
+    )
 
 
 class StepMetrics(BaseModel):

@@ -210,13 +210,14 @@ def fit(report: dict[str, Any]) -> dict[str, float]:
     import numpy as np
 
     from app.services.limits import INPUT_BYTES, memory_sizes
+    from ssd import precision
     from ssd.config import from_dict
 
     columns, targets, peaks = [], [], []
     for row in report["rows"]:
         config = from_dict(_config(row["config"], report["steps"]))
         sizes = memory_sizes(config)
-        bf16 = config.train.precision == "mixed_bfloat16"
+        bf16 = precision.choose(config.train.precision).policy != "float32"
         columns.append(
             [1.0, sizes["activations"] * bf16, sizes["activations"] * (not bf16)]
             + [sizes[name] for name in ("weights", "priors", "matching")]

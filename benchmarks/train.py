@@ -42,6 +42,7 @@ from benchmarks.naive import NaiveBatches, build_naive_model, notebook_loss
 from ssd.config import Config, from_dict
 from ssd.data import for_config
 from ssd.model import build_ssd
+from ssd.precision import choose
 from ssd.priors import make_priors
 from ssd.train import Trainer
 
@@ -164,7 +165,7 @@ def run_bench(quick: bool = False) -> int:
     )
     print(
         f"  trainer: preset 'default', batch {config.train.batch_size}, {config.data.image_size}x"
-        f"{config.data.image_size}, precision {config.train.precision}; naive: same model in float32"
+        f"{config.data.image_size}, precision {choose(config.train.precision).describe()}; naive: same model in float32"
     )
 
     # FLOPs (analytic on the float32 model; the architecture is the same whatever the precision).
@@ -255,7 +256,7 @@ def run_bench(quick: bool = False) -> int:
             "preset": "default",
             "batch_size": config.train.batch_size,
             "image_size": config.data.image_size,
-            "precision": config.train.precision,
+            "precision": choose(config.train.precision).policy,
             "num_priors": num_priors,
         },
         "throughput": {

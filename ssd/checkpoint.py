@@ -14,6 +14,8 @@ A run directory holds:
   ``v0 .. v{n-1}`` in ``optimizer.variables`` order.
 - :data:`METRICS_FILE` ``metrics.jsonl``: one JSON object per training step.
 - :data:`EVALS_FILE` ``evals.jsonl``: one JSON object per evaluation.
+- :data:`RUN_FILE` ``run.json``: how the run computes (``precision``, ``precision_reason``,
+  ``device``), written when training starts; the job page shows it.
 
 The first three are the checkpoint (:data:`CHECKPOINT_FILES`): with them a run resumes, or its
 model detects. Weights and state are replaced atomically (written to a temporary file, then
@@ -35,9 +37,12 @@ __all__ = [
     "METRICS_FILE",
     "STATE_FILE",
     "WEIGHTS_FILE",
+    "RUN_FILE",
     "has_checkpoint",
     "read_config",
+    "read_run_info",
     "write_config",
+    "write_run_info",
 ]
 
 CONFIG_FILE = "config.json"
@@ -45,6 +50,7 @@ WEIGHTS_FILE = "model.weights.h5"
 STATE_FILE = "train_state.npz"
 METRICS_FILE = "metrics.jsonl"
 EVALS_FILE = "evals.jsonl"
+RUN_FILE = "run.json"
 CHECKPOINT_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE)
 
 
@@ -79,3 +85,21 @@ def write_config(directory: str | Path, config: Config) -> Path:
     tmp.write_text(json.dumps(config.to_dict(), indent=2))
     os.replace(tmp, path)
     return path
+
+
+def write_run_info(directory: str | Path, info: dict[str, str]) -> Path:
+    """Write ``run.json`` (how the run computes) atomically."""
+    path = Path(directory) / RUN_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_run_info(directory: str | Path) -> dict[str, str] | None:
+    """``run.json`` of a run directory, or None before training started (or if unreadable)."""
+    try:
+        data = json.loads((Path(directory) / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None

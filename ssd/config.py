@@ -36,6 +36,7 @@ from ssd.backbones import (
     notebook_stride,
     stride_of,
 )
+from ssd.precision import PRECISIONS, Requested
 
 MAX_IMAGE_SIZE = 1024
 MAX_STEPS = 10_000_000
@@ -320,7 +321,8 @@ class TrainConfig:
     eval_every: int = 0  # 0: only at the end
     eval_images: int = 100
     checkpoint_every: int = 200
-    precision: Literal["float32", "mixed_bfloat16"] = "float32"
+    # auto: bf16 on CPUs with bf16 units, float16 + loss scaling on GPUs with tensor cores (ssd.precision)
+    precision: Requested = "float32"
 
     def __post_init__(self) -> None:
         _check(1 <= self.steps <= MAX_STEPS, "train.steps", f"must be in 1..{MAX_STEPS}, got {self.steps}")
@@ -334,9 +336,7 @@ class TrainConfig:
         _check(self.eval_every >= 0, "train.eval_every", "must be >= 0")
         _check(1 <= self.eval_images <= 100_000, "train.eval_images", "must be in 1..100000")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
-        _check(
-            self.precision in ("float32", "mixed_bfloat16"), "train.precision", "must be 'float32' or 'mixed_bfloat16'"
-        )
+        _check(self.precision in PRECISIONS, "train.precision", f"must be one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -497,7 +497,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "default",
         "priors": {"scales": [[10, 16], [25, 36], [48, 64]], "ratios": [0.35, 0.6, 1.0]},
         "matching": {"force_best": True, "variances": [0.1, 0.2]},
-        "train": {"steps": 1600, "schedule": "cosine", "warmup_steps": 50, "precision": "mixed_bfloat16"},
+        "train": {"steps": 1600, "schedule": "cosine", "warmup_steps": 50, "precision": "auto"},
     },
 }
 

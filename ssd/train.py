@@ -32,13 +32,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ssd.checkpoint import EVALS_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE, has_checkpoint, write_config
+from ssd.checkpoint import (
+    EVALS_FILE,
+    METRICS_FILE,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    has_checkpoint,
+    write_config,
+    write_run_info,
+)
 from ssd.config import Config
 from ssd.data import DetectionDataset
 from ssd.datasets.loader import FileDataset, for_config
 from ssd.loss import loss_components
 from ssd.matching import match
 from ssd.model import build_ssd
+from ssd.precision import Choice, Gpu, choose, cpu_info
 from ssd.priors import make_priors
 
 StepCallback = Callable[[dict[str, Any]], None]
@@ -133,12 +142,30 @@ def learning_rate_schedule(config: Config) -> float | keras.optimizers.schedules
     return keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps)
 
 
-def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
-    """Adam (the notebook's), or AdamW when ``train.weight_decay`` > 0."""
+def make_optimizer(config: Config, policy: str = "float32") -> keras.optimizers.Optimizer:
+    """Adam (the notebook's), or AdamW when ``train.weight_decay`` > 0; under ``mixed_float16``
+    wrapped in Keras' dynamic ``LossScaleOptimizer`` (float16 gradients underflow without it)."""
     lr = learning_rate_schedule(config)
     if config.train.weight_decay > 0:
-        return keras.optimizers.AdamW(lr, weight_decay=config.train.weight_decay)
-    return keras.optimizers.Adam(lr)
+        inner: keras.optimizers.Optimizer = keras.optimizers.AdamW(lr, weight_decay=config.train.weight_decay)
+    else:
+        inner = keras.optimizers.Adam(lr)
+    return keras.optimizers.LossScaleOptimizer(inner) if policy == "mixed_float16" else inner
+
+
+def detect_gpu() -> Gpu | None:
+    """The first GPU TensorFlow sees, with its compute capability, or None."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[0])
+    capability = tuple(details.get("compute_capability") or (0, 0))
+    return Gpu(str(details.get("device_name", gpus[0].name)), (int(capability[0]), int(capability[1])))
+
+
+def choose_precision(config: Config) -> Choice:
+    """``train.precision`` on this machine (see :mod:`ssd.precision`)."""
+    return choose(config.train.precision, detect_gpu())
 
 
 def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
@@ -154,12 +181,14 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        dtype = None if config.train.precision == "float32" else config.train.precision
+        self.precision = choose_precision(config)
+        policy = self.precision.policy
+        dtype = None if policy == "float32" else policy
         keras.utils.set_random_seed(config.seed)
         # ImageNet weights only for a fresh run: a checkpoint's weights replace them anyway.
         pretrained = not has_checkpoint(self.out_dir)
         self.model = build_ssd(config.model, config.priors, config.data.image_size, dtype, pretrained=pretrained)
-        self.optimizer = make_optimizer(config)
+        self.optimizer = make_optimizer(config, policy)
         self.optimizer.build(self.model.trainable_variables)
         self.train_data, self.val_data = datasets(config, Path(data_dir) if data_dir is not None else None)
         self.priors = make_priors(config.priors, config.data.image_size).boxes  # [P, 4] xyxy
@@ -182,8 +211,11 @@ class Trainer:
         def train_step(images: tf.Tensor, y_true: tf.Tensor) -> dict[str, tf.Tensor]:
             with tf.GradientTape() as tape:
                 parts = losses(y_true, self.model(images, training=True))
+                total = parts["total"]
+                if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                    total = self.optimizer.scale_loss(total)  # unscaled (or the step skipped) in apply
             variables = self.model.trainable_variables
-            grads = tape.gradient(parts["total"], variables)
+            grads = tape.gradient(total, variables)
             self.optimizer.apply_gradients(zip(grads, variables, strict=True))
             return parts
 
@@ -308,6 +340,12 @@ class Trainer:
         _truncate_jsonl(metrics_file, self.step)
         _truncate_jsonl(evals_file, self.step)
         write_config(self.out_dir, self.config)
+        gpu = detect_gpu()
+        device = f"GPU: {gpu.name}" if gpu else f"CPU: {cpu_info()[0]}"
+        write_run_info(
+            self.out_dir,
+            {"precision": self.precision.policy, "precision_reason": self.precision.reason, "device": device},
+        )
         record: dict[str, Any] | None = None
         evaluation: dict[str, Any] | None = None
         status: Literal["succeeded", "cancelled"] = "succeeded"

@@ -20,7 +20,7 @@ from app.runner import JobRunner
 from app.services import configs
 from app.settings import Settings
 from app.store import JobStore
-from ssd.checkpoint import CHECKPOINT_FILES, has_checkpoint
+from ssd.checkpoint import CHECKPOINT_FILES, has_checkpoint, read_run_info
 from ssd.config import Config
 
 
@@ -64,8 +64,9 @@ class JobService:
         return self.store.list_jobs(status=status, limit=limit)
 
     def get(self, job_id: str) -> dict[str, Any]:
-        """One job; :class:`NotFound`."""
-        return self.runner.get(job_id)
+        """One job, with how it computes once it started (``run``); :class:`NotFound`."""
+        job = self.runner.get(job_id)
+        return {**job, "run": read_run_info(self.settings.jobs_dir / job_id)}
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """A queued job at once, a running one after its current step; :class:`~app.domain.Conflict` otherwise."""

@@ -13,6 +13,7 @@ the server never imports TensorFlow.
 
 from __future__ import annotations
 
+from ssd import precision
 from ssd.backbones import BACKBONES, EXTRA_WIDTH, extra_name
 from ssd.config import BASE_LAYERS, BLOCK_WIDTHS, Config, ConfigError, layer_stride
 from ssd.priors import feature_size
@@ -31,7 +32,8 @@ FIXED_BYTES = int(0.07 * GIB)
 # Per value of a conv output (the base network's 11 convs, per image of the batch): the conv +
 # ReLU output and the BatchNorm output kept for the backward pass, and their gradients, in the
 # compute dtype (bf16 under ``mixed_bfloat16``, with float32 statistics and some float32 casts).
-ACTIVATION_BYTES = {"float32": 10.1, "mixed_bfloat16": 4.2}
+# "auto" counts as what this machine's CPU gets; float16 is taken to cost what bf16 does.
+ACTIVATION_BYTES = {"float32": 10.1, "mixed_bfloat16": 4.2, "mixed_float16": 4.2}
 # Per weight: the float32 variable, its gradient, Adam's two slots, the bf16 cast under mixed
 # precision, and the NumPy copies a checkpoint makes of the weights and slots while writing.
 PARAM_BYTES = 31
@@ -150,7 +152,7 @@ def memory_terms(config: Config, max_objects: int | None = None) -> dict[str, fl
     """Bytes of each part of :func:`memory_estimate` (what to lower when the sum is too large)."""
     sizes = memory_sizes(config, max_objects)
     per_value = {
-        "activations": ACTIVATION_BYTES[config.train.precision],
+        "activations": ACTIVATION_BYTES[precision.choose(config.train.precision).policy],
         "weights": PARAM_BYTES,
         "priors": PRIOR_BYTES,
         "matching": MATCH_BYTES,

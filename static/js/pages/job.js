@@ -88,7 +88,9 @@ function renderJob() {
   badge.textContent = job.status;
   badge.className = `badge status-${job.status}`;
   root.dataset.status = job.status;
-  $("job-summary").textContent = summarize(job.config || {});
+  // How it computes, once the worker said (run.json): "mixed_bfloat16 (auto: AMD EPYC has AVX512-BF16)".
+  const run = job.run ? ` · ${job.run.precision} (${job.run.precision_reason})` : "";
+  $("job-summary").textContent = summarize(job.config || {}) + run;
 
   const failed = job.status === "failed" && job.error;
   $("job-error").hidden = !failed;
@@ -120,7 +122,10 @@ function summarize(c) {
   const parts = [];
   if (c.data) parts.push(`image ${c.data.image_size} px`, `${c.data.min_digits}–${c.data.max_digits} digits`);
   if (c.train) parts.push(`batch ${c.train.batch_size}`, `${c.train.steps} steps`, `lr ${c.train.learning_rate} ${c.train.schedule || ""}`.trim());
-  if (c.model) parts.push(`${c.model.num_units} units`, (c.model.source_layers || []).join(", "));
+  if (c.model) {
+    const net = c.model.backbone && c.model.backbone !== "notebook" ? c.model.backbone : `${c.model.num_units} units`;
+    parts.push(net, (c.model.source_layers || []).join(", "));
+  }
   if (c.priors && c.priors.ratios) {
     const shapes = c.priors.scales.flat().length * c.priors.ratios.length;
     parts.push(`${shapes} prior shape${shapes === 1 ? "" : "s"} per cell`);

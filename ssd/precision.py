@@ -1,0 +1,87 @@
+"""Which compute precision a run uses: ``train.precision = "auto"`` decided by the hardware.
+
+- On a GPU of compute capability 7.0 or more (tensor cores): ``mixed_float16``, with dynamic loss
+  scaling (:func:`ssd.train.make_optimizer` wraps the optimizer in Keras' ``LossScaleOptimizer``).
+- On a CPU with bf16 units (Intel AMX-BF16, or AVX512-BF16 as on AMD Zen 4): ``mixed_bfloat16``.
+  Measured faster than float32 on both kinds this project runs on (README, "Models" and
+  "Speed"; ``python -m benchmarks.models``).
+- Otherwise ``float32``: bf16 emulated without those units is slower than float32.
+
+TensorFlow-free: the GPU is described by the caller (:class:`Gpu`), the CPU read from
+``/proc/cpuinfo``, so the server can say what a job will use without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Policy = Literal["float32", "mixed_bfloat16", "mixed_float16"]
+Requested = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
+PRECISIONS: tuple[Requested, ...] = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# /proc/cpuinfo flag -> how people write it, best first.
+BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
+MIN_FLOAT16_CAPABILITY = (7, 0)  # Volta: the first tensor cores
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """The GPU a run would use: its name and CUDA compute capability ``(major, minor)``."""
+
+    name: str
+    capability: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The policy a run uses and why, e.g. ``mixed_bfloat16`` because "auto: the CPU has AMX-BF16"."""
+
+    policy: Policy
+    reason: str
+
+    def describe(self) -> str:
+        """One line for the job page and ``ssdboard train``."""
+        return f"{self.policy} ({self.reason})"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info(path: str = "/proc/cpuinfo") -> tuple[str, frozenset[str]]:
+    """``(model name, flags)`` of the first CPU; ``("unknown CPU", {})`` where nothing can be read."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return "unknown CPU", frozenset()
+    model, flags = "unknown CPU", frozenset[str]()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown CPU":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = frozenset(value.split())
+    return model, flags
+
+
+def cpu_bf16(flags: frozenset[str] | None = None) -> str | None:
+    """The CPU's bf16 unit as people name it (``"AMX-BF16"``, ``"AVX512-BF16"``), or None."""
+    flags = cpu_info()[1] if flags is None else flags
+    return next((name for flag, name in BF16_FLAGS.items() if flag in flags), None)
+
+
+def choose(
+    requested: Requested, gpu: Gpu | None = None, *, flags: frozenset[str] | None = None, cpu: str | None = None
+) -> Choice:
+    """The policy for ``train.precision`` on this hardware (``gpu``: the one the run uses, or None)."""
+    if requested != "auto":
+        return Choice(requested, "set in the config")
+    if gpu is not None:
+        if gpu.capability >= MIN_FLOAT16_CAPABILITY:
+            return Choice("mixed_float16", f"auto: {gpu.name} has tensor cores; loss scaling on")
+        major, minor = gpu.capability
+        return Choice("float32", f"auto: {gpu.name} (compute capability {major}.{minor}) has no tensor cores")
+    cpu = cpu if cpu is not None else cpu_info()[0]
+    unit = cpu_bf16(flags)
+    if unit is not None:
+        return Choice("mixed_bfloat16", f"auto: {cpu} has {unit}")
+    return Choice("float32", f"auto: {cpu} has no bf16 units")

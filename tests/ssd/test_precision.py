@@ -1,0 +1,95 @@
+"""``train.precision``: the "auto" choice per hardware, and float16 loss scaling (tested on CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from ssd.config import from_dict
+from ssd.precision import Gpu, choose, cpu_bf16, cpu_info
+
+AMX = frozenset({"avx512f", "amx_bf16", "avx512_bf16", "amx_tile"})
+ZEN4 = frozenset({"avx512f", "avx512_bf16"})
+OLD = frozenset({"avx2", "fma"})
+
+
+@pytest.mark.parametrize(
+    ("gpu", "flags", "policy", "words"),
+    [
+        (None, AMX, "mixed_bfloat16", "AMX-BF16"),
+        (None, ZEN4, "mixed_bfloat16", "AVX512-BF16"),
+        (None, OLD, "float32", "no bf16 units"),
+        (Gpu("NVIDIA H200", (9, 0)), OLD, "mixed_float16", "loss scaling"),
+        (Gpu("Tesla V100", (7, 0)), AMX, "mixed_float16", "tensor cores"),  # the GPU trains, not the CPU
+        (Gpu("Tesla K80", (3, 7)), AMX, "float32", "compute capability 3.7"),
+    ],
+)
+def test_auto_follows_the_hardware(gpu: Gpu | None, flags: frozenset[str], policy: str, words: str) -> None:
+    choice = choose("auto", gpu, flags=flags, cpu="Test CPU")
+    assert choice.policy == policy and words in choice.reason
+
+
+def test_a_set_precision_is_kept_whatever_the_hardware() -> None:
+    assert choose("float32", Gpu("H200", (9, 0))).policy == "float32"
+    assert choose("mixed_bfloat16", None, flags=OLD).policy == "mixed_bfloat16"
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx512f avx512_bf16\n\n")
+    model, flags = cpu_info.__wrapped__(str(fake))
+    assert model == "AMD EPYC 9R14" and cpu_bf16(flags) == "AVX512-BF16"
+    assert cpu_info.__wrapped__(str(tmp_path / "none")) == ("unknown CPU", frozenset())
+
+
+def test_presets_notebook_float32_default_auto() -> None:
+    assert from_dict({"preset": "notebook"}).train.precision == "float32"
+    assert from_dict({}).train.precision == "auto"
+
+
+def tiny(precision: str) -> dict[str, object]:
+    return {
+        "model": {"num_units": 2, "source_layers": ["norm3_2"]},
+        "priors": {"scales": [[8]], "ratios": [1.0]},
+        "data": {"image_size": 32, "scale_range": [0.5, 1.0], "min_digits": 1, "max_digits": 2, "val_images": 4},
+        "train": {"steps": 2, "batch_size": 2, "eval_images": 2, "precision": precision, "checkpoint_every": 0},
+    }
+
+
+def test_float16_trains_with_dynamic_loss_scaling(tmp_path: Path) -> None:
+    """mixed_float16 on CPU: the optimizer scales the loss, a step whose scaled gradients
+    overflow is skipped with the scale halved, and finite steps update the weights."""
+    from ssd.train import Trainer
+
+    trainer = Trainer(from_dict(tiny("mixed_float16")), tmp_path / "run")
+    optimizer = trainer.optimizer
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert trainer.model.get_layer("conv1_1").compute_dtype == "float16"
+    assert trainer.model.output.dtype == "float32"
+    result = trainer.fit()
+    assert result.status == "succeeded" and trainer.step == 2
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["precision"] == "mixed_float16" and run["precision_reason"] == "set in the config"
+
+    # Force an overflow: a scale of 2^127 makes float16 gradients infinite.
+    optimizer.dynamic_scale.assign(2.0**127)
+    before = [v.numpy().copy() for v in trainer.model.trainable_variables]
+    iterations = int(optimizer.iterations.numpy())
+    trainer.fit(steps=3)
+    after = [v.numpy() for v in trainer.model.trainable_variables]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))  # the step was skipped
+    assert float(optimizer.dynamic_scale.numpy()) == 2.0**126
+    assert int(optimizer.iterations.numpy()) == iterations  # Adam's step count did not move
+
+
+def test_auto_on_this_machine_matches_its_cpu(tmp_path: Path) -> None:
+    from ssd.train import Trainer
+
+    trainer = Trainer(from_dict({**tiny("auto")}), tmp_path / "run")
+    expected = "mixed_bfloat16" if cpu_bf16() else "float32"
+    assert trainer.precision.policy == expected
+    assert isinstance(trainer.optimizer, keras.optimizers.Adam)  # no loss scaling for bf16 or float32
