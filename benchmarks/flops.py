@@ -1,6 +1,7 @@
 """FLOPs of a Keras model and this machine's peak: the efficiency figures of :mod:`benchmarks.train`.
 
-:func:`conv_flops` counts the forward FLOPs of each ``Conv2D`` (and ``Dense``) layer analytically;
+:func:`conv_flops` counts the forward FLOPs of each ``Conv2D``, ``DepthwiseConv2D``,
+``SeparableConv2D`` and ``Dense`` layer analytically;
 :func:`profiler_flops` cross-checks them with TensorFlow's profiler; :func:`matmul_gflops` measures
 the machine's peak as the median speed of a large matmul, and :func:`cpu_description` names the
 CPU and its bf16 instructions.
@@ -19,25 +20,45 @@ import tensorflow as tf
 
 
 def conv_flops(model: keras.Model) -> dict[str, int]:
-    """Forward FLOPs per image of each ``Conv2D`` layer of ``model`` (multiply and add count 2).
+    """Forward FLOPs per image of each convolution and Dense layer of ``model`` (multiply and add count 2).
 
-    ``2 * H_out * W_out * k_h * k_w * C_in / groups * C_out``. Bias adds, BatchNorm and ReLU are
-    one or a few operations per output element, under 1% of a 3x3 conv with >= 16 input
-    channels, and are left out (the profiler cross-check in :func:`profiler_flops` counts them).
-    Dense layers are counted too (``2 * C_in * C_out`` per position), should a model have one.
+    - ``Conv2D`` (1x1 ones too): ``2 * H_out * W_out * k_h * k_w * C_in / groups * C_out``.
+    - ``DepthwiseConv2D`` (MobileNetV2's blocks): each input channel has its own ``k_h x k_w``
+      filters, ``depth_multiplier`` of them: ``2 * H_out * W_out * k_h * k_w * C_in * multiplier``.
+      It is not a ``Conv2D`` subclass in Keras 3, so it needs its own case (missing it would
+      undercount MobileNetV2 by its depthwise share).
+    - ``SeparableConv2D``: its depthwise part plus a 1x1 ``C_in * multiplier -> C_out`` conv.
+    - ``Dense``: ``2 * C_in * C_out`` per position.
+
+    Bias adds, BatchNorm and ReLU are one or a few operations per output element, under 1% of a
+    3x3 conv with >= 16 input channels, and are left out (the profiler cross-check in
+    :func:`profiler_flops` counts them).
     """
     out: dict[str, int] = {}
     for layer in _flat_layers(model):
         if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.Conv2DTranspose):
-            _, h, w, c_out = layer.output.shape
-            c_in = layer.input.shape[-1]
+            h, w, c_out = _output_hwc(layer)
             kh, kw = layer.kernel_size
             groups = getattr(layer, "groups", 1)
-            out[layer.name] = 2 * int(h) * int(w) * kh * kw * (int(c_in) // groups) * int(c_out)
+            out[layer.name] = 2 * h * w * kh * kw * (int(layer.input.shape[-1]) // groups) * c_out
+        elif isinstance(layer, keras.layers.DepthwiseConv2D | keras.layers.SeparableConv2D):
+            h, w, c_out = _output_hwc(layer)
+            kh, kw = layer.kernel_size
+            depthwise_out = int(layer.input.shape[-1]) * int(layer.depth_multiplier)
+            flops = 2 * h * w * kh * kw * depthwise_out
+            if isinstance(layer, keras.layers.SeparableConv2D):
+                flops += 2 * h * w * depthwise_out * c_out
+            out[layer.name] = flops
         elif isinstance(layer, keras.layers.Dense):
             positions = int(np.prod([int(d) for d in layer.output.shape[1:-1]], dtype=np.int64))
             out[layer.name] = 2 * positions * int(layer.input.shape[-1]) * int(layer.units)
     return out
+
+
+def _output_hwc(layer: keras.layers.Layer) -> tuple[int, int, int]:
+    """``(H_out, W_out, C_out)`` of a 2-D conv layer of a model built with a fixed input size."""
+    _, h, w, c = layer.output.shape
+    return int(h), int(w), int(c)
 
 
 def _flat_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -38,3 +38,22 @@ def test_conv_flops_stride_valid_and_dense() -> None:
         "v": 2 * 2 * 2 * 9 * 4 * 6,
         "d": 2 * 2 * 2 * 6 * 5,
     }
+
+
+def test_depthwise_pointwise_and_separable_by_hand() -> None:
+    # MobileNetV2's pieces on an 8x8x3 input:
+    # dw:  3x3 depthwise, multiplier 2, 'same' -> 8x8x6: 2 * 64 * 9 * 3 * 2 = 6912
+    # pw:  1x1 conv 6 -> 4, 8x8:                         2 * 64 * 6 * 4     = 3072
+    # sep: 3x3 separable, stride 2, 4 -> 5, 4x4 out: depthwise 2 * 16 * 9 * 4 = 1152
+    #      plus pointwise 2 * 16 * 4 * 5 = 640
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="dw")(inputs)
+    x = keras.layers.Conv2D(4, 1, name="pw")(x)
+    model = keras.Model(inputs, keras.layers.SeparableConv2D(5, 3, strides=2, padding="same", name="sep")(x))
+    assert conv_flops(model) == {"dw": 6912, "pw": 3072, "sep": 1152 + 640}
+    prof = profiler_flops(model, 8)
+    if prof is None:
+        pytest.skip("the TF profiler is unavailable")
+    # TensorFlow runs the separable layer as a depthwise op and a Conv2D: the same split.
+    assert prof["DepthwiseConv2dNative"] == 6912 + 1152
+    assert prof["Conv2D"] == 3072 + 640
