@@ -46,6 +46,18 @@ def feature_size(image_size: int, stride: int) -> int:
     return math.ceil(image_size / stride)
 
 
+def cell_pitch(image_size: int, stride: int) -> tuple[float, float]:
+    """``(step, offset)`` of a layer's cells in pixels: cell ``k``'s centre is ``offset + k * step``.
+
+    ``(stride, stride // 2)`` where the stride divides the image (the notebook's rule); otherwise
+    the ``ceil(image_size / stride)`` cells spread over the image.
+    """
+    if image_size % stride == 0:
+        return float(stride), float(stride // 2)
+    step = image_size / feature_size(image_size, stride)
+    return step, step / 2
+
+
 def prior_shapes(scales: tuple[float, ...], ratios: tuple[float, ...]) -> np.ndarray:
     """float32 [len(scales) * len(ratios), 2] ``(w, h)``, rounded to whole pixels as the notebook.
 
@@ -74,7 +86,7 @@ def make_priors(config: PriorConfig, image_size: int) -> PriorLayout:
         a = wh.shape[0]
         if image_size % stride == 0:
             centres = (stride // 2 + np.arange(n) * stride).astype(np.float32)
-        else:
+        else:  # cell_pitch's spread, computed as (k + 0.5) * size / n to stay exact
             centres = ((np.arange(n) + 0.5) * (image_size / n)).astype(np.float32)
         cy, cx, s = np.meshgrid(centres, centres, np.arange(a), indexing="ij")  # [n, n, a]
         w, h = wh[s, 0], wh[s, 1]

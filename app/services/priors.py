@@ -26,7 +26,7 @@ from app.settings import Settings
 from ssd.config import Config, PriorConfig
 from ssd.coverage import BUCKET_LABELS, assign, coverage, describe, quantiles, size_bucket
 from ssd.geometry import iou
-from ssd.priors import PriorLayout, feature_size, make_priors
+from ssd.priors import PriorLayout, cell_pitch, feature_size, make_priors
 from ssd.suggest import MAX_PER_CELL, fit
 
 # The explorer computes IoU of every ground truth of up to 2000 images against every prior:
@@ -61,6 +61,7 @@ def layers_of(config: Config, layout: PriorLayout) -> list[dict[str, Any]]:
     """Per source layer what the page needs to draw any cell's priors itself."""
     out, first = [], 0
     for i, (name, stride) in enumerate(zip(config.model.source_layers, config.priors.strides, strict=True)):
+        step, offset = cell_pitch(config.data.image_size, stride)
         rows, cols = layout.grid[i]
         shapes = layout.shapes[i]
         out.append(
@@ -68,7 +69,10 @@ def layers_of(config: Config, layout: PriorLayout) -> list[dict[str, Any]]:
                 "index": i,
                 "source_layer": name,
                 "stride": stride,
-                "offset": stride // 2,  # centre of cell (r, c): (offset + c * stride, offset + r * stride)
+                # centre of cell (r, c): (offset + c * step, offset + r * step); step is the stride
+                # unless the stride does not divide the image (ssd.priors.cell_pitch)
+                "step": step,
+                "offset": offset,
                 "grid": [rows, cols],
                 "shapes": shapes.tolist(),
                 "first_prior": first,
@@ -183,7 +187,7 @@ class PriorService:
         shapes: list[dict[str, Any]] = []
         if cell is not None:
             row, col = cell
-            stride = chosen["stride"]
+            step = chosen["step"]
             first = chosen["first_prior"] + (row * chosen["grid"][1] + col) * len(chosen["shapes"])
             picks = [shape] if shape is not None else list(range(len(chosen["shapes"])))
             indices = [first + k for k in picks]
@@ -192,7 +196,7 @@ class PriorService:
                 _prior(layout, config, p, float(overlaps[i].max(initial=0.0))) for i, p in enumerate(indices)
             ]
             selection = {"layer": layer, "shape": shape, "cell": [row, col], "priors": cell_priors}
-            cell_box = [col * stride, row * stride, (col + 1) * stride, (row + 1) * stride]
+            cell_box = [col * step, row * step, (col + 1) * step, (row + 1) * step]
             shapes = selection_shapes([p["box"] for p in cell_priors], cell_box)
         figure = explore_figure(
             source=data_url(s.image),

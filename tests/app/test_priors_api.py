@@ -120,3 +120,17 @@ def test_coverage_changes_with_the_scales_and_job_base(client: TestClient) -> No
     assert draft["iou_threshold"] == 0.6
     assert client.post("/api/priors/coverage", json={"n": 0}).status_code == 422
     assert client.post("/api/priors/coverage", json={"n": 2001}).status_code == 422
+
+
+def test_cells_of_a_size_the_strides_do_not_divide(client: TestClient) -> None:
+    """At 120 px, stride 16 gives 8 cells spread over the image (pitch 15, centres 7.5 + 15 k):
+    the layers the page draws from put every cell's priors where make_priors does."""
+    draft = {"data": {"image_size": 120, "scale_range": [0.8, 2.0]}}
+    body = client.post("/api/priors/explore", json={"config": draft, "index": 0, "layer": 2, "cell": [7, 3]}).json()
+    layer = body["layers"][2]
+    assert layer["stride"] == 16 and layer["grid"] == [8, 8]
+    assert (layer["step"], layer["offset"]) == (15.0, 7.5)
+    assert [(lay["step"], lay["offset"]) for lay in body["layers"][:2]] == [(4.0, 2.0), (8.0, 4.0)]  # they divide
+    cx, cy = 7.5 + 3 * 15, 7.5 + 7 * 15
+    for prior, (w, h) in zip(body["selection"]["priors"], layer["shapes"], strict=True):
+        assert prior["box"] == [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]

@@ -84,15 +84,15 @@ function cellShapes(layerIndex, row, col) {
   const layer = state.layers[layerIndex];
   if (!layer) return [];
   const shapeSel = $("shape").value;
-  const cx = layer.offset + col * layer.stride;
-  const cy = layer.offset + row * layer.stride;
+  const cx = layer.offset + col * layer.step;
+  const cy = layer.offset + row * layer.step;
   const shapes = [
     {
       type: "rect",
-      x0: col * layer.stride,
-      y0: row * layer.stride,
-      x1: (col + 1) * layer.stride,
-      y1: (row + 1) * layer.stride,
+      x0: col * layer.step,
+      y0: row * layer.step,
+      x1: (col + 1) * layer.step,
+      y1: (row + 1) * layer.step,
       line: { width: 0 },
       fillcolor: "rgba(255, 255, 255, 0.35)",
       layer: "above",
@@ -118,7 +118,7 @@ function cellAt(x, y) {
   const layer = state.layers[Number($("layer").value)];
   if (!layer) return null;
   const clamp = (v, n) => Math.min(n - 1, Math.max(0, v));
-  return [clamp(Math.floor(y / layer.stride), layer.grid[0]), clamp(Math.floor(x / layer.stride), layer.grid[1])];
+  return [clamp(Math.floor(y / layer.step), layer.grid[0]), clamp(Math.floor(x / layer.step), layer.grid[1])];
 }
 
 /** Image pixel [x, y] under a mouse event, or null outside the image. */
