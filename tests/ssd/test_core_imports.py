@@ -14,13 +14,16 @@ from pathlib import Path
 import pytest
 
 CORE_MODULES = (
+    "ssd.backbones",
     "ssd.checkpoint",
     "ssd.config",
     "ssd.coverage",
     "ssd.data",
     "ssd.evaluate",
     "ssd.geometry",
+    "ssd.precision",
     "ssd.priors",
+    "ssd.sections",
 )
 HEAVY = ("tensorflow", "keras")
 ROOT = Path(__file__).resolve().parents[2]  # the repository: ``ssd`` imports from there
