@@ -28,9 +28,11 @@ test: venv
 # The benchmarks (benchmarks/, not installed) run from the repository root and write .bench/*.json.
 # TRAIN_BENCH_ARGS narrows the training-speed benchmark, e.g. make bench TRAIN_BENCH_ARGS=--quick;
 # SSE_BENCH_ARGS the live-stream benchmark, e.g. make bench SSE_BENCH_ARGS='--clients 5 --steps 20';
+# MODELS_BENCH_ARGS the backbones' table (~10 min on 2 cores), e.g. '--quick' or '--variants notebook';
 # LOAD_BENCH_ARGS the load benchmark (200 SSE clients + REST reads vs. no clients, ~3 min), e.g. '--clients 50'.
 bench: venv
 	$(VENV)/bin/python -m benchmarks.train $(TRAIN_BENCH_ARGS)
+	$(VENV)/bin/python -m benchmarks.models $(MODELS_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.sse $(SSE_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.priors
 	$(VENV)/bin/python -m benchmarks.suggest
