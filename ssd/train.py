@@ -12,6 +12,8 @@ metrics go (a progress bar, a database, a web page). Output directory layout (th
 - ``model.weights.h5`` and ``train_state.npz``: with ``config.json``, the checkpoint (weights,
   optimizer slots, step). Written atomically, so a crash mid-write leaves the previous
   checkpoint intact.
+- ``events.out.tfevents.*``: the same metrics, evaluations and config for TensorBoard
+  (:mod:`ssd.tensorboard_log`).
 
 Sample ``i`` of step ``s`` is ``DetectionDataset("train")[s * batch_size + i]``: the data a step
 sees depends only on the step, so a resumed run sees the same batches as an uninterrupted one.
@@ -49,6 +51,7 @@ from ssd.matching import match
 from ssd.model import build_ssd
 from ssd.precision import Choice, Gpu, choose, cpu_info
 from ssd.priors import make_priors
+from ssd.tensorboard_log import TensorBoardLog
 
 StepCallback = Callable[[dict[str, Any]], None]
 StopFlag = Callable[[], bool]
@@ -351,7 +354,7 @@ class Trainer:
         status: Literal["succeeded", "cancelled"] = "succeeded"
         pipeline = iter(input_pipeline(self.config, self.train_data, self.step, last))
         tick = time.perf_counter()
-        with open(metrics_file, "a") as mf:
+        with open(metrics_file, "a") as mf, TensorBoardLog(self.out_dir, self.config.to_dict(), self.step) as tb:
             while self.step < last:
                 if should_stop is not None and should_stop():
                     status = "cancelled"
@@ -371,6 +374,7 @@ class Trainer:
                 tick = now
                 mf.write(json.dumps(record) + "\n")
                 mf.flush()
+                tb.step(record)
                 if on_step is not None:
                     on_step(record)
                 done = self.step == last
@@ -380,6 +384,7 @@ class Trainer:
                     evaluation = self.evaluate(t.eval_images)
                     with open(evals_file, "a") as ef:
                         ef.write(json.dumps(evaluation) + "\n")
+                    tb.eval(evaluation)
                     if on_eval is not None:
                         on_eval(evaluation)
                     tick = time.perf_counter()  # evaluation time is not training time
