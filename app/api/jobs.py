@@ -1,4 +1,4 @@
-"""Training jobs over REST: submit, list, get, cancel, resume, delete, metrics, checkpoint, events.
+"""Training jobs over REST: submit, list, get, cancel, resume, delete, metrics (JSON, CSV), checkpoint, events.
 
 Routes are thin: they parse the request and call :class:`app.services.jobs.JobService`; its
 domain errors become 404/409/422 in ``app.api.errors``. The SSE stream is
@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
+from fastapi.responses import StreamingResponse
 
 from app.deps import JobsDep
 from app.domain import JobStatus
 from app.schemas import CONFIG_EXAMPLE, ConfigIn, JobOut, MetricsOut
+from app.services.metrics_csv import EVAL_COLUMNS, STEP_COLUMNS, CsvKind, metrics_csv
 from app.sse import EventStreamResponse
 from ssd.checkpoint import CHECKPOINT_FILES
 
@@ -94,6 +96,28 @@ def job_metrics(
 ) -> dict[str, Any]:
     """Metric history: every step's losses and every evaluation (also of finished jobs)."""
     return jobs.metrics(job_id, after_step=after_step, max_points=max_points)
+
+
+@router.get(
+    "/{job_id}/metrics.csv",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "A header line, then one line per step or evaluation."},
+        **NOT_FOUND,
+    },
+)
+def job_metrics_csv(
+    job_id: str,
+    jobs: JobsDep,
+    kind: Annotated[
+        CsvKind,
+        Query(description=f"steps: {', '.join(STEP_COLUMNS)}; evals: {', '.join(EVAL_COLUMNS)}."),
+    ] = "steps",
+) -> StreamingResponse:
+    """Every step's metrics (or every evaluation) as a CSV download."""
+    download = metrics_csv(jobs, job_id, kind)
+    headers = {"Content-Disposition": f'attachment; filename="{download.filename}"'}
+    return StreamingResponse(download.lines, media_type="text/csv; charset=utf-8", headers=headers)
 
 
 @router.get(
