@@ -1,8 +1,15 @@
-"""The job store: jobs, per-step metrics, evaluations and the event log, in SQL.
+"""The job store: jobs, per-step metrics, evaluations, the event log and sweeps, in SQL.
 
-SQLAlchemy Core with a portable schema (plain types, composite primary keys, JSON columns), so
-the same tables run on PostgreSQL; the default is a SQLite file in WAL mode under the data dir.
-The server process is the only writer; a lock serialises its writes.
+SQLAlchemy Core with a portable schema (:mod:`app.tables`: plain types, composite primary keys,
+JSON columns), so the same tables run on PostgreSQL; the default is a SQLite file in WAL mode
+under the data dir. Opening a store migrates its database to the newest schema revision
+(:mod:`app.migrations`, Alembic). The server process is the only writer; a lock serialises its
+writes.
+
+Each job row also carries what the runs table sorts on, kept current as records arrive so a
+list never reads the metrics or evals tables: the best validation mAP@.5 and mAP with their
+steps (:meth:`JobStore.record`), and the training wall time (``run_seconds`` of finished runs,
+``duration_s`` through the latest step).
 
 The ``events`` table is the log the Server-Sent Events stream replays: every ``step``, ``eval``
 and ``status`` event gets the next ``seq`` of its job (``jobs.event_seq`` counts them and never
@@ -32,59 +39,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-metadata = sa.MetaData()
+from app import job_query, migrations
+from app.store_sweeps import SweepRecords
+from app.tables import METRIC_KEYS, evals, events, jobs, metadata, metrics, sweeps
 
-jobs = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("config", sa.JSON, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True)),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("step", sa.Integer, nullable=False, default=0),
-    sa.Column("total_steps", sa.Integer, nullable=False),
-    sa.Column("error", sa.Text),
-    sa.Column("checkpoint_step", sa.Integer),
-    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
-    sa.Column("last_metrics", sa.JSON),
-    sa.Column("last_eval", sa.JSON),
-    sa.Column("event_seq", sa.Integer, nullable=False, default=0),
-)
+# The tables live in app.tables (at the newest revision); re-exported for the code that reads them here.
+__all__ = ["METRIC_KEYS", "Event", "JobStore", "evals", "events", "jobs", "metadata", "metrics", "sweeps", "utcnow"]
 
-METRIC_KEYS = ("pos_clf", "neg_clf", "loc", "total", "num_pos", "num_neg", "lr", "images_per_sec", "time")
-
-metrics = sa.Table(
-    "metrics",
-    metadata,
-    sa.Column("job_id", sa.String(32), primary_key=True),
-    sa.Column("step", sa.Integer, primary_key=True),
-    *(sa.Column(key, sa.Float) for key in METRIC_KEYS),
-)
-
-evals = sa.Table(
-    "evals",
-    metadata,
-    sa.Column("job_id", sa.String(32), primary_key=True),
-    sa.Column("step", sa.Integer, primary_key=True),
-    sa.Column("data", sa.JSON, nullable=False),
-)
-
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column("job_id", sa.String(32), primary_key=True),
-    sa.Column("seq", sa.Integer, primary_key=True),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("step", sa.Integer),  # step and eval events: the training step (to drop stale ones)
-    sa.Column("data", sa.JSON, nullable=False),
-    # The replay of a client that drew the history up to a step reads the steps after it here.
-    sa.Index("ix_events_job_step", "job_id", "step"),
-)
-
-JOB_COLUMNS = [c.name for c in jobs.columns if c.name != "event_seq"]
+# Internal bookkeeping columns stay out of a job's dict; the best mAP columns become ``best``.
+BEST_COLUMNS = ("best_map50", "best_map50_step", "best_map", "best_map_step")
+JOB_COLUMNS = [c.name for c in jobs.columns if c.name not in ("event_seq", "run_seconds", *BEST_COLUMNS)]
 
 POOL_SIZE = 8  # SQLite connections the server keeps open (2 file descriptors each: the file and its WAL)
 REPLAY_PAGE = 250  # events a stream reads from the log at a time
@@ -121,6 +85,10 @@ def _job_dict(row: sa.Row[Any]) -> dict[str, Any]:
     job = {key: getattr(row, key) for key in JOB_COLUMNS}
     for key in ("created_at", "started_at", "finished_at"):
         job[key] = _utc(job[key])
+    job["best"] = {key.removeprefix("best_"): getattr(row, key) for key in BEST_COLUMNS}
+    if job["status"] == "running" and job["started_at"] is not None:
+        # Live, rather than through the latest step: a worker loading TensorFlow has no step yet.
+        job["duration_s"] = row.run_seconds + max((utcnow() - job["started_at"]).total_seconds(), 0.0)
     return job
 
 
@@ -149,14 +117,20 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class JobStore:
+class JobStore(SweepRecords):
     """Typed access to the four tables; every method is one transaction."""
 
     def __init__(self, url: str) -> None:
+        """Open the database at ``url`` and migrate it to the newest revision.
+
+        Raises :class:`app.migrations.SchemaTooNew` for a database a newer ssdboard migrated.
+        """
         self.engine = make_engine(url)
-        metadata.create_all(self.engine)
-        for index in events.indexes:  # create_all skips the indexes of tables that exist already
-            index.create(self.engine, checkfirst=True)
+        try:
+            self.revisions = migrations.upgrade(self.engine)  # (before, after)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self._write = threading.Lock()
         self._open_pool()
 
@@ -174,8 +148,16 @@ class JobStore:
         self.engine.dispose()
 
     # ------------------------------------------------------------------ jobs
-    def create_job(self, *, name: str, config: dict[str, Any], total_steps: int) -> tuple[dict[str, Any], Event]:
-        """Insert a queued job and its first status event."""
+    def create_job(
+        self,
+        *,
+        name: str,
+        config: dict[str, Any],
+        total_steps: int,
+        sweep_id: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> tuple[dict[str, Any], Event]:
+        """Insert a queued job (of a sweep, with tags) and its first status event."""
         job_id = uuid.uuid4().hex[:12]
         with self._write, self.engine.begin() as conn:
             conn.execute(
@@ -189,6 +171,9 @@ class JobStore:
                     total_steps=total_steps,
                     cancel_requested=False,
                     event_seq=0,
+                    tags=list(tags),
+                    notes="",
+                    sweep_id=sweep_id,
                 )
             )
             event = self._append(conn, job_id, [("status", None, {"status": "queued"})])[0]
@@ -199,13 +184,59 @@ class JobStore:
         with self.engine.connect() as conn:
             return self._get(conn, job_id)
 
-    def list_jobs(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Jobs newest first, optionally of one status."""
-        query = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit)
-        if status is not None:
-            query = query.where(jobs.c.status == status)
+    def list_jobs(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        tag: str | None = None,
+        dataset: str | None = None,
+        sweep_id: str | None = None,
+        name: str | None = None,
+        sort: str | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Jobs matching every given filter (:class:`app.job_query.JobFilter`), in ``sort`` order.
+
+        ``sort`` is a key of :data:`app.job_query.SORT_KEYS`, ``-`` first for descending; the
+        default is newest first. ValueError for an unknown key. ``limit`` None: all of them.
+        """
+        where = job_query.JobFilter(status, tag, dataset, sweep_id, name).where()
+        query = sa.select(jobs).where(*where).order_by(*job_query.order_by(sort)).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
         with self.engine.connect() as conn:
             return [_job_dict(row) for row in conn.execute(query)]
+
+    def count_jobs(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        tag: str | None = None,
+        dataset: str | None = None,
+        sweep_id: str | None = None,
+        name: str | None = None,
+    ) -> int:
+        """How many jobs :meth:`list_jobs` would list with the same filters and no limit."""
+        where = job_query.JobFilter(status, tag, dataset, sweep_id, name).where()
+        with self.engine.connect() as conn:
+            return int(conn.scalar(sa.select(sa.func.count()).select_from(jobs).where(*where)) or 0)
+
+    def update_job_meta(
+        self,
+        job_id: str,
+        *,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
+        notes: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Rename a job, replace its tags or notes (None leaves a field as it is); the job, or None."""
+        values: dict[str, Any] = {"name": name, "tags": None if tags is None else list(tags), "notes": notes}
+        values = {key: value for key, value in values.items() if value is not None}
+        with self._write, self.engine.begin() as conn:
+            if values:
+                conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+            return self._get(conn, job_id)
 
     def job_ids(self, *, status: str) -> list[str]:
         """Ids of the jobs with ``status``, oldest first (the queue order)."""
@@ -219,11 +250,21 @@ class JobStore:
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
     def set_status(self, job_id: str, status: str, *, event: dict[str, Any] | None = None, **values: Any) -> Event:
-        """Change a job's status (and other columns) and log a ``status`` event in one transaction."""
+        """Change a job's status (and other columns) and log a ``status`` event in one transaction.
+
+        A job that stops running adds the run's wall time to its ``run_seconds`` and ``duration_s``.
+        """
         data = {"status": status, **(event or {})}
         if values.get("error"):
             data["error"] = values["error"]
         with self._write, self.engine.begin() as conn:
+            if status != "running":
+                row = conn.execute(
+                    sa.select(jobs.c.status, jobs.c.started_at, jobs.c.run_seconds).where(jobs.c.id == job_id)
+                ).first()
+                if row is not None and row.status == "running" and row.started_at is not None:
+                    ran = max((utcnow() - _utc(row.started_at)).total_seconds(), 0.0)  # type: ignore[operator]
+                    values.update(run_seconds=row.run_seconds + ran, duration_s=row.run_seconds + ran)
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(status=status, **values))
             return self._append(conn, job_id, [("status", None, data)])[0]
 
@@ -255,6 +296,8 @@ class JobStore:
                 values.update(step=steps[-1]["step"], last_metrics=steps[-1])
             if evaluations:
                 values["last_eval"] = evaluations[-1]
+            if evaluations or (steps and steps[-1].get("time") is not None):
+                values.update(self._running_totals(conn, job_id, steps[-1] if steps else None, evaluations))
             if values:
                 conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
             return self._append(conn, job_id, [(kind, data["step"], data) for kind, data in items])
@@ -278,9 +321,10 @@ class JobStore:
             last = conn.execute(
                 sa.select(metrics).where(metrics.c.job_id == job_id).order_by(metrics.c.step.desc()).limit(1)
             ).first()
-            last_eval = conn.execute(
-                sa.select(evals.c.data).where(evals.c.job_id == job_id).order_by(evals.c.step.desc()).limit(1)
-            ).scalar()
+            kept_evals = list(
+                conn.scalars(sa.select(evals.c.data).where(evals.c.job_id == job_id).order_by(evals.c.step))
+            )
+            last_eval = kept_evals[-1] if kept_evals else None
             conn.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id)
@@ -288,6 +332,8 @@ class JobStore:
                     step=step,
                     last_metrics={k: getattr(last, k) for k in ("step", *METRIC_KEYS)} if last else None,
                     last_eval=last_eval,
+                    # The evaluations dropped above may have held the best values.
+                    **job_query.best_after(dict.fromkeys(BEST_COLUMNS), kept_evals),
                 )
             )
 
@@ -385,6 +431,27 @@ class JobStore:
         return rows, status
 
     # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _running_totals(
+        conn: Connection, job_id: str, last_step: dict[str, Any] | None, evaluations: Sequence[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The best-mAP and duration columns after a batch of records (one primary-key read)."""
+        row = conn.execute(
+            sa.select(jobs.c.started_at, jobs.c.run_seconds, *(jobs.c[k] for k in BEST_COLUMNS)).where(
+                jobs.c.id == job_id
+            )
+        ).first()
+        if row is None:
+            return {}
+        values: dict[str, Any] = {}
+        if evaluations:
+            values.update(job_query.best_after({k: getattr(row, k) for k in BEST_COLUMNS}, evaluations))
+        if last_step is not None and row.started_at is not None:
+            # Through the step's end in the worker (UNIX seconds), plus the job's earlier runs.
+            ran = last_step["time"] - _utc(row.started_at).timestamp()  # type: ignore[union-attr]
+            values["duration_s"] = row.run_seconds + max(ran, 0.0)
+        return values
+
     @staticmethod
     def _get(conn: Connection, job_id: str) -> dict[str, Any] | None:
         row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()

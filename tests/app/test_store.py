@@ -279,15 +279,3 @@ def test_the_replay_after_a_step_follows_a_resume(tmp_path: Path) -> None:
     assert [seq for seq, _, _ in page] == [9, 10]
     assert [seq for seq, _, _ in store.replay_page(job["id"], after_seq=9, up_to_seq=11)] == [10, 11]
     assert store.replay_head("nope") is None
-
-
-def test_an_older_database_gets_the_step_index(tmp_path: Path) -> None:
-    path = tmp_path / "db" / "ssdboard.db"
-    store = _store(tmp_path)
-    with store.engine.begin() as conn:
-        conn.exec_driver_sql("DROP INDEX ix_events_job_step")
-    store.close()
-    store = _store(tmp_path)
-    assert "ix_events_job_step" in {ix["name"] for ix in sa.inspect(store.engine).get_indexes("events")}
-    store.close()
-    assert path.exists()

@@ -1,0 +1,173 @@
+"""Schema migrations: a fresh store at the head revision, a pre-Alembic database upgraded with its
+rows, a database from a newer ssdboard refused, and the head revision equal to app.tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from app import migrations
+from app.store import JobStore
+from app.tables import metadata
+
+METRIC_KEYS = ("pos_clf", "neg_clf", "loc", "total", "num_pos", "num_neg", "lr", "images_per_sec", "time")
+
+
+def _pre_alembic_tables() -> sa.MetaData:
+    """The tables exactly as app/store.py defined them before Alembic (revision 1)."""
+    meta = sa.MetaData()
+    sa.Table(
+        "jobs",
+        meta,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("config", sa.JSON, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False, index=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True)),
+        sa.Column("finished_at", sa.DateTime(timezone=True)),
+        sa.Column("step", sa.Integer, nullable=False, default=0),
+        sa.Column("total_steps", sa.Integer, nullable=False),
+        sa.Column("error", sa.Text),
+        sa.Column("checkpoint_step", sa.Integer),
+        sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+        sa.Column("last_metrics", sa.JSON),
+        sa.Column("last_eval", sa.JSON),
+        sa.Column("event_seq", sa.Integer, nullable=False, default=0),
+    )
+    sa.Table(
+        "metrics",
+        meta,
+        sa.Column("job_id", sa.String(32), primary_key=True),
+        sa.Column("step", sa.Integer, primary_key=True),
+        *(sa.Column(key, sa.Float) for key in METRIC_KEYS),
+    )
+    sa.Table(
+        "evals",
+        meta,
+        sa.Column("job_id", sa.String(32), primary_key=True),
+        sa.Column("step", sa.Integer, primary_key=True),
+        sa.Column("data", sa.JSON, nullable=False),
+    )
+    sa.Table(
+        "events",
+        meta,
+        sa.Column("job_id", sa.String(32), primary_key=True),
+        sa.Column("seq", sa.Integer, primary_key=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("step", sa.Integer),
+        sa.Column("data", sa.JSON, nullable=False),
+        sa.Index("ix_events_job_step", "job_id", "step"),
+    )
+    return meta
+
+
+def _url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ssdboard.db'}"
+
+
+def test_a_fresh_database_is_created_at_the_head_revision(tmp_path: Path) -> None:
+    store = JobStore(_url(tmp_path))
+    try:
+        assert store.revisions == (None, migrations.head_revision())
+        assert migrations.current_revision(store.engine) == "0002_runs_table"
+        with store.engine.connect() as conn:
+            # The migrated schema is the one the code reads and writes: no difference at all.
+            context = MigrationContext.configure(conn, opts={"compare_server_default": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        store.close()
+
+
+def test_a_database_from_before_alembic_is_stamped_upgraded_and_keeps_its_rows(tmp_path: Path) -> None:
+    old = _pre_alembic_tables()
+    engine = sa.create_engine(_url(tmp_path))
+    started, finished = datetime(2026, 1, 1, 12, 0, tzinfo=UTC), datetime(2026, 1, 1, 12, 5, tzinfo=UTC)
+    with engine.begin() as conn:
+        old.create_all(conn)
+        conn.execute(
+            old.tables["jobs"].insert(),
+            [
+                {
+                    "id": "abc123",
+                    "name": "before",
+                    "config": {"data": {"dataset": "mnist"}},
+                    "status": "succeeded",
+                    "created_at": started,
+                    "started_at": started,
+                    "finished_at": finished,
+                    "step": 3,
+                    "total_steps": 3,
+                    "cancel_requested": False,
+                    "last_metrics": {"step": 3, "total": 1.5},
+                    "last_eval": {"step": 3, "map50": 0.7, "map": 0.4},
+                    "event_seq": 1,
+                }
+            ],
+        )
+        conn.execute(
+            old.tables["evals"].insert(),
+            [
+                {"job_id": "abc123", "step": 2, "data": {"step": 2, "map50": 0.8, "map": 0.3}},
+                {"job_id": "abc123", "step": 3, "data": {"step": 3, "map50": 0.7, "map": 0.4}},
+            ],
+        )
+        conn.execute(old.tables["metrics"].insert(), [{"job_id": "abc123", "step": 3, "total": 1.5}])
+    engine.dispose()
+
+    store = JobStore(_url(tmp_path))
+    try:
+        assert store.revisions == (None, "0002_runs_table")  # no alembic_version before
+        job = store.get_job("abc123")
+        assert job is not None
+        assert (job["name"], job["status"], job["step"], job["last_eval"]["map50"]) == ("before", "succeeded", 3, 0.7)
+        assert (job["tags"], job["notes"], job["sweep_id"]) == ([], "", None)
+        # The best value and its step from the stored evaluations, not the last evaluation.
+        assert job["best"] == {"map50": 0.8, "map50_step": 2, "map": 0.4, "map_step": 3}
+        assert job["duration_s"] == 300.0
+        assert store.metrics("abc123")[0]["total"] == 1.5
+        assert store.list_jobs(sort="-best_map50")[0]["id"] == "abc123"
+        with store.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    finally:
+        store.close()
+
+
+def test_a_database_at_a_newer_revision_is_refused_naming_both(tmp_path: Path) -> None:
+    JobStore(_url(tmp_path)).close()
+    engine = sa.create_engine(_url(tmp_path))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    engine.dispose()
+    with pytest.raises(migrations.SchemaTooNew) as refused:
+        JobStore(_url(tmp_path))
+    message = str(refused.value)
+    assert "0099_from_the_future" in message and "0002_runs_table" in message
+    assert "newer ssdboard" in message
+
+
+def test_reopening_a_store_at_the_head_changes_nothing(tmp_path: Path) -> None:
+    JobStore(_url(tmp_path)).close()
+    store = JobStore(_url(tmp_path))
+    try:
+        assert store.revisions == ("0002_runs_table", "0002_runs_table")
+    finally:
+        store.close()
+
+
+def test_a_database_from_before_the_step_index_gets_it(tmp_path: Path) -> None:
+    old = _pre_alembic_tables()
+    old.tables["events"].indexes.clear()  # ssdboard added it later, creating it when missing
+    engine = sa.create_engine(_url(tmp_path))
+    old.create_all(engine)
+    engine.dispose()
+    store = JobStore(_url(tmp_path))
+    try:
+        assert "ix_events_job_step" in {ix["name"] for ix in sa.inspect(store.engine).get_indexes("events")}
+    finally:
+        store.close()
