@@ -84,3 +84,9 @@ def test_unknown_job_is_404_and_bad_kind_422(client: TestClient) -> None:
 def test_csv_lines_quote_by_rfc_4180() -> None:
     lines = list(csv_lines([{"a": 'say "hi", bye', "b": 0.1 + 0.2}, {"a": None}], ["a", "b"]))
     assert lines == ["a,b\r\n", '"say ""hi"", bye",0.30000000000000004\r\n', ",\r\n"]
+
+
+def test_job_page_links_both_downloads(client: TestClient) -> None:
+    html = client.get("/jobs/3f9c1a2b4d5e").text
+    assert 'href="/api/jobs/3f9c1a2b4d5e/metrics.csv" download' in html
+    assert 'href="/api/jobs/3f9c1a2b4d5e/metrics.csv?kind=evals" download' in html
