@@ -17,12 +17,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from app.main import serve
+    from app.migrations import SchemaTooNew
     from app.security import UnsafeBindError
 
     try:
         return serve(host=args.host, port=args.port, data_dir=args.data_dir, insecure=args.insecure)
     except UnsafeBindError as exc:
         raise CliError(f"option --host: {exc}") from exc
+    except SchemaTooNew as exc:  # refuse to start: this code could not read what a newer one wrote
+        raise CliError(str(exc)) from None
     except ValidationError as exc:  # a bad SSDBOARD_* setting: name the variable, refuse to start
         problems = "; ".join(f"SSDBOARD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise CliError(problems) from None

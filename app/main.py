@@ -123,7 +123,8 @@ def serve(
     """Run the dashboard with uvicorn until interrupted; arguments left None come from the settings.
 
     Raises :class:`app.security.UnsafeBindError` for a non-loopback host without a token, unless
-    ``insecure`` (then it logs a warning).
+    ``insecure`` (then it logs a warning), and :class:`app.migrations.SchemaTooNew` for a database
+    a newer ssdboard migrated.
     """
     import uvicorn
 
@@ -146,6 +147,9 @@ def serve(
         open_files,
         hard,
     )
+    # Migrate before binding: a database from a newer ssdboard (app.migrations.SchemaTooNew) stops
+    # the command with its message, not a traceback from the lifespan.
+    JobStore(settings.db_url).close()
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -32,9 +32,9 @@ INITIAL = "0001_initial"  # the schema from before Alembic
 class SchemaTooNew(RuntimeError):
     """The database was migrated by a newer ssdboard than this one."""
 
-    def __init__(self, current: str, head: str) -> None:
+    def __init__(self, current: str, head: str, database: str = "the database") -> None:
         super().__init__(
-            f"the database is at schema revision {current}, which this ssdboard does not know (its newest is "
+            f"{database} is at schema revision {current}, which this ssdboard does not know (its newest is "
             f"{head}): a newer ssdboard migrated it. Run that version, or point SSDBOARD_DATA_DIR "
             "(or SSDBOARD_DATABASE_URL) at another database."
         )
@@ -74,7 +74,7 @@ def upgrade(engine: sa.Engine) -> tuple[str | None, str]:
     with engine.begin() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
         if current is not None and current not in {s.revision for s in script.walk_revisions()}:
-            raise SchemaTooNew(current, head)
+            raise SchemaTooNew(current, head, engine.url.render_as_string(hide_password=True))
         if current == head:
             return current, head
         config.attributes["connection"] = conn

@@ -171,3 +171,21 @@ def test_a_database_from_before_the_step_index_gets_it(tmp_path: Path) -> None:
         assert "ix_events_job_step" in {ix["name"] for ix in sa.inspect(store.engine).get_indexes("events")}
     finally:
         store.close()
+
+
+def test_serve_refuses_a_database_from_a_newer_ssdboard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli import main
+
+    monkeypatch.delenv("SSDBOARD_DATABASE_URL", raising=False)
+    JobStore(_url(tmp_path)).close()
+    engine = sa.create_engine(_url(tmp_path))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    engine.dispose()
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--data-dir", str(tmp_path), "--port", "0"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "ssdboard.db is at schema revision 0099_from_the_future" in err and "its newest is 0002_runs_table" in err
