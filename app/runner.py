@@ -123,9 +123,11 @@ class JobRunner:
         self._queue = None
 
     # ------------------------------------------------------------------ operations
-    def submit(self, *, name: str, config: dict[str, Any], total_steps: int) -> dict[str, Any]:
-        """Queue a job for a resolved config; returns the job."""
-        job, event = self.store.create_job(name=name, config=config, total_steps=total_steps)
+    def submit(
+        self, *, name: str, config: dict[str, Any], total_steps: int, sweep_id: str | None = None
+    ) -> dict[str, Any]:
+        """Queue a job for a resolved config (one of sweep ``sweep_id``); returns the job."""
+        job, event = self.store.create_job(name=name, config=config, total_steps=total_steps, sweep_id=sweep_id)
         self._publish([event])
         with self._lock:
             self._pending.append(job["id"])

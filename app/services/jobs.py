@@ -56,8 +56,13 @@ class JobService:
     # ------------------------------------------------------------------ life cycle
     def submit(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Queue a job for a client's config (every key optional); returns the job."""
-        config = self.resolve(data)
-        return self.runner.submit(name=config.name, config=config.to_dict(), total_steps=config.train.steps)
+        return self.submit_config(self.resolve(data))
+
+    def submit_config(self, config: Config, *, sweep_id: str | None = None) -> dict[str, Any]:
+        """Queue a job for a config already resolved (:meth:`resolve`), one of sweep ``sweep_id``."""
+        return self.runner.submit(
+            name=config.name, config=config.to_dict(), total_steps=config.train.steps, sweep_id=sweep_id
+        )
 
     def list(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Jobs, newest first."""
