@@ -18,6 +18,7 @@ from app.services.inference import DetectionService
 from app.services.jobs import JobService
 from app.services.priors import PriorService
 from app.services.registry import RegistryService
+from app.services.sweeps import SweepService
 from app.settings import Settings
 
 
@@ -35,6 +36,8 @@ SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
 JobsDep = Annotated[JobService, Depends(from_state("jobs"))]
 DatasetsDep = Annotated[DatasetService, Depends(from_state("datasets"))]
 PriorsDep = Annotated[PriorService, Depends(from_state("priors"))]
+# Sweeps: many jobs from one base config, validated before any is queued.
+SweepsDep = Annotated[SweepService, Depends(from_state("sweeps"))]
 # The dataset registry: imported datasets, uploads and their imports (a background thread).
 RegistryDep = Annotated[RegistryService, Depends(from_state("registry"))]
 # The detections viewer's service: loads TensorFlow on the first detector it needs.

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from app import security, sse
-from app.api import datasets, errors, exports, health, inference, jobs, priors
+from app.api import datasets, errors, exports, health, inference, jobs, priors, sweeps
 from app.events import Broadcaster
 from app.runner import JobRunner
 from app.services.datasets import DatasetService
@@ -31,6 +31,7 @@ from app.services.inference import DetectionService
 from app.services.jobs import JobService
 from app.services.priors import PriorService
 from app.services.registry import RegistryService
+from app.services.sweeps import SweepService
 from app.settings import Settings, byte_size
 from app.store import JobStore
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner.start(asyncio.get_running_loop())
         app.state.store, app.state.broadcaster, app.state.runner = store, broadcaster, runner
         app.state.jobs = JobService(runner=runner, store=store, broadcaster=broadcaster, settings=settings)
+        app.state.sweeps = SweepService(app.state.jobs)
         app.state.exports = ExportService(app.state.jobs)
         app.state.datasets = DatasetService(app.state.jobs)
         app.state.priors = PriorService(app.state.datasets, settings)
@@ -92,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="ssdboard", version="0.1.0", description=description, lifespan=lifespan)
     app.state.settings = settings
     errors.install(app)
-    for module in (health, jobs, exports, inference, datasets, priors):
+    for module in (health, jobs, sweeps, exports, inference, datasets, priors):
         app.include_router(module.router)
     app.include_router(health.config_router)
     if importlib.util.find_spec("app.api.pages") is not None:
