@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from app import security, sse
-from app.api import datasets, errors, exports, health, inference, jobs, priors, sweeps
+from app.api import compare, datasets, errors, exports, health, inference, jobs, priors, sweeps
 from app.events import Broadcaster
 from app.runner import JobRunner
 from app.services.datasets import DatasetService
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="ssdboard", version="0.1.0", description=description, lifespan=lifespan)
     app.state.settings = settings
     errors.install(app)
-    for module in (health, jobs, sweeps, exports, inference, datasets, priors):
+    for module in (health, jobs, compare, sweeps, exports, inference, datasets, priors):
         app.include_router(module.router)
     app.include_router(health.config_router)
     if importlib.util.find_spec("app.api.pages") is not None:
