@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.domain import JobStatus
 from ssd.config import from_dict
@@ -254,8 +254,22 @@ JOB_EXAMPLE: dict[str, Any] = {
     "checkpoint_step": None,
     "cancel_requested": False,
     "last_metrics": {"step": 20, "pos_clf": 1.93, "neg_clf": 0.41, "loc": 0.27, "total": 2.61, "time": 1767268821.5},
-    "last_eval": None,
+    "last_eval": {"step": 20, "map50": 0.61, "map": 0.32, "val_total": 2.9},
+    "tags": ["baseline"],
+    "notes": "",
+    "sweep_id": None,
+    "best": {"map50": 0.64, "map50_step": 10, "map": 0.32, "map_step": 20},
+    "duration_s": 20.4,
 }
+
+
+class BestOut(BaseModel):
+    """A job's best validation mAP@.5 and mAP@[.5:.95] and the first step that reached each."""
+
+    map50: float | None = None
+    map50_step: int | None = None
+    map: float | None = None
+    map_step: int | None = None
 
 
 class JobOut(BaseModel):
@@ -282,6 +296,58 @@ class JobOut(BaseModel):
         description="How the job computes, once it started: precision (train.precision resolved), "
         "precision_reason and device.",
     )
+    tags: list[str] = Field(default_factory=list, description="Labels to filter runs by (PATCH to change).")
+    notes: str = Field("", description="Free text about the run (PATCH to change).")
+    sweep_id: str | None = Field(None, description="The sweep that queued the job, if one did.")
+    best: BestOut = Field(default_factory=BestOut, description="Best validation mAP so far, with its step.")
+    duration_s: float = Field(0.0, description="Seconds spent running, over every run of the job (live if running).")
+
+
+MAX_TAGS = 20
+MAX_TAG_CHARS = 40
+MAX_NOTES_CHARS = 10_000
+
+
+def _printable_name(value: str, what: str, limit: int) -> str:
+    value = value.strip()
+    if not 1 <= len(value) <= limit:
+        raise ValueError(f"{what} must have 1 to {limit} characters after trimming spaces")
+    if not value.isprintable():
+        raise ValueError(f"{what} must be printable (no control characters or line breaks)")
+    return value
+
+
+class JobPatch(BaseModel):
+    """What ``PATCH /api/jobs/{id}`` changes: any of the name, the tags and the notes."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "wide priors, lr 3e-4", "tags": ["priors", "baseline"]}]},
+    )
+
+    name: str | None = Field(None, description="1..200 printable characters.")
+    tags: list[str] | None = Field(
+        None,
+        max_length=MAX_TAGS,
+        description=f"Up to {MAX_TAGS} tags of 1..{MAX_TAG_CHARS} printable characters, no commas; "
+        "replaces the job's tags (duplicates dropped).",
+    )
+    notes: str | None = Field(None, max_length=MAX_NOTES_CHARS, description=f"Up to {MAX_NOTES_CHARS:,} characters.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else _printable_name(value, "a name", 200)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        tags = [_printable_name(tag, "a tag", MAX_TAG_CHARS) for tag in value]
+        if any("," in tag for tag in tags):  # the page edits tags as a comma-separated list
+            raise ValueError("a tag cannot contain a comma")
+        return list(dict.fromkeys(tags))
 
 
 class StepMetrics(BaseModel):

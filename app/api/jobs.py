@@ -1,4 +1,5 @@
-"""Training jobs over REST: submit, list, get, cancel, resume, delete, metrics (JSON, CSV), checkpoint, events.
+"""Training jobs over REST: submit, list (filtered, sorted, paged), get, rename/tag/annotate, cancel,
+resume, delete, metrics (JSON, CSV), checkpoint, events.
 
 Routes are thin: they parse the request and call :class:`app.services.jobs.JobService`; its
 domain errors become 404/409/422 in ``app.api.errors``. The SSE stream is
@@ -14,7 +15,8 @@ from fastapi.responses import StreamingResponse
 
 from app.deps import JobsDep
 from app.domain import JobStatus
-from app.schemas import CONFIG_EXAMPLE, ConfigIn, JobOut, MetricsOut
+from app.job_query import SORT_KEYS
+from app.schemas import CONFIG_EXAMPLE, ConfigIn, JobOut, JobPatch, MetricsOut
 from app.services.metrics_csv import EVAL_COLUMNS, STEP_COLUMNS, CsvKind, metrics_csv
 from app.sse import EventStreamResponse
 from ssd.checkpoint import CHECKPOINT_FILES
@@ -48,20 +50,56 @@ def submit_job(
     return jobs.submit(body.model_dump(exclude_unset=True) if body is not None else {})
 
 
-@router.get("", response_model=list[JobOut])
+SORT_HELP = (
+    f"Sort key, '-' first for descending: {', '.join(SORT_KEYS)}. Jobs without the value (no evaluation "
+    "yet) come last either way; ties newest first. Loss parts and images_per_sec are the latest step's."
+)
+
+
+@router.get(
+    "",
+    response_model=list[JobOut],
+    responses={200: {"headers": {"X-Total-Count": {"description": "Jobs matching the filters, all pages."}}}},
+)
 def list_jobs(
     jobs: JobsDep,
+    response: Response,
     status_: Annotated[JobStatus | None, Query(alias="status", description="Only jobs with this status.")] = None,
+    tag: Annotated[str | None, Query(max_length=200, description="Only jobs carrying this tag.")] = None,
+    dataset: Annotated[str | None, Query(max_length=200, description="Only jobs whose data.dataset is this.")] = None,
+    sweep: Annotated[str | None, Query(max_length=32, description="Only the jobs of this sweep.")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Only jobs whose name contains this (any case).")
+    ] = None,
+    sort: Annotated[str, Query(max_length=40, description=SORT_HELP)] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many jobs.")] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9, description="Skip this many (paging).")] = 0,
 ) -> list[dict[str, Any]]:
-    """Jobs, newest first."""
-    return jobs.list(status=status_.value if status_ else None, limit=limit)
+    """Jobs matching every filter given, sorted (default: newest first), one page; ``X-Total-Count``: all matches."""
+    items, total = jobs.page(
+        status=status_.value if status_ else None,
+        tag=tag,
+        dataset=dataset,
+        sweep=sweep,
+        q=q,
+        sort=sort,
+        limit=limit,
+        offset=offset,
+    )
+    response.headers["X-Total-Count"] = str(total)
+    return items
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
 def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     """One job."""
     return jobs.get(job_id)
+
+
+@router.patch("/{job_id}", response_model=JobOut, responses={**NOT_FOUND, 422: {}})
+def update_job(job_id: str, body: JobPatch, jobs: JobsDep) -> dict[str, Any]:
+    """Rename a job, replace its tags, or its notes; fields left out stay as they are."""
+    return jobs.update_meta(job_id, name=body.name, tags=body.tags, notes=body.notes)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT})

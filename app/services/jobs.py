@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from app.domain import NotFound
+from app import job_query
+from app.domain import Invalid, NotFound
 from app.events import Broadcaster, event_stream
 from app.runner import JobRunner
 from app.services import configs
@@ -22,6 +23,9 @@ from app.settings import Settings
 from app.store import JobStore
 from ssd.checkpoint import CHECKPOINT_FILES, has_checkpoint, read_run_info
 from ssd.config import Config
+
+# One page of the runs table and how many jobs match in all.
+JobPage = tuple[list[dict[str, Any]], int]
 
 
 def downsample(rows: list[dict[str, Any]], max_points: int | None) -> list[dict[str, Any]]:
@@ -67,6 +71,42 @@ class JobService:
     def list(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Jobs, newest first."""
         return self.store.list_jobs(status=status, limit=limit)
+
+    def page(
+        self,
+        *,
+        status: str | None = None,
+        tag: str | None = None,
+        dataset: str | None = None,
+        sweep: str | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> JobPage:
+        """A page of the jobs matching every given filter, in ``sort`` order, and how many match in all.
+
+        ``sort``: a key of :data:`app.job_query.SORT_KEYS`, ``-`` first for descending (default
+        ``-created_at``, newest first); an unknown key is :class:`~app.domain.Invalid` at ``sort``.
+        """
+        try:
+            job_query.parse_sort(sort)
+        except ValueError as exc:
+            raise Invalid(("query", "sort"), str(exc)) from None
+        filters = {"status": status, "tag": tag, "dataset": dataset, "sweep_id": sweep, "name": q}
+        items = self.store.list_jobs(**filters, sort=sort, limit=limit, offset=offset)
+        # A short page that is not past the end holds the last jobs: no second query needed.
+        short = len(items) < limit and (items or not offset)
+        total = offset + len(items) if short else self.store.count_jobs(**filters)
+        return items, total
+
+    def update_meta(
+        self, job_id: str, *, name: str | None = None, tags: Sequence[str] | None = None, notes: str | None = None
+    ) -> dict[str, Any]:
+        """Rename a job, replace its tags, or its notes (None: unchanged); :class:`NotFound`."""
+        if self.store.update_job_meta(job_id, name=name, tags=tags, notes=notes) is None:
+            raise NotFound(f"no job {job_id}")
+        return self.get(job_id)
 
     def get(self, job_id: str) -> dict[str, Any]:
         """One job, with how it computes once it started (``run``); :class:`NotFound`."""
