@@ -1,6 +1,6 @@
-"""Every HTML page and the static files they load: jobs list, new-job form, job page, detections
-viewer, datasets (list and upload, one dataset's report, one problem of it), dataset browser,
-one dataset image, prior explorer.
+"""Every HTML page and the static files they load: jobs list, new-job form, job page, compare
+page, detections viewer, datasets (list and upload, one dataset's report, one problem of it),
+dataset browser, one dataset image, prior explorer.
 
 The pages are thin shells: templates render the layout and the JavaScript modules in
 ``static/js`` fetch everything else from the JSON API, so a page never disagrees with the API.
@@ -79,6 +79,12 @@ def new_job_page(request: Request) -> HTMLResponse:
 def job_page(request: Request, job_id: str) -> HTMLResponse:
     """One job: live loss and mAP charts, progress, config, cancel and resume."""
     return _page(request, "job.html", active="jobs", title=f"Job {job_id}", job_id=job_id)
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request) -> HTMLResponse:
+    """2 to 10 jobs overlaid (``?jobs=ID1,ID2,...``); the page itself explains a bad selection."""
+    return _page(request, "compare.html", active="compare", title="Compare jobs")
 
 
 @router.get("/jobs/{job_id}/detections", response_class=HTMLResponse)

@@ -1,0 +1,202 @@
+"""Compare benchmark: ``python -m benchmarks.compare`` (``make bench`` runs it).
+
+Fills a fresh store directly (no training) with ``--jobs`` finished jobs of ``--steps`` steps
+each (default 10 x 10,000: issue 13's scale target), with loss curves that decay, wobble and
+spike once, an evaluation every 1000 steps and configs that differ in learning rate, batch size
+and seed. Then starts a real ``ssdboard serve`` on that data dir and times ``GET
+/api/compare?jobs=<all>&points=1000`` ``--repeats`` times (after ``--warmup`` untimed ones),
+one request at a time, over a keep-alive connection: p50 and p95 of the whole answer (server
+and transfer; the answer is ~1.2 MB of JSON). Target: p95 <= 300 ms. Also reports the answer's
+size, the points per loss part, the CPU (``lscpu``'s "Model name") and the load average, since
+the machine is shared. Results go to ``.bench/compare.json``; exit status 1 when the target is
+missed.
+
+:func:`fill_store` is also what the browser tests and the README's screenshot use to have jobs
+to compare without training them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.store import METRIC_KEYS, JobStore, metrics
+from benchmarks.server import free_port, start_server, stop_server
+from benchmarks.sse import percentile
+from ssd.config import from_dict
+
+TARGET_P95_MS = 300.0
+T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC: the first job's first step
+
+
+def cpu_name() -> str:
+    """``lscpu``'s "Model name", else "unknown"."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return "unknown"
+    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
+    return names[0] if names else "unknown"
+
+
+def _curve(rng: random.Random, steps: int, scale: float, rate: float, spike_at: int) -> list[float]:
+    """A loss part: exponential decay to a floor, multiplicative noise, one spike at ``spike_at``."""
+    values = []
+    for step in range(1, steps + 1):
+        value = scale * (0.15 + math.exp(-rate * step / steps)) * math.exp(rng.gauss(0.0, 0.12))
+        values.append(value * (8.0 if step == spike_at else 1.0))
+    return values
+
+
+def fill_store(
+    store: JobStore,
+    *,
+    jobs: int,
+    steps: int,
+    seed: int = 0,
+    eval_every: int = 1000,
+    statuses: Sequence[str] = ("succeeded",),
+) -> list[str]:
+    """Insert ``jobs`` jobs of ``steps`` recorded steps each; their ids, in order.
+
+    Job ``i`` has learning rate ``1e-3 * 2**i``, batch size 16 or 32 (alternating) and seed
+    ``i``; its status is ``statuses[i % len(statuses)]``. Metrics go in with one multi-row
+    insert per job (the server's own path, :meth:`JobStore.record`, writes an event per step).
+    """
+    rng = random.Random(seed)
+    ids = []
+    for i in range(jobs):
+        batch = 16 if i % 2 else 32
+        config = from_dict(
+            {
+                "name": f"lr{1e-3 * 2**i:g}-b{batch}",
+                "seed": i,
+                "train": {"steps": steps, "learning_rate": 1e-3 * 2**i, "batch_size": batch},
+            }
+        ).to_dict()
+        job, _ = store.create_job(name=config["name"], config=config, total_steps=steps)
+        spike = rng.randrange(steps // 10, steps)
+        rate = 4.0 + i
+        parts = {
+            "pos_clf": _curve(rng, steps, 2.0, rate, spike),
+            "neg_clf": _curve(rng, steps, 0.8, rate * 1.5, spike),
+            "loc": _curve(rng, steps, 1.2, rate * 0.8, spike),
+        }
+        seconds_per_step = 0.3 * batch / 32
+        start = T0 + i * 60.0
+        rows = []
+        for s in range(steps):
+            row: dict[str, Any] = dict.fromkeys(METRIC_KEYS)
+            row.update({key: parts[key][s] for key in parts})
+            row.update(
+                job_id=job["id"],
+                step=s + 1,
+                total=sum(parts[key][s] for key in parts),
+                lr=config["train"]["learning_rate"],
+                images_per_sec=batch / seconds_per_step,
+                time=start + (s + 1) * seconds_per_step,
+            )
+            rows.append(row)
+        with store.engine.begin() as conn:
+            conn.execute(metrics.insert(), rows)
+        evaluations = []
+        for step in range(eval_every, steps + 1, eval_every):
+            quality = (1 - math.exp(-rate * step / steps)) * (0.97 - 0.02 * abs(i - 3))
+            evaluations.append(
+                {
+                    "step": step,
+                    "map50": quality,
+                    "map": 0.7 * quality,
+                    "val_total": 2 - quality,
+                    "time": start + 0.3 * step,
+                }
+            )
+        if evaluations:
+            store.record(job["id"], [("eval", e) for e in evaluations])
+        status = statuses[i % len(statuses)]
+        store.set_status(job["id"], status, step=steps)
+        ids.append(job["id"])
+    return ids
+
+
+def run(jobs: int, steps: int, repeats: int, warmup: int, points: int) -> dict[str, Any]:
+    """Fill a store, serve it, time the compare request; the figures."""
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        store = JobStore(f"sqlite:///{data / 'ssdboard.db'}")
+        started = time.perf_counter()
+        ids = fill_store(store, jobs=jobs, steps=steps)
+        filled = time.perf_counter() - started
+        store.close()
+        port = free_port()
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "SSDBOARD_MAX_CONCURRENT_JOBS": "0"}
+        server = start_server(data, port, Path(tmp) / "server.log", env=env)
+        try:
+            url = f"http://127.0.0.1:{port}/api/compare?jobs={','.join(ids)}&points={points}"
+            times: list[float] = []
+            with httpx.Client(timeout=60) as http:
+                for i in range(warmup + repeats):
+                    t = time.perf_counter()
+                    response = http.get(url)
+                    elapsed = (time.perf_counter() - t) * 1000
+                    response.raise_for_status()
+                    if i >= warmup:
+                        times.append(elapsed)
+            body = response.json()
+        finally:
+            stop_server(server)
+    per_part = [len(job["metrics"][part]["step"]) for job in body["jobs"] for part in job["metrics"]]
+    return {
+        "jobs": jobs,
+        "steps": steps,
+        "points": points,
+        "repeats": repeats,
+        "p50_ms": round(percentile(times, 0.5), 1),
+        "p95_ms": round(percentile(times, 0.95), 1),
+        "max_ms": round(max(times), 1),
+        "target_p95_ms": TARGET_P95_MS,
+        "bytes": len(response.content),
+        "points_per_part": [min(per_part), max(per_part)],
+        "fill_s": round(filled, 1),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--jobs", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--points", type=int, default=1000)
+    args = parser.parse_args(argv)
+    result = run(args.jobs, args.steps, args.repeats, args.warmup, args.points)
+    print(f"CPU: {result['cpu']} ({result['cores']} cores), load average {result['load_average']}")
+    print(
+        f"GET /api/compare, {result['jobs']} jobs x {result['steps']} steps, points={result['points']}: "
+        f"p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms (target <= {TARGET_P95_MS:g} ms), "
+        f"{result['bytes'] / 1e6:.2f} MB, {result['points_per_part'][0]}-{result['points_per_part'][1]} points per part"
+    )
+    out = Path(".bench")
+    out.mkdir(exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if result["p95_ms"] <= TARGET_P95_MS else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
