@@ -29,7 +29,8 @@ test: venv
 # TRAIN_BENCH_ARGS narrows the training-speed benchmark, e.g. make bench TRAIN_BENCH_ARGS=--quick;
 # SSE_BENCH_ARGS the live-stream benchmark, e.g. make bench SSE_BENCH_ARGS='--clients 5 --steps 20';
 # MODELS_BENCH_ARGS the backbones' table (~10 min on 2 cores), e.g. '--quick' or '--variants notebook';
-# LOAD_BENCH_ARGS the load benchmark (200 SSE clients + REST reads vs. no clients, ~3 min), e.g. '--clients 50'.
+# LOAD_BENCH_ARGS the load benchmark (200 SSE clients + REST reads vs. no clients, ~3 min), e.g. '--clients 50';
+# COMPARE_BENCH_ARGS the compare benchmark (10 jobs x 10,000 steps), e.g. '--jobs 3 --steps 2000'.
 bench: venv
 	$(VENV)/bin/python -m benchmarks.train $(TRAIN_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.models $(MODELS_BENCH_ARGS)
@@ -40,6 +41,7 @@ bench: venv
 	$(VENV)/bin/python -m benchmarks.sse_clients $(CLIENTS_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.detect
 	$(VENV)/bin/python -m benchmarks.export
+	$(VENV)/bin/python -m benchmarks.compare $(COMPARE_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.eval_memory
 	$(VENV)/bin/python -m benchmarks.memory
 	$(VENV)/bin/python -m benchmarks.datasets_import

@@ -190,9 +190,17 @@ function onEval(job, record) {
   renderSoon();
 }
 
-function onStatus(job, data) {
-  if (typeof data.step === "number" && data.step < job.lastStep) {
-    load(); // resumed from a checkpoint: the steps after it were dropped on the server
+const resynced = new Map(); // job id -> id of the status event that last made us load again
+
+function onStatus(job, data, eventId, replayed) {
+  // A status with a step before the last one drawn: training restarted at a checkpoint (a
+  // resume) and the server dropped the steps after it, so load again. Not for the status a new
+  // stream replays first when it is the one loaded (a running job's "running" from step 0), and
+  // once per event, so the new stream's replay of the same event does not loop.
+  const restarted = typeof data.step === "number" && data.step < job.lastStep;
+  if (restarted && !(replayed && data.status === job.status) && eventId > (resynced.get(job.id) ?? 0)) {
+    resynced.set(job.id, eventId);
+    load();
     return;
   }
   job.status = data.status;
@@ -207,7 +215,12 @@ function openStream(job) {
   streams.set(job.id, source);
   source.addEventListener("step", (e) => onStep(job, JSON.parse(e.data)));
   source.addEventListener("eval", (e) => onEval(job, JSON.parse(e.data)));
-  source.addEventListener("status", (e) => onStatus(job, JSON.parse(e.data)));
+  let first = true;
+  source.addEventListener("status", (e) => {
+    onStatus(job, JSON.parse(e.data), Number(e.lastEventId) || 0, first);
+    first = false;
+  });
+  source.addEventListener("open", () => (first = true)); // a reconnect replays a status too
   source.addEventListener("error", () => {
     // CONNECTING: EventSource retries by itself (with Last-Event-ID). CLOSED: it gave up.
     if (source.readyState === EventSource.CLOSED && streams.get(job.id) === source) {
