@@ -161,3 +161,18 @@ def test_a_sweep_runs_in_order_reports_the_best_run_and_cancels_a_running_job(ap
     assert [r["status"] for r in stopped["runs"]] == ["cancelled", "cancelled"]
     assert 0 < stopped["runs"][0]["step"] < 100_000
     assert all(api.get(f"/api/jobs/{j}").json()["status"] in TERMINAL for j in sweep["job_ids"])
+
+
+@pytest.mark.parametrize(
+    ("path", "script"),
+    [("/sweeps", "pages/sweeps.js"), ("/sweeps/new", "pages/sweep_new.js"), ("/sweeps/a1b2c3", "pages/sweep.js")],
+)
+def test_sweep_pages_render_with_their_module(held: TestClient, path: str, script: str) -> None:
+    page = held.get(path)
+    assert page.status_code == 200 and f'src="/static/js/{script}"' in page.text
+    assert 'href="/sweeps" id="nav-sweeps" aria-current="page"' in page.text
+
+
+def test_sweep_page_escapes_the_id(held: TestClient) -> None:
+    page = held.get("/sweeps/%3Cscript%3Ex")
+    assert "<script>x" not in page.text and "&lt;script&gt;x" in page.text

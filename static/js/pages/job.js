@@ -9,6 +9,7 @@
 import { ROOT, api } from "../lib/api.js";
 import { $, el, showMessage } from "../lib/dom.js";
 import { fmtDuration, parseTime } from "../lib/format.js";
+import { mountMetaEditor } from "../lib/job_meta.js";
 import { TERMINAL, progressOf } from "../lib/jobs.js";
 import { LiveChart } from "../lib/plots.js";
 
@@ -369,6 +370,10 @@ async function init() {
   }
   renderJob();
   renderConfig(job.config);
+  mountMetaEditor($("meta-form"), $("meta-status"), job, jobUrl, (updated) => {
+    Object.assign(job, { name: updated.name, tags: updated.tags, notes: updated.notes });
+    renderJob();
+  });
   mapChart.setXRange(job.total_steps);
   drawHistory(await fetchHistory());
   if (!TERMINAL.has(job.status)) openStream();
