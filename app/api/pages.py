@@ -1,6 +1,6 @@
 """Every HTML page and the static files they load: jobs list, new-job form, job page, compare
 page, detections viewer, datasets (list and upload, one dataset's report, one problem of it),
-dataset browser, one dataset image, prior explorer.
+dataset browser, one dataset image, prior explorer, sweeps (list, new-sweep form, one sweep).
 
 The pages are thin shells: templates render the layout and the JavaScript modules in
 ``static/js`` fetch everything else from the JSON API, so a page never disagrees with the API.
@@ -91,6 +91,24 @@ def compare_page(request: Request) -> HTMLResponse:
 def detections_page(request: Request, job_id: str) -> HTMLResponse:
     """A job's detections over validation images, its evaluation and an upload form."""
     return _page(request, "detections.html", active="jobs", title=f"Detections · job {job_id}", job_id=job_id)
+
+
+@router.get("/sweeps", response_class=HTMLResponse)
+def sweeps_page(request: Request) -> HTMLResponse:
+    """The sweeps: progress and best mAP of each."""
+    return _page(request, "sweeps.html", active="sweeps", title="Sweeps")
+
+
+@router.get("/sweeps/new", response_class=HTMLResponse)
+def new_sweep_page(request: Request) -> HTMLResponse:
+    """The new-sweep form: the new-job form's fields, each fixed or swept (grid or random)."""
+    return _page(request, "sweep_new.html", active="sweeps", title="New sweep")
+
+
+@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+def sweep_page(request: Request, sweep_id: str) -> HTMLResponse:
+    """One sweep: progress, its runs with the swept values and best mAP, compare and cancel."""
+    return _page(request, "sweep.html", active="sweeps", title=f"Sweep {sweep_id}", sweep_id=sweep_id)
 
 
 @router.get("/datasets", response_class=HTMLResponse)
