@@ -30,7 +30,8 @@ test: venv
 # SSE_BENCH_ARGS the live-stream benchmark, e.g. make bench SSE_BENCH_ARGS='--clients 5 --steps 20';
 # MODELS_BENCH_ARGS the backbones' table (~10 min on 2 cores), e.g. '--quick' or '--variants notebook';
 # LOAD_BENCH_ARGS the load benchmark (200 SSE clients + REST reads vs. no clients, ~3 min), e.g. '--clients 50';
-# COMPARE_BENCH_ARGS the compare benchmark (10 jobs x 10,000 steps), e.g. '--jobs 3 --steps 2000'.
+# COMPARE_BENCH_ARGS the compare benchmark (10 jobs x 10,000 steps), e.g. '--jobs 3 --steps 2000';
+# JOBS_LIST_BENCH_ARGS the runs-table benchmark (1,000 stored jobs, ~1 min), e.g. '--jobs 200 --repeats 50'.
 bench: venv
 	$(VENV)/bin/python -m benchmarks.train $(TRAIN_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.models $(MODELS_BENCH_ARGS)
@@ -42,6 +43,7 @@ bench: venv
 	$(VENV)/bin/python -m benchmarks.detect
 	$(VENV)/bin/python -m benchmarks.export
 	$(VENV)/bin/python -m benchmarks.compare $(COMPARE_BENCH_ARGS)
+	$(VENV)/bin/python -m benchmarks.jobs_list $(JOBS_LIST_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.eval_memory
 	$(VENV)/bin/python -m benchmarks.memory
 	$(VENV)/bin/python -m benchmarks.datasets_import
