@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from app.services.compare import CompareService
 from app.services.datasets import DatasetService
 from app.services.export import ExportService
 from app.services.inference import DetectionService
@@ -34,6 +35,8 @@ def from_state(name: str) -> Callable[[Request], Any]:
 
 SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
 JobsDep = Annotated[JobService, Depends(from_state("jobs"))]
+# Comparisons of 2 to 10 jobs, with a cache of finished jobs' decimated metrics.
+CompareDep = Annotated[CompareService, Depends(from_state("compare"))]
 DatasetsDep = Annotated[DatasetService, Depends(from_state("datasets"))]
 PriorsDep = Annotated[PriorService, Depends(from_state("priors"))]
 # Sweeps: many jobs from one base config, validated before any is queued.

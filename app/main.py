@@ -25,6 +25,7 @@ from app import security, sse
 from app.api import compare, datasets, errors, exports, health, inference, jobs, priors, sweeps
 from app.events import Broadcaster
 from app.runner import JobRunner
+from app.services.compare import CompareService
 from app.services.datasets import DatasetService
 from app.services.export import ExportService
 from app.services.inference import DetectionService
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner.start(asyncio.get_running_loop())
         app.state.store, app.state.broadcaster, app.state.runner = store, broadcaster, runner
         app.state.jobs = JobService(runner=runner, store=store, broadcaster=broadcaster, settings=settings)
+        app.state.compare = CompareService(store)
         app.state.sweeps = SweepService(app.state.jobs)
         app.state.exports = ExportService(app.state.jobs)
         app.state.datasets = DatasetService(app.state.jobs)

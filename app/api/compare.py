@@ -1,19 +1,18 @@
 """Compare jobs over REST: ``GET /api/compare?jobs=ID1,ID2,...&points=N``.
 
-Thin: parses the query and calls :func:`app.services.compare.compare`; an id count outside 2..10
-is a 422 at ``("query", "jobs")``, an unknown job a 404 (``app.api.errors``). The answer is
-encoded once with :func:`json.dumps`: FastAPI's encoder would walk each of the ~100,000 floats
-of ten jobs in Python, which cost more than reading them.
+Thin: parses the query and calls :class:`app.services.compare.CompareService`; an id count
+outside 2..10 is a 422 at ``("query", "jobs")``, an unknown job a 404 (``app.api.errors``). The
+service answers JSON text, sent as it is: FastAPI's encoder would walk each of the ~100,000
+floats of ten jobs in Python, which cost more than reading them.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from app.deps import JobsDep
+from app.deps import CompareDep
 from app.services import compare as service
 
 router = APIRouter(prefix="/api/compare", tags=["compare"])
@@ -52,7 +51,7 @@ EXAMPLE: dict[str, Any] = {
     },
 )
 def compare_jobs(
-    jobs: JobsDep,
+    compare: CompareDep,
     ids: Annotated[str, Query(alias="jobs", description="2 to 10 job ids, comma-separated.")],
     points: Annotated[
         int,
@@ -65,5 +64,4 @@ def compare_jobs(
     ] = service.DEFAULT_POINTS,
 ) -> Response:
     """Loss parts (decimated, spikes kept), evaluations, best mAP and the config diff of 2 to 10 jobs."""
-    body = service.compare(jobs.store, service.parse_ids(ids), points=points)
-    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+    return Response(compare.compare_json(service.parse_ids(ids), points=points), media_type="application/json")

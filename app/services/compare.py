@@ -15,24 +15,29 @@ points`` points, the first and last always among them. Each of ``pos_clf``, ``ne
 own ``step`` and ``wall`` arrays. A series of at most ``points`` steps comes back whole.
 
 Speed (``python -m benchmarks.compare``): reading the rows dominates. The store hands plain rows
-(:meth:`app.store.JobStore.metric_rows`), NumPy buckets them, and the answer is encoded once
-with :func:`json.dumps` (FastAPI's encoder walks every float in Python).
+(:meth:`app.store.JobStore.metric_rows`), NumPy buckets them, each job's part is encoded once
+with :func:`json.dumps` (FastAPI's encoder walks every float in Python), and a finished job's
+encoded part is cached (:class:`CompareService`).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from app.domain import Invalid, NotFound
+from app.domain import TERMINAL, Invalid, NotFound
 from app.store import JobStore
 
 MIN_JOBS, MAX_JOBS = 2, 10
 DEFAULT_POINTS, MIN_POINTS, MAX_POINTS = 1000, 10, 5000
+CACHE_BYTES = 64 * 2**20  # ~500 finished jobs' answers at 1000 points (~130 kB of JSON each)
 SERIES = ("pos_clf", "neg_clf", "loc", "total")
 # Tableau 10: ten colours told apart by most people, also with a colour-vision deficiency.
 COLORS = (
@@ -172,38 +177,89 @@ def _differs(a: Any, b: Any) -> bool:
     return bool(a != b)
 
 
-def compare(store: JobStore, ids: Sequence[str], *, points: int = DEFAULT_POINTS) -> dict[str, Any]:
-    """The comparison of ``ids`` (see the module docstring); :class:`NotFound` for an unknown id.
+def heavy_part(store: JobStore, job_id: str, points: int) -> dict[str, Any]:
+    """What a job's entry reads from the metrics and evals tables: ``t0``, ``last_step``,
+    ``steps_recorded``, ``best``, ``metrics`` (decimated) and ``evals``."""
+    rows = store.metric_rows(job_id, (*SERIES, "time"))
+    series, t0 = series_of(rows, points)
+    evals = store.evals(job_id)
+    return {
+        "last_step": int(rows[-1][0]) if rows else 0,
+        "steps_recorded": len(rows),
+        "best": {"map50": best_of(evals, "map50"), "map": best_of(evals, "map")},
+        "t0": t0,
+        "metrics": series,
+        "evals": evals,
+    }
 
-    Returns ``{"points", "jobs": [...], "config": config_table(...)}``.
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class CompareService:
+    """Comparisons of a store's jobs (one per app, built in the lifespan).
+
+    A finished job's records never change (a resume makes it queued again, and its next finish
+    has another ``finished_at``), so the encoded JSON of its metrics and evaluations is kept per
+    ``(job, points)`` in a small LRU cache of at most ``cache_bytes``: reloading or sharing a
+    comparison of finished runs reads nothing but the jobs' rows. Jobs still queued or running
+    are read every time.
     """
-    found = [(job_id, store.get_job(job_id)) for job_id in ids]
-    unknown = [job_id for job_id, job in found if job is None]
-    if unknown:
-        raise NotFound(f"no job {', '.join(unknown)}")
-    out = []
-    for index, (job_id, job) in enumerate(found):
-        assert job is not None
-        rows = store.metric_rows(job_id, (*SERIES, "time"))
-        series, t0 = series_of(rows, points)
-        evals = store.evals(job_id)
-        config = job["config"] or {}
-        out.append(
-            {
+
+    def __init__(self, store: JobStore, *, cache_bytes: int = CACHE_BYTES) -> None:
+        self.store = store
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[tuple[str, int], tuple[tuple[Any, ...], str]] = OrderedDict()
+        self._cached_bytes = 0
+        self._lock = threading.Lock()
+
+    def compare_json(self, ids: Sequence[str], *, points: int = DEFAULT_POINTS) -> str:
+        """The comparison of ``ids`` as JSON text (see the module docstring); :class:`NotFound`
+        for an unknown id. ``{"points", "jobs": [...], "config": config_table(...)}``."""
+        found = [(job_id, self.store.get_job(job_id)) for job_id in ids]
+        unknown = [job_id for job_id, job in found if job is None]
+        if unknown:
+            raise NotFound(f"no job {', '.join(unknown)}")
+        entries = []
+        configs = []
+        for index, (job_id, job) in enumerate(found):
+            assert job is not None
+            config = job["config"] or {}
+            configs.append(config)
+            light = {
                 "id": job_id,
                 "name": job["name"],
                 "status": job["status"],
                 "color": COLORS[index % len(COLORS)],
                 "step": job["step"],
                 "total_steps": job["total_steps"],
-                "last_step": int(rows[-1][0]) if rows else 0,
-                "steps_recorded": len(rows),
                 "batch_size": (config.get("train") or {}).get("batch_size"),
                 "config": config,
-                "best": {"map50": best_of(evals, "map50"), "map": best_of(evals, "map")},
-                "t0": t0,
-                "metrics": series,
-                "evals": evals,
             }
-        )
-    return {"points": points, "jobs": out, "config": config_table([j["config"] for j in out])}
+            # Two JSON objects joined into one: "{...light}" + "{...heavy}" -> "{...light,...heavy}".
+            entries.append(_encode(light)[:-1] + "," + self._heavy_json(job, points)[1:])
+        return f'{{"points":{points},"jobs":[{",".join(entries)}],"config":{_encode(config_table(configs))}}}'
+
+    def _heavy_json(self, job: Mapping[str, Any], points: int) -> str:
+        if job["status"] not in TERMINAL:
+            return _encode(heavy_part(self.store, job["id"], points))
+        key = (job["id"], points)
+        version = (job["status"], job["step"], job["finished_at"])
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == version:
+                self._cache.move_to_end(key)
+                return hit[1]
+        text = _encode(heavy_part(self.store, job["id"], points))
+        with self._lock:
+            old = self._cache.pop(key, None)
+            if old is not None:
+                self._cached_bytes -= len(old[1])
+            if len(text) <= self.cache_bytes:
+                self._cache[key] = (version, text)
+                self._cached_bytes += len(text)
+            while self._cached_bytes > self.cache_bytes:
+                _, (_, dropped) = self._cache.popitem(last=False)
+                self._cached_bytes -= len(dropped)
+        return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -191,3 +192,30 @@ def test_the_compare_page_is_served(client: TestClient) -> None:
     response = client.get("/compare", params={"jobs": "a,b"})
     assert response.status_code == 200
     assert 'src="/static/js/pages/compare.js"' in response.text
+
+
+def test_finished_jobs_are_cached_until_they_change(client: TestClient, three: list[str]) -> None:
+    store = client.app.state.store  # type: ignore[attr-defined]
+    service = client.app.state.compare  # type: ignore[attr-defined]
+    params = {"jobs": ",".join(three[:2]), "points": 100}
+    first = client.get("/api/compare", params=params).json()
+    assert set(service._cache) == {(three[0], 100), (three[1], 100)}
+    assert client.get("/api/compare", params=params).json() == first
+    # A resume makes the job queued, then running: its records change, so it is read again.
+    store.set_status(three[0], "running")
+    store.record(three[0], [("step", {"step": 3001, "total": 1.0, "time": 2e9})])
+    after = client.get("/api/compare", params=params).json()
+    assert after["jobs"][0]["steps_recorded"] == 3001 and after["jobs"][0]["status"] == "running"
+    assert after["jobs"][1] == first["jobs"][1]
+
+
+def test_the_cache_keeps_to_its_size(client: TestClient, three: list[str]) -> None:
+    from app.services.compare import CompareService
+
+    store = client.app.state.store  # type: ignore[attr-defined]
+    service = CompareService(store, cache_bytes=60_000)  # one job's answer at 1000 points is larger
+    body = json.loads(service.compare_json(three, points=100))
+    assert [job["id"] for job in body["jobs"]] == three
+    assert 0 < service._cached_bytes <= 60_000
+    service.compare_json(three, points=1000)
+    assert service._cached_bytes <= 60_000
