@@ -4,15 +4,19 @@ Fills a fresh store directly (no training) with ``--jobs`` finished jobs of ``--
 each (default 10 x 10,000: issue 13's scale target), with loss curves that decay, wobble and
 spike once, an evaluation every 1000 steps and configs that differ in learning rate, batch size
 and seed. Then starts a real ``ssdboard serve`` on that data dir and times ``GET
-/api/compare?jobs=<all>&points=1000`` ``--repeats`` times (after ``--warmup`` untimed ones),
-one request at a time, over a keep-alive connection: p50 and p95 of the whole answer (server
-and transfer; the answer is ~1.2 MB of JSON). Target: p95 <= 300 ms. Also reports the answer's
-size, the points per loss part, the CPU (``lscpu``'s "Model name") and the load average, since
-the machine is shared. Results go to ``.bench/compare.json``; exit status 1 when the target is
-missed.
+/api/compare?jobs=<all>&points=N``, one request at a time over a keep-alive connection (the
+whole answer: server and transfer, ~1.2 MB of JSON at 1000 points), twice ``--repeats`` times:
 
-:func:`fill_store` is also what the browser tests and the README's screenshot use to have jobs
-to compare without training them.
+- **cold**: every request asks for another ``points`` (``--points`` + i), so the server reads
+  and decimates all 100,000 steps each time: what the first look at a comparison costs;
+- **warm**: the same request again and again: finished jobs' answers come from the service's
+  cache (:class:`app.services.compare.CompareService`), as on a reload or a shared link.
+
+Target: cold p95 <= 300 ms. Also reports the answer's size, the points per loss part, the CPU
+(``lscpu``'s "Model name") and the load average, since the machine is shared. Results go to
+``.bench/compare.json``; exit status 1 when the target is missed.
+
+:func:`fill_store` also gives the tests jobs to compare without training them.
 """
 
 from __future__ import annotations
@@ -131,6 +135,15 @@ def fill_store(
     return ids
 
 
+def _timed(http: httpx.Client, url: str) -> tuple[float, httpx.Response]:
+    """Milliseconds of one GET (the whole body read), and the response."""
+    started = time.perf_counter()
+    response = http.get(url)
+    elapsed = (time.perf_counter() - started) * 1000
+    response.raise_for_status()
+    return elapsed, response
+
+
 def run(jobs: int, steps: int, repeats: int, warmup: int, points: int) -> dict[str, Any]:
     """Fill a store, serve it, time the compare request; the figures."""
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
@@ -145,16 +158,13 @@ def run(jobs: int, steps: int, repeats: int, warmup: int, points: int) -> dict[s
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "SSDBOARD_MAX_CONCURRENT_JOBS": "0"}
         server = start_server(data, port, Path(tmp) / "server.log", env=env)
         try:
-            url = f"http://127.0.0.1:{port}/api/compare?jobs={','.join(ids)}&points={points}"
-            times: list[float] = []
+            base = f"http://127.0.0.1:{port}/api/compare?jobs={','.join(ids)}&points="
             with httpx.Client(timeout=60) as http:
-                for i in range(warmup + repeats):
-                    t = time.perf_counter()
-                    response = http.get(url)
-                    elapsed = (time.perf_counter() - t) * 1000
-                    response.raise_for_status()
-                    if i >= warmup:
-                        times.append(elapsed)
+                for _ in range(warmup):  # imports, first connection, the OS's file cache
+                    http.get(f"{base}{points - 1}").raise_for_status()
+                cold = [_timed(http, f"{base}{points + i}")[0] for i in range(repeats)]
+                warm = [_timed(http, f"{base}{points}")[0] for _ in range(repeats)]
+                response = _timed(http, f"{base}{points}")[1]
             body = response.json()
         finally:
             stop_server(server)
@@ -164,9 +174,10 @@ def run(jobs: int, steps: int, repeats: int, warmup: int, points: int) -> dict[s
         "steps": steps,
         "points": points,
         "repeats": repeats,
-        "p50_ms": round(percentile(times, 0.5), 1),
-        "p95_ms": round(percentile(times, 0.95), 1),
-        "max_ms": round(max(times), 1),
+        "cold_p50_ms": round(percentile(cold, 0.5), 1),
+        "cold_p95_ms": round(percentile(cold, 0.95), 1),
+        "warm_p50_ms": round(percentile(warm, 0.5), 1),
+        "warm_p95_ms": round(percentile(warm, 0.95), 1),
         "target_p95_ms": TARGET_P95_MS,
         "bytes": len(response.content),
         "points_per_part": [min(per_part), max(per_part)],
@@ -181,21 +192,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--steps", type=int, default=10_000)
-    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--points", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=Path(".bench") / "compare.json")
     args = parser.parse_args(argv)
     result = run(args.jobs, args.steps, args.repeats, args.warmup, args.points)
     print(f"CPU: {result['cpu']} ({result['cores']} cores), load average {result['load_average']}")
     print(
-        f"GET /api/compare, {result['jobs']} jobs x {result['steps']} steps, points={result['points']}: "
-        f"p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms (target <= {TARGET_P95_MS:g} ms), "
-        f"{result['bytes'] / 1e6:.2f} MB, {result['points_per_part'][0]}-{result['points_per_part'][1]} points per part"
+        f"GET /api/compare, {result['jobs']} jobs x {result['steps']} steps, points={result['points']}, "
+        f"{result['repeats']} requests each: {result['bytes'] / 1e6:.2f} MB, "
+        f"{result['points_per_part'][0]}-{result['points_per_part'][1]} points per part\n"
+        f"  cold (read and decimated): p50 {result['cold_p50_ms']} ms, p95 {result['cold_p95_ms']} ms "
+        f"(target <= {TARGET_P95_MS:g} ms)\n"
+        f"  warm (finished jobs cached): p50 {result['warm_p50_ms']} ms, p95 {result['warm_p95_ms']} ms"
     )
-    out = Path(".bench")
-    out.mkdir(exist_ok=True)
-    (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
-    return 0 if result["p95_ms"] <= TARGET_P95_MS else 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if result["cold_p95_ms"] <= TARGET_P95_MS else 1
 
 
 if __name__ == "__main__":
