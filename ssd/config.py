@@ -253,9 +253,13 @@ def _backbone_defaults(merged: dict[str, Any], data: Mapping[str, Any]) -> None:
     """Give a keras.applications backbone what the notebook's values would not fit, for each key
     the caller did not set: its extra layers, ``priors.scales = "auto"`` and its ratios."""
     model = merged.get("model")
-    if not isinstance(model, dict) or model.get("backbone", "notebook") not in set(BACKBONES) - {"notebook"}:
+    if not isinstance(model, dict):
         return
-    spec = BACKBONES[model["backbone"]]
+    backbone = model.get("backbone", "notebook")
+    # A backbone that is no string (a list from a sweep's values) is _build's to refuse, naming it.
+    if not isinstance(backbone, str) or backbone not in set(BACKBONES) - {"notebook"}:
+        return
+    spec = BACKBONES[backbone]
     given_model, given_priors = data.get("model"), data.get("priors")
     if not (isinstance(given_model, Mapping) and "extra_layers" in given_model):
         # The paper's extra layers down to the first 1x1 map, no further (see Config's check).

@@ -90,6 +90,9 @@ def test_random_sweep_is_reproducible(held: TestClient) -> None:
         ({"grid": {"seed": [1]}, "base": {**TINY, "train": {"steps": 0}}}, ["body", "base", "train", "steps"], []),
         ({"grid": {"seed": [1]}, "base": {"train": {"batch_size": "x"}}}, ["body", "base", "train", "batch_size"], []),
         ({"grid": {"seed": [1]}, "name": ""}, ["body", "name"], []),
+        # Values skip the body's pydantic model: any JSON is ssd.config's to refuse, never a 500.
+        ({"grid": {"model.backbone": [["resnet50"]]}}, ["body", "grid", "model.backbone"], ['["resnet50"]']),
+        ({"random": {"data.dataset": [{"a": 1}]}}, ["body", "random", "data.dataset"], ['{"a": 1}']),
         ({"grid": {"seed": [1]}, "max_jobs": 0}, ["body", "max_jobs"], []),
     ],
 )
