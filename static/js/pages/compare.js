@@ -252,8 +252,8 @@ function load() {
       draw(await api(`/api/compare?${query}`));
     } catch (err) {
       $("compare-body").hidden = true;
-      const why = err.status === 404 ? `${err.message}: it may have been deleted.` : err.message;
-      showMessage($("compare-error"), `Cannot compare these jobs: ${why} Choose 2 to 10 jobs below.`);
+      const why = err.status === 404 ? `${err.message} (deleted, or a mistyped link)` : err.message;
+      showMessage($("compare-error"), `Cannot compare these jobs: ${why}. Choose 2 to 10 jobs below.`);
       openPicker();
       return;
     }
