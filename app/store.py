@@ -19,44 +19,49 @@ reads only what its client asked for (:meth:`JobStore.replay_head`, :meth:`JobSt
 nothing for ``from=live``, the steps after a step through the ``(job_id, step)`` index, and the
 events' JSON as stored, never decoded.
 
-A SQLite file gets a fixed pool of :data:`POOL_SIZE` connections, opened when the store is and
-kept open: a request never opens a database file, so a server short of file descriptors (many
-clients) cannot fail a request with "unable to open database file".
+A SQLite file gets a fixed pool of :data:`POOL_SIZE` connections that stay open
+(:func:`app.db.make_engine`).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from app import job_query, migrations
+from app.db import POOL_SIZE, make_engine
 from app.store_sweeps import SweepRecords
 from app.tables import METRIC_KEYS, evals, events, jobs, metadata, metrics, sweeps
 
 # The tables live in app.tables (at the newest revision); re-exported for the code that reads them here.
-__all__ = ["METRIC_KEYS", "Event", "JobStore", "evals", "events", "jobs", "metadata", "metrics", "sweeps", "utcnow"]
+__all__ = [
+    "METRIC_KEYS",
+    "POOL_SIZE",
+    "Event",
+    "JobStore",
+    "evals",
+    "events",
+    "jobs",
+    "metadata",
+    "metrics",
+    "sweeps",
+    "utcnow",
+]
 
 # Internal bookkeeping columns stay out of a job's dict; the best mAP columns become ``best``.
 BEST_COLUMNS = ("best_map50", "best_map50_step", "best_map", "best_map_step")
-JOB_COLUMNS = [c.name for c in jobs.columns if c.name not in ("event_seq", "run_seconds", *BEST_COLUMNS)]
+HIDDEN_COLUMNS = ("event_seq", "run_seconds", "dataset", *BEST_COLUMNS)  # ``dataset`` is in the config
+JOB_COLUMNS = [c.name for c in jobs.columns if c.name not in HIDDEN_COLUMNS]
 
-POOL_SIZE = 8  # SQLite connections the server keeps open (2 file descriptors each: the file and its WAL)
 REPLAY_PAGE = 250  # events a stream reads from the log at a time
-
-
-def _compact_json(value: Any) -> str:
-    # Stored the way a live SSE frame carries it, so a replay sends the stored text as it is.
-    return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -92,29 +97,9 @@ def _job_dict(row: sa.Row[Any]) -> dict[str, Any]:
     return job
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, synchronous=NORMAL, a busy timeout and, for a file,
-    a fixed pool of :data:`POOL_SIZE` connections that stay open (a busy server waits for one
-    instead of opening the file again)."""
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True, json_serializer=_compact_json)
-    path = url.split("///", 1)[-1]
-    pool: dict[str, Any] = {}
-    if path and path != ":memory:" and "mode=memory" not in url:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        pool = {"poolclass": sa.QueuePool, "pool_size": POOL_SIZE, "max_overflow": 0, "pool_timeout": 60}
-    engine = sa.create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 30}, json_serializer=_compact_json, **pool
-    )
-
-    @sa.event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    return engine
+def _dataset_of(config: dict[str, Any]) -> str | None:
+    dataset = (config.get("data") or {}).get("dataset")
+    return dataset[:200] if isinstance(dataset, str) else None
 
 
 class JobStore(SweepRecords):
@@ -174,6 +159,7 @@ class JobStore(SweepRecords):
                     tags=list(tags),
                     notes="",
                     sweep_id=sweep_id,
+                    dataset=_dataset_of(config),
                 )
             )
             event = self._append(conn, job_id, [("status", None, {"status": "queued"})])[0]
@@ -202,11 +188,15 @@ class JobStore(SweepRecords):
         default is newest first. ValueError for an unknown key. ``limit`` None: all of them.
         """
         where = job_query.JobFilter(status, tag, dataset, sweep_id, name).where()
-        query = sa.select(jobs).where(*where).order_by(*job_query.order_by(sort)).offset(offset)
+        # The page's ids first, then their rows: SQLite's sorter would otherwise carry every
+        # matching row whole (configs of ~1 kB), 9 ms instead of 0.7 for 1,000 jobs.
+        page = sa.select(jobs.c.id).where(*where).order_by(*job_query.order_by(sort)).offset(offset)
         if limit is not None:
-            query = query.limit(limit)
-        with self.engine.connect() as conn:
-            return [_job_dict(row) for row in conn.execute(query)]
+            page = page.limit(limit)
+        with self.engine.connect() as conn, conn.begin():
+            ids = list(conn.scalars(page))
+            rows = {row.id: row for row in conn.execute(sa.select(jobs).where(jobs.c.id.in_(ids)))} if ids else {}
+        return [_job_dict(rows[i]) for i in ids if i in rows]
 
     def count_jobs(
         self,

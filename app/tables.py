@@ -2,7 +2,8 @@
 
 These definitions are what the code reads and writes; the database gets them through the
 Alembic revisions in :mod:`app.migrations` (revision 1 is the schema from before Alembic,
-revision 2 adds tags, notes, sweeps and the columns the runs table sorts on). A test checks that
+revision 2 adds tags, notes, sweeps and the columns the runs table sorts on, revision 3 the
+dataset column and the index that make the runs table fast). A test checks that
 a database migrated to the head revision matches these tables exactly, so the two never drift.
 
 Only plain types (String, Text, Integer, Float, Boolean, DateTime, JSON), composite primary keys
@@ -45,6 +46,10 @@ jobs = sa.Table(
     sa.Column("best_map_step", sa.Integer),
     sa.Column("run_seconds", sa.Float, nullable=False, server_default="0"),  # finished run segments
     sa.Column("duration_s", sa.Float, nullable=False, server_default="0"),  # through the latest step
+    # Revision 3: the config's data.dataset as a plain column (filtering on a JSON path parsed
+    # every config: 4-9 ms for 1,000 jobs), and the default sort's index.
+    sa.Column("dataset", sa.String(200), index=True),
+    sa.Index("ix_jobs_created_at", "created_at"),
 )
 
 METRIC_KEYS = ("pos_clf", "neg_clf", "loc", "total", "num_pos", "num_neg", "lr", "images_per_sec", "time")

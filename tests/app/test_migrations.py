@@ -15,6 +15,7 @@ from app import migrations
 from app.store import JobStore
 from app.tables import metadata
 
+HEAD = "0003_list_columns"
 METRIC_KEYS = ("pos_clf", "neg_clf", "loc", "total", "num_pos", "num_neg", "lr", "images_per_sec", "time")
 
 
@@ -75,7 +76,7 @@ def test_a_fresh_database_is_created_at_the_head_revision(tmp_path: Path) -> Non
     store = JobStore(_url(tmp_path))
     try:
         assert store.revisions == (None, migrations.head_revision())
-        assert migrations.current_revision(store.engine) == "0002_runs_table"
+        assert migrations.current_revision(store.engine) == HEAD
         with store.engine.connect() as conn:
             # The migrated schema is the one the code reads and writes: no difference at all.
             context = MigrationContext.configure(conn, opts={"compare_server_default": True})
@@ -122,7 +123,7 @@ def test_a_database_from_before_alembic_is_stamped_upgraded_and_keeps_its_rows(t
 
     store = JobStore(_url(tmp_path))
     try:
-        assert store.revisions == (None, "0002_runs_table")  # no alembic_version before
+        assert store.revisions == (None, HEAD)  # no alembic_version before
         job = store.get_job("abc123")
         assert job is not None
         assert (job["name"], job["status"], job["step"], job["last_eval"]["map50"]) == ("before", "succeeded", 3, 0.7)
@@ -132,6 +133,7 @@ def test_a_database_from_before_alembic_is_stamped_upgraded_and_keeps_its_rows(t
         assert job["duration_s"] == 300.0
         assert store.metrics("abc123")[0]["total"] == 1.5
         assert store.list_jobs(sort="-best_map50")[0]["id"] == "abc123"
+        assert [j["id"] for j in store.list_jobs(dataset="mnist")] == ["abc123"]  # filled from the config
         with store.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     finally:
@@ -147,7 +149,7 @@ def test_a_database_at_a_newer_revision_is_refused_naming_both(tmp_path: Path) -
     with pytest.raises(migrations.SchemaTooNew) as refused:
         JobStore(_url(tmp_path))
     message = str(refused.value)
-    assert "0099_from_the_future" in message and "0002_runs_table" in message
+    assert "0099_from_the_future" in message and HEAD in message
     assert "newer ssdboard" in message
 
 
@@ -155,7 +157,7 @@ def test_reopening_a_store_at_the_head_changes_nothing(tmp_path: Path) -> None:
     JobStore(_url(tmp_path)).close()
     store = JobStore(_url(tmp_path))
     try:
-        assert store.revisions == ("0002_runs_table", "0002_runs_table")
+        assert store.revisions == (HEAD, HEAD)
     finally:
         store.close()
 
@@ -188,4 +190,25 @@ def test_serve_refuses_a_database_from_a_newer_ssdboard(
         main(["serve", "--data-dir", str(tmp_path), "--port", "0"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "ssdboard.db is at schema revision 0099_from_the_future" in err and "its newest is 0002_runs_table" in err
+    assert "ssdboard.db is at schema revision 0099_from_the_future" in err and f"its newest is {HEAD}" in err
+
+
+def test_an_older_revision_is_upgraded(tmp_path: Path) -> None:
+    from alembic import command
+
+    engine = sa.create_engine(_url(tmp_path))
+    with engine.begin() as conn:
+        command.upgrade(migrations.alembic_config(conn), "0002_runs_table")
+        jobs = sa.Table("jobs", sa.MetaData(), autoload_with=conn)
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        row = {"id": "j2", "name": "at 2", "config": {"data": {"dataset": "trees"}}, "status": "queued"}
+        conn.execute(
+            jobs.insert().values(**row, created_at=now, step=0, total_steps=1, cancel_requested=False, event_seq=0)
+        )
+    engine.dispose()
+    store = JobStore(_url(tmp_path))
+    try:
+        assert store.revisions == ("0002_runs_table", HEAD)
+        assert [j["id"] for j in store.list_jobs(dataset="trees")] == ["j2"]
+    finally:
+        store.close()

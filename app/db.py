@@ -1,0 +1,47 @@
+"""Database engines: SQLite in WAL mode with a fixed pool of open connections, or any SQLAlchemy URL.
+
+A SQLite file gets a fixed pool of :data:`POOL_SIZE` connections, opened when the store is and
+kept open: a request never opens a database file, so a server short of file descriptors (many
+clients) cannot fail a request with "unable to open database file".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+POOL_SIZE = 8  # SQLite connections the server keeps open (2 file descriptors each: the file and its WAL)
+
+
+def _compact_json(value: Any) -> str:
+    # Stored the way a live SSE frame carries it, so a replay sends the stored text as it is.
+    return json.dumps(value, separators=(",", ":"))
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, synchronous=NORMAL, a busy timeout and, for a file,
+    a fixed pool of :data:`POOL_SIZE` connections that stay open (a busy server waits for one
+    instead of opening the file again)."""
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True, json_serializer=_compact_json)
+    path = url.split("///", 1)[-1]
+    pool: dict[str, Any] = {}
+    if path and path != ":memory:" and "mode=memory" not in url:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        pool = {"poolclass": sa.QueuePool, "pool_size": POOL_SIZE, "max_overflow": 0, "pool_timeout": 60}
+    engine = sa.create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, json_serializer=_compact_json, **pool
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
