@@ -96,7 +96,7 @@ class Plan:
     max_steps: int
 
 
-FULL = Plan(rounds=3, warmup_steps=2, target_seconds=8.0, min_steps=2, max_steps=15)
+FULL = Plan(rounds=3, warmup_steps=2, target_seconds=6.0, min_steps=2, max_steps=12)
 QUICK = Plan(rounds=1, warmup_steps=1, target_seconds=0.0, min_steps=1, max_steps=1)
 
 
@@ -238,32 +238,40 @@ def run_bench(variants: Sequence[Variant], plan: Plan, quick: bool, out: Path) -
     cpu = cpu_description()
     print(f"python -m benchmarks.models{' --quick (smoke run, not a measurement)' if quick else ''}")
     print(f"  machine: {cpu}, {os.cpu_count()} CPUs; TensorFlow {tf.__version__}, Keras {keras.__version__}")
-    records = []
+    load_at_start = os.getloadavg()
+    records: list[dict[str, Any]] = []
+
+    def write() -> None:
+        # After every variant, so a run cut short (resnet50 on a loaded machine) keeps what it measured.
+        result = {
+            "quick": quick,
+            "started": started,
+            "seconds": time.time() - started,
+            "complete": len(records) == len(variants),
+            "machine": {
+                "processor": cpu,
+                "cpus": os.cpu_count(),
+                "load_average_at_start": load_at_start,
+                "load_average_now": os.getloadavg(),
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+            },
+            "plan": asdict(plan),
+            "variants": records,
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="ssd-models-bench-") as tmp:
         for variant in variants:
             records.append(measure_variant(variant, plan, tmp))
+            write()
             gc.collect()
             keras.backend.clear_session()  # the next variant's graphs start from nothing
     print()
     print(f"{cpu}, {os.cpu_count()} CPUs; medians of {plan.rounds} interleaved rounds:")
     print(markdown_table(records))
-    result = {
-        "quick": quick,
-        "started": started,
-        "seconds": time.time() - started,
-        "machine": {
-            "processor": cpu,
-            "cpus": os.cpu_count(),
-            "load_average_at_start": os.getloadavg(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-        },
-        "plan": asdict(plan),
-        "variants": records,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {out} ({time.time() - started:.0f} s)")
+    print(f"written {out} ({time.time() - started:.0f} s; load average {load_at_start[0]:.1f} at the start)")
     return 0
 
 
