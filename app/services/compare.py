@@ -12,7 +12,8 @@ and from each bucket we keep the first step, the step of the bucket's minimum an
 its maximum (each once, in step order), plus the series' last step: at most ``3 B + 1 <=
 points`` points, the first and last always among them. Each of ``pos_clf``, ``neg_clf``,
 ``loc`` and ``total`` is decimated on its own (its own minima and maxima), so each carries its
-own ``step`` and ``wall`` arrays. A series of at most ``points`` steps comes back whole.
+own ``step`` and ``wall`` arrays. A series of at most ``points`` steps comes back whole. Values
+go out with 6 significant digits (:func:`significant`), ``wall`` to the millisecond.
 
 Speed (``python -m benchmarks.compare``): reading the rows dominates. The store hands plain rows
 (:meth:`app.store.JobStore.metric_rows`), NumPy buckets them, each job's part is encoded once
@@ -37,6 +38,7 @@ from app.store import JobStore
 
 MIN_JOBS, MAX_JOBS = 2, 10
 DEFAULT_POINTS, MIN_POINTS, MAX_POINTS = 1000, 10, 5000
+SIGNIFICANT_DIGITS = 6  # of the loss values sent
 CACHE_BYTES = 64 * 2**20  # ~500 finished jobs' answers at 1000 points (~130 kB of JSON each)
 SERIES = ("pos_clf", "neg_clf", "loc", "total")
 # Tableau 10: ten colours told apart by most people, also with a colour-vision deficiency.
@@ -97,6 +99,19 @@ def decimate(values: np.ndarray, points: int) -> np.ndarray:
     return np.unique(np.minimum(picks, n - 1))  # a padded bucket's argmin/argmax never exceeds n - 1
 
 
+def significant(array: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
+    """``array`` rounded to ``digits`` significant digits (0, NaN and infinities as they are).
+
+    A loss of 0.123456789012 goes out as 0.123457: the answer halves, and so do its encoding,
+    transfer and parsing, with far more precision than a chart or a hover label shows.
+    """
+    finite = np.isfinite(array) & (array != 0)
+    magnitude = np.floor(np.log10(np.abs(array, where=finite, out=np.ones_like(array))))
+    wanted = finite & (np.abs(magnitude) < 100)  # beyond, the scale itself would overflow
+    scale = 10.0 ** (digits - 1 - np.where(wanted, magnitude, 0))
+    return np.where(wanted, np.round(array * scale) / scale, array)
+
+
 def _json_floats(array: np.ndarray) -> list[float | None]:
     """Plain floats for JSON: NaN and infinities become None (JSON has neither)."""
     out: list[float | None] = array.tolist()
@@ -124,7 +139,7 @@ def series_of(rows: Sequence[Sequence[Any]], points: int) -> tuple[dict[str, dic
         out[key] = {
             "step": steps[keep].tolist(),
             "wall": _json_floats(wall[keep]),
-            "value": _json_floats(table[keep, i]),
+            "value": _json_floats(significant(table[keep, i])),
         }
     return out, t0
 

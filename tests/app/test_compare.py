@@ -11,7 +11,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.domain import Invalid
-from app.services.compare import COLORS, SERIES, best_of, config_table, decimate, flatten, parse_ids, series_of
+from app.services.compare import (
+    COLORS,
+    SERIES,
+    best_of,
+    config_table,
+    decimate,
+    flatten,
+    parse_ids,
+    series_of,
+    significant,
+)
 from benchmarks.compare import fill_store
 from ssd.config import from_dict
 
@@ -71,6 +81,13 @@ def test_series_of_rows_walls_from_the_first_step_and_nan_as_null() -> None:
     }
     assert set(series) == set(SERIES)
     assert series_of([], 1000) == ({key: {"step": [], "wall": [], "value": []} for key in SERIES}, None)
+
+
+def test_values_go_out_with_six_significant_digits() -> None:
+    values = np.array([0.123456789012, 1234.56789, -0.000123456789, 0.1 + 0.2, 0.0, np.nan, np.inf, 5e-310])
+    out = significant(values)
+    assert out[:5].tolist() == [0.123457, 1234.57, -0.000123457, 0.3, 0.0]
+    assert np.isnan(out[5]) and out[6] == np.inf and out[7] == 5e-310  # left as they are
 
 
 # ---------------------------------------------------------------------------- config diff
