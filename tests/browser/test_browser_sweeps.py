@@ -29,6 +29,13 @@ TINY_FIELDS = {
 }
 
 
+def assert_no_axe_violations(page: Any, what: str) -> None:
+    """axe-core over the page as it is (as tests/browser/test_browser_axe.py does for the other pages)."""
+    axe = pytest.importorskip("axe_playwright_python.sync_playwright")
+    results = axe.Axe().run(page)
+    assert results.violations_count == 0, f"{what}: {results.generate_report()}"
+
+
 def open_form(page: Any) -> None:
     page.goto("/sweeps/new")
     page.wait_for_selector("form[data-ready=true]")
@@ -91,6 +98,7 @@ def test_start_a_sweep_from_the_form_watch_it_and_cancel_it(page: Any, shot: Any
     page.goto("/sweeps")
     page.wait_for_selector(f'tr[data-sweep-id="{sweep_id}"]')
     assert "cancelled" in page.locator(f'tr[data-sweep-id="{sweep_id}"]').inner_text()
+    assert_no_axe_violations(page, "the sweeps list")
 
 
 def test_a_refused_value_shows_at_the_swept_field_and_queues_nothing(page: Any, shot: Any) -> None:
@@ -104,6 +112,7 @@ def test_a_refused_value_shows_at_the_swept_field_and_queues_nothing(page: Any, 
     assert "no job was queued" in page.locator("#form-summary").inner_text()
     assert page.url.endswith("/sweeps/new")
     shot(page, "sweep_new_error")
+    assert_no_axe_violations(page, "the new-sweep form with an error")
     time.sleep(0.2)
     assert len(page.request.get("/api/jobs?limit=1000").json()) == before
     # A random range on a number: min/max inputs; the preview counts the draws.
@@ -133,5 +142,6 @@ def test_a_sweep_midway_highlights_its_best_run(page: Any, tiny_job: Any, shot: 
     assert page.locator("#best-card").is_visible() and best["name"] in page.locator("#best-text").inner_text()
     assert page.locator("#compare-link").get_attribute("href").split("=")[1].startswith(best["job_id"])
     shot(page, "sweep_midway")
+    assert_no_axe_violations(page, "a sweep page mid-way")
     page.request.post(f"/api/sweeps/{sweep['id']}/cancel")  # free the worker for the other tests
     page.wait_for_selector("#sweep-status:text('cancelled')", timeout=30_000)
