@@ -19,6 +19,13 @@ POINTS_OF = (
 )
 
 
+def assert_no_axe_violations(page: Any, what: str) -> None:
+    """axe-core over the page as drawn (as tests/browser/test_browser_axe.py does for the others)."""
+    axe_sync = pytest.importorskip("axe_playwright_python.sync_playwright")
+    results = axe_sync.Axe().run(page)
+    assert results.violations_count == 0, f"{what}: {results.generate_report()}"
+
+
 def _submit(server: str, config: dict[str, Any]) -> str:
     response = httpx.post(f"{server}/api/jobs", json=config, timeout=30)
     assert response.status_code == 201, response.text
@@ -86,6 +93,7 @@ def test_compare_three_jobs(page: Any, server: str, shot: Any, tiny_job: Any) ->
     )
     assert last_x == 240
     shot(page, "compare_three")
+    assert_no_axe_violations(page, "the compare page")
 
     # The hyperparameter plot: one marker per job that has an evaluation.
     page.wait_for_selector('.hparam-chart[data-key="train.learning_rate"]')
@@ -102,5 +110,7 @@ def test_a_bad_selection_says_why_and_offers_the_picker(page: Any) -> None:
     error.wait_for()
     assert "2 to 10 jobs" in error.inner_text()
     assert page.locator("#picker").get_attribute("open") is not None
+    page.wait_for_selector("#picker-list .picker-item, #picker-list p:not(:has-text('Loading'))")
+    assert_no_axe_violations(page, "the compare page's picker")
     page.goto("/compare?jobs=nosuch1,nosuch2")
     page.wait_for_function("document.getElementById('compare-error').textContent.includes('no job nosuch1')")
