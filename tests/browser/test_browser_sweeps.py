@@ -98,6 +98,7 @@ def test_start_a_sweep_from_the_form_watch_it_and_cancel_it(page: Any, shot: Any
     page.goto("/sweeps")
     page.wait_for_selector(f'tr[data-sweep-id="{sweep_id}"]')
     assert "cancelled" in page.locator(f'tr[data-sweep-id="{sweep_id}"]').inner_text()
+    shot(page, "sweeps_list")
     assert_no_axe_violations(page, "the sweeps list")
 
 
@@ -141,7 +142,13 @@ def test_a_sweep_midway_highlights_its_best_run(page: Any, tiny_job: Any, shot: 
     assert page.locator("#runs-body tr.best").get_attribute("data-job-id") == best["job_id"]
     assert page.locator("#best-card").is_visible() and best["name"] in page.locator("#best-text").inner_text()
     assert page.locator("#compare-link").get_attribute("href").split("=")[1].startswith(best["job_id"])
+    assert page.locator("#runs-link").get_attribute("href") == f"/?sweep={sweep['id']}"
     shot(page, "sweep_midway")
     assert_no_axe_violations(page, "a sweep page mid-way")
     page.request.post(f"/api/sweeps/{sweep['id']}/cancel")  # free the worker for the other tests
     page.wait_for_selector("#sweep-status:text('cancelled')", timeout=30_000)
+    # A job of the sweep links back to it.
+    page.click(f'#runs-body tr[data-job-id="{best["job_id"]}"] .job-name a')
+    page.wait_for_selector("#sweep-link")
+    page.click("#sweep-link")
+    page.wait_for_url(f"**/sweeps/{sweep['id']}")

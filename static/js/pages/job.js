@@ -92,6 +92,10 @@ function renderJob() {
   // How it computes, once the worker said (run.json): "mixed_bfloat16 (auto: AMD EPYC has AVX512-BF16)".
   const run = job.run ? ` · ${job.run.precision} (${job.run.precision_reason})` : "";
   $("job-summary").textContent = summarize(job.config || {}) + run;
+  if (job.sweep_id) {
+    const href = `${ROOT}/sweeps/${encodeURIComponent(job.sweep_id)}`;
+    $("job-summary").append(" · ", el("a", { href, id: "sweep-link", style: "text-decoration: underline", text: `sweep ${job.sweep_id}` }));
+  }
 
   const failed = job.status === "failed" && job.error;
   $("job-error").hidden = !failed;
