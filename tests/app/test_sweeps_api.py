@@ -41,8 +41,7 @@ def test_create_queues_the_grid_in_order_tagged_with_the_sweep(held: TestClient)
     expected = [(1e-3, [0.5, 1]), (1e-3, [0.35, 0.6, 1]), (3e-3, [0.5, 1]), (3e-3, [0.35, 0.6, 1])]
     for i, (job_id, run, (lr, ratios)) in enumerate(zip(sweep["job_ids"], sweep["runs"], expected, strict=True)):
         job = held.get(f"/api/jobs/{job_id}").json()
-        assert job["status"] == "queued"
-        assert held.app.state.store.get_job(job_id)["sweep_id"] == sweep["id"]  # type: ignore[attr-defined]
+        assert job["status"] == "queued" and job["sweep_id"] == sweep["id"]
         assert job["name"] == f"lr #{i + 1}" and job["config"]["name"] == f"lr #{i + 1}"
         assert job["config"]["train"]["learning_rate"] == lr and job["config"]["priors"]["ratios"] == ratios
         assert job["config"]["model"]["num_units"] == TINY["model"]["num_units"]  # the base under the values
@@ -54,6 +53,8 @@ def test_create_queues_the_grid_in_order_tagged_with_the_sweep(held: TestClient)
         }
     queue = held.get("/api/jobs", params={"status": "queued"}).json()
     assert [j["id"] for j in reversed(queue)] == sweep["job_ids"]  # newest first: created in order
+    tagged = held.get("/api/jobs", params={"sweep": sweep["id"]}).json()
+    assert {j["id"] for j in tagged} == set(sweep["job_ids"])
     assert held.get(f"/api/sweeps/{sweep['id']}").json()["runs"] == sweep["runs"]
     listed = held.get("/api/sweeps").json()
     assert [s["id"] for s in listed] == [sweep["id"]] and "runs" not in listed[0]
