@@ -37,7 +37,7 @@ function runRow(run, keys, bestId) {
     { class: isBest ? "best" : null, dataset: { jobId: run.job_id, status: run.status }, "aria-current": isBest ? "true" : null },
     el("td", { class: "num muted", text: String(run.index + 1) }),
     el("td", { class: "job-name" }, name, isBest ? el("span", { class: "best-mark", text: "★ best" }) : null),
-    el("td", {}, statusBadge(run.status)),
+    el("td", {}, run.error ? Object.assign(statusBadge(run.status), { title: run.error }) : statusBadge(run.status)),
     el(
       "td",
       { class: "col-progress" },
