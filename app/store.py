@@ -242,19 +242,23 @@ class JobStore(SweepRecords):
     def set_status(self, job_id: str, status: str, *, event: dict[str, Any] | None = None, **values: Any) -> Event:
         """Change a job's status (and other columns) and log a ``status`` event in one transaction.
 
-        A job that stops running adds the run's wall time to its ``run_seconds`` and ``duration_s``.
+        A job that stops running adds the run's wall time to its ``run_seconds`` and ``duration_s``
+        (an interrupted one: through its last step).
         """
         data = {"status": status, **(event or {})}
         if values.get("error"):
             data["error"] = values["error"]
         with self._write, self.engine.begin() as conn:
             if status != "running":
-                row = conn.execute(
-                    sa.select(jobs.c.status, jobs.c.started_at, jobs.c.run_seconds).where(jobs.c.id == job_id)
-                ).first()
+                columns = (jobs.c.status, jobs.c.started_at, jobs.c.run_seconds, jobs.c.duration_s)
+                row = conn.execute(sa.select(*columns).where(jobs.c.id == job_id)).first()
                 if row is not None and row.status == "running" and row.started_at is not None:
-                    ran = max((utcnow() - _utc(row.started_at)).total_seconds(), 0.0)  # type: ignore[operator]
-                    values.update(run_seconds=row.run_seconds + ran, duration_s=row.run_seconds + ran)
+                    total = row.run_seconds + max((utcnow() - _utc(row.started_at)).total_seconds(), 0.0)  # type: ignore[operator]
+                    if status == "interrupted" and row.duration_s > row.run_seconds:
+                        # A server that restarts after a crash interrupts the job only now: the
+                        # run ended with its last step, not with the downtime.
+                        total = row.duration_s
+                    values.update(run_seconds=total, duration_s=total)
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(status=status, **values))
             return self._append(conn, job_id, [("status", None, data)])[0]
 

@@ -54,7 +54,7 @@ def test_duration_adds_up_the_runs_of_a_job(store: JobStore) -> None:
     with store.engine.connect() as conn:  # through the latest step, for sorting
         assert conn.scalar(jobs.select().with_only_columns(jobs.c.duration_s)) == pytest.approx(12.5)
     assert 30 <= store.get_job(job_id)["duration_s"] < 35  # type: ignore[index]  # live while it runs
-    store.set_status(job_id, "interrupted", finished_at=utcnow())
+    store.set_status(job_id, "cancelled", finished_at=utcnow())
     first = store.get_job(job_id)["duration_s"]  # type: ignore[index]
     assert 30 <= first < 35
     store.set_status(job_id, "running", started_at=utcnow() - timedelta(seconds=10))
@@ -127,3 +127,12 @@ def test_sweeps(store: JobStore) -> None:
     assert store.set_sweep_cancel(sweep["id"])["cancel_requested"] is True  # type: ignore[index]
     assert store.get_sweep("nope") is None and store.set_sweep_cancel("nope") is None
     assert store.get_job(first)["sweep_id"] == sweep["id"]  # type: ignore[index]
+
+
+def test_a_job_interrupted_by_a_crash_ran_until_its_last_step(store: JobStore) -> None:
+    job_id = _job(store, "a")
+    start = utcnow() - timedelta(hours=1)  # the server died soon after the step; it restarts now
+    store.set_status(job_id, "running", started_at=start)
+    store.record(job_id, [("step", _step(1, 2.0, time=start.timestamp() + 40.0))])
+    store.set_status(job_id, "interrupted", finished_at=utcnow())
+    assert store.get_job(job_id)["duration_s"] == pytest.approx(40.0)  # type: ignore[index]
