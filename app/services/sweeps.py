@@ -139,11 +139,12 @@ class SweepService:
         checked = plan(self.jobs, name=name, base=base, **request)
         spec = {**checked.spec.to_dict(), "values": checked.values}
         sweep = self.store.create_sweep(name=name, base=checked.base, spec=spec, job_ids=[])
-        job_ids = []
-        for config in checked.configs:
-            job = self.jobs.submit_config(config, sweep_id=sweep["id"])
-            job_ids.append(job["id"])
-        self.store.add_sweep_jobs(sweep["id"], job_ids)
+        job_ids: list[str] = []
+        try:
+            for config in checked.configs:
+                job_ids.append(self.jobs.submit_config(config, sweep_id=sweep["id"])["id"])
+        finally:  # jobs queued before a failure (the database) still belong to the sweep, to cancel
+            self.store.add_sweep_jobs(sweep["id"], job_ids)
         return self.get(sweep["id"])
 
     def list(self, *, limit: int = 100) -> list[dict[str, Any]]:
