@@ -58,7 +58,14 @@ __all__ = [
 
 # Internal bookkeeping columns stay out of a job's dict; the best mAP columns become ``best``.
 BEST_COLUMNS = ("best_map50", "best_map50_step", "best_map", "best_map_step")
-HIDDEN_COLUMNS = ("event_seq", "run_seconds", "dataset", *BEST_COLUMNS)  # ``dataset`` is in the config
+HIDDEN_COLUMNS = (
+    "event_seq",
+    "run_seconds",
+    "dataset",
+    "worker_token_hash",
+    "executor_ref",
+    *BEST_COLUMNS,
+)  # ``dataset`` is in the config
 JOB_COLUMNS = [c.name for c in jobs.columns if c.name not in HIDDEN_COLUMNS]
 
 REPLAY_PAGE = 250  # events a stream reads from the log at a time
@@ -233,6 +240,13 @@ class JobStore(SweepRecords):
         query = sa.select(jobs.c.id).where(jobs.c.status == status).order_by(jobs.c.created_at, jobs.c.id)
         with self.engine.connect() as conn:
             return list(conn.scalars(query))
+
+    def worker_auth(self, job_id: str) -> tuple[str | None, str | None]:
+        """A job's worker token hash and executor reference (columns the API never shows)."""
+        query = sa.select(jobs.c.worker_token_hash, jobs.c.executor_ref).where(jobs.c.id == job_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return (row.worker_token_hash, row.executor_ref) if row is not None else (None, None)
 
     def update_job(self, job_id: str, **values: Any) -> None:
         """Set columns of a job without an event."""

@@ -3,7 +3,8 @@
 These definitions are what the code reads and writes; the database gets them through the
 Alembic revisions in :mod:`app.migrations` (revision 1 is the schema from before Alembic,
 revision 2 adds tags, notes, sweeps and the columns the runs table sorts on, revision 3 the
-dataset column and the index that make the runs table fast). A test checks that
+dataset column and the index that make the runs table fast, revision 4 the worker's token hash
+and the executor's id of a run). A test checks that
 a database migrated to the head revision matches these tables exactly, so the two never drift.
 
 Only plain types (String, Text, Integer, Float, Boolean, DateTime, JSON), composite primary keys
@@ -50,6 +51,10 @@ jobs = sa.Table(
     # every config: 4-9 ms for 1,000 jobs), and the default sort's index.
     sa.Column("dataset", sa.String(200), index=True),
     sa.Index("ix_jobs_created_at", "created_at"),
+    # Revision 4: a job's worker reports with a token of its own (its SHA-256 here), and the
+    # executor's id of the run (a Ray job's submission id) for reconciling after a restart.
+    sa.Column("worker_token_hash", sa.String(64)),
+    sa.Column("executor_ref", sa.String(200)),
 )
 
 METRIC_KEYS = ("pos_clf", "neg_clf", "loc", "total", "num_pos", "num_neg", "lr", "images_per_sec", "time")

@@ -15,7 +15,7 @@ from app import migrations
 from app.store import JobStore
 from app.tables import metadata
 
-HEAD = "0003_list_columns"
+HEAD = "0004_worker_auth"
 METRIC_KEYS = ("pos_clf", "neg_clf", "loc", "total", "num_pos", "num_neg", "lr", "images_per_sec", "time")
 
 
