@@ -49,6 +49,7 @@ function addSweepControl(field) {
   error.hidden = true;
   const box = el("div", { class: "sweep-control" }, el("label", { for: id, class: "sweep-label", text: "sweep" }), mode, values, range);
   field.sweep = { mode, values, min, max, log, range, error, box };
+  if (field.key === "name") field.help.prepend("The sweep names its jobs “sweep name #i” unless you sweep this key. ");
   field.wrapper.append(box, error);
   const changed = () => {
     clearSweepError(field);
@@ -68,7 +69,7 @@ function show(field) {
   const isRange = mode.value === "random" && field.kind === "number";
   values.hidden = !swept || isRange;
   range.hidden = !isRange;
-  field.input.disabled = swept;
+  field.input.disabled = swept || field.key === "name"; // the sweep names its jobs "NAME #i"
   field.wrapper.classList.toggle("swept", swept);
 }
 
