@@ -1,13 +1,22 @@
-"""Database engines: SQLite in WAL mode with a fixed pool of open connections, or any SQLAlchemy URL.
+"""Database engines: SQLite in WAL mode with a fixed pool of open connections, or PostgreSQL.
 
 A SQLite file gets a fixed pool of :data:`POOL_SIZE` connections, opened when the store is and
 kept open: a request never opens a database file, so a server short of file descriptors (many
 clients) cannot fail a request with "unable to open database file".
+
+PostgreSQL (``postgresql+psycopg://...``, the ``postgres`` extra) gets SQLAlchemy's pool with a
+ping before use (a server restarted under a running ssdboard) and sessions in UTC: ``timestamptz``
+values come back in the session's time zone, and the store hands out UTC.
+
+JSON is written compact and strict on both: a NaN or infinity (which ``json.dumps`` writes as the
+non-JSON ``NaN``) becomes ``null``, since PostgreSQL's ``json`` type refuses it and SQLite's JSON
+functions (the runs table's sort on the last step's losses) fail on it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +28,21 @@ POOL_SIZE = 8  # SQLite connections the server keeps open (2 file descriptors ea
 
 def _compact_json(value: Any) -> str:
     # Stored the way a live SSE frame carries it, so a replay sends the stored text as it is.
-    return json.dumps(value, separators=(",", ":"))
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # NaN or infinity somewhere: rare, so only then walk the value
+        return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (lists, tuples and dicts walked)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def make_engine(url: str) -> Engine:
@@ -27,7 +50,11 @@ def make_engine(url: str) -> Engine:
     a fixed pool of :data:`POOL_SIZE` connections that stay open (a busy server waits for one
     instead of opening the file again)."""
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True, json_serializer=_compact_json)
+        options: dict[str, Any] = {}
+        parsed = sa.make_url(url)
+        if parsed.get_backend_name() == "postgresql" and "options" not in parsed.query:
+            options["connect_args"] = {"options": "-c timezone=UTC"}
+        return sa.create_engine(url, pool_pre_ping=True, json_serializer=_compact_json, **options)
     path = url.split("///", 1)[-1]
     pool: dict[str, Any] = {}
     if path and path != ":memory:" and "mode=memory" not in url:

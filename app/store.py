@@ -26,6 +26,7 @@ A SQLite file gets a fixed pool of :data:`POOL_SIZE` connections that stay open
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -87,10 +88,10 @@ def utcnow() -> datetime:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes; everything stored is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    # SQLite returns naive datetimes (everything stored is UTC); PostgreSQL the session's zone.
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _job_dict(row: sa.Row[Any]) -> dict[str, Any]:
@@ -102,6 +103,15 @@ def _job_dict(row: sa.Row[Any]) -> dict[str, Any]:
         # Live, rather than through the latest step: a worker loading TensorFlow has no step yet.
         job["duration_s"] = row.run_seconds + max((utcnow() - job["started_at"]).total_seconds(), 0.0)
     return job
+
+
+def _metric_row(job_id: str, step: dict[str, Any]) -> dict[str, Any]:
+    """A ``metrics`` row of a step; a non-finite value is NULL, as SQLite stores it (PostgreSQL would keep NaN)."""
+    row = {"job_id": job_id, "step": step["step"]}
+    for key in METRIC_KEYS:
+        value = step.get(key)
+        row[key] = None if isinstance(value, float) and not math.isfinite(value) else value
+    return row
 
 
 def _dataset_of(config: dict[str, Any]) -> str | None:
@@ -294,7 +304,7 @@ class JobStore(SweepRecords):
         evaluations = [data for kind, data in items if kind == "eval"]
         with self._write, self.engine.begin() as conn:
             if steps:
-                rows = [{"job_id": job_id, "step": m["step"], **{k: m.get(k) for k in METRIC_KEYS}} for m in steps]
+                rows = [_metric_row(job_id, m) for m in steps]
                 self._upsert(conn, metrics, rows)
             if evaluations:
                 rows = [{"job_id": job_id, "step": e["step"], "data": e} for e in evaluations]
@@ -323,7 +333,7 @@ class JobStore(SweepRecords):
             known = set(conn.scalars(sa.select(metrics.c.step).where(metrics.c.job_id == job_id)))
             missing = [m for m in backfill if m["step"] not in known and m["step"] <= step]
             if missing:
-                rows = [{"job_id": job_id, "step": m["step"], **{k: m.get(k) for k in METRIC_KEYS}} for m in missing]
+                rows = [_metric_row(job_id, m) for m in missing]
                 conn.execute(metrics.insert(), rows)
                 self._append(conn, job_id, [("step", m["step"], m) for m in missing])
             last = conn.execute(

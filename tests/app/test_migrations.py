@@ -1,10 +1,12 @@
 """Schema migrations: a fresh store at the head revision, a pre-Alembic database upgraded with its
-rows, a database from a newer ssdboard refused, and the head revision equal to app.tables."""
+rows, a database from a newer ssdboard refused, and the head revision equal to app.tables. Each
+test runs on SQLite and on PostgreSQL (``database_url``, tests/app/conftest.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -68,26 +70,37 @@ def _pre_alembic_tables() -> sa.MetaData:
     return meta
 
 
-def _url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'ssdboard.db'}"
+def _json_defaults_as_text(
+    context: MigrationContext,
+    inspected_column: sa.Column[Any],
+    metadata_column: sa.Column[Any],
+    inspected_default: str | None,
+    metadata_default: Any,
+    rendered_metadata_default: str | None,
+) -> bool | None:
+    """Alembic's server-default comparison, except a JSON column's on PostgreSQL: it has no ``=`` on
+    ``json``, so compare the text (``'[]'::json`` there, ``'[]'`` in app.tables). None: Alembic's own."""
+    if isinstance(metadata_column.type, sa.JSON) and context.dialect.name == "postgresql":
+        return (inspected_default or "").split("::")[0] != (rendered_metadata_default or "")
+    return None
 
 
-def test_a_fresh_database_is_created_at_the_head_revision(tmp_path: Path) -> None:
-    store = JobStore(_url(tmp_path))
+def test_a_fresh_database_is_created_at_the_head_revision(database_url: str) -> None:
+    store = JobStore(database_url)
     try:
         assert store.revisions == (None, migrations.head_revision())
         assert migrations.current_revision(store.engine) == HEAD
         with store.engine.connect() as conn:
             # The migrated schema is the one the code reads and writes: no difference at all.
-            context = MigrationContext.configure(conn, opts={"compare_server_default": True})
+            context = MigrationContext.configure(conn, opts={"compare_server_default": _json_defaults_as_text})
             assert compare_metadata(context, metadata) == []
     finally:
         store.close()
 
 
-def test_a_database_from_before_alembic_is_stamped_upgraded_and_keeps_its_rows(tmp_path: Path) -> None:
+def test_a_database_from_before_alembic_is_stamped_upgraded_and_keeps_its_rows(database_url: str) -> None:
     old = _pre_alembic_tables()
-    engine = sa.create_engine(_url(tmp_path))
+    engine = sa.create_engine(database_url)
     started, finished = datetime(2026, 1, 1, 12, 0, tzinfo=UTC), datetime(2026, 1, 1, 12, 5, tzinfo=UTC)
     with engine.begin() as conn:
         old.create_all(conn)
@@ -121,7 +134,7 @@ def test_a_database_from_before_alembic_is_stamped_upgraded_and_keeps_its_rows(t
         conn.execute(old.tables["metrics"].insert(), [{"job_id": "abc123", "step": 3, "total": 1.5}])
     engine.dispose()
 
-    store = JobStore(_url(tmp_path))
+    store = JobStore(database_url)
     try:
         assert store.revisions == (None, HEAD)  # no alembic_version before
         job = store.get_job("abc123")
@@ -140,35 +153,35 @@ def test_a_database_from_before_alembic_is_stamped_upgraded_and_keeps_its_rows(t
         store.close()
 
 
-def test_a_database_at_a_newer_revision_is_refused_naming_both(tmp_path: Path) -> None:
-    JobStore(_url(tmp_path)).close()
-    engine = sa.create_engine(_url(tmp_path))
+def test_a_database_at_a_newer_revision_is_refused_naming_both(database_url: str) -> None:
+    JobStore(database_url).close()
+    engine = sa.create_engine(database_url)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
     engine.dispose()
     with pytest.raises(migrations.SchemaTooNew) as refused:
-        JobStore(_url(tmp_path))
+        JobStore(database_url)
     message = str(refused.value)
     assert "0099_from_the_future" in message and HEAD in message
     assert "newer ssdboard" in message
 
 
-def test_reopening_a_store_at_the_head_changes_nothing(tmp_path: Path) -> None:
-    JobStore(_url(tmp_path)).close()
-    store = JobStore(_url(tmp_path))
+def test_reopening_a_store_at_the_head_changes_nothing(database_url: str) -> None:
+    JobStore(database_url).close()
+    store = JobStore(database_url)
     try:
         assert store.revisions == (HEAD, HEAD)
     finally:
         store.close()
 
 
-def test_a_database_from_before_the_step_index_gets_it(tmp_path: Path) -> None:
+def test_a_database_from_before_the_step_index_gets_it(database_url: str) -> None:
     old = _pre_alembic_tables()
     old.tables["events"].indexes.clear()  # ssdboard added it later, creating it when missing
-    engine = sa.create_engine(_url(tmp_path))
+    engine = sa.create_engine(database_url)
     old.create_all(engine)
     engine.dispose()
-    store = JobStore(_url(tmp_path))
+    store = JobStore(database_url)
     try:
         assert "ix_events_job_step" in {ix["name"] for ix in sa.inspect(store.engine).get_indexes("events")}
     finally:
@@ -176,13 +189,16 @@ def test_a_database_from_before_the_step_index_gets_it(tmp_path: Path) -> None:
 
 
 def test_serve_refuses_a_database_from_a_newer_ssdboard(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from app.cli import main
 
-    monkeypatch.delenv("SSDBOARD_DATABASE_URL", raising=False)
-    JobStore(_url(tmp_path)).close()
-    engine = sa.create_engine(_url(tmp_path))
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        url = url.set(password="secret")  # trust authentication ignores it; the message must hide it
+    monkeypatch.setenv("SSDBOARD_DATABASE_URL", url.render_as_string(hide_password=False))
+    JobStore(database_url).close()
+    engine = sa.create_engine(database_url)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
     engine.dispose()
@@ -190,13 +206,15 @@ def test_serve_refuses_a_database_from_a_newer_ssdboard(
         main(["serve", "--data-dir", str(tmp_path), "--port", "0"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "ssdboard.db is at schema revision 0099_from_the_future" in err and f"its newest is {HEAD}" in err
+    shown = url.render_as_string(hide_password=True)  # sqlite:///.../ssdboard.db, postgresql+psycopg://ssdboard:***@...
+    assert f"{shown} is at schema revision 0099_from_the_future" in err and f"its newest is {HEAD}" in err
+    assert "secret" not in err
 
 
-def test_an_older_revision_is_upgraded(tmp_path: Path) -> None:
+def test_an_older_revision_is_upgraded(database_url: str) -> None:
     from alembic import command
 
-    engine = sa.create_engine(_url(tmp_path))
+    engine = sa.create_engine(database_url)
     with engine.begin() as conn:
         command.upgrade(migrations.alembic_config(conn), "0002_runs_table")
         jobs = sa.Table("jobs", sa.MetaData(), autoload_with=conn)
@@ -206,7 +224,7 @@ def test_an_older_revision_is_upgraded(tmp_path: Path) -> None:
             jobs.insert().values(**row, created_at=now, step=0, total_steps=1, cancel_requested=False, event_seq=0)
         )
     engine.dispose()
-    store = JobStore(_url(tmp_path))
+    store = JobStore(database_url)
     try:
         assert store.revisions == ("0002_runs_table", HEAD)
         assert [j["id"] for j in store.list_jobs(dataset="trees")] == ["j2"]

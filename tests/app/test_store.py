@@ -1,10 +1,13 @@
-"""The job store and the live-event fan-out, without a server."""
+"""The job store and the live-event fan-out, without a server. The ``store`` tests run on SQLite
+and on PostgreSQL (tests/app/conftest.py ``database_url``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ import sqlalchemy as sa
 
 from app.events import Broadcaster, event_stream
 from app.runner import death_reason
-from app.store import Event, JobStore, jobs
+from app.store import Event, JobStore, jobs, utcnow
 
 
 def _step(step: int, total: float = 1.0) -> dict[str, Any]:
@@ -31,8 +34,7 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
 
 
-def test_records_upsert_by_step_and_event_ids_never_repeat(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_records_upsert_by_step_and_event_ids_never_repeat(store: JobStore) -> None:
     job, first = store.create_job(name="a", config={"x": 1}, total_steps=4)
     assert first.seq == 1 and first.data == {"status": "queued"}
     events = store.record(job["id"], [("step", _step(1)), ("step", _step(2)), ("step", _step(3))])
@@ -60,8 +62,7 @@ def test_records_upsert_by_step_and_event_ids_never_repeat(tmp_path: Path) -> No
     assert store.evals(job["id"]) == [{"step": 2, "map": 0.5}]
 
 
-def test_reset_backfills_steps_the_store_never_saw(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_reset_backfills_steps_the_store_never_saw(store: JobStore) -> None:
     job, _ = store.create_job(name="a", config={}, total_steps=10)
     store.record(job["id"], [("step", _step(1)), ("step", _step(2))])
     store.reset_to_step(job["id"], 4, backfill=[_step(s) for s in range(1, 6)])
@@ -69,8 +70,7 @@ def test_reset_backfills_steps_the_store_never_saw(tmp_path: Path) -> None:
     assert store.get_job(job["id"])["step"] == 4  # type: ignore[index]
 
 
-def test_delete_removes_every_row(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_delete_removes_every_row(store: JobStore) -> None:
     job, _ = store.create_job(name="a", config={}, total_steps=2)
     store.record(job["id"], [("step", _step(1)), ("eval", {"step": 1})])
     store.delete_job(job["id"])
@@ -81,9 +81,8 @@ def test_delete_removes_every_row(tmp_path: Path) -> None:
         assert conn.scalar(sa.select(sa.func.count()).select_from(jobs)) == 0
 
 
-def test_stream_has_no_gap_or_repeat_while_a_writer_races_the_replay(tmp_path: Path) -> None:
+def test_stream_has_no_gap_or_repeat_while_a_writer_races_the_replay(store: JobStore) -> None:
     """Events committed before, during and after a client connects reach it exactly once, in order."""
-    store = _store(tmp_path)
     job, _ = store.create_job(name="a", config={}, total_steps=300)
 
     async def main() -> list[int]:
@@ -168,9 +167,8 @@ def test_one_client_gets_every_event_in_its_own_write() -> None:
     asyncio.run(main())
 
 
-def test_stream_splits_a_chunk_at_the_replay_and_at_the_end(tmp_path: Path) -> None:
+def test_stream_splits_a_chunk_at_the_replay_and_at_the_end(store: JobStore) -> None:
     """A chunk that overlaps the replay loses the replayed events; one with a terminal status ends there."""
-    store = _store(tmp_path)
     job, _ = store.create_job(name="a", config={}, total_steps=3)  # seq 1: queued
     store.record(job["id"], [("step", _step(1))])  # seq 2
 
@@ -251,10 +249,9 @@ def test_the_store_opens_its_database_files_once(tmp_path: Path) -> None:
     assert _db_files_open(path) == 0
 
 
-def test_the_replay_after_a_step_follows_a_resume(tmp_path: Path) -> None:
+def test_the_replay_after_a_step_follows_a_resume(store: JobStore) -> None:
     """After a resume the log's steps are not in seq order (backfilled steps come last): the replay
     after a step still has exactly the steps and evals after it and the newest status, in seq order."""
-    store = _store(tmp_path)
     job, _ = store.create_job(name="a", config={}, total_steps=10)  # 1
     store.set_status(job["id"], "running")  # 2
     store.record(job["id"], [("step", _step(s)) for s in (1, 2, 3, 4)] + [("eval", {"step": 4})])  # 3-7
@@ -279,3 +276,32 @@ def test_the_replay_after_a_step_follows_a_resume(tmp_path: Path) -> None:
     assert [seq for seq, _, _ in page] == [9, 10]
     assert [seq for seq, _, _ in store.replay_page(job["id"], after_seq=9, up_to_seq=11)] == [10, 11]
     assert store.replay_head("nope") is None
+
+
+def test_times_come_back_in_utc_whatever_the_server_zone(store: JobStore) -> None:
+    """The test PostgreSQL runs in America/New_York (pg_server.py); SQLite keeps naive UTC."""
+    before = utcnow()
+    job, _ = store.create_job(name="a", config={}, total_steps=2)
+    store.set_status(job["id"], "running", started_at=before)
+    got = store.get_job(job["id"])
+    assert got is not None
+    for key in ("created_at", "started_at"):
+        assert got[key].utcoffset() == timedelta(0), key
+    assert got["started_at"] == before and 0 <= (got["created_at"] - before).total_seconds() < 60
+    sweep = store.create_sweep(name="s", base={}, spec={})
+    assert 0 <= (sweep["created_at"] - before).total_seconds() < 60
+
+
+def test_non_finite_numbers_are_stored_as_null(store: JobStore) -> None:
+    """PostgreSQL's json type refuses NaN and SQLite's JSON functions fail on it: both store null."""
+    job, _ = store.create_job(name="a", config={}, total_steps=2)
+    events = store.record(job["id"], [("step", _step(1, total=math.nan)), ("eval", {"step": 1, "ap": [0.5, math.inf]})])
+    assert store.evals(job["id"]) == [{"step": 1, "ap": [0.5, None]}]
+    assert store.get_job(job["id"])["last_metrics"]["total"] is None  # type: ignore[index]
+    assert store.metrics(job["id"])[0]["total"] is None  # SQLite's REAL drops a NaN; PostgreSQL would keep it
+    assert [j["id"] for j in store.list_jobs(sort="total")] == [job["id"]]
+    rows = store.replay_page(job["id"], after_seq=0, up_to_seq=events[-1].seq)
+    assert [json.loads(text) for _, _, text in rows[1:]] == [
+        {**_step(1), "total": None},
+        {"step": 1, "ap": [0.5, None]},
+    ]

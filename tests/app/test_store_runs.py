@@ -1,22 +1,15 @@
 """The store's runs table: filters, sort keys and paging, the best mAP kept as evals arrive, the
-duration, names, tags and notes, and sweeps."""
+duration, names, tags and notes, and sweeps. Each test runs on SQLite and on PostgreSQL (the
+``store`` fixture of tests/app/conftest.py)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.store import JobStore, jobs, utcnow
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    store = JobStore(f"sqlite:///{tmp_path / 'ssdboard.db'}")
-    yield store
-    store.close()
 
 
 def _job(store: JobStore, name: str, dataset: str = "mnist", **kwargs: Any) -> str:
