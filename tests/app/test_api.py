@@ -133,9 +133,9 @@ def test_total_work_limit_names_steps(tmp_path: Any) -> None:
         assert response.json()["detail"][0]["loc"] == ["body", "train", "steps"]
 
 
-def test_job_filters_and_conflicts_without_workers(client: TestClient) -> None:
+def test_job_filters_and_conflicts_without_workers(db_client: TestClient) -> None:
     """Jobs made directly in the store (no worker): list order, status filter, 409s, metrics, replay."""
-    store = client.app.state.store  # type: ignore[attr-defined]
+    store = db_client.app.state.store  # type: ignore[attr-defined]
     config = from_dict(TINY).to_dict()
     first, _ = store.create_job(name="a", config=config, total_steps=5)
     second, _ = store.create_job(name="b", config=config, total_steps=5)
@@ -144,22 +144,23 @@ def test_job_filters_and_conflicts_without_workers(client: TestClient) -> None:
     steps = [{"step": s, "pos_clf": 1.0, "neg_clf": 0.5, "loc": 0.2, "total": 1.7, "time": 1.0 + s} for s in (1, 2, 3)]
     store.record(first["id"], [("step", m) for m in steps] + [("eval", {"step": 3, "map": 0.1})])
 
-    listed = client.get("/api/jobs").json()
+    listed = db_client.get("/api/jobs").json()
     assert [j["id"] for j in listed] == [second["id"], first["id"]]
-    assert [j["id"] for j in client.get("/api/jobs", params={"status": "failed"}).json()] == [second["id"]]
-    assert client.get("/api/jobs", params={"status": "bogus"}).status_code == 422
-    assert len(client.get("/api/jobs", params={"limit": 1}).json()) == 1
-    assert client.get(f"/api/jobs/{second['id']}").json()["error"] == "boom"
+    assert [j["id"] for j in db_client.get("/api/jobs", params={"status": "failed"}).json()] == [second["id"]]
+    assert db_client.get("/api/jobs", params={"status": "bogus"}).status_code == 422
+    assert len(db_client.get("/api/jobs", params={"limit": 1}).json()) == 1
+    assert db_client.get(f"/api/jobs/{second['id']}").json()["error"] == "boom"
 
-    assert client.post(f"/api/jobs/{first['id']}/cancel").status_code == 409
-    assert client.post(f"/api/jobs/{first['id']}/resume").status_code == 409
-    assert client.get(f"/api/jobs/{first['id']}/checkpoint").status_code == 404
+    assert db_client.post(f"/api/jobs/{first['id']}/cancel").status_code == 409
+    assert db_client.post(f"/api/jobs/{first['id']}/resume").status_code == 409
+    assert db_client.get(f"/api/jobs/{first['id']}/checkpoint").status_code == 404
 
-    history = client.get(f"/api/jobs/{first['id']}/metrics").json()
+    history = db_client.get(f"/api/jobs/{first['id']}/metrics").json()
     assert [m["step"] for m in history["metrics"]] == [1, 2, 3]
     assert history["evals"] == [{"step": 3, "map": 0.1}]
-    assert [m["step"] for m in client.get(f"/api/jobs/{first['id']}/metrics?max_points=2").json()["metrics"]] == [1, 3]
-    assert [m["step"] for m in client.get(f"/api/jobs/{first['id']}/metrics?after_step=2").json()["metrics"]] == [3]
+    path = f"/api/jobs/{first['id']}/metrics"
+    assert [m["step"] for m in db_client.get(f"{path}?max_points=2").json()["metrics"]] == [1, 3]
+    assert [m["step"] for m in db_client.get(f"{path}?after_step=2").json()["metrics"]] == [3]
 
 
 def _events(client: TestClient, path: str, **kwargs: Any) -> list[tuple[int, str, dict[str, Any]]]:
@@ -178,8 +179,8 @@ def _events(client: TestClient, path: str, **kwargs: Any) -> list[tuple[int, str
     return out
 
 
-def test_event_replay_of_a_finished_job_and_last_event_id(client: TestClient) -> None:
-    store = client.app.state.store  # type: ignore[attr-defined]
+def test_event_replay_of_a_finished_job_and_last_event_id(db_client: TestClient) -> None:
+    store = db_client.app.state.store  # type: ignore[attr-defined]
     job, _ = store.create_job(name="a", config=from_dict(TINY).to_dict(), total_steps=3)
     store.set_status(job["id"], "running")
     store.record(
@@ -188,7 +189,7 @@ def test_event_replay_of_a_finished_job_and_last_event_id(client: TestClient) ->
     store.set_status(job["id"], "succeeded")
     path = f"/api/jobs/{job['id']}/events"
 
-    events = _events(client, path)
+    events = _events(db_client, path)
     assert [(e[0], e[1]) for e in events] == [
         (1, "status"),
         (2, "status"),
@@ -198,11 +199,11 @@ def test_event_replay_of_a_finished_job_and_last_event_id(client: TestClient) ->
         (6, "status"),
     ]
     assert events[-1][2] == {"status": "succeeded"}
-    assert _events(client, path, headers={"Last-Event-ID": "3"}) == events[3:]
-    assert _events(client, path, params={"last_event_id": 5}) == events[5:]
-    assert _events(client, path, params={"after_step": 2}) == [events[4], events[5]]
-    assert _events(client, path, params={"from": "live"}) == []
-    assert client.get(path, headers={"Last-Event-ID": "x"}).status_code == 400
+    assert _events(db_client, path, headers={"Last-Event-ID": "3"}) == events[3:]
+    assert _events(db_client, path, params={"last_event_id": 5}) == events[5:]
+    assert _events(db_client, path, params={"after_step": 2}) == [events[4], events[5]]
+    assert _events(db_client, path, params={"from": "live"}) == []
+    assert db_client.get(path, headers={"Last-Event-ID": "x"}).status_code == 400
 
 
 def test_downsample_keeps_first_and_last() -> None:

@@ -31,35 +31,35 @@ def _names(client: TestClient, **params: Any) -> list[str]:
     return [job["name"] for job in response.json()]
 
 
-def test_list_filters_sorts_and_pages(client: TestClient) -> None:
-    a = _make(client, "lr-1e-3", tags=["baseline"])
-    b = _make(client, "lr-3e-3", sweep_id="sw42")
-    c = _make(client, "wide priors", sweep_id="sw42")
-    _eval(client, a, 10, 0.70, 0.30)
-    _eval(client, a, 20, 0.65, 0.35)
-    _eval(client, b, 10, 0.90, 0.40)
+def test_list_filters_sorts_and_pages(db_client: TestClient) -> None:
+    a = _make(db_client, "lr-1e-3", tags=["baseline"])
+    b = _make(db_client, "lr-3e-3", sweep_id="sw42")
+    c = _make(db_client, "wide priors", sweep_id="sw42")
+    _eval(db_client, a, 10, 0.70, 0.30)
+    _eval(db_client, a, 20, 0.65, 0.35)
+    _eval(db_client, b, 10, 0.90, 0.40)
 
-    assert _names(client) == ["wide priors", "lr-3e-3", "lr-1e-3"]  # newest first, as before
-    assert _names(client, sort="-best_map50") == ["lr-3e-3", "lr-1e-3", "wide priors"]
-    assert _names(client, sort="-best_map50", sweep="sw42") == ["lr-3e-3", "wide priors"]
-    assert _names(client, q="LR-") == ["lr-3e-3", "lr-1e-3"]
-    assert _names(client, tag="baseline") == ["lr-1e-3"]
-    assert _names(client, dataset="mnist", status="succeeded", sort="name") == ["lr-1e-3", "lr-3e-3", "wide priors"]
-    assert _names(client, dataset="trees") == []
+    assert _names(db_client) == ["wide priors", "lr-3e-3", "lr-1e-3"]  # newest first, as before
+    assert _names(db_client, sort="-best_map50") == ["lr-3e-3", "lr-1e-3", "wide priors"]
+    assert _names(db_client, sort="-best_map50", sweep="sw42") == ["lr-3e-3", "wide priors"]
+    assert _names(db_client, q="LR-") == ["lr-3e-3", "lr-1e-3"]
+    assert _names(db_client, tag="baseline") == ["lr-1e-3"]
+    assert _names(db_client, dataset="mnist", status="succeeded", sort="name") == ["lr-1e-3", "lr-3e-3", "wide priors"]
+    assert _names(db_client, dataset="trees") == []
 
-    first = client.get("/api/jobs", params={"sort": "name", "limit": 2})
+    first = db_client.get("/api/jobs", params={"sort": "name", "limit": 2})
     assert [j["name"] for j in first.json()] == ["lr-1e-3", "lr-3e-3"] and first.headers["X-Total-Count"] == "3"
-    last = client.get("/api/jobs", params={"sort": "name", "limit": 2, "offset": 2})
+    last = db_client.get("/api/jobs", params={"sort": "name", "limit": 2, "offset": 2})
     assert [j["name"] for j in last.json()] == ["wide priors"] and last.headers["X-Total-Count"] == "3"
-    beyond = client.get("/api/jobs", params={"limit": 2, "offset": 10})
+    beyond = db_client.get("/api/jobs", params={"limit": 2, "offset": 10})
     assert beyond.json() == [] and beyond.headers["X-Total-Count"] == "3"
 
-    job = client.get(f"/api/jobs/{a}").json()
+    job = db_client.get(f"/api/jobs/{a}").json()
     assert job["best"] == {"map50": 0.7, "map50_step": 10, "map": 0.35, "map_step": 20}
     assert (job["tags"], job["notes"], job["sweep_id"]) == (["baseline"], "", None)
     assert job["duration_s"] >= 0
-    assert client.get(f"/api/jobs/{b}").json()["sweep_id"] == "sw42"
-    assert {j["id"] for j in client.get("/api/jobs").json()} == {a, b, c}
+    assert db_client.get(f"/api/jobs/{b}").json()["sweep_id"] == "sw42"
+    assert {j["id"] for j in db_client.get("/api/jobs").json()} == {a, b, c}
 
 
 @pytest.mark.parametrize(
@@ -78,18 +78,18 @@ def test_bad_list_queries_are_422_naming_the_parameter(client: TestClient, param
     assert response.json()["detail"][0]["loc"] == ["query", field]
 
 
-def test_patch_renames_tags_and_annotates(client: TestClient) -> None:
-    job_id = _make(client, "before")
-    response = client.patch(f"/api/jobs/{job_id}", json={"name": "  after  ", "tags": ["a", "b", "a"]})
+def test_patch_renames_tags_and_annotates(db_client: TestClient) -> None:
+    job_id = _make(db_client, "before")
+    response = db_client.patch(f"/api/jobs/{job_id}", json={"name": "  after  ", "tags": ["a", "b", "a"]})
     assert response.status_code == 200
     assert (response.json()["name"], response.json()["tags"]) == ("after", ["a", "b"])
     notes = "Loss spikes at step 40.\n\tTry warm-up 100."
-    response = client.patch(f"/api/jobs/{job_id}", json={"notes": notes})
+    response = db_client.patch(f"/api/jobs/{job_id}", json={"notes": notes})
     assert (response.json()["name"], response.json()["tags"], response.json()["notes"]) == ("after", ["a", "b"], notes)
-    assert client.get(f"/api/jobs/{job_id}").json()["notes"] == notes
-    assert _names(client, tag="b") == ["after"]
-    assert client.patch(f"/api/jobs/{job_id}", json={"tags": []}).json()["tags"] == []
-    assert client.patch("/api/jobs/nope", json={"name": "x"}).status_code == 404
+    assert db_client.get(f"/api/jobs/{job_id}").json()["notes"] == notes
+    assert _names(db_client, tag="b") == ["after"]
+    assert db_client.patch(f"/api/jobs/{job_id}", json={"tags": []}).json()["tags"] == []
+    assert db_client.patch("/api/jobs/nope", json={"name": "x"}).status_code == 404
 
 
 @pytest.mark.parametrize(

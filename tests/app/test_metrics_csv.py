@@ -23,8 +23,8 @@ def _as_stored(value: str) -> Any:
     return None if value == "" else float(value)
 
 
-def test_steps_and_evals_equal_the_store(client: TestClient) -> None:
-    store = client.app.state.store  # type: ignore[attr-defined]
+def test_steps_and_evals_equal_the_store(db_client: TestClient) -> None:
+    store = db_client.app.state.store  # type: ignore[attr-defined]
     job, _ = store.create_job(name="a", config=from_dict(TINY).to_dict(), total_steps=3)
     steps = [
         {
@@ -46,7 +46,7 @@ def test_steps_and_evals_equal_the_store(client: TestClient) -> None:
     evaluation.update(val_pos_clf=1.5, val_neg_clf=0.25, val_loc=0.125, val_total=1.875)
     store.record(job["id"], [("step", m) for m in steps] + [("eval", evaluation)])
 
-    response = client.get(f"/api/jobs/{job['id']}/metrics.csv")
+    response = db_client.get(f"/api/jobs/{job['id']}/metrics.csv")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
     assert response.headers["content-disposition"] == f'attachment; filename="ssdboard-{job["id"]}-metrics.csv"'
@@ -60,7 +60,7 @@ def test_steps_and_evals_equal_the_store(client: TestClient) -> None:
             assert _as_stored(row[key]) == want[key], (want["step"], key)  # exact: repr round-trips
     assert rows[1]["images_per_sec"] == ""
 
-    response = client.get(f"/api/jobs/{job['id']}/metrics.csv", params={"kind": "evals"})
+    response = db_client.get(f"/api/jobs/{job['id']}/metrics.csv", params={"kind": "evals"})
     assert response.status_code == 200
     assert response.headers["content-disposition"] == f'attachment; filename="ssdboard-{job["id"]}-evals.csv"'
     header, rows = _rows(response.text)

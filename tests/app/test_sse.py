@@ -135,8 +135,13 @@ class CountingStore:
 
 
 def _long_job(tmp_path: Path, steps: int) -> tuple[JobStore, str]:
-    """A running job with ``steps`` step events (seq 1 queued, 2 running, 3.. steps) and an eval every 1000."""
+    """A store in ``tmp_path`` with :func:`_add_long_job`'s job."""
     store = JobStore(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    return store, _add_long_job(store, steps)
+
+
+def _add_long_job(store: JobStore, steps: int) -> str:
+    """A running job with ``steps`` step events (seq 1 queued, 2 running, 3.. steps) and an eval every 1000."""
     job, _ = store.create_job(name="long", config={}, total_steps=steps)
     store.set_status(job["id"], "running")
     for start in range(1, steps + 1, 500):
@@ -146,7 +151,7 @@ def _long_job(tmp_path: Path, steps: int) -> tuple[JobStore, str]:
             if step % 1000 == 0:
                 items.append(("eval", {"step": step, "map": 0.5}))
         store.record(job["id"], items)
-    return store, job["id"]
+    return str(job["id"])
 
 
 def _connect(store: CountingStore, job_id: str, **kwargs: Any) -> list[tuple[int, str, dict[str, Any]]]:
@@ -207,10 +212,10 @@ def _only_job(store: CountingStore) -> str:
     return str(store.store.list_jobs()[0]["id"])
 
 
-def test_a_long_replay_comes_in_pages_without_a_gap_while_the_job_runs(tmp_path: Path) -> None:
+def test_a_long_replay_comes_in_pages_without_a_gap_while_the_job_runs(store: JobStore) -> None:
     """The whole history of a job longer than a replay page, while a writer appends: every event
-    once, in order, and each page in one write."""
-    store, job_id = _long_job(tmp_path, 2500)
+    once, in order, and each page in one write (on SQLite and PostgreSQL)."""
+    job_id = _add_long_job(store, 2500)
     first_new = 2 + 2500 + 2 + 1  # after queued, running, 2500 steps, 2 evals
 
     async def main() -> list[bytes]:

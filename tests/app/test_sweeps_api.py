@@ -27,12 +27,20 @@ def held(tmp_path: Path) -> Iterator[TestClient]:
         yield client
 
 
+@pytest.fixture
+def held_db(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+    """``held`` on each store backend (SQLite, PostgreSQL): for the tests that write sweeps and jobs."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, max_concurrent_jobs=0)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
 def job_count(client: TestClient) -> int:
     return len(client.get("/api/jobs", params={"limit": 1000}).json())
 
 
-def test_create_queues_the_grid_in_order_tagged_with_the_sweep(held: TestClient) -> None:
-    answer = held.post("/api/sweeps", json={"name": "lr", "base": TINY, "grid": GRID, "max_jobs": 4})
+def test_create_queues_the_grid_in_order_tagged_with_the_sweep(held_db: TestClient) -> None:
+    answer = held_db.post("/api/sweeps", json={"name": "lr", "base": TINY, "grid": GRID, "max_jobs": 4})
     assert answer.status_code == 201, answer.text
     sweep = answer.json()
     assert sweep["name"] == "lr" and sweep["status"] == "queued" and sweep["keys"] == list(GRID)
@@ -40,7 +48,7 @@ def test_create_queues_the_grid_in_order_tagged_with_the_sweep(held: TestClient)
     assert sweep["spec"]["grid"] == GRID and sweep["base"] == TINY
     expected = [(1e-3, [0.5, 1]), (1e-3, [0.35, 0.6, 1]), (3e-3, [0.5, 1]), (3e-3, [0.35, 0.6, 1])]
     for i, (job_id, run, (lr, ratios)) in enumerate(zip(sweep["job_ids"], sweep["runs"], expected, strict=True)):
-        job = held.get(f"/api/jobs/{job_id}").json()
+        job = held_db.get(f"/api/jobs/{job_id}").json()
         assert job["status"] == "queued" and job["sweep_id"] == sweep["id"]
         assert job["name"] == f"lr #{i + 1}" and job["config"]["name"] == f"lr #{i + 1}"
         assert job["config"]["train"]["learning_rate"] == lr and job["config"]["priors"]["ratios"] == ratios
@@ -51,21 +59,21 @@ def test_create_queues_the_grid_in_order_tagged_with_the_sweep(held: TestClient)
             "job_id": job_id,
             "values": {"train.learning_rate": lr, "priors.ratios": ratios},
         }
-    queue = held.get("/api/jobs", params={"status": "queued"}).json()
+    queue = held_db.get("/api/jobs", params={"status": "queued"}).json()
     assert [j["id"] for j in reversed(queue)] == sweep["job_ids"]  # newest first: created in order
-    tagged = held.get("/api/jobs", params={"sweep": sweep["id"]}).json()
+    tagged = held_db.get("/api/jobs", params={"sweep": sweep["id"]}).json()
     assert {j["id"] for j in tagged} == set(sweep["job_ids"])
-    assert held.get(f"/api/sweeps/{sweep['id']}").json()["runs"] == sweep["runs"]
-    listed = held.get("/api/sweeps").json()
+    assert held_db.get(f"/api/sweeps/{sweep['id']}").json()["runs"] == sweep["runs"]
+    listed = held_db.get("/api/sweeps").json()
     assert [s["id"] for s in listed] == [sweep["id"]] and "runs" not in listed[0]
     assert sweep["compare_url"] == "/compare?jobs=" + ",".join(sweep["job_ids"])
 
 
-def test_random_sweep_is_reproducible(held: TestClient) -> None:
+def test_random_sweep_is_reproducible(held_db: TestClient) -> None:
     request = {"base": TINY, "random": {"train.learning_rate": {"min": 1e-4, "max": 1e-2, "log": True}},
                "samples": 3, "seed": 5, "max_jobs": 3}  # fmt: skip
-    first = held.post("/api/sweeps", json=request).json()
-    again = held.post("/api/sweeps", json=request).json()
+    first = held_db.post("/api/sweeps", json=request).json()
+    again = held_db.post("/api/sweeps", json=request).json()
     assert [r["values"] for r in first["runs"]] == [r["values"] for r in again["runs"]]
     assert len({r["values"]["train.learning_rate"] for r in first["runs"]}) == 3
 
@@ -115,16 +123,16 @@ def test_a_base_refused_alone_passes_when_the_grid_fixes_it(held: TestClient) ->
     assert answer.status_code == 201, answer.text
 
 
-def test_cancel_cancels_queued_jobs_and_is_idempotent(held: TestClient) -> None:
-    sweep = held.post("/api/sweeps", json={"base": TINY, "grid": {"seed": [1, 2, 3]}}).json()
-    done = held.post(f"/api/jobs/{sweep['job_ids'][0]}/cancel").json()
+def test_cancel_cancels_queued_jobs_and_is_idempotent(held_db: TestClient) -> None:
+    sweep = held_db.post("/api/sweeps", json={"base": TINY, "grid": {"seed": [1, 2, 3]}}).json()
+    done = held_db.post(f"/api/jobs/{sweep['job_ids'][0]}/cancel").json()
     assert done["status"] == "cancelled"
-    cancelled = held.post(f"/api/sweeps/{sweep['id']}/cancel")
+    cancelled = held_db.post(f"/api/sweeps/{sweep['id']}/cancel")
     assert cancelled.status_code == 200
     body = cancelled.json()
     assert body["status"] == "cancelled" and body["cancel_requested"] is True
     assert body["progress"]["counts"]["cancelled"] == 3 and body["progress"]["done"] == 3
-    assert held.post(f"/api/sweeps/{sweep['id']}/cancel").json()["status"] == "cancelled"
+    assert held_db.post(f"/api/sweeps/{sweep['id']}/cancel").json()["status"] == "cancelled"
 
 
 def test_unknown_sweep_is_404(held: TestClient) -> None:
