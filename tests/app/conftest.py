@@ -28,7 +28,12 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server started once per session (pg_server.py); skips where none can run, fails under CI."""
+    """A PostgreSQL server started once per session (pg_server.py); skips where none can run, fails under CI.
+
+    ``SSDBOARD_TEST_POSTGRES=skip`` skips it on purpose; ``SSDBOARD_TEST_POSTGRES_URL`` uses a running server.
+    """
+    if os.environ.get("SSDBOARD_TEST_POSTGRES") == "skip":
+        pytest.skip("SSDBOARD_TEST_POSTGRES=skip: the store tests run on SQLite only")
     server = PostgresServer(os.environ.get("SSDBOARD_TEST_POSTGRES_URL") or None)
     try:
         server.start()

@@ -14,6 +14,7 @@ times whatever the server's setting.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -77,6 +78,8 @@ class PostgresServer:
     # ------------------------------------------------------------------ life cycle
     def start(self) -> PostgresServer:
         """``initdb`` a cluster in a new temporary directory and start it; PostgresUnavailable when it cannot."""
+        if importlib.util.find_spec("psycopg") is None:
+            raise PostgresUnavailable("psycopg is not installed: pip install -e '.[postgres]' (in the test extras)")
         if self.admin_url is not None:  # a server someone else runs
             return self
         self.bin_dir = find_bin_dir()
