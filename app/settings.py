@@ -42,8 +42,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Holds the SQLite database and jobs/{id} directories.")
     database_url: str | None = Field(
         None,
-        description="SQLAlchemy URL; default sqlite:///{data_dir}/ssdboard.db. Only SQLite is supported and tested "
-        "today (no PostgreSQL driver is installed).",
+        description="SQLAlchemy URL; default sqlite:///{data_dir}/ssdboard.db. PostgreSQL: "
+        "postgresql+psycopg://USER:PASSWORD@HOST:5432/DB (pip install 'ssdboard[postgres]'). The server migrates "
+        "the database to its schema at start.",
     )
     host: str = "127.0.0.1"
     port: int = 8000
