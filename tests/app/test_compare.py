@@ -137,7 +137,9 @@ def three(client: TestClient) -> list[str]:
     return fill_store(client.app.state.store, jobs=3, steps=3000, eval_every=1000)  # type: ignore[attr-defined]
 
 
-def test_compare_answers_every_job_decimated(client: TestClient, three: list[str]) -> None:
+def test_compare_answers_every_job_decimated(db_client: TestClient) -> None:
+    client = db_client  # on SQLite and PostgreSQL: the bulk read of metric_rows
+    three = fill_store(client.app.state.store, jobs=3, steps=3000, eval_every=1000)  # type: ignore[attr-defined]
     response = client.get("/api/compare", params={"jobs": ",".join(three), "points": 301})
     assert response.status_code == 200, response.text
     body = response.json()
