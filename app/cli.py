@@ -16,6 +16,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Start the dashboard with uvicorn (blocks until interrupted)."""
     from pydantic import ValidationError
 
+    from app.db import DatabaseUnavailable
     from app.main import serve
     from app.migrations import SchemaTooNew
     from app.security import UnsafeBindError
@@ -25,6 +26,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except UnsafeBindError as exc:
         raise CliError(f"option --host: {exc}") from exc
     except SchemaTooNew as exc:  # refuse to start: this code could not read what a newer one wrote
+        raise CliError(str(exc)) from None
+    except DatabaseUnavailable as exc:  # no traceback for a database that is down or a missing driver
         raise CliError(str(exc)) from None
     except ValidationError as exc:  # a bad SSDBOARD_* setting: name the variable, refuse to start
         problems = "; ".join(f"SSDBOARD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())

@@ -45,6 +45,14 @@ def _finite(value: Any) -> Any:
     return value
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The store's database cannot be opened: its driver is missing or the server cannot be reached."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        shown = sa.make_url(url).render_as_string(hide_password=True)
+        super().__init__(f"cannot open the database {shown}: {reason}")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, synchronous=NORMAL, a busy timeout and, for a file,
     a fixed pool of :data:`POOL_SIZE` connections that stay open (a busy server waits for one
@@ -54,7 +62,11 @@ def make_engine(url: str) -> Engine:
         parsed = sa.make_url(url)
         if parsed.get_backend_name() == "postgresql" and "options" not in parsed.query:
             options["connect_args"] = {"options": "-c timezone=UTC"}
-        return sa.create_engine(url, pool_pre_ping=True, json_serializer=_compact_json, **options)
+        try:
+            return sa.create_engine(url, pool_pre_ping=True, json_serializer=_compact_json, **options)
+        except ModuleNotFoundError as exc:  # the dialect's driver, e.g. psycopg without the postgres extra
+            hint = "for postgresql+psycopg: pip install 'ssdboard[postgres]'"
+            raise DatabaseUnavailable(url, f"its driver {exc.name} is not installed ({hint})") from exc
     path = url.split("///", 1)[-1]
     pool: dict[str, Any] = {}
     if path and path != ":memory:" and "mode=memory" not in url:

@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from app import job_query, migrations
-from app.db import POOL_SIZE, make_engine
+from app.db import POOL_SIZE, DatabaseUnavailable, make_engine
 from app.store_sweeps import SweepRecords
 from app.tables import METRIC_KEYS, evals, events, jobs, metadata, metrics, sweeps
 
@@ -125,11 +125,15 @@ class JobStore(SweepRecords):
     def __init__(self, url: str) -> None:
         """Open the database at ``url`` and migrate it to the newest revision.
 
-        Raises :class:`app.migrations.SchemaTooNew` for a database a newer ssdboard migrated.
+        Raises :class:`app.migrations.SchemaTooNew` for a database a newer ssdboard migrated, and
+        :class:`app.db.DatabaseUnavailable` for one that cannot be reached (or has no driver here).
         """
         self.engine = make_engine(url)
         try:
             self.revisions = migrations.upgrade(self.engine)  # (before, after)
+        except sa.exc.OperationalError as exc:  # e.g. PostgreSQL down, or a wrong host or password
+            self.engine.dispose()
+            raise DatabaseUnavailable(url, " ".join(str(exc.orig).split())) from exc
         except BaseException:
             self.engine.dispose()
             raise

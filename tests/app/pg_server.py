@@ -132,6 +132,23 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
 
+    def restart(self) -> None:
+        """Restart the server this object started (``pg_ctl restart -m fast``: every connection is cut)."""
+        assert self.root is not None, "only a server this object started can be restarted"
+        self._run(
+            [
+                "pg_ctl",
+                "-D",
+                str(self.root / "data"),
+                "-l",
+                str(self.root / "server.log"),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ]
+        )
+
     def _run(self, argv: list[str], *, check: bool = True) -> None:
         assert self.bin_dir is not None
         command = [str(self.bin_dir / argv[0]), *argv[1:]]

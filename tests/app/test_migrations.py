@@ -230,3 +230,25 @@ def test_an_older_revision_is_upgraded(database_url: str) -> None:
         assert [j["id"] for j in store.list_jobs(dataset="trees")] == ["j2"]
     finally:
         store.close()
+
+
+def test_serve_names_a_database_it_cannot_reach_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli import main
+    from benchmarks.server import free_port
+
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("SSDBOARD_DATABASE_URL", f"postgresql+psycopg://ssdboard:secret@127.0.0.1:{port}/ssdboard")
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--data-dir", str(tmp_path), "--port", "0"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"cannot open the database postgresql+psycopg://ssdboard:***@127.0.0.1:{port}/ssdboard: " in err
+    assert "Connection refused" in err and "secret" not in err and "Traceback" not in err
+
+    monkeypatch.setenv("SSDBOARD_DATABASE_URL", "postgresql+pg8000://ssdboard:secret@127.0.0.1/ssdboard")
+    with pytest.raises(SystemExit):
+        main(["serve", "--data-dir", str(tmp_path), "--port", "0"])
+    err = capsys.readouterr().err
+    assert "ssdboard:***@127.0.0.1/ssdboard: its driver pg8000 is not installed (for postgresql+psycopg: pip" in err

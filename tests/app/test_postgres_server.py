@@ -1,6 +1,7 @@
 """A real ``ssdboard serve`` on a PostgreSQL store (``SSDBOARD_DATABASE_URL``): a job trains, streams
-and is kept across a restart; the store's tests on both backends are in test_store*.py,
-test_migrations.py and the API tests (``database_url`` in conftest.py)."""
+and is kept across a restart of the server, and the store outlives a restart of PostgreSQL. The
+store's tests on both backends are in test_store*.py, test_migrations.py and the API tests
+(``database_url`` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import httpx
 import pytest
 from live_server import TERMINAL, ServerProcess, sse, tiny, wait_for
 from pg_server import PostgresServer
+
+from app.store import JobStore
 
 pytestmark = pytest.mark.slow
 
@@ -47,3 +50,18 @@ def test_a_server_on_postgresql_trains_streams_and_keeps_its_jobs_across_a_resta
             assert list(sse(http, f"/api/jobs/{job['id']}/events")) == events
     finally:
         second.stop()
+
+
+def test_the_store_outlives_a_postgresql_restart(postgres: PostgresServer, pg_url: str) -> None:
+    """Every pooled connection is cut by the restart; each is pinged before use and replaced."""
+    if postgres.root is None:
+        pytest.skip("SSDBOARD_TEST_POSTGRES_URL: a server this session did not start is not restarted")
+    store = JobStore(pg_url)
+    try:
+        job, _ = store.create_job(name="before", config={}, total_steps=1)
+        postgres.restart()
+        assert store.get_job(job["id"])["name"] == "before"  # type: ignore[index]
+        assert store.update_job_meta(job["id"], name="after")["name"] == "after"  # type: ignore[index]
+        assert [j["name"] for j in store.list_jobs()] == ["after"]
+    finally:
+        store.close()
