@@ -1,12 +1,12 @@
 # ssdboard: the dashboard and the trainer in one image.
-#   docker build -t ssdboard .                                          # CPU, with ONNX/TFLite export
-#   docker build -t ssdboard:gpu --build-arg EXTRAS="[export,gpu]" .    # TensorFlow's GPU build (tensorflow[and-cuda])
+#   docker build -t ssdboard .                                          # CPU, with ONNX/TFLite export and PostgreSQL
+#   docker build -t ssdboard:gpu --build-arg EXTRAS="[export,postgres,gpu]" .  # TensorFlow's GPU build (tensorflow[and-cuda])
 #   docker run -p 8000:8000 -v ssdboard-data:/data -e SSDBOARD_TOKEN=... ssdboard
 # The project installs the way the README does (pip install . from the one pyproject.toml); the
 # CUDA libraries of the GPU build come as pip wheels, so the same slim base serves both.
 FROM python:3.11-slim
 
-ARG EXTRAS="[export]"
+ARG EXTRAS="[export,postgres]"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
