@@ -27,6 +27,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 SUPERUSER = "ssdboard"
+PREFIX = "ssdboard-pg-"  # of the temporary directories
 TIMEZONE = "America/New_York"
 # Settings for a server that holds nothing worth keeping: no fsync, and room for the tests'
 # connection pools (a store opens 5; a test that fails before closing its store keeps them).
@@ -93,7 +94,11 @@ class PostgresServer:
             if not shutil.which("runuser"):
                 raise PostgresUnavailable("PostgreSQL refuses to run as root and runuser is missing")
             self.run_as = "postgres"
-        self.root = Path(tempfile.mkdtemp(prefix="ssdboard-pg-"))
+        # The postgres user must reach the directory: /tmp, not a TMPDIR only root can enter.
+        parent = "/tmp" if self.run_as else None
+        self.stop_orphans(Path(parent or tempfile.gettempdir()))
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
+        (self.root / "owner.pid").write_text(str(os.getpid()))
         if self.run_as:
             shutil.chown(self.root, user=self.run_as)
         data, sockets, port = self.root / "data", self.root / "sockets", free_port()
@@ -119,6 +124,26 @@ class PostgresServer:
         )
         self.admin_url = f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{port}/postgres"
         return self
+
+    def stop_orphans(self, parent: Path) -> None:
+        """Stop and delete the servers of earlier test sessions that were killed before their teardown.
+
+        Only directories made here (``PREFIX``) whose ``owner.pid`` names no live process.
+        """
+        for root in parent.glob(f"{PREFIX}*"):
+            try:
+                owner = int((root / "owner.pid").read_text())
+                os.kill(owner, 0)
+                continue  # its session still runs
+            except ProcessLookupError:
+                pass
+            except (OSError, ValueError):
+                continue  # not ours to judge: no owner file, or another user's process
+            if (root / "data" / "postmaster.pid").exists():
+                self.root = root
+                self._run(["pg_ctl", "-D", str(root / "data"), "-m", "immediate", "-w", "stop"], check=False)
+                self.root = None
+            shutil.rmtree(root, ignore_errors=True)
 
     def stop(self) -> None:
         """Stop the server this object started and delete its directory (a server given by URL stays)."""
