@@ -11,7 +11,8 @@ serve`` on it and times, over HTTP, one request after another:
 - ``GET /api/jobs?sort=-best_map50&tag=...&offset=...``: a later page of a tag filter;
 - ``GET /``: the jobs page's HTML.
 
-Prints p50/p95 (ms) per request, the CPU (``lscpu``'s "Model name") and the load average (the
+``--database-url`` fills and serves an empty database of another kind instead of a SQLite
+file (PostgreSQL). Prints p50/p95 (ms) per request, the CPU (``lscpu``'s "Model name") and the load average (the
 machine may be training at the same time), and writes ``.bench/jobs_list.json``. Target (issue
 13, part 5): p95 <= 100 ms with 1,000 jobs.
 """
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
 from app.store import JobStore, utcnow
 from benchmarks.server import free_port, start_server, stop_server
@@ -135,16 +137,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evals", type=int, default=5, help="evaluations per job")
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path(".bench/jobs_list.json"))
+    parser.add_argument(
+        "--database-url",
+        help="an empty database to fill and serve instead of a fresh SQLite file, e.g. "
+        "postgresql+psycopg://USER@127.0.0.1:5432/bench (its jobs are left there)",
+    )
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"cpu": cpu_name(), "jobs": args.jobs, "steps_per_job": args.steps}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
+        db_url = args.database_url or f"sqlite:///{data_dir / 'ssdboard.db'}"
+        results["database"] = sa.make_url(db_url).get_backend_name()
         started = time.perf_counter()
-        fill_store(f"sqlite:///{data_dir / 'ssdboard.db'}", jobs=args.jobs, steps=args.steps, evals=args.evals)
+        fill_store(db_url, jobs=args.jobs, steps=args.steps, evals=args.evals)
         results["fill_s"] = round(time.perf_counter() - started, 1)
         print(f"{args.jobs} jobs of {args.steps} steps and {args.evals} evals written in {results['fill_s']} s")
         port = free_port()
-        server = start_server(data_dir, port, Path(tmp) / "server.log")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "SSDBOARD_DATABASE_URL": db_url}
+        server = start_server(data_dir, port, Path(tmp) / "server.log", env=env)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
                 for label, url in REQUESTS.items():

@@ -1,8 +1,8 @@
-"""Fixtures of the API tests: in-process apps (TestClient) and real server processes."""
+"""Fixtures of the API tests: in-process apps (TestClient) and real server processes; ``store`` and
+``db_client`` on each store backend (``database_url``, tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 from collections.abc import Callable, Iterator
@@ -12,7 +12,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from live_server import ServerProcess
-from pg_server import PostgresServer, PostgresUnavailable
 
 from app.main import create_app
 from app.settings import Settings
@@ -24,39 +23,6 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     """An in-process app on a temporary data dir (lifespan run)."""
     with TestClient(create_app(Settings(data_dir=tmp_path / "data"))) as test_client:
         yield test_client
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server started once per session (pg_server.py); skips where none can run, fails under CI.
-
-    ``SSDBOARD_TEST_POSTGRES=skip`` skips it on purpose; ``SSDBOARD_TEST_POSTGRES_URL`` uses a running server.
-    """
-    if os.environ.get("SSDBOARD_TEST_POSTGRES") == "skip":
-        pytest.skip("SSDBOARD_TEST_POSTGRES=skip: the store tests run on SQLite only")
-    server = PostgresServer(os.environ.get("SSDBOARD_TEST_POSTGRES_URL") or None)
-    try:
-        server.start()
-    except PostgresUnavailable as unavailable:
-        server.stop()
-        if os.environ.get("CI"):  # .ci/run installs PostgreSQL: a skip there would hide a broken set-up
-            pytest.fail(f"CI: {unavailable}")
-        pytest.skip(str(unavailable))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty store database: a SQLite file, or a fresh database on the session's PostgreSQL."""
-    if request.param == "sqlite":
-        (tmp_path / "db").mkdir(exist_ok=True)
-        yield f"sqlite:///{tmp_path / 'db' / 'ssdboard.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("postgres")
-    name = server.create_database()
-    yield server.url(name)
-    server.drop_database(name)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Schema migrations: a fresh store at the head revision, a pre-Alembic database upgraded with its
 rows, a database from a newer ssdboard refused, and the head revision equal to app.tables. Each
-test runs on SQLite and on PostgreSQL (``database_url``, tests/app/conftest.py)."""
+test runs on SQLite and on PostgreSQL (``database_url``, tests/conftest.py)."""
 
 from __future__ import annotations
 

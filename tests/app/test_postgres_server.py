@@ -1,7 +1,7 @@
 """A real ``ssdboard serve`` on a PostgreSQL store (``SSDBOARD_DATABASE_URL``): a job trains, streams
 and is kept across a restart of the server, and the store outlives a restart of PostgreSQL. The
 store's tests on both backends are in test_store*.py, test_migrations.py and the API tests
-(``database_url`` in conftest.py)."""
+(``database_url`` in tests/conftest.py)."""
 
 from __future__ import annotations
 

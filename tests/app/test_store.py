@@ -1,5 +1,5 @@
 """The job store and the live-event fan-out, without a server. The ``store`` tests run on SQLite
-and on PostgreSQL (tests/app/conftest.py ``database_url``)."""
+and on PostgreSQL (``database_url``, tests/conftest.py)."""
 
 from __future__ import annotations
 

@@ -24,11 +24,13 @@ def test_filled_jobs_have_what_the_runs_table_sorts_on(tmp_path: Path) -> None:
         store.close()
 
 
-def test_small_run_writes_the_figures(tmp_path: Path) -> None:
+def test_small_run_writes_the_figures(tmp_path: Path, database_url: str) -> None:
+    """On SQLite and on PostgreSQL (``--database-url``: the server it starts serves that database)."""
     out = tmp_path / "jobs_list.json"
-    assert main(["--jobs", "12", "--steps", "5", "--evals", "1", "--repeats", "3", "--out", str(out)]) == 0
+    argv = ["--jobs", "12", "--steps", "5", "--evals", "1", "--repeats", "3", "--out", str(out)]
+    assert main([*argv, "--database-url", database_url]) == 0
     result = json.loads(out.read_text())
-    assert result["jobs"] == 12 and result["cpu"]
+    assert result["jobs"] == 12 and result["cpu"] and result["database"] == database_url.split(":")[0].split("+")[0]
     for label in REQUESTS:
         assert result[label]["p95_ms"] > 0
     assert result["API default (100, newest first)"]["total"] == 12
