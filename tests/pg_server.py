@@ -107,21 +107,17 @@ class PostgresServer:
         if self.run_as:
             shutil.chown(sockets, user=self.run_as)
         options = " ".join(f"-c {key}={value}" for key, value in SERVER_OPTIONS.items())
-        self._run(
-            [
-                "pg_ctl",
-                "-D",
-                str(data),
-                "-l",
-                str(self.root / "server.log"),
-                "-w",
-                "-t",
-                "120",
-                "-o",
-                f"-p {port} -k {sockets} {options}",
-                "start",
-            ]
-        )
+        for attempt in range(3):  # a free port may be taken by another process before the server binds it
+            try:
+                self._run(
+                    ["pg_ctl", "-D", str(data), "-l", str(self.root / "server.log"), "-w", "-t", "120",
+                     "-o", f"-p {port} -k {sockets} {options}", "start"]
+                )  # fmt: skip
+                break
+            except PostgresUnavailable:
+                if attempt == 2:
+                    raise
+                port = free_port()
         self.admin_url = f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{port}/postgres"
         return self
 
