@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from app import security, sse
-from app.api import compare, datasets, errors, exports, health, inference, jobs, priors, sweeps
+from app.api import compare, datasets, errors, exports, health, inference, jobs, priors, sweeps, worker
 from app.events import Broadcaster
 from app.runner import JobRunner
 from app.services.compare import CompareService
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.jobs_dir,
             max_upload_bytes=settings.max_upload_bytes,
             max_eval_images=settings.max_eval_images,
-            data_dir=settings.data_dir,
+            data_dir=settings.artifact_root,
         )
         loop = asyncio.get_running_loop()
         app.state.end_streams = lambda: loop.call_soon_threadsafe(broadcaster.close_all)
@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="ssdboard", version="0.1.0", description=description, lifespan=lifespan)
     app.state.settings = settings
     errors.install(app)
-    for module in (health, jobs, compare, sweeps, exports, inference, datasets, priors):
+    for module in (health, jobs, worker, compare, sweeps, exports, inference, datasets, priors):
         app.include_router(module.router)
     app.include_router(health.config_router)
     if importlib.util.find_spec("app.api.pages") is not None:

@@ -1,9 +1,17 @@
-"""The job runner: a FIFO queue of jobs, each trained in its own spawned worker process.
+"""The job runner: a FIFO queue of jobs, each trained by a worker that an executor places.
 
-Workers (:func:`app.worker.run_job`) send their messages (:mod:`app.messages`) through one multiprocessing queue. A
-pump thread in the server reads it, persists each batch in one transaction, and hands the
-resulting events to the broadcaster on the event loop. The same thread notices a worker that
-died without a final message (killed, out of memory) and fails its job with the reason.
+The executor (:mod:`app.executors`) starts a worker per running job: a spawned process on this
+machine (``local``, the default) or a Ray job (``ray``). Workers report with the typed messages
+of :mod:`app.messages`: a local worker through the executor's multiprocessing queue, which a pump
+thread reads; a worker elsewhere over HTTP (``POST /api/jobs/{id}/worker/events``, with a token
+of its own job), handed to :meth:`JobRunner.ingest`. Either way each batch is persisted in one
+transaction and the resulting events go to the broadcaster on the event loop. The pump also
+polls the executor and fails a job whose worker ended without a final message (killed, out of
+memory) with the reason.
+
+Reports over HTTP may arrive twice (a retried batch whose answer was lost, a worker that kept
+running while the server restarted): :meth:`JobRunner.ingest` keeps a step or an evaluation only
+when it is after the job's last one, and a run's ``started`` message once.
 
 State changes go through one lock, so a cancel can never race a job's start or end.
 """
@@ -11,66 +19,71 @@ State changes go through one lock, so a cancel can never race a job's start or e
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
-import multiprocessing
-import os
-import queue
+import secrets
 import shutil
-import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
+from dataclasses import dataclass
 from typing import Any
 
 from app.domain import RESUMABLE, Conflict, JobStatus, NotFound
 from app.events import Broadcaster
-from app.messages import CheckpointSaved, Done, Message, Record, Started
+from app.executors import Executor, make_executor
+from app.executors.base import Lost
+from app.executors.local import death_reason
+from app.messages import CheckpointSaved, Done, Message, Record, Started, from_wire
 from app.settings import Settings
 from app.store import Event, JobStore, utcnow
-from app.worker import EXIT_OUT_OF_MEMORY, run_job
+
+__all__ = ["JobRunner", "NotAccepting", "death_reason"]
 
 log = logging.getLogger("ssdboard.runner")
 
+DONE_GRACE = 3.0  # seconds a remote run that ended may take for its done message to arrive
+
+
+class NotAccepting(RuntimeError):
+    """The runner is stopping: a worker's report should be sent again later."""
+
+
+def token_hash(token: str) -> str:
+    """The SHA-256 of a worker token, as the store keeps it."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
 
 @dataclass
-class _Worker:
+class _Run:
+    """A running job: the executor's handle and what the runner tracks about it."""
+
     job_id: str
-    process: BaseProcess
-    cancel: Any  # multiprocessing.Event
-    started: float = field(default_factory=time.monotonic)
-
-
-def death_reason(exitcode: int | None) -> str:
-    """``worker process died: killed by signal 9 (SIGKILL)`` or ``...: exit code 1``."""
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = f" ({signal.Signals(-exitcode).name})"
-        except ValueError:
-            name = ""
-        return f"worker process died: killed by signal {-exitcode}{name}"
-    if exitcode == 0:
-        return "worker process exited without reporting a result"
-    if exitcode == EXIT_OUT_OF_MEMORY:  # its memory watch stopped it; the report did not arrive
-        return "out of memory: the worker stopped past its memory limit (SSDBOARD_WORKER_MEMORY_GIB)"
-    return f"worker process died: exit code {exitcode}"
+    handle: Any
+    token_hash: str | None
+    started_seen: bool = False  # its ``started`` message was applied (a resend is ignored)
+    cancel_requested: bool = False
+    kill_at: float | None = None  # a cancelled remote run is stopped at this time if still running
+    ended_at: float | None = None  # when a poll first saw a remote run ended
+    next_poll: float = 0.0
 
 
 class JobRunner:
     """Queue, start, cancel and watch training jobs (``max_concurrent_jobs`` at a time)."""
 
-    def __init__(self, *, store: JobStore, settings: Settings, broadcaster: Broadcaster) -> None:
+    def __init__(
+        self, *, store: JobStore, settings: Settings, broadcaster: Broadcaster, executor: Executor | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
         self.broadcaster = broadcaster
-        self._ctx = multiprocessing.get_context("spawn")
-        self._queue: Any = self._ctx.Queue()
+        self.executor = executor if executor is not None else make_executor(settings)
         self._pending: deque[str] = deque()
-        self._running: dict[str, _Worker] = {}
-        self._exited: list[BaseProcess] = []
+        self._running: dict[str, _Run] = {}
         self._lock = threading.RLock()
+        self._ingest = threading.Lock()  # one batch of reports applied at a time, in order
         self._stopping = False
         self._stop_pump = threading.Event()
         self._pump_thread = threading.Thread(target=self._pump, name="ssdboard-pump", daemon=True)
@@ -78,11 +91,26 @@ class JobRunner:
 
     # ------------------------------------------------------------------ life cycle
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Recover after a stop (running -> interrupted, queued re-queued) and start the pump."""
+        """Recover after a stop and start the pump.
+
+        A job left running is reattached when its executor still runs it (a Ray job), else it
+        becomes ``interrupted``; queued jobs are queued again.
+        """
         self._loop = loop
+        self.executor.open()
         events = []
         for job_id in self.store.job_ids(status=JobStatus.running):
-            events.append(self._set_status(job_id, JobStatus.interrupted, finished_at=utcnow()))
+            handle = None
+            hashed, ref = self.store.worker_auth(job_id)
+            if self.executor.outlives_server:
+                handle = self.executor.reattach(self.get(job_id), ref)
+            if handle is None:
+                events.append(self._set_status(job_id, JobStatus.interrupted, finished_at=utcnow()))
+                continue
+            cancelled = bool(self.get(job_id)["cancel_requested"])
+            kill_at = time.monotonic() + self.settings.ray_cancel_grace_s if cancelled else None
+            self._running[job_id] = _Run(job_id, handle, hashed, True, cancelled, kill_at)
+            log.info("job %s: still running in %s (%s): reattached", job_id, self.executor.name, ref)
         self._publish(events)
         with self._lock:
             self._pending.extend(self.store.job_ids(status=JobStatus.queued))
@@ -90,37 +118,33 @@ class JobRunner:
         self._schedule()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Cancel running jobs (they checkpoint), wait for them, then end the pump.
+        """Stop the pump; local workers are cancelled first (they checkpoint) and waited for.
 
         Their jobs become ``interrupted`` (resumable); queued jobs stay queued for the next start.
+        Runs of an executor that outlives the server (Ray) go on: the next start reattaches.
         """
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        ends_runs = not self.executor.outlives_server
         with self._lock:
             self._stopping = True
-            for worker in self._running.values():
-                worker.cancel.set()
-        deadline = time.monotonic() + timeout
-        while self._running and time.monotonic() < deadline and self._pump_thread.is_alive():
-            time.sleep(0.05)
-        with self._lock:
-            for worker in list(self._running.values()):
-                worker.process.terminate()
-                worker.process.join(2)
-                if worker.process.is_alive():
-                    worker.process.kill()
-                    worker.process.join(2)
-        if self._pump_thread.is_alive():
-            time.sleep(0.2)  # let the pump record what the terminated workers left behind
+            if ends_runs:
+                for run in self._running.values():
+                    self.executor.request_stop(run.handle)
+        if ends_runs:
+            deadline = time.monotonic() + timeout
+            while self._running and time.monotonic() < deadline and self._pump_thread.is_alive():
+                time.sleep(0.05)
+            with self._lock:
+                for run in list(self._running.values()):
+                    self.executor.kill(run.handle)
+            if self._pump_thread.is_alive():
+                time.sleep(0.2)  # let the pump record what the terminated workers left behind
         self._stop_pump.set()
         if self._pump_thread.is_alive():
             self._pump_thread.join(5)
-        self._reap_dead()
-        for process in self._exited:
-            process.join(1)
-        # Release the queue's semaphores now rather than at interpreter exit (resource_tracker warns).
-        self._queue.close()
-        self._queue.join_thread()
-        self._queue = None
+        if ends_runs:
+            self._reap_dead()
+        self.executor.close()
 
     # ------------------------------------------------------------------ operations
     def submit(
@@ -149,7 +173,11 @@ class JobRunner:
                 self._pending.remove(job_id)
                 self._publish([self._set_status(job_id, JobStatus.cancelled, finished_at=utcnow())])
             elif job["status"] == JobStatus.running:
-                self._running[job_id].cancel.set()
+                run = self._running[job_id]
+                run.cancel_requested = True
+                self.executor.request_stop(run.handle)
+                if self.executor.reports_over_http and run.kill_at is None:
+                    run.kill_at = time.monotonic() + self.settings.ray_cancel_grace_s
                 self.store.update_job(job_id, cancel_requested=True)
             else:
                 raise Conflict(f"job {job_id} is {job['status']}; only queued or running jobs can be cancelled")
@@ -188,10 +216,55 @@ class JobRunner:
         shutil.rmtree(self.settings.jobs_dir / job_id, ignore_errors=True)
 
     def worker_pid(self, job_id: str) -> int | None:
-        """Process id of a running job's worker."""
+        """Process id of a running job's worker, when it runs on this machine."""
         with self._lock:
-            worker = self._running.get(job_id)
-            return worker.process.pid if worker else None
+            run = self._running.get(job_id)
+            return self.executor.pid(run.handle) if run else None
+
+    # ------------------------------------------------------------------ reports over HTTP
+    def worker_authorized(self, job_id: str, token: str) -> bool:
+        """Whether ``token`` is the worker token of ``job_id``'s current run (constant-time)."""
+        with self._lock:
+            run = self._running.get(job_id)
+        hashed = run.token_hash if run is not None else self.store.worker_auth(job_id)[0]
+        return hashed is not None and hmac.compare_digest(token_hash(token), hashed)
+
+    def ingest(self, job_id: str, items: Sequence[dict[str, Any]]) -> dict[str, bool]:
+        """Apply a batch a worker posted; the answer tells it whether to stop (``cancel``).
+
+        ValueError for a malformed message (nothing is applied); :class:`NotAccepting` while the
+        runner stops. Steps and evaluations the job already has are dropped, and a run's second
+        ``started``: a batch may be sent again, never applied twice.
+        """
+        messages = [from_wire(job_id, item) for item in items]
+        with self._ingest:
+            with self._lock:
+                run = self._running.get(job_id)
+                if self._stopping:
+                    raise NotAccepting("the server is stopping")
+            if run is None:
+                return {"cancel": True}  # the job is not running (any more): its worker should stop
+            job = self.get(job_id)
+            known = job["step"]
+            evaluated = (job["last_eval"] or {}).get("step", -1)
+            kept: list[Message] = []
+            for message in messages:
+                if isinstance(message, Started):
+                    if run.started_seen:
+                        continue
+                    run.started_seen, known = True, message.step
+                elif isinstance(message, Record) and message.kind == "step":
+                    if message.data["step"] <= known:
+                        continue
+                    known = message.data["step"]
+                elif isinstance(message, Record):
+                    if message.data["step"] <= evaluated:
+                        continue
+                    evaluated = message.data["step"]
+                kept.append(message)
+            if kept:
+                self._handle(kept)
+        return {"cancel": run.cancel_requested}
 
     # ------------------------------------------------------------------ internals
     def _set_status(self, job_id: str, status: JobStatus, **kwargs: Any) -> Event:
@@ -216,45 +289,38 @@ class JobRunner:
 
     def _spawn(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
-        cancel = self._ctx.Event()
-        process = self._ctx.Process(
-            target=run_job,
-            args=(
-                job_id,
-                job["config"],
-                str(self.settings.jobs_dir / job_id),
-                self._queue,
-                cancel,
-                os.getpid(),
-                self.settings.worker_nice,
-                job["step"],
-                self.settings.worker_memory_gib,  # the worker stops its job beyond this (out of memory)
-            ),
-            kwargs={"data_dir": str(self.settings.data_dir)},  # where an imported dataset is read from
-            name=f"ssdboard-job-{job_id}",
-            daemon=True,
-        )
+        token = secrets.token_urlsafe(32)  # this run's worker alone holds it; the store keeps its hash
+        hashed = token_hash(token)
         step = job["checkpoint_step"] or 0
-        event = self._set_status(job_id, JobStatus.running, event={"step": step}, started_at=utcnow())
+        event = self._set_status(
+            job_id, JobStatus.running, event={"step": step}, started_at=utcnow(), worker_token_hash=hashed
+        )
         self._publish([event])
-        process.start()
-        self._running[job_id] = _Worker(job_id, process, cancel)
-        log.info("job %s: worker %s started", job_id, process.pid)
+        try:
+            handle = self.executor.submit(job, token=token)
+        except Exception as exc:  # noqa: BLE001 - e.g. the Ray cluster cannot be reached: the job says why
+            log.exception("job %s: the %s executor could not start it", job_id, self.executor.name)
+            error = f"could not start the worker ({self.executor.name} executor): {exc}"
+            event = self._set_status(job_id, JobStatus.failed, error=error, finished_at=utcnow())
+            self._publish([event])
+            return
+        ref = self.executor.ref(handle)
+        if ref is not None:
+            self.store.update_job(job_id, executor_ref=ref)
+        self._running[job_id] = _Run(job_id, handle, hashed)
+        where = ref or f"pid {self.executor.pid(handle)}"
+        log.info("job %s: worker started (%s executor, %s)", job_id, self.executor.name, where)
 
     def _pump(self) -> None:
         while not self._stop_pump.is_set():
-            batch = []
             try:
-                batch.append(self._queue.get(timeout=0.1))
-                while len(batch) < 2000:
-                    batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                pass
+                batch = self.executor.receive(0.1)
             except (EOFError, OSError):  # pragma: no cover - the queue was closed under us
                 break
             try:
                 if batch:
-                    self._handle(batch)
+                    with self._ingest:
+                        self._handle(batch)
                 self._reap_dead()
             except Exception:  # pragma: no cover - never let the pump die silently
                 log.exception("pump failed on a batch of %d messages", len(batch))
@@ -299,8 +365,8 @@ class JobRunner:
 
     def _finish(self, done: Done) -> Event:
         with self._lock:
-            worker = self._running.pop(done.job_id)
-            self._exited.append(worker.process)
+            run = self._running.pop(done.job_id)
+            self.executor.forget(run.handle)
             status = JobStatus(done.status)
             if self._stopping and status == JobStatus.cancelled:
                 status = JobStatus.interrupted
@@ -312,39 +378,61 @@ class JobRunner:
         self._schedule()
         return event
 
+    def _ended_runs(self) -> list[tuple[_Run, str]]:
+        """Runs whose worker ended without a ``done`` message, with the executor's reason.
+
+        A cancelled remote run still going after its grace is stopped here. A remote run that
+        ended is given :data:`DONE_GRACE` seconds for its last report to arrive.
+        """
+        now = time.monotonic()
+        with self._lock:
+            runs = list(self._running.values())
+        ended = []
+        for run in runs:
+            if run.kill_at is not None and now >= run.kill_at:
+                log.warning("job %s: still running after its cancel grace: stopping it", run.job_id)
+                run.kill_at = None
+                self.executor.kill(run.handle)
+            if now < run.next_poll:
+                continue
+            run.next_poll = now + self.executor.poll_interval
+            reason = self.executor.poll(run.handle)
+            if reason is None:
+                run.ended_at = None
+                continue
+            if self.executor.reports_over_http:
+                run.ended_at = run.ended_at or now
+                if now - run.ended_at < DONE_GRACE:
+                    continue
+            ended.append((run, reason))
+        return ended
+
     def _reap_dead(self) -> None:
-        """Fail the jobs whose worker died without a ``done`` message; join exited workers."""
-        self._exited = [p for p in self._exited if p.is_alive()]  # is_alive() reaps the exited
-        dead = [w for w in list(self._running.values()) if not w.process.is_alive()]
+        """Fail the jobs whose worker died without a ``done`` message; release finished runs."""
+        self.executor.reap()
+        dead = self._ended_runs()
         if not dead:
             return
-        time.sleep(0.05)  # a worker's last messages may still be in the pipe
-        leftovers = []
-        try:
-            while True:
-                leftovers.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
+        leftovers = self.executor.drain()  # a dead worker's last messages may still be in the pipe
         if leftovers:
-            self._handle(leftovers)
+            with self._ingest:
+                self._handle(leftovers)
         events = []
         with self._lock:
-            for worker in dead:
-                if self._running.get(worker.job_id) is not worker:
+            for run, reason in dead:
+                if self._running.get(run.job_id) is not run:
                     continue  # its done message was among the leftovers
-                del self._running[worker.job_id]
-                worker.process.join(0)
-                reason = death_reason(worker.process.exitcode)
-                status = JobStatus.interrupted if self._stopping else JobStatus.failed
-                log.warning("job %s: %s", worker.job_id, reason)
+                del self._running[run.job_id]
+                self.executor.forget(run.handle)
+                status = JobStatus.failed
+                error: str | None = reason
+                if self._stopping or isinstance(reason, Lost):
+                    status, error = JobStatus.interrupted, None
+                elif run.cancel_requested and self.executor.reports_over_http:
+                    status, error = JobStatus.cancelled, None  # stopped after its grace
+                log.warning("job %s: %s", run.job_id, reason)
                 events.append(
-                    self._set_status(
-                        worker.job_id,
-                        status,
-                        error=None if self._stopping else reason,
-                        finished_at=utcnow(),
-                        cancel_requested=False,
-                    )
+                    self._set_status(run.job_id, status, error=error, finished_at=utcnow(), cancel_requested=False)
                 )
         self._publish(events)
         self._schedule()

@@ -4,7 +4,9 @@ One rule, by method and path, so routes added later are covered without touching
 
 - **Bearer token.** With ``SSDBOARD_TOKEN`` set, every state-changing request
   (``POST``/``PUT``/``PATCH``/``DELETE``) under ``/api/`` needs ``Authorization: Bearer TOKEN``,
-  compared in constant time; otherwise 401 with ``WWW-Authenticate: Bearer``. Reads (``GET``,
+  compared in constant time; otherwise 401 with ``WWW-Authenticate: Bearer``. The one exception
+  is where workers report (``POST /api/jobs/{id}/worker/events``): that route checks the job's
+  own worker token instead, and refuses the admin token. Reads (``GET``,
   ``HEAD``, the event streams, the pages, ``/healthz``) stay open, the expensive ones
   (detections, evaluation) included: they change nothing. The check runs before the body is read.
 - **Body size.** A request body larger than ``max_body_bytes`` (1 MiB; ``multipart/form-data``:
@@ -51,6 +53,7 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_PREFIX = "/api/"
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around an uploaded file
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+WORKER_ROUTE = re.compile(r"^/api/jobs/[^/]+/worker/events$")  # checks a job's worker token itself
 
 
 def needs_token(method: str, path: str) -> bool:
@@ -90,7 +93,8 @@ class BearerTokenMiddleware:
         return hmac.compare_digest(credentials.strip().encode(), self._token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not needs_token(scope["method"], _route_path(scope)):
+        path = _route_path(scope)
+        if scope["type"] != "http" or not needs_token(scope["method"], path) or WORKER_ROUTE.match(path):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

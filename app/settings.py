@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -111,6 +111,33 @@ class Settings(BaseSettings):
     max_dataset_unpacked_bytes: int = Field(
         16 << 30, ge=1, description="Most bytes an uploaded dataset .zip may unpack to; more fails the import."
     )
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="Where jobs train: 'local' (a spawned process per job on this machine) or 'ray' (a Ray "
+        "job per run through Ray's Jobs API at ray_address; install ssdboard[ray]).",
+    )
+    ray_address: str = Field(
+        "http://127.0.0.1:8265", description="The Ray cluster's dashboard (Jobs API) address, for executor 'ray'."
+    )
+    ray_cpus_per_job: float = Field(1.0, gt=0, description="CPUs a Ray job asks for (entrypoint_num_cpus).")
+    ray_gpus_per_job: float = Field(
+        0.0, ge=0, description="GPUs a Ray job asks for (entrypoint_num_gpus) unless its config sets train.gpus."
+    )
+    ray_python: str = Field("python", description="The Python a Ray job's entrypoint runs (ssdboard installed).")
+    ray_cancel_grace_s: float = Field(
+        60.0, gt=0, description="Seconds a cancelled Ray job's worker has to checkpoint before its Ray job is stopped."
+    )
+    server_url: str | None = Field(
+        None,
+        description="The URL workers report to (POST /api/jobs/{id}/worker/events); default http://HOST:PORT "
+        "(127.0.0.1 when bound to every address). Set it to an address every Ray node reaches.",
+    )
+    artifact_dir: Path | None = Field(
+        None,
+        description="The storage root that the server and every worker see: jobs/{id} (checkpoints, metrics) "
+        "and the dataset registry live under it. Default: data_dir. On a cluster, a mount on every node "
+        "at the same path (e.g. NFS).",
+    )
     max_eval_images: int = Field(
         1000, ge=1, description="Most validation images one evaluation request may ask for (n); more is 422."
     )
@@ -140,9 +167,22 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'ssdboard.db'}"
 
     @property
+    def artifact_root(self) -> Path:
+        """Where job files and imported datasets live: ``artifact_dir``, else ``data_dir``."""
+        return self.artifact_dir if self.artifact_dir is not None else self.data_dir
+
+    @property
     def jobs_dir(self) -> Path:
-        """Parent of the per-job directories (checkpoint, metrics.jsonl)."""
-        return self.data_dir / "jobs"
+        """Parent of the per-job directories (checkpoint, metrics.jsonl), under the artifact root."""
+        return self.artifact_root / "jobs"
+
+    @property
+    def worker_server_url(self) -> str:
+        """The server's URL as workers reach it (``server_url``, else from ``host`` and ``port``)."""
+        if self.server_url:
+            return self.server_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
 
 
 def byte_size(n: int) -> str:

@@ -5,8 +5,12 @@ job directory, resuming from its checkpoint, and reports through a multiprocessi
 the typed messages of :mod:`app.messages` (started, a record per step and evaluation, a
 checkpoint notice per checkpoint, done last).
 
+The same function runs under either executor: a local worker is handed a multiprocessing queue
+and the server's pid; a worker elsewhere (:mod:`app.worker_main`, a Ray job) an
+:class:`app.worker_client.HttpReporter`, which posts the messages to the server, and no parent pid.
+
 It stops before the next step when the job's cancel event is set or when the server that
-started it is gone (its parent pid changed), so an orphan never trains on. A lock file in the
+started it is gone (a local worker's parent pid changed), so an orphan never trains on. A lock file in the
 job directory keeps a new worker from starting until an orphan has written its checkpoint.
 
 It watches its own resident memory (:class:`MemoryWatch`) against the limit the runner passes
@@ -46,7 +50,7 @@ class _Queue(Protocol):
 
     def cancel_join_thread(self) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self) -> object: ...
 
     def join_thread(self) -> None: ...
 
@@ -151,7 +155,7 @@ def run_job(
     job_dir: str,
     queue: _Queue,
     cancel: _Flag,
-    parent_pid: int,
+    parent_pid: int | None,
     nice: int = 0,
     known_step: int = 0,
     memory_limit_gib: float | None = None,
@@ -161,8 +165,13 @@ def run_job(
     """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message.
 
     ``memory_limit_gib``: the resident memory at which the worker stops the job (None: no limit).
-    ``data_dir``: the server's data dir, whose registry holds the job's imported dataset.
+    ``data_dir``: the artifact root, whose registry holds the job's imported dataset.
+    ``parent_pid``: the server's pid for a local worker, which stops when its parent changes;
+    None for a worker that outlives the server (its reports wait for the server to return).
     """
+
+    def orphaned() -> bool:
+        return parent_pid is not None and os.getppid() != parent_pid
 
     def send(message: Message) -> None:
         queue.put(message)
@@ -190,7 +199,7 @@ def run_job(
             return  # the main thread has already reported how the job ended
         # os._exit skips the queue's feeder thread: flush it first, but never wait forever.
         threading.Timer(FLUSH_WAIT, os._exit, (EXIT_OUT_OF_MEMORY,)).start()
-        if os.getppid() == parent_pid:
+        if not orphaned():
             queue.close()
             queue.join_thread()
         os._exit(EXIT_OUT_OF_MEMORY)
@@ -213,7 +222,7 @@ def run_job(
     def should_stop() -> bool:
         if watch is not None and (message := watch.check()) is not None:
             raise OutOfMemory(message)  # between steps: fails the job like any other error
-        return cancel.is_set() or os.getppid() != parent_pid
+        return cancel.is_set() or orphaned()
 
     def on_step(metrics: dict[str, Any]) -> None:
         send(Record(job_id, "step", metrics))
@@ -254,7 +263,7 @@ def run_job(
     finally:
         if watch is not None:
             watch.stop()
-        if os.getppid() != parent_pid:
+        if orphaned():
             # Nobody reads the queue any more: exiting must not wait for its buffer to drain.
             queue.cancel_join_thread()
         lock.close()

@@ -1,0 +1,76 @@
+"""Where job workers report: ``POST /api/jobs/{id}/worker/events``, with the job's worker token.
+
+A worker that runs elsewhere (a Ray job) posts its messages in batches (:mod:`app.worker_client`).
+The token is the one the runner generated for this run of this job (the store keeps its SHA-256):
+it is not the admin token, which this route refuses, and it opens no other route or job. The
+admin token check (:class:`app.security.BearerTokenMiddleware`) leaves this route to
+:func:`worker_auth`, which answers like it: 401 with ``WWW-Authenticate: Bearer realm="ssdboard"``
+(``error="invalid_token"`` for a wrong one), before the body is read. The admin token is told
+404 for a job that does not exist, as every other route tells it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from pydantic import BaseModel, Field
+
+from app.runner import JobRunner, NotAccepting
+
+router = APIRouter(prefix="/api/jobs", tags=["workers"])
+
+MAX_MESSAGES = 5000
+REALM = 'Bearer realm="ssdboard"'
+
+
+class WorkerBatch(BaseModel):
+    """Messages of one worker in the order it sent them (:func:`app.messages.to_wire`)."""
+
+    messages: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_MESSAGES)
+
+
+class WorkerReply(BaseModel):
+    """Whether the worker should stop (its job was cancelled, or is no longer running)."""
+
+    cancel: bool
+
+
+def worker_auth(job_id: str, request: Request, authorization: Annotated[str | None, Header()] = None) -> JobRunner:
+    """The runner, once the request carries ``job_id``'s worker token; else 401 (or 404, see above)."""
+    runner: JobRunner = request.app.state.runner
+    scheme, _, credentials = (authorization or "").partition(" ")
+    token = credentials.strip() if scheme.lower() == "bearer" else ""
+    if not token:
+        detail = "a worker reports with 'Authorization: Bearer <its job's worker token>'"
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": REALM})
+    if runner.worker_authorized(job_id, token):
+        return runner
+    admin = request.app.state.settings.token
+    if admin is not None and hmac.compare_digest(token.encode(), admin.get_secret_value().encode()):
+        if runner.store.get_job(job_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
+    raise HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "not this job's worker token",
+        headers={"WWW-Authenticate": REALM + ', error="invalid_token"'},
+    )
+
+
+@router.post(
+    "/{job_id}/worker/events",
+    responses={
+        401: {"description": "Not this job's worker token (the admin token is not one)."},
+        404: {"description": "No job with this id (told to the admin token only)."},
+        503: {"description": "The server is stopping; send the batch again later."},
+    },
+)
+def report(job_id: str, batch: WorkerBatch, runner: Annotated[JobRunner, Depends(worker_auth)]) -> WorkerReply:
+    """A worker's steps, evaluations, checkpoints and outcome; steps the server has are ignored."""
+    try:
+        return WorkerReply(**runner.ingest(job_id, batch.messages))
+    except NotAccepting as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "1"}) from exc
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc

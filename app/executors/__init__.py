@@ -1,0 +1,19 @@
+"""Executors place job workers: locally (spawned processes) or on a Ray cluster (:mod:`.base`)."""
+
+from __future__ import annotations
+
+from app.executors.base import Executor
+from app.settings import Settings
+
+__all__ = ["Executor", "make_executor"]
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor ``SSDBOARD_EXECUTOR`` names (Ray is imported only when asked for)."""
+    if settings.executor == "ray":
+        from app.executors.ray import RayExecutor
+
+        return RayExecutor(settings)
+    from app.executors.local import LocalExecutor
+
+    return LocalExecutor(settings)

@@ -1,0 +1,186 @@
+"""The ``ray`` executor for real: a local Ray cluster (head only, 2 CPUs, loopback) that the tests
+start with ``ray start --head`` and stop with ``ray stop``; jobs go through Ray's Jobs API and
+their workers report to a real ``ssdboard serve`` over HTTP.
+
+Skipped where Ray is not installed (``pip install 'ssdboard[ray]'``; ``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from live_server import TERMINAL, ServerProcess, sse, tiny, wait_for, wait_for_step
+
+from benchmarks.server import free_port
+
+pytestmark = pytest.mark.slow
+job_submission = pytest.importorskip("ray.job_submission")
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    """The dashboard (Jobs API) address of a one-node Ray cluster on loopback."""
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    dashboard = free_port()
+    ports = {
+        "--port": free_port(),
+        "--dashboard-port": dashboard,
+        "--node-manager-port": free_port(),
+        "--object-manager-port": free_port(),
+        "--dashboard-agent-listen-port": free_port(),
+        "--dashboard-agent-grpc-port": free_port(),
+        "--metrics-export-port": free_port(),
+        "--runtime-env-agent-port": free_port(),
+        "--ray-client-server-port": free_port(),
+    }
+    command = [RAY, "start", "--head", "--num-cpus", "2", "--num-gpus", "0", "--node-ip-address", "127.0.0.1"]
+    command += ["--dashboard-host", "127.0.0.1", "--include-dashboard", "true", "--disable-usage-stats"]
+    command += ["--temp-dir", temp, *(str(x) for item in ports.items() for x in item)]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    started = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the Jobs API answers once the dashboard's job module and the agent are up
+            try:
+                job_submission.JobSubmissionClient(address).list_jobs()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        yield address
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120, env=env)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_server(ray_cluster: str, tmp_path: Path) -> Iterator[ServerProcess]:
+    """``ssdboard serve`` with the ray executor, two jobs at a time."""
+    env = {
+        "SSDBOARD_EXECUTOR": "ray",
+        "SSDBOARD_RAY_ADDRESS": ray_cluster,
+        "SSDBOARD_RAY_PYTHON": sys.executable,
+        "SSDBOARD_MAX_CONCURRENT_JOBS": "2",
+        "SSDBOARD_RAY_CANCEL_GRACE_S": "30",
+        "SSDBOARD_ARTIFACT_DIR": str(tmp_path / "shared"),
+    }
+    server = ServerProcess(tmp_path / "data", env=env).start(timeout=60)
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.stop()
+
+
+def _ray_job(address: str, job_id: str) -> Any:
+    """The one Ray job of ``job_id``'s latest run."""
+    client = job_submission.JobSubmissionClient(address)
+    runs = [j for j in client.list_jobs() if (j.metadata or {}).get("ssdboard_job") == job_id]
+    return max(runs, key=lambda j: j.start_time or 0)
+
+
+def _ray_job_ended(address: str, job_id: str, timeout: float = 60) -> Any:
+    """The Ray job of ``job_id``'s latest run once Ray says it ended (the worker exits after its last report)."""
+    deadline = time.monotonic() + timeout
+    while (ray_job := _ray_job(address, job_id)).status not in ("SUCCEEDED", "STOPPED", "FAILED"):
+        assert time.monotonic() < deadline, ray_job
+        time.sleep(0.5)
+    return ray_job
+
+
+def test_a_tiny_job_runs_to_the_end_on_ray(ray_server: ServerProcess, ray_cluster: str, tmp_path: Path) -> None:
+    with httpx.Client(base_url=ray_server.url, timeout=30) as http:
+        job = http.post("/api/jobs", json=tiny(steps=3)).json()
+        events = list(sse(http, f"/api/jobs/{job['id']}/events", timeout=240))
+        statuses = [e["data"]["status"] for e in events if e["event"] == "status"]
+        assert statuses[0] == "queued" and statuses[-1] == "succeeded", events
+        assert [e["data"]["step"] for e in events if e["event"] == "step"] == [1, 2, 3]
+        assert [e["id"] for e in events] == sorted({e["id"] for e in events})
+        done = http.get(f"/api/jobs/{job['id']}").json()
+        assert done["step"] == 3 and done["checkpoint_step"] == 3 and done["last_eval"]["step"] == 3
+    ray_job = _ray_job_ended(ray_cluster, job["id"])
+    assert ray_job.status == "SUCCEEDED" and ray_job.submission_id.startswith(f"ssdboard-{job['id']}-")
+    assert "app.worker_main" in ray_job.entrypoint and "TOKEN" not in ray_job.entrypoint
+    assert (tmp_path / "shared" / "jobs" / job["id"] / "train_state.npz").exists()  # the artifact root
+
+
+def test_cancel_checkpoints_and_a_killed_worker_fails_its_job(ray_server: ServerProcess, ray_cluster: str) -> None:
+    with httpx.Client(base_url=ray_server.url, timeout=30) as http:
+        job = http.post("/api/jobs", json=tiny(steps=100_000, checkpoint_every=0)).json()
+        doomed = http.post("/api/jobs", json=tiny(steps=100_000, checkpoint_every=0)).json()
+        wait_for_step(http, job["id"], 3, timeout=240)
+        http.post(f"/api/jobs/{job['id']}/cancel")
+        cancelled = wait_for(http, job["id"], lambda j: j["status"] in TERMINAL, timeout=60)
+        assert cancelled["status"] == "cancelled" and cancelled["checkpoint_step"] == cancelled["step"] > 0
+        history = http.get(f"/api/jobs/{job['id']}/metrics").json()["metrics"]
+        assert [m["step"] for m in history] == list(range(1, cancelled["step"] + 1))
+
+        wait_for_step(http, doomed["id"], 2, timeout=240)
+        (pid,) = _worker_pids(doomed["id"])
+        os.kill(pid, signal.SIGKILL)
+        failed = wait_for(http, doomed["id"], lambda j: j["status"] in TERMINAL, timeout=60)
+        assert failed["status"] == "failed" and failed["error"].startswith("the Ray job ssdboard-"), failed
+        assert "failed" in failed["error"]
+    assert _ray_job_ended(ray_cluster, job["id"]).status == "SUCCEEDED"  # the worker stopped by itself
+    assert _ray_job_ended(ray_cluster, doomed["id"]).status == "FAILED"
+
+
+def _worker_pids(job_id: str) -> list[int]:
+    """Pids of the processes running ``python -m app.worker_main --job job_id`` (Ray starts them)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, PermissionError, NotADirectoryError):
+            continue
+        if b"app.worker_main" in argv and job_id.encode() in argv:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_restarted_server_reattaches_to_running_ray_jobs(ray_server: ServerProcess, ray_cluster: str) -> None:
+    """kill -9 the server: the Ray job trains on, the restarted server takes its reports again
+    (every step once), and a job whose Ray job ended while the server was away is interrupted."""
+    with httpx.Client(base_url=ray_server.url, timeout=30) as http:
+        kept = http.post("/api/jobs", json=tiny(steps=100_000, checkpoint_every=5)).json()["id"]
+        lost = http.post("/api/jobs", json=tiny(steps=100_000, checkpoint_every=5)).json()["id"]
+        wait_for_step(http, kept, 3, timeout=240)
+        wait_for_step(http, lost, 1, timeout=240)
+    ray_server.stop(signal.SIGKILL)
+    client = job_submission.JobSubmissionClient(ray_cluster)
+    client.stop_job(_ray_job(ray_cluster, lost).submission_id)
+    time.sleep(3)  # the kept job's worker keeps training, its reports waiting for the server
+    ray_server.start(timeout=60)  # same data dir, same port
+    with httpx.Client(base_url=ray_server.url, timeout=30) as http:
+        assert http.get(f"/api/jobs/{kept}").json()["status"] == "running"
+        lost_job = wait_for(http, lost, lambda j: j["status"] != "running", timeout=30)
+        assert lost_job["status"] == "interrupted"
+        before = http.get(f"/api/jobs/{kept}").json()["step"]
+        wait_for_step(http, kept, before + 3, timeout=120)  # the stream resumes
+        http.post(f"/api/jobs/{kept}/cancel")
+        done = wait_for(http, kept, lambda j: j["status"] in TERMINAL, timeout=60)
+        assert done["status"] == "cancelled"
+        history = http.get(f"/api/jobs/{kept}/metrics").json()["metrics"]
+        assert [m["step"] for m in history] == list(range(1, done["step"] + 1))
+        events = list(sse(http, f"/api/jobs/{kept}/events"))
+        assert [e["data"]["step"] for e in events if e["event"] == "step"] == list(range(1, done["step"] + 1))
+        # The interrupted job resumes from its checkpoint as a new Ray job.
+        http.post(f"/api/jobs/{lost}/resume")
+        checkpoint = lost_job["checkpoint_step"] or 0
+        wait_for_step(http, lost, checkpoint + 2, timeout=240)
+        http.post(f"/api/jobs/{lost}/cancel")
+        assert wait_for(http, lost, lambda j: j["status"] in TERMINAL, timeout=60)["status"] == "cancelled"

@@ -1,0 +1,264 @@
+"""Workers that report over HTTP: the per-job token, idempotent batches, cancel, restart.
+
+The runner gets a stand-in executor that "places" workers nowhere and hands out their tokens;
+the tests then speak for the workers with ``POST /api/jobs/{id}/worker/events``, exactly as
+:class:`app.worker_client.HttpReporter` would. The Ray executor itself is tested in
+``test_ray_executor.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from live_server import tiny
+
+from app.executors.base import Executor
+from app.main import create_app
+from app.settings import Settings
+from app.worker_client import HttpReporter
+
+ADMIN = "admin-secret-token"
+
+
+class RemoteStandIn(Executor):
+    """Runs nothing; remembers each run's token, as a Ray job's environment would hold it."""
+
+    name = "stand-in"
+    reports_over_http = True
+    outlives_server = True
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, str] = {}
+        self.alive: set[str] = set()
+        self.killed: list[str] = []
+
+    def submit(self, job: dict[str, Any], *, token: str) -> str:
+        self.tokens[job["id"]] = token
+        self.alive.add(job["id"])
+        return str(job["id"])
+
+    def ref(self, handle: str) -> str:
+        return f"stand-in-{handle}"
+
+    def request_stop(self, handle: str) -> None:
+        pass
+
+    def kill(self, handle: str) -> None:
+        self.killed.append(handle)
+        self.alive.discard(handle)
+
+    def poll(self, handle: str) -> str | None:
+        return None if handle in self.alive else "the stand-in run ended"
+
+    def reattach(self, job: dict[str, Any], ref: str | None) -> str | None:
+        return str(job["id"]) if job["id"] in self.alive and ref == f"stand-in-{job['id']}" else None
+
+
+@pytest.fixture
+def executor(monkeypatch: pytest.MonkeyPatch) -> RemoteStandIn:
+    standin = RemoteStandIn()
+    monkeypatch.setattr("app.runner.make_executor", lambda settings: standin)
+    return standin
+
+
+def _app(tmp_path: Path, **kwargs: Any) -> TestClient:
+    settings = Settings(data_dir=tmp_path / "data", max_concurrent_jobs=2, token=ADMIN, **kwargs)  # type: ignore[arg-type]
+    return TestClient(create_app(settings))
+
+
+def _admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN}"}
+
+
+def _post(client: TestClient, job_id: str, token: str, messages: list[dict[str, Any]]) -> httpx.Response:
+    return client.post(
+        f"/api/jobs/{job_id}/worker/events", json={"messages": messages}, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def _steps(first: int, last: int) -> list[dict[str, Any]]:
+    return [
+        {"type": "step", "data": {"step": s, "pos_clf": 1.0, "neg_clf": 0.5, "loc": 0.25, "total": 1.75, "time": 1e9}}
+        for s in range(first, last + 1)
+    ]
+
+
+def _events(client: TestClient, job_id: str) -> list[tuple[str, int | None]]:
+    """The job's whole event log as ``(kind, step)`` pairs (the stream ends at the terminal status)."""
+    text = client.get(f"/api/jobs/{job_id}/events").text
+    out = []
+    for frame in text.strip().split("\r\n\r\n"):
+        lines = dict(line.split(": ", 1) for line in frame.split("\r\n") if ": " in line)
+        if "event" in lines:
+            data = httpx.Response(200, content=lines["data"]).json()
+            out.append((lines["event"], data.get("step") if lines["event"] != "status" else None))
+    return out
+
+
+def test_a_worker_token_writes_its_own_job_only(tmp_path: Path, executor: RemoteStandIn) -> None:
+    with _app(tmp_path) as client:
+        a = client.post("/api/jobs", json=tiny(steps=3), headers=_admin()).json()["id"]
+        b = client.post("/api/jobs", json=tiny(steps=3), headers=_admin()).json()["id"]
+        token_a, token_b = executor.tokens[a], executor.tokens[b]
+        assert token_a != token_b and ADMIN not in (token_a, token_b)
+        assert token_a not in client.get(f"/api/jobs/{a}").text  # never shown, not even hashed
+
+        started = [{"type": "started", "step": 0, "pid": 1, "history": []}]
+        assert _post(client, a, token_a, started + _steps(1, 2)).json() == {"cancel": False}
+        assert _post(client, b, token_a, _steps(1, 2)).status_code == 401  # another job's token
+        assert _post(client, a, ADMIN, _steps(3, 3)).status_code == 401  # the admin token is not a worker's
+        assert _post(client, a, "", _steps(3, 3)).status_code == 401
+        assert _post(client, "nosuchjob", token_a, _steps(1, 1)).status_code == 401
+        # The worker token opens no admin route.
+        worker = {"Authorization": f"Bearer {token_a}"}
+        assert client.post(f"/api/jobs/{a}/cancel", headers=worker).status_code == 401
+        assert client.delete(f"/api/jobs/{b}", headers=worker).status_code == 401
+        assert client.post("/api/jobs", json=tiny(steps=3), headers=worker).status_code == 401
+        assert client.patch(f"/api/jobs/{a}", json={"name": "x"}, headers=worker).status_code == 401
+        # A malformed message is refused whole.
+        assert _post(client, a, token_a, [{"type": "step", "data": {"no": "step"}}]).status_code == 422
+        assert [m["step"] for m in client.get(f"/api/jobs/{a}/metrics").json()["metrics"]] == [1, 2]
+        assert client.get(f"/api/jobs/{b}").json()["step"] == 0
+
+
+def test_a_batch_sent_again_is_applied_once(tmp_path: Path, executor: RemoteStandIn) -> None:
+    with _app(tmp_path) as client:
+        job = client.post("/api/jobs", json=tiny(steps=5), headers=_admin()).json()["id"]
+        token = executor.tokens[job]
+        first = [{"type": "started", "step": 0, "pid": 1, "history": []}, *_steps(1, 3)]
+        assert _post(client, job, token, first).status_code == 200
+        assert _post(client, job, token, first).status_code == 200  # the answer was lost: sent again
+        evaluation = {"type": "eval", "data": {"step": 3, "map": 0.5, "map50": 0.7, "val_total": 1.0}}
+        overlap = [*_steps(2, 5), evaluation, {"type": "checkpoint", "step": 5}]
+        assert _post(client, job, token, overlap).status_code == 200
+        assert _post(client, job, token, overlap).status_code == 200
+        done = [{"type": "done", "status": "succeeded", "step": 5, "error": None}]
+        assert _post(client, job, token, done).json() == {"cancel": False}
+        assert _post(client, job, token, done).json() == {"cancel": True}  # the job is over: stop
+        state = client.get(f"/api/jobs/{job}").json()
+        assert state["status"] == "succeeded" and state["step"] == 5 and state["checkpoint_step"] == 5
+        assert [m["step"] for m in client.get(f"/api/jobs/{job}/metrics").json()["metrics"]] == [1, 2, 3, 4, 5]
+        events = _events(client, job)
+        assert [s for kind, s in events if kind == "step"] == [1, 2, 3, 4, 5]
+        assert [s for kind, s in events if kind == "eval"] == [3]
+        assert [kind for kind, _ in events].count("status") == 3  # queued, running, succeeded
+
+
+def test_cancel_reaches_the_worker_and_a_silent_one_is_stopped(tmp_path: Path, executor: RemoteStandIn) -> None:
+    with _app(tmp_path, ray_cancel_grace_s=0.5) as client:
+        polite = client.post("/api/jobs", json=tiny(steps=50), headers=_admin()).json()["id"]
+        silent = client.post("/api/jobs", json=tiny(steps=50), headers=_admin()).json()["id"]
+        token = executor.tokens[polite]
+        _post(client, polite, token, [{"type": "started", "step": 0, "pid": 1, "history": []}, *_steps(1, 2)])
+        assert client.post(f"/api/jobs/{polite}/cancel", headers=_admin()).json()["status"] == "running"
+        assert _post(client, polite, token, _steps(3, 3)).json() == {"cancel": True}
+        _post(client, polite, token, [{"type": "done", "status": "cancelled", "step": 3, "error": None}])
+        assert client.get(f"/api/jobs/{polite}").json()["status"] == "cancelled"
+
+        # A worker that never answers is stopped after the grace; its job is cancelled, not failed.
+        client.post(f"/api/jobs/{silent}/cancel", headers=_admin())
+        job = _wait(client, silent, lambda j: j["status"] != "running", timeout=15)
+        assert job["status"] == "cancelled" and job["error"] is None and executor.killed == [silent]
+
+
+def test_a_restarted_server_reattaches_runs_its_executor_still_has(tmp_path: Path, executor: RemoteStandIn) -> None:
+    with _app(tmp_path) as client:
+        kept = client.post("/api/jobs", json=tiny(steps=6), headers=_admin()).json()["id"]
+        lost = client.post("/api/jobs", json=tiny(steps=6), headers=_admin()).json()["id"]
+        token = executor.tokens[kept]
+        _post(client, kept, token, [{"type": "started", "step": 0, "pid": 1, "history": []}, *_steps(1, 3)])
+    # The server stopped; the runs did not. One of them is lost while it is away.
+    executor.alive.discard(lost)
+    with _app(tmp_path) as client:
+        assert client.get(f"/api/jobs/{kept}").json()["status"] == "running"
+        assert client.get(f"/api/jobs/{lost}").json()["status"] == "interrupted"
+        # The worker sends again what it could not deliver (step 3 arrived before), then goes on.
+        _post(client, kept, token, [*_steps(3, 6), {"type": "done", "status": "succeeded", "step": 6, "error": None}])
+        assert client.get(f"/api/jobs/{kept}").json()["status"] == "succeeded"
+        assert [m["step"] for m in client.get(f"/api/jobs/{kept}/metrics").json()["metrics"]] == list(range(1, 7))
+        assert [s for kind, s in _events(client, kept) if kind == "step"] == list(range(1, 7))
+        # The lost run's worker, should it come back, is told to stop; the job resumes with a new token.
+        assert _post(client, lost, executor.tokens[lost], _steps(1, 1)).json() == {"cancel": True}
+        old = executor.tokens[lost]
+        client.post(f"/api/jobs/{lost}/resume", headers=_admin())
+        assert executor.tokens[lost] != old and _post(client, lost, old, _steps(1, 1)).status_code == 401
+
+
+def _wait(client: TestClient, job_id: str, done: Any, timeout: float) -> dict[str, Any]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if done(job):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
+
+
+def test_the_reporter_retries_with_back_off_and_keeps_order() -> None:
+    """A server away for three sends, then one that loses an answer: every message arrives, in order."""
+    received: list[list[int]] = []
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] <= 3:
+            raise httpx.ConnectError("connection refused")
+        body = httpx.Response(200, content=request.content).json()
+        steps = [m["data"]["step"] for m in body["messages"] if m["type"] == "step"]
+        if steps:
+            received.append(steps)
+        if calls["n"] == 4:
+            return httpx.Response(503)  # applied, but the answer says try again: sent again
+        return httpx.Response(200, json={"cancel": calls["n"] >= 6})
+
+    from app.messages import Record
+
+    reporter = HttpReporter(
+        "http://server", "j1", "tok", batch_s=0.01, min_backoff_s=0.01, transport=httpx.MockTransport(handler)
+    )
+    reporter.start()
+    for step in range(1, 8):
+        reporter.put(Record("j1", "step", {"step": step}))
+    assert reporter.flush(timeout=10)
+    for step in range(8, 10):
+        reporter.put(Record("j1", "step", {"step": step}))
+    assert reporter.close(timeout=10)
+    assert reporter.retries >= 4
+    assert received[0] == received[1]  # the batch whose answer was a 503 came again, whole
+    applied: list[int] = []  # what the server keeps: a step after the last one it has
+    for batch in received:
+        assert batch == sorted(batch)
+        applied += [s for s in batch if not applied or s > applied[-1]]
+    assert applied == list(range(1, 10))
+    assert reporter.cancel.is_set()
+
+
+def test_the_reporter_stops_when_the_server_refuses_the_run() -> None:
+    from app.messages import Record
+
+    reporter = HttpReporter(
+        "http://server", "j1", "tok", batch_s=0.01, transport=httpx.MockTransport(lambda r: httpx.Response(401))
+    ).start()
+    reporter.put(Record("j1", "step", {"step": 1}))
+    assert reporter.gone.wait(5) and reporter.cancel.is_set()
+    assert not reporter.close(timeout=5)
+
+
+def test_ray_resources_come_from_the_settings_and_the_config(tmp_path: Path) -> None:
+    from app.executors.ray import RayExecutor, ray_resources
+
+    settings = Settings(data_dir=tmp_path, ray_cpus_per_job=2, server_url="http://10.0.0.5:8000/")
+    assert ray_resources(tiny(), settings) == {"entrypoint_num_cpus": 2}
+    assert ray_resources(tiny(gpus=1), settings) == {"entrypoint_num_cpus": 2, "entrypoint_num_gpus": 1}
+    with_gpus = settings.model_copy(update={"ray_gpus_per_job": 0.5})
+    assert ray_resources(tiny(), with_gpus)["entrypoint_num_gpus"] == 0.5
+    job = {"id": "abc", "step": 7, "config": tiny(), "name": "n"}
+    command = RayExecutor(settings).entrypoint(job)
+    assert command.startswith("python -m app.worker_main --job abc --server http://10.0.0.5:8000 --job-dir ")
+    assert command.endswith(f"--data-dir {tmp_path.resolve()} --known-step 7")
