@@ -26,8 +26,10 @@ PROBLEMS_SHOWN = 20
 
 
 def data_dir(args: argparse.Namespace) -> Path:
-    """``--data-dir``, else ``SSDBOARD_DATA_DIR``, else ``data``."""
-    return Path(args.data_dir or os.environ.get("SSDBOARD_DATA_DIR") or "data")
+    """``--data-dir``, else ``SSDBOARD_ARTIFACT_DIR`` (the registry root), ``SSDBOARD_DATA_DIR``, ``data``."""
+    return Path(
+        args.data_dir or os.environ.get("SSDBOARD_ARTIFACT_DIR") or os.environ.get("SSDBOARD_DATA_DIR") or "data"
+    )
 
 
 def _registry(args: argparse.Namespace) -> Any:

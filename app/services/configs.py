@@ -26,13 +26,13 @@ def resolve(data: Mapping[str, Any], settings: Settings, *, loc: tuple[str, ...]
         Invalid: a bad value or a config over a limit; ``loc`` + the field's dotted path.
     """
     try:
-        config = from_dict(apply_dataset(data, settings.data_dir))
+        config = from_dict(apply_dataset(data, settings.artifact_root))
         check_limits(
             config,
             max_priors=settings.max_priors,
             max_memory_gib=settings.max_memory_gib,
             max_train_images=settings.max_train_images,
-            max_objects=max_boxes(config, settings.data_dir),
+            max_objects=max_boxes(config, settings.artifact_root),
         )
     except ConfigError as exc:
         raise Invalid((*loc, *exc.field.split(".")), exc.message) from exc

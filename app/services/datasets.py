@@ -130,7 +130,7 @@ class DatasetService:
 
     def __init__(self, jobs: JobService, *, data_dir: Path | None = None, cache_size: int = 256) -> None:
         self.jobs = jobs
-        self.registry = Registry(data_dir if data_dir is not None else jobs.settings.data_dir)
+        self.registry = Registry(data_dir if data_dir is not None else jobs.settings.artifact_root)
         # About 1 ms to generate an image, but the pages ask for the same ones again and again.
         self._sample: Callable[[DataConfig, int, Split, int], Sample] = functools.lru_cache(maxsize=cache_size)(
             lambda data, seed, split, index: for_config(Config(seed=seed, data=data), split)[index]

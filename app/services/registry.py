@@ -112,12 +112,12 @@ class _Parsed:
 
 
 class RegistryService:
-    """The datasets of ``settings.data_dir`` and this server's uploads (one per app)."""
+    """The datasets under ``settings.artifact_root`` and this server's uploads (one per app)."""
 
     def __init__(self, jobs: JobService, settings: Settings) -> None:
         self.jobs = jobs
         self.settings = settings
-        self.registry = Registry(settings.data_dir)
+        self.registry = Registry(settings.artifact_root)  # every worker reads datasets from there
         self.uploads_dir = settings.data_dir / "uploads"
         self._imports: OrderedDict[str, Import] = OrderedDict()
         self._lock = threading.Lock()

@@ -204,8 +204,9 @@ def split_boxes(config: Config, split: Split, n: int, data_dir: Path | None = No
 
 
 def default_data_dir() -> Path:
-    """``SSDBOARD_DATA_DIR`` or ``data``: where every command finds the dataset registry."""
-    return Path(os.environ.get("SSDBOARD_DATA_DIR", "data"))
+    """``SSDBOARD_ARTIFACT_DIR``, else ``SSDBOARD_DATA_DIR``, else ``data``: where every command finds
+    the dataset registry (the artifact root that every node of a cluster mounts, when there is one)."""
+    return Path(os.environ.get("SSDBOARD_ARTIFACT_DIR") or os.environ.get("SSDBOARD_DATA_DIR") or "data")
 
 
 def for_config(
