@@ -161,6 +161,10 @@ class TrainIn(_Section):
         _d("train", "precision"),
         description="Compute precision; auto: bf16 on CPUs with bf16 units, float16 with loss scaling on GPUs.",
     )
+    workers: int = Field(
+        _d("train", "workers"),
+        description="Processes that train the job together, each on a slice of every batch; must divide batch_size.",
+    )
 
 
 class DetectIn(_Section):

@@ -32,7 +32,8 @@ class FusedBatchNormalization(layers.BatchNormalization):
     """
 
     def call(self, inputs: tf.Tensor, training: bool | None = None, mask: tf.Tensor | None = None) -> tf.Tensor:
-        if not training or len(inputs.shape) != 4 or self.axis not in (-1, 3):
+        # synchronized (multi-worker training, ssd.distributed): Keras' path all-reduces the moments.
+        if not training or self.synchronized or len(inputs.shape) != 4 or self.axis not in (-1, 3):
             return super().call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
         gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels], tf.float32)

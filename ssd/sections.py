@@ -29,6 +29,7 @@ from ssd.precision import PRECISIONS, Requested
 MAX_IMAGE_SIZE = 1024
 MAX_STEPS = 10_000_000
 MAX_BATCH = 4096
+MAX_WORKERS = 16
 
 
 class ConfigError(ValueError):
@@ -311,6 +312,8 @@ class TrainConfig:
     checkpoint_every: int = 200
     # auto: bf16 on CPUs with bf16 units, float16 + loss scaling on GPUs with tensor cores (ssd.precision)
     precision: Requested = "float32"
+    # Processes that train one job together, each on a slice of every batch (ssd.distributed).
+    workers: int = 1
 
     def __post_init__(self) -> None:
         _check(1 <= self.steps <= MAX_STEPS, "train.steps", f"must be in 1..{MAX_STEPS}, got {self.steps}")
@@ -325,6 +328,12 @@ class TrainConfig:
         _check(1 <= self.eval_images <= 100_000, "train.eval_images", "must be in 1..100000")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
         _check(self.precision in PRECISIONS, "train.precision", f"must be one of {', '.join(PRECISIONS)}")
+        _check(1 <= self.workers <= MAX_WORKERS, "train.workers", f"must be in 1..{MAX_WORKERS}, got {self.workers}")
+        _check(
+            self.batch_size % self.workers == 0,
+            "train.workers",
+            f"must divide train.batch_size ({self.batch_size}): each worker takes an equal slice of a batch",
+        )
 
 
 @dataclass(frozen=True)

@@ -105,16 +105,22 @@ def make_targets_fn(config: Config) -> Callable[[tf.Tensor, tf.Tensor], tf.Tenso
     return targets
 
 
-def input_pipeline(config: Config, dataset: TrainData, first_step: int, last_step: int) -> tf.data.Dataset:
+def input_pipeline(
+    config: Config, dataset: TrainData, first_step: int, last_step: int, shard: tuple[int, int] = (0, 1)
+) -> tf.data.Dataset:
     """Batches ``(images uint8 [B,S,S,3], y_true float32 [B,P,C+4])`` for steps ``first..last-1``.
 
     Images are generated in NumPy (in a ``py_function``) and matched to priors in a vectorised
-    TensorFlow map; both run ahead of the training step on the pipeline's threads.
+    TensorFlow map; both run ahead of the training step on the pipeline's threads. ``shard =
+    (i, n)`` gives only the i-th of n equal slices of every batch, ``B / n`` samples (a worker's
+    part in multi-worker training, :mod:`ssd.distributed`).
     """
-    b, s, k = config.train.batch_size, config.data.image_size, dataset.max_digits
+    index, num_shards = shard
+    b, s, k = config.train.batch_size // num_shards, config.data.image_size, dataset.max_digits
+    first_sample = index * b
 
     def generate(step: tf.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        images, boxes, labels, _ = dataset.batch(int(step) * b, b)
+        images, boxes, labels, _ = dataset.batch(int(step) * config.train.batch_size + first_sample, b)
         return images, boxes, labels
 
     def load(step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -180,7 +186,14 @@ def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
 class Trainer:
     """One run: a model, its optimizer and its data, checkpointed to ``out_dir``."""
 
+    shard: tuple[int, int] = (0, 1)  # (this worker, workers): the slice of each batch it trains on
+
     def __init__(self, config: Config, out_dir: str | Path, *, data_dir: str | Path | None = None) -> None:
+        if self.shard[1] != config.train.workers:
+            raise ValueError(
+                f"train.workers is {config.train.workers}: train with ssd.distributed.DistributedTrainer "
+                "(`ssdboard train` starts the workers itself)"
+            )
         self.config = config
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -227,6 +240,7 @@ class Trainer:
             y_pred = self.model(images, training=False)
             return losses(y_true, y_pred), y_pred
 
+        self._losses = losses  # ssd.distributed's step computes the same loss on the gathered batch
         self._train_step = train_step
         self._eval_step = eval_step
 
@@ -352,7 +366,7 @@ class Trainer:
         record: dict[str, Any] | None = None
         evaluation: dict[str, Any] | None = None
         status: Literal["succeeded", "cancelled"] = "succeeded"
-        pipeline = iter(input_pipeline(self.config, self.train_data, self.step, last))
+        pipeline = iter(input_pipeline(self.config, self.train_data, self.step, last, self.shard))
         tick = time.perf_counter()
         with open(metrics_file, "a") as mf, TensorBoardLog(self.out_dir, self.config.to_dict(), self.step) as tb:
             while self.step < last:
