@@ -22,7 +22,9 @@ only its own loaders do that; importers read every record.)
 
 TensorFlow-free: events are written with TensorBoard's protos and record framing, synchronously
 into a buffered file that is flushed every :attr:`TensorBoardLog.flush_secs` and at every
-evaluation. Measured at ~40 us per step on the 2-core CPU, against ~330 ms per training step.
+evaluation. ``python -m benchmarks.tensorboard_log`` (default config, 2 shared CPU cores): 153 us
+per step inside :meth:`TensorBoardLog.step`, 0.0075% of a 2 s step; the step times with and without
+the log differ by less than the machine's noise.
 """
 
 from __future__ import annotations
