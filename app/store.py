@@ -59,14 +59,8 @@ __all__ = [
 
 # Internal bookkeeping columns stay out of a job's dict; the best mAP columns become ``best``.
 BEST_COLUMNS = ("best_map50", "best_map50_step", "best_map", "best_map_step")
-HIDDEN_COLUMNS = (
-    "event_seq",
-    "run_seconds",
-    "dataset",
-    "worker_token_hash",
-    "executor_ref",
-    *BEST_COLUMNS,
-)  # ``dataset`` is in the config
+# ``dataset`` is in the config; the worker's token hash and the executor's reference are the runner's.
+HIDDEN_COLUMNS = ("event_seq", "run_seconds", "dataset", "worker_token_hash", "executor_ref", *BEST_COLUMNS)
 JOB_COLUMNS = [c.name for c in jobs.columns if c.name not in HIDDEN_COLUMNS]
 
 REPLAY_PAGE = 250  # events a stream reads from the log at a time
