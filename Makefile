@@ -44,6 +44,7 @@ bench: venv
 	$(VENV)/bin/python -m benchmarks.export
 	$(VENV)/bin/python -m benchmarks.compare $(COMPARE_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.jobs_list $(JOBS_LIST_BENCH_ARGS)
+	$(VENV)/bin/python -m benchmarks.tensorboard_log
 	$(VENV)/bin/python -m benchmarks.eval_memory
 	$(VENV)/bin/python -m benchmarks.memory
 	$(VENV)/bin/python -m benchmarks.datasets_import
