@@ -113,7 +113,11 @@ class LocalPeers:
 
 
 class DistributedTrainer(Trainer):
-    """A :class:`~ssd.train.Trainer` that is worker ``index`` of the ``peers`` training one job."""
+    """A :class:`~ssd.train.Trainer` that is worker ``index`` of the ``peers`` training one job.
+
+    Make it before any other TensorFlow work in the process: the strategy configures the
+    collective ops, which TensorFlow allows only at start-up.
+    """
 
     def __init__(
         self,
