@@ -1,12 +1,13 @@
 # ssdboard: the dashboard and the trainer in one image.
-#   docker build -t ssdboard .                                          # CPU, with ONNX/TFLite export and PostgreSQL
-#   docker build -t ssdboard:gpu --build-arg EXTRAS="[export,postgres,gpu]" .  # TensorFlow's GPU build (tensorflow[and-cuda])
+#   docker build -t ssdboard .                # CPU, with ONNX/TFLite export, PostgreSQL and Ray
+#   docker build -t ssdboard:gpu --build-arg EXTRAS="[export,postgres,ray,gpu]" .  # TensorFlow's GPU build (tensorflow[and-cuda])
 #   docker run -p 8000:8000 -v ssdboard-data:/data -e SSDBOARD_TOKEN=... ssdboard
+# The same image is the server, a Ray head and a Ray worker in compose.yaml ("Running on a cluster").
 # The project installs the way the README does (pip install . from the one pyproject.toml); the
 # CUDA libraries of the GPU build come as pip wheels, so the same slim base serves both.
 FROM python:3.11-slim
 
-ARG EXTRAS="[export,postgres]"
+ARG EXTRAS="[export,postgres,ray]"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
