@@ -32,6 +32,8 @@ test: venv
 # LOAD_BENCH_ARGS the load benchmark (200 SSE clients + REST reads vs. no clients, ~3 min), e.g. '--clients 50';
 # COMPARE_BENCH_ARGS the compare benchmark (10 jobs x 10,000 steps), e.g. '--jobs 3 --steps 2000';
 # JOBS_LIST_BENCH_ARGS the runs-table benchmark (1,000 stored jobs, ~1 min), e.g. '--jobs 200 --repeats 50'.
+# EXECUTORS_BENCH_ARGS the ray vs. local executor benchmark (a Ray head on loopback, 3 x 2 jobs of 200 steps,
+# ~8 min on 2 cores), e.g. '--repeats 1'.
 bench: venv
 	$(VENV)/bin/python -m benchmarks.train $(TRAIN_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.models $(MODELS_BENCH_ARGS)
@@ -49,6 +51,7 @@ bench: venv
 	$(VENV)/bin/python -m benchmarks.memory
 	$(VENV)/bin/python -m benchmarks.datasets_import
 	$(VENV)/bin/python -m benchmarks.file_pipeline
+	$(VENV)/bin/python -m benchmarks.executors $(EXECUTORS_BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
