@@ -5,6 +5,14 @@ job directory, resuming from its checkpoint, and reports through a multiprocessi
 the typed messages of :mod:`app.messages` (started, a record per step and evaluation, a
 checkpoint notice per checkpoint, done last).
 
+A config with ``train.workers = N > 1`` trains with :class:`ssd.distributed.DistributedTrainer`:
+this process is the chief (it alone writes, evaluates and reports, so the messages are those of
+one process) and starts workers ``1..N-1`` as its own child processes on loopback
+(:meth:`~ssd.distributed.DistributedTrainer.with_local_peers`, as ``ssdboard train`` does). A
+cancel is the chief's stop flag, which every worker agrees on before each step, so all stop
+after the same step. The peers end with the chief: it kills them when it ends (an error, its
+memory watch) and each exits by itself within a second of the chief's death (a SIGKILL).
+
 The same function runs under either executor: a local worker is handed a multiprocessing queue
 and the server's pid; a worker elsewhere (:mod:`app.worker_main`, a Ray job) an
 :class:`app.worker_client.HttpReporter`, which posts the messages to the server, and no parent pid.
@@ -13,10 +21,11 @@ It stops before the next step when the job's cancel event is set or when the ser
 started it is gone (a local worker's parent pid changed), so an orphan never trains on. A lock file in the
 job directory keeps a new worker from starting until an orphan has written its checkpoint.
 
-It watches its own resident memory (:class:`MemoryWatch`) against the limit the runner passes
-(``SSDBOARD_WORKER_MEMORY_GIB``): between steps, and on a thread every 150 ms, because one
-TensorFlow op can allocate gigabytes. Over the limit, the job fails with ``out of memory: ...``
-before the kernel's out-of-memory killer acts. Between steps that is an exception like any
+It watches its own resident memory (:class:`MemoryWatch`; with peers, the largest of its own and
+theirs) against the limit the runner passes (``SSDBOARD_WORKER_MEMORY_GIB``, per process):
+between steps, and on a thread every 150 ms, because one TensorFlow op can allocate gigabytes.
+Over the limit, the job fails with ``out of memory: ...`` before the kernel's out-of-memory
+killer acts. Between steps that is an exception like any
 other; from the thread (the main thread is inside an op it cannot interrupt) the worker waits
 for a checkpoint being written, sends its ``done`` message, flushes the queue and exits with
 ``os._exit``. Either way nothing on disk is removed: the last checkpoint and the metrics stay.
@@ -74,10 +83,11 @@ def read_jsonl(path: Path, *, after_step: int = 0, up_to_step: int) -> list[dict
     return out
 
 
-def resident_bytes() -> int:
-    """This process's resident memory: ``/proc/self/statm``'s second field, in pages (0 if unknown)."""
+def resident_bytes(pid: int | None = None) -> int:
+    """A process's resident memory (this one's by default): ``/proc/PID/statm``'s second field, in
+    pages (0 if unknown, or the process is gone)."""
     try:
-        with open("/proc/self/statm") as statm:
+        with open(f"/proc/{'self' if pid is None else pid}/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):  # no procfs (not Linux): the watch never trips
         return 0
@@ -94,6 +104,27 @@ def out_of_memory_message(resident: int, limit: int) -> str:
 
 class OutOfMemory(RuntimeError):
     """The worker's resident memory went over its limit; the message is the job's error."""
+
+
+class PeerDied(RuntimeError):
+    """A peer worker process of a multi-worker job ended badly; the message is the job's error."""
+
+
+def peer_death(exit_codes: list[int | None]) -> str | None:
+    """``worker process 1 of 2 died: killed by signal 9 (SIGKILL)`` for the first peer (workers
+    ``1..N-1``) that ended badly, else None; a peer exits 0 by itself only after the last step."""
+    for index, code in enumerate(exit_codes, start=1):
+        if code is None or code == 0:
+            continue
+        if code < 0:
+            try:
+                how = f"killed by signal {-code} ({signal.Signals(-code).name})"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit code {code}"
+        return f"worker process {index} of {len(exit_codes) + 1} died: {how}"
+    return None
 
 
 class MemoryWatch:
@@ -191,12 +222,26 @@ def run_job(
             send(message)
             return True
 
+    peers: list[Any] = []  # the chief's local peer processes (subprocess.Popen), train.workers > 1
+
+    def stop_peers() -> None:
+        """Kill the peers still running (they would wait for a chief that no longer steps)."""
+        for process in peers:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    def resident() -> int:
+        """The largest resident memory of this process and its peers."""
+        return max([resident_bytes(), *(resident_bytes(p.pid) for p in peers if p.poll() is None)])
+
     def out_of_memory(message: str) -> None:
         """On the watch's thread: the main thread is inside an op; stop the process from here."""
         # Never leave a half-replaced checkpoint: let one being written finish, and start no other.
         checkpointing.acquire(timeout=CHECKPOINT_WAIT)
         if not finish(Done(job_id, "failed", progress["step"], message)):
             return  # the main thread has already reported how the job ended
+        stop_peers()  # os._exit skips LocalPeers' atexit hook
         # os._exit skips the queue's feeder thread: flush it first, but never wait forever.
         threading.Timer(FLUSH_WAIT, os._exit, (EXIT_OUT_OF_MEMORY,)).start()
         if not orphaned():
@@ -206,7 +251,7 @@ def run_job(
 
     watch = None
     if memory_limit_gib is not None and memory_limit_gib > 0:
-        watch = MemoryWatch(int(memory_limit_gib * GIB)).start(out_of_memory)
+        watch = MemoryWatch(int(memory_limit_gib * GIB), read=resident).start(out_of_memory)
 
     # Ctrl-C in the server's terminal reaches the whole process group: the server's shutdown
     # cancels this job (which checkpoints first) instead.
@@ -219,9 +264,16 @@ def run_job(
     lock = open(out / "worker.lock", "w")  # noqa: SIM115 - held for the process's life
     fcntl.flock(lock, fcntl.LOCK_EX)
 
+    def check_peers() -> None:
+        """Fail the job when a peer has died: the chief's next collective would wait for it until
+        TensorFlow's heartbeat check aborts it (seconds), with a message naming no process."""
+        if (message := peer_death([p.poll() for p in peers])) is not None:
+            raise PeerDied(message)
+
     def should_stop() -> bool:
         if watch is not None and (message := watch.check()) is not None:
             raise OutOfMemory(message)  # between steps: fails the job like any other error
+        check_peers()
         return cancel.is_set() or orphaned()
 
     def on_step(metrics: dict[str, Any]) -> None:
@@ -232,6 +284,7 @@ def run_job(
     started = False  # the trainer's step means something only once its checkpoint is loaded
     try:
         from ssd.config import from_dict
+        from ssd.distributed import DistributedTrainer
         from ssd.train import Trainer
 
         class ReportingTrainer(Trainer):
@@ -242,10 +295,23 @@ def run_job(
                     super().save_checkpoint()
                     send(CheckpointSaved(job_id, self.step))
 
+        class ReportingChief(DistributedTrainer):
+            """The chief of a multi-worker job (index 0: it alone saves), reporting as above."""
+
+            def save_checkpoint(self) -> None:
+                with checkpointing:
+                    super().save_checkpoint()
+                    send(CheckpointSaved(job_id, self.step))
+
+        parsed = from_dict(config)
         if should_stop():  # cancelled (or the server stopped) while TensorFlow was loading
             finish(Done(job_id, "cancelled", None))
             return
-        trainer = ReportingTrainer(from_dict(config), out, data_dir=data_dir)
+        if parsed.train.workers > 1:  # the peers start now; the strategy must be TF's first work here
+            trainer = ReportingChief.with_local_peers(parsed, out, data_dir=data_dir)
+            peers.extend(trainer.local_peers.processes)
+        else:
+            trainer = ReportingTrainer(parsed, out, data_dir=data_dir)
         if trainer.has_checkpoint():
             trainer.load_checkpoint()
         history = read_jsonl(out / METRICS_FILE, after_step=known_step, up_to_step=trainer.step)
@@ -259,10 +325,17 @@ def run_job(
         )
         finish(Done(job_id, result.status, result.step))
     except BaseException as exc:  # noqa: BLE001 - every failure is reported, then the process ends
-        finish(Done(job_id, "failed", trainer.step if started else None, describe(exc)))
+        death = peer_death([p.poll() for p in peers])
+        if isinstance(exc, PeerDied) or (death is not None and type(exc).__module__.startswith("tensorflow")):
+            # TensorFlow's abort of a collective is the consequence; the peer's death is the cause.
+            finish(Done(job_id, "failed", progress["step"], death or str(exc)))
+        else:
+            finish(Done(job_id, "failed", trainer.step if started else None, describe(exc)))
     finally:
         if watch is not None:
             watch.stop()
+        if trainer is not None and getattr(trainer, "local_peers", None) is not None:
+            trainer.local_peers.close()  # after a failure the peers would wait for the chief for ever
         if orphaned():
             # Nobody reads the queue any more: exiting must not wait for its buffer to drain.
             queue.cancel_join_thread()

@@ -4,8 +4,11 @@ The entrypoint is :mod:`app.worker_main` (``python -m app.worker_main --job ID -
 which trains with the same :func:`app.worker.run_job` as a local worker and reports over HTTP
 with the run's worker token. The token and the job's config travel in the Ray job's
 ``runtime_env`` environment variables. Resources: ``entrypoint_num_cpus`` is
-``SSDBOARD_RAY_CPUS_PER_JOB``; ``entrypoint_num_gpus`` the config's ``train.gpus`` when it sets
-one, else ``SSDBOARD_RAY_GPUS_PER_JOB``. Job files go to the job's directory under the artifact
+``SSDBOARD_RAY_CPUS_PER_JOB`` times the config's ``train.workers``; ``entrypoint_num_gpus`` the
+config's ``train.gpus`` when it sets one, else ``SSDBOARD_RAY_GPUS_PER_JOB``. A multi-worker job
+(``train.workers = N > 1``) is still one Ray job on one node: its entrypoint is the chief, which
+starts the other N-1 workers as its child processes (:mod:`app.worker`), hence the N shares of
+CPUs; they are not N Ray tasks. Job files go to the job's directory under the artifact
 root (``SSDBOARD_ARTIFACT_DIR``), which every node must mount at the same path.
 
 A cancel reaches the worker in the answer to its next report (it checkpoints and stops); a run
@@ -41,10 +44,16 @@ class RayRun:
 
 
 def ray_resources(config: dict[str, Any], settings: Settings) -> dict[str, float]:
-    """``entrypoint_num_cpus`` and, when some are asked for, ``entrypoint_num_gpus`` for a job's config."""
-    gpus = (config.get("train") or {}).get("gpus")
+    """``entrypoint_num_cpus`` and, when some are asked for, ``entrypoint_num_gpus`` for a job's config.
+
+    The CPUs cover every worker process of the job: the chief and its ``train.workers - 1`` local peers.
+    """
+    train = config.get("train") or {}
+    gpus = train.get("gpus")
     gpus = float(gpus) if isinstance(gpus, int | float) and not isinstance(gpus, bool) else settings.ray_gpus_per_job
-    resources = {"entrypoint_num_cpus": settings.ray_cpus_per_job}
+    workers = train.get("workers")
+    processes = workers if isinstance(workers, int) and not isinstance(workers, bool) and workers > 1 else 1
+    resources = {"entrypoint_num_cpus": settings.ray_cpus_per_job * processes}
     if gpus > 0:
         resources["entrypoint_num_gpus"] = gpus
     return resources

@@ -258,6 +258,8 @@ def test_ray_resources_come_from_the_settings_and_the_config(tmp_path: Path) -> 
     assert ray_resources(tiny(gpus=1), settings) == {"entrypoint_num_cpus": 2, "entrypoint_num_gpus": 1}
     with_gpus = settings.model_copy(update={"ray_gpus_per_job": 0.5})
     assert ray_resources(tiny(), with_gpus)["entrypoint_num_gpus"] == 0.5
+    # A multi-worker job's chief starts its peers in the same Ray job: CPUs for each of them.
+    assert ray_resources(tiny(workers=2, batch_size=4), settings) == {"entrypoint_num_cpus": 4}
     job = {"id": "abc", "step": 7, "config": tiny(), "name": "n"}
     command = RayExecutor(settings).entrypoint(job)
     assert command.startswith("python -m app.worker_main --job abc --server http://10.0.0.5:8000 --job-dir ")
