@@ -60,12 +60,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _config_arg(args)
     out = Path(args.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if config.train.workers > 1:  # this process is the chief; it starts the other workers itself
-        from ssd.distributed import DistributedTrainer
+    from ssd.config import ConfigError
 
-        trainer: Trainer = DistributedTrainer.with_local_peers(config, out, data_dir=args.data_dir)
-    else:
-        trainer = Trainer(config, out, data_dir=args.data_dir)
+    try:
+        if config.train.workers > 1:  # this process is the chief; it starts the other workers itself
+            from ssd.distributed import DistributedTrainer
+
+            trainer: Trainer = DistributedTrainer.with_local_peers(config, out, data_dir=args.data_dir)
+        else:
+            trainer = Trainer(config, out, data_dir=args.data_dir)
+    except ConfigError as exc:  # found only when building: e.g. ImageNet weights this machine cannot fetch
+        raise CliError(f"option --config: {exc.field}: {exc.message}") from exc
     if trainer.has_checkpoint():
         try:
             trainer.load_checkpoint()

@@ -2,9 +2,11 @@
 
 - On a GPU of compute capability 7.0 or more (tensor cores): ``mixed_float16``, with dynamic loss
   scaling (:func:`ssd.train.make_optimizer` wraps the optimizer in Keras' ``LossScaleOptimizer``).
-- On a CPU with bf16 units (Intel AMX-BF16, or AVX512-BF16 as on AMD Zen 4): ``mixed_bfloat16``.
-  Measured faster than float32 on both kinds this project runs on (README, "Models" and
-  "Speed"; ``python -m benchmarks.models``).
+- On a CPU with bf16 units (Intel AMX-BF16, or AVX512-BF16 as on AMD Zen 4): ``mixed_bfloat16``,
+  where it was measured faster than float32 (``python -m benchmarks.models``, README "Models"):
+  the notebook network 2.1x and resnet50 1.5x on an AMD EPYC. Not for ``mobilenet_v2``: its
+  depthwise convolutions and Keras' unfused BatchNorm made bf16 0.70x float32 there, so it stays
+  in float32 (:data:`CPU_BF16_SLOWER`).
 - Otherwise ``float32``: bf16 emulated without those units is slower than float32.
 
 TensorFlow-free: the GPU is described by the caller (:class:`Gpu`), the CPU read from
@@ -24,6 +26,8 @@ PRECISIONS: tuple[Requested, ...] = ("auto", "float32", "mixed_bfloat16", "mixed
 # /proc/cpuinfo flag -> how people write it, best first.
 BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
 MIN_FLOAT16_CAPABILITY = (7, 0)  # Volta: the first tensor cores
+# Backbones whose training step ran slower in bf16 than in float32 on a CPU with bf16 units.
+CPU_BF16_SLOWER = frozenset({"mobilenet_v2"})
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,15 @@ def cpu_bf16(flags: frozenset[str] | None = None) -> str | None:
 
 
 def choose(
-    requested: Requested, gpu: Gpu | None = None, *, flags: frozenset[str] | None = None, cpu: str | None = None
+    requested: Requested,
+    gpu: Gpu | None = None,
+    *,
+    backbone: str = "notebook",
+    flags: frozenset[str] | None = None,
+    cpu: str | None = None,
 ) -> Choice:
-    """The policy for ``train.precision`` on this hardware (``gpu``: the one the run uses, or None)."""
+    """The policy for ``train.precision`` on this hardware (``gpu``: the one the run uses, or None)
+    for a model of ``backbone``."""
     if requested != "auto":
         return Choice(requested, "set in the config")
     if gpu is not None:
@@ -82,6 +92,8 @@ def choose(
         return Choice("float32", f"auto: {gpu.name} (compute capability {major}.{minor}) has no tensor cores")
     cpu = cpu if cpu is not None else cpu_info()[0]
     unit = cpu_bf16(flags)
+    if unit is not None and backbone in CPU_BF16_SLOWER:
+        return Choice("float32", f"auto: {cpu} has {unit}, but {backbone} measured slower in bf16 than float32")
     if unit is not None:
         return Choice("mixed_bfloat16", f"auto: {cpu} has {unit}")
     return Choice("float32", f"auto: {cpu} has no bf16 units")

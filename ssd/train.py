@@ -174,7 +174,7 @@ def detect_gpu() -> Gpu | None:
 
 def choose_precision(config: Config) -> Choice:
     """``train.precision`` on this machine (see :mod:`ssd.precision`)."""
-    return choose(config.train.precision, detect_gpu())
+    return choose(config.train.precision, detect_gpu(), backbone=config.model.backbone)
 
 
 def current_lr(optimizer: keras.optimizers.Optimizer) -> float:

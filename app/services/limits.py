@@ -152,7 +152,9 @@ def memory_terms(config: Config, max_objects: int | None = None) -> dict[str, fl
     """Bytes of each part of :func:`memory_estimate` (what to lower when the sum is too large)."""
     sizes = memory_sizes(config, max_objects)
     per_value = {
-        "activations": ACTIVATION_BYTES[precision.choose(config.train.precision).policy],
+        "activations": ACTIVATION_BYTES[
+            precision.choose(config.train.precision, backbone=config.model.backbone).policy
+        ],
         "weights": PARAM_BYTES,
         "priors": PRIOR_BYTES,
         "matching": MATCH_BYTES,

@@ -121,6 +121,31 @@ def test_a_failed_imagenet_download_is_an_error_naming_model_weights(monkeypatch
     build_ssd(config.model, config.priors, 96, pretrained=False)  # a checkpoint's weights need no download
 
 
+def test_the_cli_names_model_weights_when_they_cannot_be_had(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Offline, ``ssdboard train`` fails at once with one error line, not a traceback."""
+    import json
+
+    from keras.src.utils import file_utils
+
+    from ssd.cli import main
+
+    def offline(*args: Any, **kwargs: Any) -> str:
+        raise Exception("URL fetch failure: no route to host")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    config = tmp_path / "c.json"
+    config.write_text(
+        json.dumps({"model": {"backbone": "mobilenet_v2", "weights": "imagenet"}, "data": {"image_size": 96}})
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--steps", "1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "ssdboard: error: option --config: model.weights:" in err and "Traceback" not in err
+
+
 def test_a_backbone_trains_checkpoints_and_detects(tmp_path: Path) -> None:
     """Two steps of mobilenet_v2 at 64 px in mixed bf16, then the checkpoint detects."""
     from ssd.detect import Detector

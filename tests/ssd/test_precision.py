@@ -33,6 +33,14 @@ def test_auto_follows_the_hardware(gpu: Gpu | None, flags: frozenset[str], polic
     assert choice.policy == policy and words in choice.reason
 
 
+def test_auto_keeps_mobilenet_in_float32_on_a_cpu() -> None:
+    """benchmarks.models measured mobilenet_v2's step at 0.70x in bf16 on AVX512-BF16."""
+    choice = choose("auto", None, backbone="mobilenet_v2", flags=ZEN4, cpu="Test CPU")
+    assert choice.policy == "float32" and "measured slower" in choice.reason
+    assert choose("auto", None, backbone="resnet50", flags=ZEN4).policy == "mixed_bfloat16"
+    assert choose("auto", Gpu("H200", (9, 0)), backbone="mobilenet_v2").policy == "mixed_float16"
+
+
 def test_a_set_precision_is_kept_whatever_the_hardware() -> None:
     assert choose("float32", Gpu("H200", (9, 0))).policy == "float32"
     assert choose("mixed_bfloat16", None, flags=OLD).policy == "mixed_bfloat16"
