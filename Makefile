@@ -33,7 +33,7 @@ test: venv
 # COMPARE_BENCH_ARGS the compare benchmark (10 jobs x 10,000 steps), e.g. '--jobs 3 --steps 2000';
 # JOBS_LIST_BENCH_ARGS the runs-table benchmark (1,000 stored jobs, ~1 min), e.g. '--jobs 200 --repeats 50'.
 # EXECUTORS_BENCH_ARGS the ray vs. local executor benchmark (a Ray head on loopback, 3 x 2 jobs of 200 steps,
-# ~8 min on 2 cores), e.g. '--repeats 1'.
+# ~5 min on 2 cores), e.g. '--repeats 1'.
 bench: venv
 	$(VENV)/bin/python -m benchmarks.train $(TRAIN_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.models $(MODELS_BENCH_ARGS)
