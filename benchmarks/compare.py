@@ -28,7 +28,6 @@ import json
 import math
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,19 +41,10 @@ from app.store import METRIC_KEYS, JobStore, metrics
 from benchmarks.server import free_port, start_server, stop_server
 from benchmarks.sse import percentile
 from ssd.config import from_dict
+from ssd.precision import cpu_info
 
 TARGET_P95_MS = 300.0
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC: the first job's first step
-
-
-def cpu_name() -> str:
-    """``lscpu``'s "Model name", else "unknown"."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return "unknown"
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
-    return names[0] if names else "unknown"
 
 
 def _curve(rng: random.Random, steps: int, scale: float, rate: float, spike_at: int) -> list[float]:
@@ -197,7 +187,7 @@ def run(jobs: int, steps: int, repeats: int, warmup: int, points: int) -> dict[s
         "bytes": len(response.content),
         "points_per_part": [min(per_part), max(per_part)],
         "fill_s": round(filled, 1),
-        "cpu": cpu_name(),
+        "cpu": cpu_info()[0],
         "cores": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }

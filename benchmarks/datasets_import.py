@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -28,20 +27,15 @@ import numpy as np
 from ssd.datasets.export import export_generator
 from ssd.datasets.records import FORMATS
 from ssd.datasets.registry import Registry
+from ssd.precision import cpu_info
 
 TARGET_S = 60.0
 TARGET_IMAGES = 5000
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    """The CPU's model name (``/proc/cpuinfo``)."""
+    return cpu_info()[0]
 
 
 def time_import(src: Path, data: Path) -> dict[str, Any]:

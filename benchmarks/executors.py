@@ -41,6 +41,7 @@ import httpx
 
 from app.domain import TERMINAL
 from benchmarks.server import free_port, start_server, stop_server
+from ssd.precision import cpu_info
 
 EXECUTORS = ("local", "ray")
 RAY_PORT_OPTIONS = (
@@ -59,16 +60,6 @@ TINY_MODEL: dict[str, Any] = {  # benchmarks.sse's: hundreds of steps/s (the tra
     "priors": {"strides": [4], "scales": [[8]], "ratios": [1.0]},
     "data": {"image_size": 32, "scale_range": [0.5, 1.0], "min_digits": 1, "max_digits": 2},
 }
-
-
-def cpu_name() -> str:
-    """``lscpu``'s "Model name", else "unknown"."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return "unknown"
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
-    return names[0] if names else "unknown"
 
 
 def job_config(name: str, *, steps: int, batch_size: int, model: str) -> dict[str, Any]:
@@ -295,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=".bench/executors.json", help="where the JSON results go")
     args = parser.parse_args(argv)
 
-    cpu = cpu_name()
+    cpu = cpu_info()[0]
     print(f"CPU: {cpu} ({os.cpu_count()} cores); load average {os.getloadavg()[0]:.2f} at the start")
     runs: list[dict[str, Any]] = []
     started = time.perf_counter()

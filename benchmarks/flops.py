@@ -9,14 +9,14 @@ CPU and its bf16 instructions.
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from ssd.precision import cpu_info
 
 
 def conv_flops(model: keras.Model) -> dict[str, int]:
@@ -131,11 +131,6 @@ def matmul_gflops(size: int, dtype: tf.DType, runs: int) -> float:
 
 def cpu_description() -> str:
     """The CPU model and its bf16 features (from ``/proc/cpuinfo`` on Linux)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    name, flags = cpu_info()
     bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-    return f"{name or platform.machine()} ({', '.join(bf16) or 'no bf16 instructions'})"
+    return f"{name} ({', '.join(bf16) or 'no bf16 instructions'})"

@@ -24,7 +24,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import tempfile
 import time
 from datetime import timedelta
@@ -37,19 +36,10 @@ import sqlalchemy as sa
 from app.store import JobStore, utcnow
 from benchmarks.server import free_port, start_server, stop_server
 from ssd.config import from_dict
+from ssd.precision import cpu_info
 
 DATASETS = ("mnist", "trees", "digits-coco")
 TAGS = ("baseline", "wide-priors", "lr-sweep", "paper-loss", "bf16", "keep")
-
-
-def cpu_name() -> str:
-    """``lscpu``'s "Model name", else "unknown"."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return "unknown"
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
-    return names[0] if names else "unknown"
 
 
 def fill_store(db_url: str, *, jobs: int, steps: int, evals: int, seed: int = 0) -> list[str]:
@@ -143,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "postgresql+psycopg://USER@127.0.0.1:5432/bench (its jobs are left there)",
     )
     args = parser.parse_args(argv)
-    results: dict[str, Any] = {"cpu": cpu_name(), "jobs": args.jobs, "steps_per_job": args.steps}
+    results: dict[str, Any] = {"cpu": cpu_info()[0], "jobs": args.jobs, "steps_per_job": args.steps}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         db_url = args.database_url or f"sqlite:///{data_dir / 'ssdboard.db'}"
