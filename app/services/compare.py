@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from app.domain import TERMINAL, Invalid, NotFound
+from app.figures.dataset import CLASS_COLORS
 from app.store import JobStore
 
 MIN_JOBS, MAX_JOBS = 2, 10
@@ -41,19 +42,8 @@ DEFAULT_POINTS, MIN_POINTS, MAX_POINTS = 1000, 10, 5000
 SIGNIFICANT_DIGITS = 6  # of the loss values sent
 CACHE_BYTES = 64 * 2**20  # ~500 finished jobs' answers at 1000 points (~130 kB of JSON each)
 SERIES = ("pos_clf", "neg_clf", "loc", "total")
-# Tableau 10: ten colours told apart by most people, also with a colour-vision deficiency.
-COLORS = (
-    "#4e79a7",
-    "#f28e2b",
-    "#e15759",
-    "#76b7b2",
-    "#59a14f",
-    "#edc948",
-    "#b07aa1",
-    "#ff9da7",
-    "#9c755f",
-    "#bab0ac",
-)
+# One colour per job: the dashboard's one palette (Tableau 10), also told apart with a colour-vision deficiency.
+COLORS = CLASS_COLORS
 # Left out of the config diff: the name heads each column already, so it always "differs".
 NOT_COMPARED = frozenset({"name"})
 _MISSING = object()  # a key one config lacks (None is a value: ``matching.variances = null``)
