@@ -172,11 +172,6 @@ def detect_gpu() -> Gpu | None:
     return Gpu(str(details.get("device_name", gpus[0].name)), (int(capability[0]), int(capability[1])))
 
 
-def choose_precision(config: Config) -> Choice:
-    """``train.precision`` on this machine (see :mod:`ssd.precision`)."""
-    return choose(config.train.precision, detect_gpu(), backbone=config.model.backbone)
-
-
 def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
     """The learning rate the optimizer applies at its next step."""
     lr = optimizer.learning_rate
@@ -197,7 +192,8 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.precision = choose_precision(config)
+        self.gpu = detect_gpu()  # the device run.json names, and what "auto" precision decides by
+        self.precision: Choice = choose(config.train.precision, self.gpu, backbone=config.model.backbone)
         policy = self.precision.policy
         dtype = None if policy == "float32" else policy
         keras.utils.set_random_seed(config.seed)
@@ -357,8 +353,7 @@ class Trainer:
         _truncate_jsonl(metrics_file, self.step)
         _truncate_jsonl(evals_file, self.step)
         write_config(self.out_dir, self.config)
-        gpu = detect_gpu()
-        device = f"GPU: {gpu.name}" if gpu else f"CPU: {cpu_info()[0]}"
+        device = f"GPU: {self.gpu.name}" if self.gpu else f"CPU: {cpu_info()[0]}"
         write_run_info(
             self.out_dir,
             {"precision": self.precision.policy, "precision_reason": self.precision.reason, "device": device},
