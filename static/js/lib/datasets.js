@@ -52,11 +52,13 @@ export function importStage(progress) {
 }
 
 /** Fill a <select> with the ready datasets (the built-in one marked) and select `wanted` (an id
- *  or a name; default: the select's value). A failed request leaves the select as it is (it
- *  starts with mnist, so the page still works). */
-export async function fillDatasetSelect(select, wanted = select.value) {
+ *  or a name; default: the select's value when the list arrives, so a page that chose its
+ *  dataset while the request was in flight keeps it). A failed request leaves the select as it
+ *  is (it starts with mnist, so the page still works). */
+export async function fillDatasetSelect(select, wanted = undefined) {
   try {
     const ready = (await api("/api/datasets")).filter((d) => d.status === "ready");
+    wanted = wanted ?? select.value;
     select.replaceChildren(...ready.map((d) => el("option", { value: d.id, text: d.builtin ? `${d.name} (built in)` : d.name })));
     const chosen = ready.find((d) => d.id === wanted) || ready.find((d) => d.name === wanted);
     select.value = chosen ? chosen.id : "mnist";
