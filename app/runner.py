@@ -1,17 +1,16 @@
 """The job runner: a FIFO queue of jobs, each trained by a worker that an executor places.
 
 The executor (:mod:`app.executors`) starts a worker per running job: a spawned process on this
-machine (``local``, the default) or a Ray job (``ray``). Workers report with the typed messages
-of :mod:`app.messages`: a local worker through the executor's multiprocessing queue, which a pump
-thread reads; a worker elsewhere over HTTP (``POST /api/jobs/{id}/worker/events``, with a token
-of its own job), handed to :meth:`JobRunner.ingest`. Either way each batch is persisted in one
-transaction and the resulting events go to the broadcaster on the event loop. The pump also
-polls the executor and fails a job whose worker ended without a final message (killed, out of
-memory) with the reason.
+machine (``local``, the default) or a Ray job (``ray``). Every worker reports the typed messages
+of :mod:`app.messages` over HTTP (``POST /api/jobs/{id}/worker/events``, with a token of its own
+run; a local worker posts to the executor's loopback listener), handed to :meth:`JobRunner.ingest`:
+each batch is persisted in one transaction and the resulting events go to the broadcaster on the
+event loop. A pump thread polls the executor and fails a job whose worker ended without a final
+message (killed, out of memory) with the reason.
 
-Reports over HTTP may arrive twice (a retried batch whose answer was lost, a worker that kept
-running while the server restarted): :meth:`JobRunner.ingest` keeps a step or an evaluation only
-when it is after the job's last one, and a run's ``started`` message once.
+Reports may arrive twice (a retried batch whose answer was lost, a worker that kept running
+while the server restarted): :meth:`JobRunner.ingest` keeps a step or an evaluation only when it
+is after the job's last one, and a run's ``started`` message once.
 
 State changes go through one lock, so a cancel can never race a job's start or end.
 """
@@ -44,7 +43,7 @@ __all__ = ["JobRunner", "NotAccepting", "death_reason"]
 
 log = logging.getLogger("ssdboard.runner")
 
-DONE_GRACE = 3.0  # seconds a remote run that ended may take for its done message to arrive
+POLL_S = 0.1  # seconds between two turns of the pump (the executor's runs are polled)
 
 
 class NotAccepting(RuntimeError):
@@ -97,7 +96,7 @@ class JobRunner:
         becomes ``interrupted``; queued jobs are queued again.
         """
         self._loop = loop
-        self.executor.open()
+        self.executor.open(self)
         events = []
         for job_id in self.store.job_ids(status=JobStatus.running):
             handle = None
@@ -176,7 +175,7 @@ class JobRunner:
                 run = self._running[job_id]
                 run.cancel_requested = True
                 self.executor.request_stop(run.handle)
-                if self.executor.reports_over_http and run.kill_at is None:
+                if self.executor.outlives_server and run.kill_at is None:
                     run.kill_at = time.monotonic() + self.settings.ray_cancel_grace_s
                 self.store.update_job(job_id, cancel_requested=True)
             else:
@@ -232,15 +231,16 @@ class JobRunner:
     def ingest(self, job_id: str, items: Sequence[dict[str, Any]]) -> dict[str, bool]:
         """Apply a batch a worker posted; the answer tells it whether to stop (``cancel``).
 
-        ValueError for a malformed message (nothing is applied); :class:`NotAccepting` while the
-        runner stops. Steps and evaluations the job already has are dropped, and a run's second
-        ``started``: a batch may be sent again, never applied twice.
+        ValueError for a malformed message (nothing is applied). :class:`NotAccepting` while the
+        runner stops and its runs go on (they report to the next server); a local worker's last
+        reports, sent as the stop cancels it, are taken. Steps and evaluations the job already has
+        are dropped, and a run's second ``started``: a batch may be sent again, never applied twice.
         """
         messages = [from_wire(job_id, item) for item in items]
         with self._ingest:
             with self._lock:
                 run = self._running.get(job_id)
-                if self._stopping:
+                if self._stopping and self.executor.outlives_server:
                     raise NotAccepting("the server is stopping")
             if run is None:
                 return {"cancel": True}  # the job is not running (any more): its worker should stop
@@ -312,18 +312,11 @@ class JobRunner:
         log.info("job %s: worker started (%s executor, %s)", job_id, self.executor.name, where)
 
     def _pump(self) -> None:
-        while not self._stop_pump.is_set():
+        while not self._stop_pump.wait(POLL_S):
             try:
-                batch = self.executor.receive(0.1)
-            except (EOFError, OSError):  # pragma: no cover - the queue was closed under us
-                break
-            try:
-                if batch:
-                    with self._ingest:
-                        self._handle(batch)
                 self._reap_dead()
             except Exception:  # pragma: no cover - never let the pump die silently
-                log.exception("pump failed on a batch of %d messages", len(batch))
+                log.exception("pump failed")
 
     def _handle(self, batch: list[Message]) -> None:
         events: list[Event] = []
@@ -381,8 +374,8 @@ class JobRunner:
     def _ended_runs(self) -> list[tuple[_Run, str]]:
         """Runs whose worker ended without a ``done`` message, with the executor's reason.
 
-        A cancelled remote run still going after its grace is stopped here. A remote run that
-        ended is given :data:`DONE_GRACE` seconds for its last report to arrive.
+        A cancelled remote run still going after its grace is stopped here. A run that ended is
+        given the executor's ``done_grace`` seconds for its last report to arrive.
         """
         now = time.monotonic()
         with self._lock:
@@ -400,10 +393,9 @@ class JobRunner:
             if reason is None:
                 run.ended_at = None
                 continue
-            if self.executor.reports_over_http:
-                run.ended_at = run.ended_at or now
-                if now - run.ended_at < DONE_GRACE:
-                    continue
+            run.ended_at = run.ended_at or now
+            if now - run.ended_at < self.executor.done_grace:
+                continue
             ended.append((run, reason))
         return ended
 
@@ -413,22 +405,18 @@ class JobRunner:
         dead = self._ended_runs()
         if not dead:
             return
-        leftovers = self.executor.drain()  # a dead worker's last messages may still be in the pipe
-        if leftovers:
-            with self._ingest:
-                self._handle(leftovers)
         events = []
-        with self._lock:
+        with self._ingest, self._lock:  # a batch being applied may hold the run's done message
             for run, reason in dead:
                 if self._running.get(run.job_id) is not run:
-                    continue  # its done message was among the leftovers
+                    continue  # its done message arrived meanwhile
                 del self._running[run.job_id]
                 self.executor.forget(run.handle)
                 status = JobStatus.failed
                 error: str | None = reason
                 if self._stopping or isinstance(reason, Lost):
                     status, error = JobStatus.interrupted, None
-                elif run.cancel_requested and self.executor.reports_over_http:
+                elif run.cancel_requested and self.executor.outlives_server:
                     status, error = JobStatus.cancelled, None  # stopped after its grace
                 log.warning("job %s: %s", run.job_id, reason)
                 events.append(

@@ -119,9 +119,11 @@ class Settings(BaseSettings):
     ray_address: str = Field(
         "http://127.0.0.1:8265", description="The Ray cluster's dashboard (Jobs API) address, for executor 'ray'."
     )
-    ray_cpus_per_job: float = Field(1.0, gt=0, description="CPUs a Ray job asks for (entrypoint_num_cpus).")
+    ray_cpus_per_job: float = Field(
+        1.0, gt=0, description="CPUs per worker process of a Ray job (entrypoint_num_cpus; each peer actor's too)."
+    )
     ray_gpus_per_job: float = Field(
-        0.0, ge=0, description="GPUs a Ray job asks for (entrypoint_num_gpus) unless its config sets train.gpus."
+        0.0, ge=0, description="GPUs per worker process of a Ray job (entrypoint_num_gpus; each peer actor's too)."
     )
     ray_python: str = Field("python", description="The Python a Ray job's entrypoint runs (ssdboard installed).")
     ray_cancel_grace_s: float = Field(

@@ -1,21 +1,22 @@
 """The training worker: the body of one job's spawned process.
 
 It imports TensorFlow (the server never does), trains with :class:`ssd.train.Trainer` into the
-job directory, resuming from its checkpoint, and reports through a multiprocessing queue with
-the typed messages of :mod:`app.messages` (started, a record per step and evaluation, a
-checkpoint notice per checkpoint, done last).
+job directory, resuming from its checkpoint, and ``put``s the typed messages of
+:mod:`app.messages` (started, a record per step and evaluation, a checkpoint notice per
+checkpoint, done last) to its reporter: an :class:`app.worker_client.HttpReporter`, which posts
+them to the server (:func:`app.worker_main.run_reporting` sets it up, for every executor).
 
 A config with ``train.workers = N > 1`` trains with :class:`ssd.distributed.DistributedTrainer`:
 this process is the chief (it alone writes, evaluates and reports, so the messages are those of
-one process) and starts workers ``1..N-1`` as its own child processes on loopback
-(:meth:`~ssd.distributed.DistributedTrainer.with_local_peers`, as ``ssdboard train`` does). A
+one process) and starts workers ``1..N-1``: as its own child processes on loopback
+(:meth:`~ssd.distributed.DistributedTrainer.with_local_peers`, as ``ssdboard train`` does), or,
+under the Ray executor, as Ray actors that may sit on other nodes (:mod:`app.ray_peers`). A
 cancel is the chief's stop flag, which every worker agrees on before each step, so all stop
 after the same step. The peers end with the chief: it kills them when it ends (an error, its
 memory watch) and each exits by itself within a second of the chief's death (a SIGKILL).
 
-The same function runs under either executor: a local worker is handed a multiprocessing queue
-and the server's pid; a worker elsewhere (:mod:`app.worker_main`, a Ray job) an
-:class:`app.worker_client.HttpReporter`, which posts the messages to the server, and no parent pid.
+The same function runs under either executor: a local worker is handed the server's pid and its
+executor's cancel event too; a worker elsewhere (a Ray job) no parent pid.
 
 It stops before the next step when the job's cancel event is set or when the server that
 started it is gone (a local worker's parent pid changed), so an orphan never trains on. A lock file in the
@@ -27,7 +28,7 @@ between steps, and on a thread every 150 ms, because one TensorFlow op can alloc
 Over the limit, the job fails with ``out of memory: ...`` before the kernel's out-of-memory
 killer acts. Between steps that is an exception like any
 other; from the thread (the main thread is inside an op it cannot interrupt) the worker waits
-for a checkpoint being written, sends its ``done`` message, flushes the queue and exits with
+for a checkpoint being written, sends its ``done`` message, flushes the reporter and exits with
 ``os._exit``. Either way nothing on disk is removed: the last checkpoint and the metrics stay.
 """
 
@@ -49,12 +50,14 @@ GIB = 2**30
 WATCH_INTERVAL = 0.15  # seconds between two reads of the resident memory
 OUT_OF_MEMORY = "out of memory: "
 EXIT_OUT_OF_MEMORY = 3  # the exit status of a worker its memory watch stopped
-# How long the memory watch waits for a checkpoint being written, then for the queue to flush.
+# How long the memory watch waits for a checkpoint being written, then for the reports to flush.
 CHECKPOINT_WAIT = 60.0
 FLUSH_WAIT = 10.0
 
 
-class _Queue(Protocol):
+class _Reports(Protocol):
+    """Where messages go: an HttpReporter (anything with a multiprocessing queue's methods)."""
+
     def put(self, obj: Any) -> None: ...
 
     def cancel_join_thread(self) -> None: ...
@@ -184,7 +187,7 @@ def run_job(
     job_id: str,
     config: dict[str, Any],
     job_dir: str,
-    queue: _Queue,
+    queue: _Reports,
     cancel: _Flag,
     parent_pid: int | None,
     nice: int = 0,
@@ -192,8 +195,13 @@ def run_job(
     memory_limit_gib: float | None = None,
     *,
     data_dir: str | None = None,
+    make_peers: Callable[[Any, Path], Any] | None = None,
 ) -> None:
     """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message.
+
+    ``make_peers(config, job_dir)``: starts workers ``1..N-1`` of a ``train.workers = N`` job
+    elsewhere (:class:`app.ray_peers.RayPeers`) and returns them (:class:`ssd.distributed.Peers`);
+    None: they are this process's children on loopback.
 
     ``memory_limit_gib``: the resident memory at which the worker stops the job (None: no limit).
     ``data_dir``: the artifact root, whose registry holds the job's imported dataset.
@@ -222,7 +230,7 @@ def run_job(
             send(message)
             return True
 
-    peers: list[Any] = []  # the chief's local peer processes (subprocess.Popen), train.workers > 1
+    peers: list[Any] = []  # the chief's peer processes (ssd.distributed.PeerProcess), train.workers > 1
 
     def stop_peers() -> None:
         """Kill the peers still running (they would wait for a chief that no longer steps)."""
@@ -233,7 +241,8 @@ def run_job(
 
     def resident() -> int:
         """The largest resident memory of this process and its peers."""
-        return max([resident_bytes(), *(resident_bytes(p.pid) for p in peers if p.poll() is None)])
+        local = [p.pid for p in peers if p.pid is not None and p.poll() is None]  # a Ray peer elsewhere: None
+        return max([resident_bytes(), *(resident_bytes(pid) for pid in local)])
 
     def out_of_memory(message: str) -> None:
         """On the watch's thread: the main thread is inside an op; stop the process from here."""
@@ -242,7 +251,7 @@ def run_job(
         if not finish(Done(job_id, "failed", progress["step"], message)):
             return  # the main thread has already reported how the job ended
         stop_peers()  # os._exit skips LocalPeers' atexit hook
-        # os._exit skips the queue's feeder thread: flush it first, but never wait forever.
+        # os._exit skips the reporter's sender thread: flush it first, but never wait forever.
         threading.Timer(FLUSH_WAIT, os._exit, (EXIT_OUT_OF_MEMORY,)).start()
         if not orphaned():
             queue.close()
@@ -308,8 +317,12 @@ def run_job(
             finish(Done(job_id, "cancelled", None))
             return
         if parsed.train.workers > 1:  # the peers start now; the strategy must be TF's first work here
-            trainer = ReportingChief.with_local_peers(parsed, out, data_dir=data_dir)
-            peers.extend(trainer.local_peers.processes)
+            group = make_peers(parsed, out) if make_peers is not None else None
+            if group is None:
+                trainer = ReportingChief.with_local_peers(parsed, out, data_dir=data_dir)
+            else:
+                trainer = ReportingChief.with_peers(parsed, out, group, data_dir=data_dir)
+            peers.extend(trainer.peer_group.processes)
         else:
             trainer = ReportingTrainer(parsed, out, data_dir=data_dir)
         if trainer.has_checkpoint():
@@ -334,9 +347,9 @@ def run_job(
     finally:
         if watch is not None:
             watch.stop()
-        if trainer is not None and getattr(trainer, "local_peers", None) is not None:
-            trainer.local_peers.close()  # after a failure the peers would wait for the chief for ever
+        if trainer is not None and getattr(trainer, "peer_group", None) is not None:
+            trainer.peer_group.close()  # after a failure the peers would wait for the chief for ever
         if orphaned():
-            # Nobody reads the queue any more: exiting must not wait for its buffer to drain.
+            # Nobody reads the reports any more: exiting must not wait for them to drain.
             queue.cancel_join_thread()
         lock.close()

@@ -1,6 +1,8 @@
-"""A job's worker as a command, for executors that start it elsewhere (a Ray job's entrypoint).
+"""Every job's worker: :func:`run_reporting`, and the command that runs it elsewhere (a Ray job's
+entrypoint). A local worker process runs the same function (:mod:`app.executors.local`).
 
-``python -m app.worker_main --job ID --server URL --job-dir DIR --data-dir DIR [--known-step N]``
+``python -m app.worker_main --job ID --server URL --job-dir DIR --data-dir DIR [--known-step N]
+[--ray-peers CPUS GPUS]``
 trains the job with :func:`app.worker.run_job`, the same function a local worker runs, reporting
 over HTTP through :class:`app.worker_client.HttpReporter`. The job's config and its worker token
 come from the environment (``SSDBOARD_WORKER_CONFIG``, JSON; ``SSDBOARD_WORKER_TOKEN``), not the
@@ -17,13 +19,19 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from app.worker import run_job
 from app.worker_client import HttpReporter
 
 TOKEN_ENV = "SSDBOARD_WORKER_TOKEN"
 CONFIG_ENV = "SSDBOARD_WORKER_CONFIG"
+ORPHAN_FLUSH_S = 5.0  # seconds an orphaned local worker tries to deliver its last reports
+
+log = logging.getLogger("ssdboard.worker")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +44,76 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--known-step", type=int, default=0, help="the last step the server had at submit")
     parser.add_argument("--memory-gib", type=float, default=None, help="stop the job past this resident memory")
     parser.add_argument("--flush-timeout", type=float, default=600.0, help="seconds to deliver the last reports")
+    parser.add_argument(
+        "--ray-peers",
+        nargs=2,
+        type=float,
+        metavar=("CPUS", "GPUS"),
+        default=None,
+        help="train.workers > 1: start workers 1..N-1 as Ray actors asking for these resources each",
+    )
     return parser.parse_args(argv)
+
+
+class _Either:
+    """Set when either flag is: the server's cancel (in a report's answer) or a local cancel event."""
+
+    def __init__(self, *flags: Any) -> None:
+        self.flags = flags
+
+    def is_set(self) -> bool:
+        return any(flag.is_set() for flag in self.flags)
+
+
+def run_reporting(
+    job_id: str,
+    config: dict[str, Any],
+    job_dir: str,
+    server_url: str,
+    token: str,
+    *,
+    data_dir: str,
+    known_step: int = 0,
+    memory_gib: float | None = None,
+    parent_pid: int | None = None,
+    cancel: Any = None,
+    nice: int = 0,
+    batch_s: float = 0.2,
+    flush_timeout: float = 600.0,
+    on_reporter: Callable[[HttpReporter], None] | None = None,
+    make_peers: Callable[[Any, Path], Any] | None = None,
+) -> bool:
+    """Train one job with :func:`app.worker.run_job`, reporting over HTTP; whether every report
+    reached the server. Every worker runs this, wherever it is placed.
+
+    ``parent_pid``/``cancel``/``nice``: a local worker's server pid (it stops when the server is
+    gone), its executor's cancel event (faster than the next report's answer) and niceness.
+    ``on_reporter``: called with the reporter before training (the command installs its SIGTERM
+    handler there). ``make_peers``: see :func:`app.worker.run_job` (None: local peers).
+    """
+    reporter = HttpReporter(server_url, job_id, token, batch_s=batch_s).start()
+    if on_reporter is not None:
+        on_reporter(reporter)
+    flag = reporter.cancel if cancel is None else _Either(reporter.cancel, cancel)
+    run_job(
+        job_id,
+        config,
+        job_dir,
+        reporter,
+        flag,
+        parent_pid,
+        nice,
+        known_step,
+        memory_gib,
+        data_dir=data_dir,
+        make_peers=make_peers,
+    )
+    orphaned = parent_pid is not None and os.getppid() != parent_pid
+    # An orphan's server is gone: its last reports are tried briefly, not for the full timeout.
+    delivered = reporter.close(timeout=ORPHAN_FLUSH_S if orphaned else flush_timeout)
+    if not delivered:
+        log.error("some reports of job %s never reached %s", job_id, server_url)
+    return delivered
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,29 +123,37 @@ def main(argv: list[str] | None = None) -> int:
     token = os.environ.get(TOKEN_ENV, "")
     config = json.loads(os.environ.get(CONFIG_ENV, "null"))
     if not token or not isinstance(config, dict):
-        logging.getLogger("ssdboard.worker").error("%s and %s (a JSON object) must be set", TOKEN_ENV, CONFIG_ENV)
+        log.error("%s and %s (a JSON object) must be set", TOKEN_ENV, CONFIG_ENV)
         return 2
-    reporter = HttpReporter(args.server, args.job, token).start()
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        reporter.cancel.set()  # the trainer checkpoints and stops after its current step
+    def on_reporter(reporter: HttpReporter) -> None:
+        def stop(signum: int, frame: FrameType | None) -> None:
+            reporter.cancel.set()  # the trainer checkpoints and stops after its current step
 
-    signal.signal(signal.SIGTERM, stop)
-    run_job(
+        signal.signal(signal.SIGTERM, stop)
+
+    make_peers = None
+    if args.ray_peers is not None:
+        cpus, gpus = args.ray_peers
+
+        def make_peers(parsed: Any, out: Path) -> Any:
+            from app.ray_peers import RayPeers  # Ray is imported only by a multi-worker job's chief
+
+            return RayPeers(parsed, out, args.data_dir, cpus=cpus, gpus=gpus)
+
+    delivered = run_reporting(
         args.job,
         config,
         args.job_dir,
-        reporter,
-        reporter.cancel,
-        None,  # no parent to watch: the server may restart while this job trains on
-        0,
-        args.known_step,
-        args.memory_gib,
+        args.server,
+        token,
         data_dir=args.data_dir,
-    )
-    delivered = reporter.close(timeout=args.flush_timeout)
-    if not delivered:
-        logging.getLogger("ssdboard.worker").error("some reports never reached %s", args.server)
+        known_step=args.known_step,
+        memory_gib=args.memory_gib,
+        flush_timeout=args.flush_timeout,
+        on_reporter=on_reporter,
+        make_peers=make_peers,
+    )  # no parent pid: the server may restart while this job trains on
     return 0 if delivered else 1
 
 

@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import keras
 import tensorflow as tf
@@ -76,6 +76,33 @@ def _batch_norms(layer: keras.layers.Layer) -> list[keras.layers.BatchNormalizat
     for child in getattr(layer, "layers", []):
         found += _batch_norms(child)
     return found
+
+
+class PeerProcess(Protocol):
+    """One of workers ``1..N-1`` as the chief sees it (a ``subprocess.Popen`` is one)."""
+
+    @property
+    def pid(self) -> int | None:  # None when it runs on another machine
+        ...
+
+    def poll(self) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+class Peers(Protocol):
+    """Workers ``1..N-1`` of a job, started for the chief; ``peers`` are all N addresses."""
+
+    peers: list[str]
+
+    @property
+    def processes(self) -> Sequence[PeerProcess]: ...
+
+    def wait(self, timeout: float = PEER_EXIT_TIMEOUT) -> list[int | None]: ...
+
+    def close(self) -> None: ...
 
 
 class LocalPeers:
@@ -141,7 +168,7 @@ class DistributedTrainer(Trainer):
             raise ValueError(f"expected one replica per worker ({n}), got {self.strategy.num_replicas_in_sync}")
         self.index = index
         self.shard = (index, n)
-        self.local_peers: LocalPeers | None = None
+        self.peer_group: Peers | None = None  # workers 1..N-1, when this chief started them
         with self.strategy.scope():  # model and optimizer variables become mirrored ones
             super().__init__(config, out_dir, data_dir=data_dir)
         if self.precision.policy == "mixed_float16":
@@ -157,13 +184,20 @@ class DistributedTrainer(Trainer):
         cls, config: Config, out_dir: str | Path, *, data_dir: str | Path | None = None
     ) -> DistributedTrainer:
         """The chief, with workers ``1..N-1`` started as local processes on loopback."""
-        peers = LocalPeers(config, Path(out_dir), data_dir)
+        return cls.with_peers(config, out_dir, LocalPeers(config, Path(out_dir), data_dir), data_dir=data_dir)
+
+    @classmethod
+    def with_peers(
+        cls, config: Config, out_dir: str | Path, peers: Peers, *, data_dir: str | Path | None = None
+    ) -> DistributedTrainer:
+        """The chief of ``peers`` (started already, e.g. elsewhere by a cluster); it closes them
+        if it cannot be made."""
         try:
             trainer = cls(config, out_dir, index=0, peers=peers.peers, data_dir=data_dir)
         except BaseException:
             peers.close()
             raise
-        trainer.local_peers = peers
+        trainer.peer_group = peers
         return trainer
 
     @property
@@ -238,8 +272,8 @@ class DistributedTrainer(Trainer):
             return self.stop_agreed(should_stop is not None and should_stop())
 
         result = super().fit(on_step=on_step, on_eval=on_eval, should_stop=agreed, steps=steps)
-        if self.local_peers is not None:
-            codes = self.local_peers.wait()
+        if self.peer_group is not None:
+            codes = self.peer_group.wait()
             if any(code != 0 for code in codes):
                 raise RuntimeError(f"a worker process ended badly (exit codes {codes})")
         return result

@@ -1,26 +1,27 @@
 """What the runner asks of an executor: start a job's worker somewhere, watch it, stop it.
 
 The runner (:class:`app.runner.JobRunner`) keeps the queue, the concurrency limit and the job
-states; an executor only places workers. Two implementations:
+states; an executor only places workers. Every worker runs :func:`app.worker_main.run_reporting`
+and reports over HTTP (:mod:`app.worker_client`, the route in :mod:`app.api.worker`) with its
+run's token, into :meth:`app.runner.JobRunner.ingest`. Two implementations:
 
 - :class:`app.executors.local.LocalExecutor` (``SSDBOARD_EXECUTOR=local``, the default): a
-  spawned process per job on the server's machine, reporting through a multiprocessing queue
-  (:meth:`Executor.receive`). Its workers end with the server.
+  spawned process per job on the server's machine, reporting to a loopback listener. Its
+  workers end with the server.
 - :class:`app.executors.ray.RayExecutor` (``SSDBOARD_EXECUTOR=ray``): a Ray job per run through
-  Ray's Jobs API; the worker reports over HTTP (:mod:`app.worker_client`, the route in
-  :mod:`app.api.worker`) and keeps running while the server restarts, so the runner reattaches
-  to it (:meth:`Executor.reattach`).
+  Ray's Jobs API, reporting to the server's URL; it keeps running while the server restarts,
+  so the runner reattaches to it (:meth:`Executor.reattach`).
 
 A handle is whatever the executor needs to find its run again; the runner only passes it back.
 """
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.messages import Message
+if TYPE_CHECKING:
+    from app.runner import JobRunner
 
 
 class Lost(str):
@@ -34,13 +35,14 @@ class Executor(ABC):
     name: str
     #: Seconds between two :meth:`poll` calls of one run (0: every turn of the runner's pump).
     poll_interval: float = 0.0
-    #: Workers report through :meth:`app.runner.JobRunner.ingest` (HTTP), not :meth:`receive`.
-    reports_over_http: bool = False
     #: Runs go on when the server stops; a restarted server reattaches to them.
     outlives_server: bool = False
+    #: Seconds a run seen ended may take for its last report to arrive (0: it is in when the
+    #: process has exited, since a local worker delivers before it exits).
+    done_grace: float = 0.0
 
-    def open(self) -> None:  # noqa: B027 - optional hook
-        """Connect to whatever runs the workers (called once, when the runner starts)."""
+    def open(self, runner: JobRunner) -> None:  # noqa: B027 - optional hook
+        """Connect to whatever runs the workers, ready to report to ``runner`` (called once, at start)."""
 
     @abstractmethod
     def submit(self, job: dict[str, Any], *, token: str) -> Any:
@@ -71,15 +73,6 @@ class Executor(ABC):
 
     def forget(self, handle: Any) -> None:  # noqa: B027 - optional hook
         """The runner is done with this run (its job has ended)."""
-
-    def receive(self, timeout: float) -> list[Message]:
-        """Messages workers sent through the executor itself, waiting up to ``timeout`` for the first."""
-        time.sleep(timeout)
-        return []
-
-    def drain(self) -> list[Message]:
-        """Messages already received, without waiting (a dead worker's last words)."""
-        return []
 
     def reattach(self, job: dict[str, Any], ref: str | None) -> Any | None:
         """After a server restart: a handle to ``job``'s run if it still runs, else None (it is lost)."""

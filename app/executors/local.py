@@ -1,28 +1,34 @@
 """The default executor: one spawned worker process per job on the server's machine.
 
-Workers (:func:`app.worker.run_job`) put their messages (:mod:`app.messages`) on one
-multiprocessing queue, which the runner's pump reads through :meth:`LocalExecutor.receive`. A
-worker stops before its next step when its cancel event is set or when the server that started
-it is gone, so its runs never outlive the server: after a restart they are ``interrupted``.
+A worker runs :func:`app.worker_main.run_reporting`, as a worker on another node does: it reports
+over HTTP with its run's token, here to the runner's loopback listener
+(:class:`app.report_listener.ReportListener`, started by :meth:`LocalExecutor.open`). What is
+local is only the control: a worker stops before its next step when its cancel event is set (at
+once, not at its next report's answer) or when the server that started it is gone, so its runs
+never outlive the server: after a restart they are ``interrupted``.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import signal
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.executors.base import Executor
-from app.messages import Message
+from app.report_listener import ReportListener
 from app.settings import Settings
-from app.worker import EXIT_OUT_OF_MEMORY, run_job
+from app.worker import EXIT_OUT_OF_MEMORY
+from app.worker_main import run_reporting
 
-MAX_BATCH = 2000  # messages the pump takes from the queue at a time
+if TYPE_CHECKING:
+    from app.runner import JobRunner
+
+# Seconds between two posts of a local worker's reports: the live charts' latency on this machine.
+LOCAL_BATCH_S = 0.05
 
 
 @dataclass
@@ -51,34 +57,38 @@ def death_reason(exitcode: int | None) -> str:
 
 
 class LocalExecutor(Executor):
-    """Spawned worker processes reporting through a multiprocessing queue."""
+    """Spawned worker processes reporting over HTTP to a loopback listener."""
 
     name = "local"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._ctx = multiprocessing.get_context("spawn")
-        self._queue: Any = self._ctx.Queue()
+        self._listener: ReportListener | None = None
         self._exited: list[BaseProcess] = []
 
+    def open(self, runner: JobRunner) -> None:
+        """Start the loopback listener the workers report to."""
+        self._listener = ReportListener(runner, self.settings).start()
+
     def submit(self, job: dict[str, Any], *, token: str) -> LocalRun:
-        """Spawn the job's worker (the queue carries its reports; ``token`` is not needed here)."""
+        """Spawn the job's worker, which reports to the listener with ``token``."""
+        if self._listener is None:
+            raise RuntimeError("the local executor is not open")
         job_id = job["id"]
         cancel = self._ctx.Event()
         process = self._ctx.Process(
-            target=run_job,
-            args=(
-                job_id,
-                job["config"],
-                str(self.settings.jobs_dir / job_id),
-                self._queue,
-                cancel,
-                os.getpid(),
-                self.settings.worker_nice,
-                job["step"],
-                self.settings.worker_memory_gib,  # the worker stops its job beyond this (out of memory)
-            ),
-            kwargs={"data_dir": str(self.settings.artifact_root)},  # where an imported dataset is read from
+            target=run_reporting,
+            args=(job_id, job["config"], str(self.settings.jobs_dir / job_id), self._listener.url, token),
+            kwargs={
+                "data_dir": str(self.settings.artifact_root),  # where an imported dataset is read from
+                "known_step": job["step"],
+                "memory_gib": self.settings.worker_memory_gib,  # the worker stops its job beyond this
+                "parent_pid": os.getpid(),
+                "cancel": cancel,
+                "nice": self.settings.worker_nice,
+                "batch_s": LOCAL_BATCH_S,
+            },
             name=f"ssdboard-job-{job_id}",
             daemon=True,
         )
@@ -112,37 +122,15 @@ class LocalExecutor(Executor):
         """The job has ended: join its process later, once it has exited."""
         self._exited.append(handle.process)
 
-    def receive(self, timeout: float) -> list[Message]:
-        """Up to :data:`MAX_BATCH` queued messages, waiting up to ``timeout`` for the first."""
-        batch: list[Message] = []
-        try:
-            batch.append(self._queue.get(timeout=timeout))
-            while len(batch) < MAX_BATCH:
-                batch.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
-        return batch
-
-    def drain(self) -> list[Message]:
-        """What is in the queue now; a dead worker's last messages may still be in the pipe."""
-        time.sleep(0.05)
-        leftovers: list[Message] = []
-        try:
-            while True:
-                leftovers.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
-        return leftovers
-
     def reap(self) -> None:
         """Join the exited workers of finished jobs."""
         self._exited = [p for p in self._exited if p.is_alive()]  # is_alive() reaps the exited
 
     def close(self) -> None:
-        """Join what exited and release the queue's semaphores now (resource_tracker warns otherwise)."""
+        """Join what exited and stop the listener (the runner has stopped its workers)."""
         self.reap()
         for process in self._exited:
             process.join(1)
-        self._queue.close()
-        self._queue.join_thread()
-        self._queue = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None

@@ -4,12 +4,12 @@ The entrypoint is :mod:`app.worker_main` (``python -m app.worker_main --job ID -
 which trains with the same :func:`app.worker.run_job` as a local worker and reports over HTTP
 with the run's worker token. The token and the job's config travel in the Ray job's
 ``runtime_env`` environment variables. Resources: ``entrypoint_num_cpus`` is
-``SSDBOARD_RAY_CPUS_PER_JOB`` times the config's ``train.workers``; ``entrypoint_num_gpus`` the
-config's ``train.gpus`` when it sets one, else ``SSDBOARD_RAY_GPUS_PER_JOB``. A multi-worker job
-(``train.workers = N > 1``) is still one Ray job on one node: its entrypoint is the chief, which
-starts the other N-1 workers as its child processes (:mod:`app.worker`), hence the N shares of
-CPUs; they are not N Ray tasks. Job files go to the job's directory under the artifact
-root (``SSDBOARD_ARTIFACT_DIR``), which every node must mount at the same path.
+``SSDBOARD_RAY_CPUS_PER_JOB`` and ``entrypoint_num_gpus`` ``SSDBOARD_RAY_GPUS_PER_JOB`` (when
+above 0): one worker's share. A multi-worker job (``train.workers = N > 1``) is one Ray job whose
+entrypoint is the chief; it starts the other N-1 workers as Ray actors with a share each, in a
+placement group spread over the nodes (:mod:`app.ray_peers`). Job files go to the job's
+directory under the artifact root (``SSDBOARD_ARTIFACT_DIR``), which every node must mount at
+the same path.
 
 A cancel reaches the worker in the answer to its next report (it checkpoints and stops); a run
 still going ``SSDBOARD_RAY_CANCEL_GRACE_S`` later is stopped with ``stop_job``. Runs outlive the
@@ -24,11 +24,14 @@ import logging
 import secrets
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.executors.base import Executor, Lost
 from app.settings import Settings
 from app.worker_main import CONFIG_ENV, TOKEN_ENV
+
+if TYPE_CHECKING:
+    from app.runner import JobRunner
 
 log = logging.getLogger("ssdboard.executor.ray")
 
@@ -43,19 +46,12 @@ class RayRun:
     submission_id: str
 
 
-def ray_resources(config: dict[str, Any], settings: Settings) -> dict[str, float]:
-    """``entrypoint_num_cpus`` and, when some are asked for, ``entrypoint_num_gpus`` for a job's config.
-
-    The CPUs cover every worker process of the job: the chief and its ``train.workers - 1`` local peers.
-    """
-    train = config.get("train") or {}
-    gpus = train.get("gpus")
-    gpus = float(gpus) if isinstance(gpus, int | float) and not isinstance(gpus, bool) else settings.ray_gpus_per_job
-    workers = train.get("workers")
-    processes = workers if isinstance(workers, int) and not isinstance(workers, bool) and workers > 1 else 1
-    resources = {"entrypoint_num_cpus": settings.ray_cpus_per_job * processes}
-    if gpus > 0:
-        resources["entrypoint_num_gpus"] = gpus
+def ray_resources(settings: Settings) -> dict[str, float]:
+    """``entrypoint_num_cpus`` and, when some are asked for, ``entrypoint_num_gpus`` of a Ray job:
+    one worker's share (a multi-worker job's peers are actors with a share each)."""
+    resources = {"entrypoint_num_cpus": settings.ray_cpus_per_job}
+    if settings.ray_gpus_per_job > 0:
+        resources["entrypoint_num_gpus"] = settings.ray_gpus_per_job
     return resources
 
 
@@ -63,8 +59,8 @@ class RayExecutor(Executor):
     """Ray jobs through ``ray.job_submission.JobSubmissionClient`` at ``SSDBOARD_RAY_ADDRESS``."""
 
     name = "ray"
-    reports_over_http = True
     outlives_server = True
+    done_grace = 3.0  # its last report may still be on its way when Ray says the job ended
     poll_interval = 1.0
 
     def __init__(self, settings: Settings) -> None:
@@ -82,7 +78,7 @@ class RayExecutor(Executor):
             self._client = JobSubmissionClient(self.settings.ray_address)
         return self._client
 
-    def open(self) -> None:
+    def open(self, runner: JobRunner) -> None:
         """Connect now if the cluster is there; a cluster that is not is retried on first use."""
         try:
             self.client  # noqa: B018 - connects
@@ -106,6 +102,9 @@ class RayExecutor(Executor):
             str(settings.artifact_root.resolve()),
             "--known-step",
             str(job["step"]),
+            "--ray-peers",  # a multi-worker job's peers: Ray actors, one share of resources each
+            str(settings.ray_cpus_per_job),
+            str(settings.ray_gpus_per_job),
         ]
         return shlex.join(argv)
 
@@ -117,7 +116,7 @@ class RayExecutor(Executor):
             submission_id=submission_id,
             runtime_env={"env_vars": {TOKEN_ENV: token, CONFIG_ENV: json.dumps(job["config"])}},
             metadata={"ssdboard_job": job["id"], "ssdboard_name": str(job["name"])[:100]},
-            **ray_resources(job["config"], self.settings),
+            **ray_resources(self.settings),
         )
         return RayRun(job["id"], submission_id)
 

@@ -188,3 +188,22 @@ def test_a_restarted_server_reattaches_to_running_ray_jobs(ray_server: ServerPro
         wait_for_step(http, lost, checkpoint + 2, timeout=240)
         http.post(f"/api/jobs/{lost}/cancel")
         assert wait_for(http, lost, lambda j: j["status"] in TERMINAL, timeout=60)["status"] == "cancelled"
+
+
+def test_a_two_worker_job_trains_with_its_peer_as_a_ray_actor(
+    ray_server: ServerProcess, ray_cluster: str, tmp_path: Path
+) -> None:
+    """train.workers = 2: the chief is the Ray job, worker 1 a Ray actor of its placement group."""
+    from ray.util.state import list_actors
+
+    with httpx.Client(base_url=ray_server.url, timeout=30) as http:
+        job = http.post("/api/jobs", json=tiny(steps=4, workers=2, batch_size=4, eval_every=2)).json()
+        done = wait_for(http, job["id"], lambda j: j["status"] in TERMINAL, timeout=300)
+        assert done["status"] == "succeeded" and done["step"] == 4, done
+        history = http.get(f"/api/jobs/{job['id']}/metrics").json()
+        assert [m["step"] for m in history["metrics"]] == [1, 2, 3, 4]  # the chief alone reports
+        assert [e["step"] for e in history["evals"]] == [2, 4]
+    assert _ray_job_ended(ray_cluster, job["id"]).status == "SUCCEEDED"
+    peers = list_actors(address=ray_cluster, filters=[("class_name", "=", "PeerActor")], detail=True)
+    assert len(peers) >= 1 and all(a.state == "DEAD" for a in peers)  # it ran, then ended with the job
+    assert (tmp_path / "shared" / "jobs" / job["id"] / "train_state.npz").exists()

@@ -28,7 +28,7 @@ class RemoteStandIn(Executor):
     """Runs nothing; remembers each run's token, as a Ray job's environment would hold it."""
 
     name = "stand-in"
-    reports_over_http = True
+    done_grace = 3.0
     outlives_server = True
 
     def __init__(self) -> None:
@@ -254,13 +254,11 @@ def test_ray_resources_come_from_the_settings_and_the_config(tmp_path: Path) -> 
     from app.executors.ray import RayExecutor, ray_resources
 
     settings = Settings(data_dir=tmp_path, ray_cpus_per_job=2, server_url="http://10.0.0.5:8000/")
-    assert ray_resources(tiny(), settings) == {"entrypoint_num_cpus": 2}
-    assert ray_resources(tiny(gpus=1), settings) == {"entrypoint_num_cpus": 2, "entrypoint_num_gpus": 1}
+    assert ray_resources(settings) == {"entrypoint_num_cpus": 2}
     with_gpus = settings.model_copy(update={"ray_gpus_per_job": 0.5})
-    assert ray_resources(tiny(), with_gpus)["entrypoint_num_gpus"] == 0.5
-    # A multi-worker job's chief starts its peers in the same Ray job: CPUs for each of them.
-    assert ray_resources(tiny(workers=2, batch_size=4), settings) == {"entrypoint_num_cpus": 4}
+    assert ray_resources(with_gpus) == {"entrypoint_num_cpus": 2, "entrypoint_num_gpus": 0.5}
     job = {"id": "abc", "step": 7, "config": tiny(), "name": "n"}
     command = RayExecutor(settings).entrypoint(job)
     assert command.startswith("python -m app.worker_main --job abc --server http://10.0.0.5:8000 --job-dir ")
-    assert command.endswith(f"--data-dir {tmp_path.resolve()} --known-step 7")
+    # A multi-worker job's peers are Ray actors, each asking for one worker's share.
+    assert command.endswith(f"--data-dir {tmp_path.resolve()} --known-step 7 --ray-peers 2.0 0.0")
