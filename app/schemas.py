@@ -159,7 +159,10 @@ class TrainIn(_Section):
     )
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
         _d("train", "precision"),
-        description="Compute precision; auto: bf16 on CPUs with bf16 units, float16 with loss scaling on GPUs.",
+        description=(
+            "Compute precision; auto: bf16 on CPUs with bf16 units and on GPUs of compute capability 8.0 on, "
+            "float16 with loss scaling on 7.x GPUs."
+        ),
     )
     workers: int = Field(
         _d("train", "workers"),

@@ -1,7 +1,10 @@
 """Which compute precision a run uses: ``train.precision = "auto"`` decided by the hardware.
 
-- On a GPU of compute capability 7.0 or more (tensor cores): ``mixed_float16``, with dynamic loss
-  scaling (:func:`ssd.train.make_optimizer` wraps the optimizer in Keras' ``LossScaleOptimizer``).
+- On a GPU of compute capability 8.0 or more (Ampere on: bf16 tensor cores as fast as float16):
+  ``mixed_bfloat16``, whose float32 exponent range needs no loss scaling.
+- On a GPU of compute capability 7.x (Volta, Turing: float16 tensor cores only): ``mixed_float16``,
+  with dynamic loss scaling (:func:`ssd.train.make_optimizer` wraps the optimizer in Keras'
+  ``LossScaleOptimizer``).
 - On a CPU with bf16 units (Intel AMX-BF16, or AVX512-BF16 as on AMD Zen 4): ``mixed_bfloat16``,
   where it was measured faster than float32 (``python -m benchmarks.models``, README "Models"):
   the notebook network 2.1x and resnet50 1.5x on an AMD EPYC. Not for ``mobilenet_v2``: its
@@ -26,6 +29,7 @@ PRECISIONS: tuple[Requested, ...] = ("auto", "float32", "mixed_bfloat16", "mixed
 # /proc/cpuinfo flag -> how people write it, best first.
 BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
 MIN_FLOAT16_CAPABILITY = (7, 0)  # Volta: the first tensor cores
+MIN_BF16_CAPABILITY = (8, 0)  # Ampere: the first bf16 tensor cores
 # Backbones whose training step ran slower in bf16 than in float32 on a CPU with bf16 units.
 CPU_BF16_SLOWER = frozenset({"mobilenet_v2"})
 
@@ -86,6 +90,8 @@ def choose(
     if requested != "auto":
         return Choice(requested, "set in the config")
     if gpu is not None:
+        if gpu.capability >= MIN_BF16_CAPABILITY:
+            return Choice("mixed_bfloat16", f"auto: {gpu.name} has bf16 tensor cores; no loss scaling needed")
         if gpu.capability >= MIN_FLOAT16_CAPABILITY:
             return Choice("mixed_float16", f"auto: {gpu.name} has tensor cores; loss scaling on")
         major, minor = gpu.capability

@@ -23,7 +23,9 @@ OLD = frozenset({"avx2", "fma"})
         (None, AMX, "mixed_bfloat16", "AMX-BF16"),
         (None, ZEN4, "mixed_bfloat16", "AVX512-BF16"),
         (None, OLD, "float32", "no bf16 units"),
-        (Gpu("NVIDIA H200", (9, 0)), OLD, "mixed_float16", "loss scaling"),
+        (Gpu("NVIDIA H200", (9, 0)), OLD, "mixed_bfloat16", "no loss scaling"),
+        (Gpu("NVIDIA A100", (8, 0)), OLD, "mixed_bfloat16", "bf16 tensor cores"),
+        (Gpu("NVIDIA T4", (7, 5)), OLD, "mixed_float16", "loss scaling"),
         (Gpu("Tesla V100", (7, 0)), AMX, "mixed_float16", "tensor cores"),  # the GPU trains, not the CPU
         (Gpu("Tesla K80", (3, 7)), AMX, "float32", "compute capability 3.7"),
     ],
@@ -38,7 +40,8 @@ def test_auto_keeps_mobilenet_in_float32_on_a_cpu() -> None:
     choice = choose("auto", None, backbone="mobilenet_v2", flags=ZEN4, cpu="Test CPU")
     assert choice.policy == "float32" and "measured slower" in choice.reason
     assert choose("auto", None, backbone="resnet50", flags=ZEN4).policy == "mixed_bfloat16"
-    assert choose("auto", Gpu("H200", (9, 0)), backbone="mobilenet_v2").policy == "mixed_float16"
+    assert choose("auto", Gpu("H200", (9, 0)), backbone="mobilenet_v2").policy == "mixed_bfloat16"
+    assert choose("auto", Gpu("V100", (7, 0)), backbone="mobilenet_v2").policy == "mixed_float16"
 
 
 def test_a_set_precision_is_kept_whatever_the_hardware() -> None:
