@@ -26,6 +26,7 @@ test: venv
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # The benchmarks (benchmarks/, not installed) run from the repository root and write .bench/*.json.
+# TTA_BENCH_ARGS the time-to-accuracy benchmark (the default config, ~7 min on 2 cores), e.g. '--eval-every 50';
 # TRAIN_BENCH_ARGS narrows the training-speed benchmark, e.g. make bench TRAIN_BENCH_ARGS=--quick;
 # SSE_BENCH_ARGS the live-stream benchmark, e.g. make bench SSE_BENCH_ARGS='--clients 5 --steps 20';
 # MODELS_BENCH_ARGS the backbones' table (~10 min on 2 cores), e.g. '--quick' or '--variants notebook';
@@ -35,6 +36,7 @@ test: venv
 # EXECUTORS_BENCH_ARGS the ray vs. local executor benchmark (a Ray head on loopback, 3 x 2 jobs of 200 steps,
 # ~5 min on 2 cores), e.g. '--repeats 1'.
 bench: venv
+	$(VENV)/bin/python -m benchmarks.time_to_accuracy $(TTA_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.train $(TRAIN_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.models $(MODELS_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.sse $(SSE_BENCH_ARGS)

@@ -2,6 +2,7 @@
 
     python tools/plot_runs.py --run "SSD augmentation=runs/trees-aug" --run "none=runs/trees-noaug" \
         --out docs/trees-augmentation.png [--title TEXT]
+    python tools/plot_runs.py --tta .bench/time_to_accuracy.json --out docs/time-to-accuracy.png
 
 Each ``--run LABEL=DIR`` reads ``DIR/evals.jsonl`` (``ssdboard train``'s evaluations) and draws
 validation mAP@.5 and the validation loss against the step, one colour per run. The figure is
@@ -15,6 +16,7 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
@@ -57,6 +59,42 @@ def figure(runs: list[tuple[str, Path]], title: str) -> go.Figure:
     return fig
 
 
+def time_to_accuracy_figure(results: list[dict[str, Any]], title: str = "") -> go.Figure:
+    """Validation mAP@.5 against training wall time of :mod:`benchmarks.time_to_accuracy` results."""
+    fig = go.Figure()
+    for i, result in enumerate(results):
+        points = result["points"]
+        name = f"{result.get('label', 'run')} ({result['cpu']}, {result['precision']})"
+        fig.add_trace(
+            go.Scatter(
+                x=[p["seconds"] for p in points],
+                y=[p["map50"] for p in points],
+                name=name,
+                mode="lines+markers",
+                line={"color": COLORS[i % len(COLORS)], "width": 2},
+            )
+        )
+    for level, dash in ((0.95, "dash"), (0.90, "dot")):
+        fig.add_hline(y=level, line={"color": "#888", "dash": dash, "width": 1}, annotation_text=f"mAP@.5 {level}")
+    fig.add_vline(x=360, line={"color": "#c00", "dash": "dash", "width": 1}, annotation_text="6 min")
+    fig.update_xaxes(title_text="wall time of the run, evaluations excluded (s)", rangemode="tozero")
+    fig.update_yaxes(title_text="validation mAP@.5 (500 images)", range=[0, 1])
+    fig.update_layout(
+        title=title or "Time to accuracy: the default config on two CPU cores",
+        width=900,
+        height=460,
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig
+
+
+def render_time_to_accuracy(results: list[dict[str, Any]], out: Path, title: str = "") -> None:
+    """Draw :func:`time_to_accuracy_figure` into ``out`` (a PNG)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    render_png(time_to_accuracy_figure(results, title), out)
+
+
 def render_png(fig: go.Figure, out: Path) -> None:
     """Screenshot the figure in headless Chromium (the page holds plotly.js inline: no network)."""
     from playwright.sync_api import sync_playwright
@@ -79,10 +117,20 @@ def render_png(fig: go.Figure, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", required=True, help="LABEL=DIR (repeat)")
+    parser.add_argument("--run", action="append", default=[], help="LABEL=DIR (repeat)")
+    parser.add_argument(
+        "--tta", action="append", default=[], help="a benchmarks.time_to_accuracy result JSON (repeat): mAP vs. time"
+    )
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--title", default="")
     args = parser.parse_args()
+    if args.tta:
+        results = [json.loads(Path(f).read_text()) for f in args.tta]
+        render_time_to_accuracy(results, Path(args.out), args.title)
+        print(f"wrote {args.out}")
+        return
+    if not args.run:
+        parser.error("give --run LABEL=DIR or --tta FILE")
     runs = []
     for item in args.run:
         label, sep, directory = item.partition("=")
