@@ -190,3 +190,26 @@ def test_gradient_is_finite(from_logits: bool) -> None:
         grad = tape.gradient(total, variable)
         assert np.isfinite(float(total))
         assert grad is not None and np.all(np.isfinite(np.asarray(grad)))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_top_k_sum_keeps_each_rows_own_k_with_and_without_xla(jit: bool) -> None:
+    """``top_k`` outside XLA, a sort under it: the same sums, and gradients on the kept entries."""
+    from ssd.loss import _top_k_sum
+
+    values = tf.constant([[5.0, 1.0, 3.0, 0.0], [2.0, 2.5, 9.0, 1.0]])
+
+    @tf.function(jit_compile=jit)
+    def run(values: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            sums = _top_k_sum(values, k)
+            total = tf.reduce_sum(sums)
+        return sums, tape.gradient(total, values)
+
+    sums, grad = run(values, tf.constant([2, 0]))
+    np.testing.assert_allclose(sums.numpy(), [8.0, 0.0])
+    np.testing.assert_allclose(grad.numpy(), [[1, 0, 1, 0], [0, 0, 0, 0]])
+    sums, grad = run(values, tf.constant([4, 3]))
+    np.testing.assert_allclose(sums.numpy(), [9.0, 13.5])
+    np.testing.assert_allclose(grad.numpy(), [[1, 1, 1, 1], [1, 1, 1, 0]])
