@@ -75,15 +75,27 @@ def time_to_accuracy_figure(results: list[dict[str, Any]], title: str = "") -> g
             )
         )
     for level, dash in ((0.95, "dash"), (0.90, "dot")):
-        fig.add_hline(y=level, line={"color": "#888", "dash": dash, "width": 1}, annotation_text=f"mAP@.5 {level}")
-    fig.add_vline(x=360, line={"color": "#c00", "dash": "dash", "width": 1}, annotation_text="6 min")
-    fig.update_xaxes(title_text="wall time of the run, evaluations excluded (s)", rangemode="tozero")
+        fig.add_hline(
+            y=level,
+            line={"color": "#888", "dash": dash, "width": 1},
+            annotation_text=f"mAP@.5 {level:.2f}",
+            annotation_position="bottom left" if level < 0.95 else "top left",
+        )
+    fig.add_vline(
+        x=360,
+        line={"color": "#c00", "dash": "dash", "width": 1},
+        annotation_text="6 minutes",
+        annotation_position="bottom left",
+    )
+    longest = max((p["seconds"] for r in results for p in r["points"]), default=0.0)
+    fig.update_xaxes(title_text="wall time of the run, evaluations excluded (s)", range=[0, max(390.0, longest + 20)])
     fig.update_yaxes(title_text="validation mAP@.5 (500 images)", range=[0, 1])
     fig.update_layout(
         title=title or "Time to accuracy: the default config on two CPU cores",
         width=900,
         height=460,
         template="plotly_white",
+        showlegend=True,
         legend={"orientation": "h", "y": -0.2},
     )
     return fig
