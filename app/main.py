@@ -62,7 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.jobs_dir.mkdir(parents=True, exist_ok=True)
         store = JobStore(settings.db_url)
         broadcaster = Broadcaster()
-        runner = JobRunner(store=store, settings=settings, broadcaster=broadcaster)
+        runner = JobRunner(
+            store=store,
+            settings=settings,
+            broadcaster=broadcaster,
+            report_app=lambda r: worker.report_app(r, settings),  # local workers post to it
+        )
         runner.start(asyncio.get_running_loop())
         app.state.store, app.state.broadcaster, app.state.runner = store, broadcaster, runner
         app.state.jobs = JobService(runner=runner, store=store, broadcaster=broadcaster, settings=settings)

@@ -7,7 +7,8 @@ post to this listener rather than to the dashboard's own port because the server
 have one a worker can reach: under a test client it has none, behind ``--host 0.0.0.0`` and a
 TLS proxy its own address is not the one to dial, and the admin token guards its other routes.
 The listener is a second, private uvicorn server on ``127.0.0.1`` and a free port, in a thread of
-the server's process, that serves the worker route alone.
+the server's process, that serves the worker route alone (:func:`app.api.worker.report_app`,
+which the composition root hands to the runner).
 """
 
 from __future__ import annotations
@@ -17,42 +18,25 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
-
-from app.settings import Settings
-
-if TYPE_CHECKING:
-    from app.runner import JobRunner
 
 log = logging.getLogger("ssdboard.reports")
 
 START_TIMEOUT = 10.0  # seconds the listener may take to accept connections
 
 
-def report_app(runner: JobRunner, settings: Settings) -> FastAPI:
-    """An app with the worker route alone, reading the runner and settings from its state."""
-    from app.api import worker as worker_api  # here: the route module imports the runner, which imports this
-
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    app.include_router(worker_api.router)
-    app.state.runner = runner
-    app.state.settings = settings
-    return app
-
-
 class ReportListener:
-    """uvicorn serving :func:`report_app` on a loopback socket, in a daemon thread."""
+    """uvicorn serving ``app`` (the worker route) on a loopback socket, in a daemon thread."""
 
-    def __init__(self, runner: JobRunner, settings: Settings) -> None:
+    def __init__(self, app: Any) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))  # a free port, chosen by the kernel, never a fixed one
         host, port = self._socket.getsockname()
         self.url = f"http://{host}:{port}"
-        config = uvicorn.Config(report_app(runner, settings), log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="ssdboard-reports", daemon=True)
 

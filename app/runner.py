@@ -26,7 +26,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,8 +73,17 @@ class JobRunner:
     """Queue, start, cancel and watch training jobs (``max_concurrent_jobs`` at a time)."""
 
     def __init__(
-        self, *, store: JobStore, settings: Settings, broadcaster: Broadcaster, executor: Executor | None = None
+        self,
+        *,
+        store: JobStore,
+        settings: Settings,
+        broadcaster: Broadcaster,
+        executor: Executor | None = None,
+        report_app: Callable[[JobRunner], Any] | None = None,
     ) -> None:
+        """``report_app(runner)``: the ASGI app of the worker route for this runner, which an
+        executor may serve on a listener of its own (the local one does)."""
+        self._report_app = report_app
         self.store = store
         self.settings = settings
         self.broadcaster = broadcaster
@@ -96,7 +105,7 @@ class JobRunner:
         becomes ``interrupted``; queued jobs are queued again.
         """
         self._loop = loop
-        self.executor.open(self)
+        self.executor.open(self._report_app(self) if self._report_app is not None else None)
         events = []
         for job_id in self.store.job_ids(status=JobStatus.running):
             handle = None

@@ -14,10 +14,11 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
 from app.runner import JobRunner, NotAccepting
+from app.settings import Settings
 
 router = APIRouter(prefix="/api/jobs", tags=["workers"])
 
@@ -74,3 +75,13 @@ def report(job_id: str, batch: WorkerBatch, runner: Annotated[JobRunner, Depends
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "1"}) from exc
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+def report_app(runner: JobRunner, settings: Settings) -> FastAPI:
+    """An app with this route alone, for the local workers' loopback listener
+    (:class:`app.report_listener.ReportListener`); it reads the runner and settings from its state."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(router)
+    app.state.runner = runner
+    app.state.settings = settings
+    return app

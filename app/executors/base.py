@@ -18,10 +18,7 @@ A handle is whatever the executor needs to find its run again; the runner only p
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from app.runner import JobRunner
+from typing import Any
 
 
 class Lost(str):
@@ -41,8 +38,9 @@ class Executor(ABC):
     #: process has exited, since a local worker delivers before it exits).
     done_grace: float = 0.0
 
-    def open(self, runner: JobRunner) -> None:  # noqa: B027 - optional hook
-        """Connect to whatever runs the workers, ready to report to ``runner`` (called once, at start)."""
+    def open(self, report_app: Any | None = None) -> None:  # noqa: B027 - optional hook
+        """Connect to whatever runs the workers (called once, at start). ``report_app``: an ASGI app
+        serving the worker route alone, for an executor whose workers report to a listener of its own."""
 
     @abstractmethod
     def submit(self, job: dict[str, Any], *, token: str) -> Any:

@@ -16,16 +16,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.executors.base import Executor
 from app.report_listener import ReportListener
 from app.settings import Settings
 from app.worker import EXIT_OUT_OF_MEMORY
 from app.worker_main import run_reporting
-
-if TYPE_CHECKING:
-    from app.runner import JobRunner
 
 # Seconds between two posts of a local worker's reports: the live charts' latency on this machine.
 LOCAL_BATCH_S = 0.05
@@ -67,9 +64,11 @@ class LocalExecutor(Executor):
         self._listener: ReportListener | None = None
         self._exited: list[BaseProcess] = []
 
-    def open(self, runner: JobRunner) -> None:
-        """Start the loopback listener the workers report to."""
-        self._listener = ReportListener(runner, self.settings).start()
+    def open(self, report_app: Any | None = None) -> None:
+        """Start the loopback listener the workers report to, serving ``report_app``."""
+        if report_app is None:
+            raise RuntimeError("the local executor needs the worker route's app to listen for reports")
+        self._listener = ReportListener(report_app).start()
 
     def submit(self, job: dict[str, Any], *, token: str) -> LocalRun:
         """Spawn the job's worker, which reports to the listener with ``token``."""

@@ -24,14 +24,11 @@ import logging
 import secrets
 import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.executors.base import Executor, Lost
 from app.settings import Settings
 from app.worker_main import CONFIG_ENV, TOKEN_ENV
-
-if TYPE_CHECKING:
-    from app.runner import JobRunner
 
 log = logging.getLogger("ssdboard.executor.ray")
 
@@ -78,7 +75,7 @@ class RayExecutor(Executor):
             self._client = JobSubmissionClient(self.settings.ray_address)
         return self._client
 
-    def open(self, runner: JobRunner) -> None:
+    def open(self, report_app: Any | None = None) -> None:
         """Connect now if the cluster is there; a cluster that is not is retried on first use."""
         try:
             self.client  # noqa: B018 - connects

@@ -18,10 +18,10 @@ def test_form_shows_every_section_with_defaults_and_help(page: Any, shot: Any) -
     open_form(page)
     for section in ("model", "priors", "matching", "loss", "data", "train", "detect"):
         assert page.locator(f'fieldset[data-section="{section}"]').is_visible()
-    assert page.locator('[name="train.batch_size"]').input_value() == "32"
+    assert page.locator('[name="train.batch_size"]').input_value() == "16"
     help_text = page.locator('[data-field="train.batch_size"] .help').inner_text()
-    assert "Default: 32" in help_text
-    assert len(help_text) > len("Default: 32"), "the schema's description is missing"
+    assert "Default: 16" in help_text
+    assert len(help_text) > len("Default: 16"), "the schema's description is missing"
     shot(page, "new_job")
     # The notebook preset refills the fields: constant schedule, no variances.
     page.select_option("#preset", "notebook")
