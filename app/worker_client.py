@@ -3,8 +3,10 @@
 :class:`HttpReporter` stands where a local worker has its multiprocessing queue
 (:func:`app.worker.run_job` calls ``put``), so one worker code path serves both executors. A
 sender thread posts what was put, in order, as ``{"messages": [...]}`` (:func:`app.messages.to_wire`)
-to ``POST /api/jobs/{id}/worker/events`` with the job's worker token, at most every
-``batch_s`` seconds and ``max_batch`` messages at a time. A batch leaves the buffer only once the
+to ``POST /api/jobs/{id}/worker/events`` with the job's worker token, ``max_batch`` messages at
+a time: a message put after a quiet spell goes at once, and the next post waits until
+``batch_s`` seconds after the last (0: as soon as the last one is answered; one post is in flight
+at a time, so what arrives meanwhile goes together). A batch leaves the buffer only once the
 server has answered 200, so nothing is lost while the server is away (connection refused, 5xx,
 503 while it stops): the same batch is sent again after 0.5, 1, 2, ... up to ``max_backoff_s``
 seconds. The server drops what it already has (steps and evaluations by step), so a batch
@@ -78,8 +80,8 @@ class HttpReporter:
             if self.gone.is_set():
                 return
             self._buffer.append(to_wire(message))
-            if len(self._buffer) >= self.max_batch:
-                self._cond.notify_all()
+            if len(self._buffer) == 1 or len(self._buffer) >= self.max_batch:
+                self._cond.notify_all()  # an idle sender wakes: the post goes once its linger is over
 
     def pending(self) -> int:
         """Messages not yet accepted by the server."""
@@ -121,13 +123,17 @@ class HttpReporter:
         last_post = time.monotonic()
         while True:
             with self._cond:
-                if not self._closing and len(self._buffer) < self.max_batch:
-                    self._cond.wait(self.batch_s)
-                if self.gone.is_set() or (self._closing and not self._buffer):
-                    return
+                while True:  # until a batch is due: linger batch_s after the last post, or heartbeat
+                    if self.gone.is_set() or (self._closing and not self._buffer):
+                        return
+                    if self._closing or len(self._buffer) >= self.max_batch:
+                        break
+                    due = last_post + (self.batch_s if self._buffer else self.heartbeat_s)
+                    now = time.monotonic()
+                    if now >= due:
+                        break
+                    self._cond.wait(due - now)
                 batch = self._buffer[: self.max_batch]
-            if not batch and time.monotonic() - last_post < self.heartbeat_s:
-                continue
             outcome = self._post(batch)
             if outcome == "retry":
                 self.retries += 1
