@@ -7,27 +7,16 @@ the server's own route (tested in ``test_worker_reporting.py``).
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from live_server import tiny
+from live_server import tiny, wait_for
 
 from app.executors.local import LocalExecutor
 from app.main import create_app
 from app.settings import Settings
 
 ADMIN = "admin-secret-token"
-
-
-def _wait(client: TestClient, job_id: str, timeout: float = 120.0) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}", headers={"Authorization": f"Bearer {ADMIN}"}).json()
-        if job["status"] not in ("queued", "running"):
-            return dict(job)
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not end in {timeout} s")
 
 
 def test_a_local_job_reports_to_the_loopback_listener_which_takes_its_token_only(tmp_path: Path) -> None:
@@ -43,7 +32,7 @@ def test_a_local_job_reports_to_the_loopback_listener_which_takes_its_token_only
 
         admin = {"Authorization": f"Bearer {ADMIN}"}
         job = client.post("/api/jobs", json=tiny(steps=6, eval_every=3), headers=admin).json()
-        done = _wait(client, job["id"])
+        done = wait_for(client, job["id"], lambda j: j["status"] not in ("queued", "running"), timeout=120)
         assert done["status"] == "succeeded" and done["step"] == 6
         steps = client.get(f"/api/jobs/{job['id']}/metrics", headers=admin).json()
         assert [r["step"] for r in steps["metrics"]] == [1, 2, 3, 4, 5, 6]  # every step, once, in order

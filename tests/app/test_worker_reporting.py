@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from live_server import tiny
+from live_server import tiny, wait_for
 
 from app.executors.base import Executor
 from app.main import create_app
@@ -161,7 +161,7 @@ def test_cancel_reaches_the_worker_and_a_silent_one_is_stopped(tmp_path: Path, e
 
         # A worker that never answers is stopped after the grace; its job is cancelled, not failed.
         client.post(f"/api/jobs/{silent}/cancel", headers=_admin())
-        job = _wait(client, silent, lambda j: j["status"] != "running", timeout=15)
+        job = wait_for(client, silent, lambda j: j["status"] != "running", timeout=15)
         assert job["status"] == "cancelled" and job["error"] is None and executor.killed == [silent]
 
 
@@ -186,18 +186,6 @@ def test_a_restarted_server_reattaches_runs_its_executor_still_has(tmp_path: Pat
         old = executor.tokens[lost]
         client.post(f"/api/jobs/{lost}/resume", headers=_admin())
         assert executor.tokens[lost] != old and _post(client, lost, old, _steps(1, 1)).status_code == 401
-
-
-def _wait(client: TestClient, job_id: str, done: Any, timeout: float) -> dict[str, Any]:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if done(job):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
 
 
 def test_the_reporter_retries_with_back_off_and_keeps_order() -> None:
