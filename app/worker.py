@@ -293,7 +293,7 @@ def run_job(
     started = False  # the trainer's step means something only once its checkpoint is loaded
     try:
         from ssd.config import from_dict
-        from ssd.distributed import DistributedTrainer
+        from ssd.distributed import DistributedTrainer, LocalPeers
         from ssd.train import Trainer
 
         class ReportingTrainer(Trainer):
@@ -317,11 +317,11 @@ def run_job(
             finish(Done(job_id, "cancelled", None))
             return
         if parsed.train.workers > 1:  # the peers start now; the strategy must be TF's first work here
-            group = make_peers(parsed, out) if make_peers is not None else None
-            if group is None:
-                trainer = ReportingChief.with_local_peers(parsed, out, data_dir=data_dir)
+            if make_peers is not None:
+                group = make_peers(parsed, out)
             else:
-                trainer = ReportingChief.with_peers(parsed, out, group, data_dir=data_dir)
+                group = LocalPeers(parsed, out, data_dir)
+            trainer = ReportingChief.with_peers(parsed, out, group, data_dir=data_dir)
             peers.extend(trainer.peer_group.processes)
         else:
             trainer = ReportingTrainer(parsed, out, data_dir=data_dir)

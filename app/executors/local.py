@@ -13,8 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -36,7 +35,6 @@ class LocalRun:
     job_id: str
     process: BaseProcess
     cancel: Any  # multiprocessing.Event
-    started: float = field(default_factory=time.monotonic)
 
 
 def death_reason(exitcode: int | None) -> str:
