@@ -86,11 +86,19 @@ def datasets(config: Config, data_dir: Path | None = None) -> tuple[TrainData, T
     return for_config(config, "train", data_dir), for_config(config, "val", data_dir)
 
 
-def make_targets_fn(config: Config) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """``(boxes [B,K,4] xyxy, labels [B,K]) -> y_true [B,P,C+4]`` for the config's priors."""
+def make_targets_fn(config: Config, *, jit_compile: bool = True) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """``(boxes [B,K,4] xyxy, labels [B,K]) -> y_true [B,P,C+4]`` for the config's priors.
+
+    XLA-compiled by default: matching is some twenty elementwise passes over [B, K, P] and
+    [B, P, C + 4] tensors, which XLA fuses into a few loops. On the default config's batch of 32
+    that took 13.8 ms of CPU instead of 70.5 (AMD EPYC, one thread), time the input pipeline
+    took from the training step on a 2-core machine (README "Speed"). XLA compiles once per
+    input shape; the pipeline's shapes are static.
+    """
     priors = tf.constant(make_priors(config.priors, config.data.image_size).boxes)
     m = config.matching
 
+    @tf.function(jit_compile=jit_compile)
     def targets(boxes: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         return match(
             boxes,

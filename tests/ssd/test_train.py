@@ -223,3 +223,25 @@ def test_checkpoint_of_another_model_is_rejected(straight: Run, tmp_path: Path) 
     wider = replace(config, model=replace(config.model, num_units=3))
     with pytest.raises(ValueError, match=r"model\.weights\.h5"):
         Trainer(wider, tmp_path).load_checkpoint()
+
+
+def test_compiled_targets_equal_the_graph_ones() -> None:
+    """The pipeline's XLA-compiled matching gives the targets of the plain TensorFlow graph, on a
+    default-config batch with padding, an ignore region and a box that forces its best prior."""
+    from ssd.data import for_config
+    from ssd.matching import IGNORE
+    from ssd.train import make_targets_fn
+
+    config = from_dict({})
+    _, boxes, labels, counts = for_config(config, "train").batch(0, 4)
+    assert counts.min() < boxes.shape[1]  # some padding
+    labels[0, 0] = IGNORE
+    boxes[1, 0] = [60, 60, 63, 63]  # smaller than any prior: only force_best matches it
+    labels[1, 0] = 9
+    compiled = make_targets_fn(config)(boxes, labels).numpy()
+    graph = make_targets_fn(config, jit_compile=False)(boxes, labels).numpy()
+    c = config.model.num_classes + 1
+    np.testing.assert_array_equal(compiled[..., :c], graph[..., :c])
+    np.testing.assert_allclose(compiled[..., c:], graph[..., c:], rtol=1e-5, atol=1e-5)
+    assert (graph[0, :, :c].sum(-1) == 0).any()  # the ignore region took priors out
+    assert graph[1, :, 9].sum() >= 1  # the tiny box got its best prior
