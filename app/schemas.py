@@ -164,6 +164,10 @@ class TrainIn(_Section):
             "float16 with loss scaling on 7.x GPUs."
         ),
     )
+    xla: Literal["auto", "on", "off"] = Field(
+        _d("train", "xla"),
+        description="XLA-compile the training step; auto: on GPUs, off on CPUs (oneDNN's convolutions are faster).",
+    )
     workers: int = Field(
         _d("train", "workers"),
         description="Processes that train the job together, each on a slice of every batch; must divide batch_size.",
@@ -301,7 +305,7 @@ class JobOut(BaseModel):
     run: dict[str, str] | None = Field(
         None,
         description="How the job computes, once it started: precision (train.precision resolved), "
-        "precision_reason and device.",
+        "precision_reason, xla (train.xla resolved: on or off), xla_reason and device.",
     )
     tags: list[str] = Field(default_factory=list, description="Labels to filter runs by (PATCH to change).")
     notes: str = Field("", description="Free text about the run (PATCH to change).")

@@ -230,6 +230,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "schedule": "cosine",
             "warmup_steps": 100,
             "precision": "auto",
+            "xla": "auto",
             "eval_every": 200,
         },
     },

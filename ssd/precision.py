@@ -12,6 +12,11 @@
   in float32 (:data:`CPU_BF16_SLOWER`).
 - Otherwise ``float32``: bf16 emulated without those units is slower than float32.
 
+Whether XLA compiles the training step (``train.xla = "auto"``, :func:`choose_xla`): on GPUs, where
+it fuses the BatchNorm, ReLU and loss elementwise work into few kernels; not on CPUs, where its
+convolutions are not oneDNN's and the step ran slower (README "Speed"); not with several workers,
+whose collectives run outside XLA.
+
 TensorFlow-free: the GPU is described by the caller (:class:`Gpu`), the CPU read from
 ``/proc/cpuinfo``, so the server can say what a job will use without importing TensorFlow.
 """
@@ -26,6 +31,8 @@ from typing import Literal
 Policy = Literal["float32", "mixed_bfloat16", "mixed_float16"]
 Requested = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
 PRECISIONS: tuple[Requested, ...] = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+XlaRequested = Literal["auto", "on", "off"]
+XLA_MODES: tuple[XlaRequested, ...] = ("auto", "on", "off")
 # /proc/cpuinfo flag -> how people write it, best first.
 BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
 MIN_FLOAT16_CAPABILITY = (7, 0)  # Volta: the first tensor cores
@@ -103,3 +110,22 @@ def choose(
     if unit is not None:
         return Choice("mixed_bfloat16", f"auto: {cpu} has {unit}")
     return Choice("float32", f"auto: {cpu} has no bf16 units")
+
+
+@dataclass(frozen=True)
+class XlaChoice:
+    """Whether XLA compiles the training step, and why."""
+
+    enabled: bool
+    reason: str
+
+
+def choose_xla(requested: XlaRequested, gpu: Gpu | None = None, *, workers: int = 1) -> XlaChoice:
+    """``train.xla`` on this hardware (``gpu``: the one the run uses, or None)."""
+    if requested != "auto":
+        return XlaChoice(requested == "on", "set in the config")
+    if workers > 1:
+        return XlaChoice(False, "auto: the workers' collectives run outside XLA")
+    if gpu is not None:
+        return XlaChoice(True, f"auto: on {gpu.name}, XLA fuses the elementwise work into few kernels")
+    return XlaChoice(False, "auto: on CPUs the oneDNN convolutions outside XLA are faster")

@@ -24,7 +24,7 @@ from ssd.backbones import (
     notebook_stride,
     stride_of,
 )
-from ssd.precision import PRECISIONS, Requested
+from ssd.precision import PRECISIONS, XLA_MODES, Requested, XlaRequested
 
 MAX_IMAGE_SIZE = 1024
 MAX_STEPS = 10_000_000
@@ -312,6 +312,8 @@ class TrainConfig:
     checkpoint_every: int = 200
     # auto: bf16 on CPUs with bf16 units, float16 + loss scaling on GPUs with tensor cores (ssd.precision)
     precision: Requested = "float32"
+    # auto: XLA compiles the training step on GPUs, not on CPUs (ssd.precision.choose_xla)
+    xla: XlaRequested = "off"
     # Processes that train one job together, each on a slice of every batch (ssd.distributed).
     workers: int = 1
 
@@ -328,6 +330,12 @@ class TrainConfig:
         _check(1 <= self.eval_images <= 100_000, "train.eval_images", "must be in 1..100000")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
         _check(self.precision in PRECISIONS, "train.precision", f"must be one of {', '.join(PRECISIONS)}")
+        _check(self.xla in XLA_MODES, "train.xla", f"must be one of {', '.join(XLA_MODES)}")
+        _check(
+            self.xla != "on" or self.workers == 1,
+            "train.xla",
+            "must not be 'on' with train.workers > 1: the workers' collectives run outside XLA",
+        )
         _check(1 <= self.workers <= MAX_WORKERS, "train.workers", f"must be in 1..{MAX_WORKERS}, got {self.workers}")
         _check(
             self.batch_size % self.workers == 0,

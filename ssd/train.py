@@ -49,7 +49,7 @@ from ssd.datasets.loader import FileDataset, for_config
 from ssd.loss import loss_components
 from ssd.matching import match
 from ssd.model import build_ssd
-from ssd.precision import Choice, Gpu, choose, cpu_info
+from ssd.precision import Choice, Gpu, XlaChoice, choose, choose_xla, cpu_info
 from ssd.priors import make_priors
 from ssd.tensorboard_log import TensorBoardLog
 
@@ -202,6 +202,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.gpu = detect_gpu()  # the device run.json names, and what "auto" precision decides by
         self.precision: Choice = choose(config.train.precision, self.gpu, backbone=config.model.backbone)
+        self.xla: XlaChoice = choose_xla(config.train.xla, self.gpu, workers=config.train.workers)
         policy = self.precision.policy
         dtype = None if policy == "float32" else policy
         keras.utils.set_random_seed(config.seed)
@@ -227,7 +228,8 @@ class Trainer:
                 mining=loss_cfg.mining,
             )
 
-        @tf.function(reduce_retracing=True)
+        # Under XLA the loss mines negatives with a sort (ssd.loss: XLA rejects top_k's tensor k).
+        @tf.function(reduce_retracing=True, jit_compile=self.xla.enabled)
         def train_step(images: tf.Tensor, y_true: tf.Tensor) -> dict[str, tf.Tensor]:
             with tf.GradientTape() as tape:
                 parts = losses(y_true, self.model(images, training=True))
@@ -364,7 +366,13 @@ class Trainer:
         device = f"GPU: {self.gpu.name}" if self.gpu else f"CPU: {cpu_info()[0]}"
         write_run_info(
             self.out_dir,
-            {"precision": self.precision.policy, "precision_reason": self.precision.reason, "device": device},
+            {
+                "precision": self.precision.policy,
+                "precision_reason": self.precision.reason,
+                "xla": "on" if self.xla.enabled else "off",
+                "xla_reason": self.xla.reason,
+                "device": device,
+            },
         )
         record: dict[str, Any] | None = None
         evaluation: dict[str, Any] | None = None

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from ssd.config import from_dict
-from ssd.precision import Gpu, choose, cpu_bf16, cpu_info
+from ssd.config import ConfigError, from_dict
+from ssd.precision import Gpu, XlaRequested, choose, choose_xla, cpu_bf16, cpu_info
 
 AMX = frozenset({"avx512f", "amx_bf16", "avx512_bf16", "amx_tile"})
 ZEN4 = frozenset({"avx512f", "avx512_bf16"})
@@ -62,21 +62,58 @@ def test_presets_notebook_float32_default_auto() -> None:
     assert from_dict({}).train.precision == "auto"
 
 
-def tiny(precision: str) -> dict[str, object]:
+@pytest.mark.parametrize(
+    ("requested", "gpu", "workers", "enabled", "words"),
+    [
+        ("auto", None, 1, False, "on CPUs"),
+        ("auto", Gpu("NVIDIA H200", (9, 0)), 1, True, "NVIDIA H200"),
+        ("auto", Gpu("NVIDIA H200", (9, 0)), 2, False, "collectives"),
+        ("on", None, 1, True, "set in the config"),
+        ("off", Gpu("NVIDIA H200", (9, 0)), 1, False, "set in the config"),
+    ],
+)
+def test_xla_follows_the_hardware(
+    requested: XlaRequested, gpu: Gpu | None, workers: int, enabled: bool, words: str
+) -> None:
+    choice = choose_xla(requested, gpu, workers=workers)
+    assert choice.enabled is enabled and words in choice.reason
+
+
+def test_xla_values_are_checked() -> None:
+    assert from_dict({"preset": "notebook"}).train.xla == "off"
+    assert from_dict({}).train.xla == "auto"
+    with pytest.raises(ConfigError) as bad:
+        from_dict({"train": {"xla": True}})
+    assert bad.value.field == "train.xla" and "'auto', 'on', 'off'" in bad.value.message
+    with pytest.raises(ConfigError) as workers:
+        from_dict({"train": {"xla": "on", "workers": 2}})
+    assert workers.value.field == "train.xla" and "workers" in workers.value.message
+
+
+def tiny(precision: str, xla: str = "off") -> dict[str, object]:
     return {
         "model": {"num_units": 2, "source_layers": ["norm3_2"]},
         "priors": {"scales": [[8]], "ratios": [1.0]},
         "data": {"image_size": 32, "scale_range": [0.5, 1.0], "min_digits": 1, "max_digits": 2, "val_images": 4},
-        "train": {"steps": 2, "batch_size": 2, "eval_images": 2, "precision": precision, "checkpoint_every": 0},
+        "train": {
+            "steps": 2,
+            "batch_size": 2,
+            "eval_images": 2,
+            "precision": precision,
+            "checkpoint_every": 0,
+            "xla": xla,
+        },
     }
 
 
-def test_float16_trains_with_dynamic_loss_scaling(tmp_path: Path) -> None:
+@pytest.mark.parametrize("xla", ["off", "on"])
+def test_float16_trains_with_dynamic_loss_scaling(tmp_path: Path, xla: str) -> None:
     """mixed_float16 on CPU: the optimizer scales the loss, a step whose scaled gradients
-    overflow is skipped with the scale halved, and finite steps update the weights."""
+    overflow is skipped with the scale halved, and finite steps update the weights. With XLA too:
+    "auto" picks both on a GPU of compute capability 7.x."""
     from ssd.train import Trainer
 
-    trainer = Trainer(from_dict(tiny("mixed_float16")), tmp_path / "run")
+    trainer = Trainer(from_dict(tiny("mixed_float16", xla)), tmp_path / "run")
     optimizer = trainer.optimizer
     assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     assert trainer.model.get_layer("conv1_1").compute_dtype == "float16"
@@ -85,6 +122,7 @@ def test_float16_trains_with_dynamic_loss_scaling(tmp_path: Path) -> None:
     assert result.status == "succeeded" and trainer.step == 2
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["precision"] == "mixed_float16" and run["precision_reason"] == "set in the config"
+    assert run["xla"] == xla
 
     # Force an overflow: a scale of 2^127 makes float16 gradients infinite.
     optimizer.dynamic_scale.assign(2.0**127)
@@ -104,3 +142,22 @@ def test_auto_on_this_machine_matches_its_cpu(tmp_path: Path) -> None:
     expected = "mixed_bfloat16" if cpu_bf16() else "float32"
     assert trainer.precision.policy == expected
     assert isinstance(trainer.optimizer, keras.optimizers.Adam)  # no loss scaling for bf16 or float32
+
+
+def test_an_xla_step_trains_like_the_graph_one(tmp_path: Path) -> None:
+    """The XLA-compiled step (a sort instead of top_k in the loss) gives the same losses and
+    weights as the plain graph, in float32."""
+    from ssd.train import Trainer
+
+    runs = {}
+    for xla in ("off", "on"):
+        trainer = Trainer(from_dict({**tiny("float32", xla), "preset": "notebook"}), tmp_path / xla)
+        steps: list[dict[str, float]] = []
+        trainer.fit(on_step=steps.append)
+        runs[xla] = (steps, [v.numpy() for v in trainer.model.trainable_variables])
+    (graph, graph_weights), (xla_steps, xla_weights) = runs["off"], runs["on"]
+    for a, b in zip(graph, xla_steps, strict=True):
+        for key in ("pos_clf", "neg_clf", "loc", "total", "num_pos", "num_neg"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+    for a, b in zip(graph_weights, xla_weights, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5)

@@ -90,7 +90,8 @@ function renderJob() {
   badge.className = `badge status-${job.status}`;
   root.dataset.status = job.status;
   // How it computes, once the worker said (run.json): "mixed_bfloat16 (auto: AMD EPYC has AVX512-BF16)".
-  const run = job.run ? ` · ${job.run.precision} (${job.run.precision_reason})` : "";
+  let run = job.run ? ` · ${job.run.precision} (${job.run.precision_reason})` : "";
+  if (job.run && job.run.xla) run += ` · XLA ${job.run.xla} (${job.run.xla_reason})`;
   $("job-summary").textContent = summarize(job.config || {}) + run;
   if (job.sweep_id) {
     const href = `${ROOT}/sweeps/${encodeURIComponent(job.sweep_id)}`;
