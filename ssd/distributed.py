@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import math
 import os
@@ -38,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -46,7 +47,7 @@ import keras
 import tensorflow as tf
 
 from ssd.config import Config, from_dict, read_mapping
-from ssd.train import LOSS_KEYS, NonFiniteLossError, StepCallback, StopFlag, Trainer, TrainResult, input_pipeline
+from ssd.train import LOSS_KEYS, NonFiniteLossError, StepCallback, StopFlag, Trainer, TrainResult
 
 PEER_EXIT_TIMEOUT = 120.0  # seconds the chief waits for the others after its last step
 
@@ -281,7 +282,10 @@ class DistributedTrainer(Trainer):
     def _follow(self, steps: int | None) -> TrainResult:
         """A non-chief worker's loop: the chief's collectives in the chief's order, no writes."""
         last = self.config.train.steps if steps is None else steps
-        pipeline = iter(input_pipeline(self.config, self.train_data, self.step, last, self.shard))
+        with contextlib.ExitStack() as stack:
+            return self._follow_steps(self.batches(stack, last), last)
+
+    def _follow_steps(self, pipeline: Iterator[tuple[tf.Tensor, tf.Tensor]], last: int) -> TrainResult:
         status: Literal["succeeded", "cancelled"] = "succeeded"
         record: dict[str, Any] | None = None
         while self.step < last:

@@ -17,6 +17,11 @@ it fuses the BatchNorm, ReLU and loss elementwise work into few kernels; not on 
 convolutions are not oneDNN's and the step ran slower (README "Speed"); not with several workers,
 whose collectives run outside XLA.
 
+How many processes make training batches (``data.loader_processes = -1``, auto,
+:func:`choose_loader`): none on a CPU, whose cores the training step uses (a thread of the
+input pipeline that takes a core stalls the step's other thread at its next barrier); on a GPU,
+up to :data:`MAX_AUTO_LOADERS`, leaving two cores to the step and the pipeline.
+
 TensorFlow-free: the GPU is described by the caller (:class:`Gpu`), the CPU read from
 ``/proc/cpuinfo``, so the server can say what a job will use without importing TensorFlow.
 """
@@ -24,6 +29,7 @@ TensorFlow-free: the GPU is described by the caller (:class:`Gpu`), the CPU read
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,6 +38,7 @@ Policy = Literal["float32", "mixed_bfloat16", "mixed_float16"]
 Requested = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
 PRECISIONS: tuple[Requested, ...] = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 XlaRequested = Literal["auto", "on", "off"]
+MAX_AUTO_LOADERS = 8
 XLA_MODES: tuple[XlaRequested, ...] = ("auto", "on", "off")
 # /proc/cpuinfo flag -> how people write it, best first.
 BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
@@ -129,3 +136,22 @@ def choose_xla(requested: XlaRequested, gpu: Gpu | None = None, *, workers: int 
     if gpu is not None:
         return XlaChoice(True, f"auto: on {gpu.name}, XLA fuses the elementwise work into few kernels")
     return XlaChoice(False, "auto: on CPUs the oneDNN convolutions outside XLA are faster")
+
+
+@dataclass(frozen=True)
+class LoaderChoice:
+    """How many processes make training batches (0: the pipeline's own thread), and why."""
+
+    processes: int
+    reason: str
+
+
+def choose_loader(requested: int, gpu: Gpu | None = None, *, cpus: int | None = None) -> LoaderChoice:
+    """``data.loader_processes`` (-1: auto) on this hardware; ``cpus`` defaults to this machine's."""
+    if requested >= 0:
+        return LoaderChoice(requested, "set in the config")
+    if gpu is None:
+        return LoaderChoice(0, "auto: on a CPU the training step uses every core")
+    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+    n = min(MAX_AUTO_LOADERS, max(1, cpus - 2))
+    return LoaderChoice(n, f"auto: {n} of {cpus} CPU cores make batches for {gpu.name}")

@@ -241,6 +241,9 @@ class LossConfig:
 MNIST_DIGIT_SIZE = 28  # side of an MNIST digit at scale 1 (ssd.data.DIGIT_SIZE)
 
 
+MAX_LOADER_PROCESSES = 64
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """The training data: the built-in MNIST-detection generator (:mod:`ssd.data`; the digit
@@ -256,6 +259,8 @@ class DataConfig:
     # Training images only: how much of a digit's box another digit may cover (ssd.data's
     # max_cover). Validation keeps the generator's 0.25, so runs stay comparable.
     train_overlap: float = 0.25
+    # Processes making training batches (ssd.loader_pool); -1: auto, none on CPUs, up to 8 with a GPU
+    loader_processes: int = -1
 
     def __post_init__(self) -> None:
         _check(
@@ -281,6 +286,11 @@ class DataConfig:
         )
         _check(1 <= self.val_images <= 100_000, "data.val_images", "must be in 1..100000")
         _check(0.0 <= self.train_overlap <= 1.0, "data.train_overlap", f"must be in [0, 1], got {self.train_overlap}")
+        _check(
+            -1 <= self.loader_processes <= MAX_LOADER_PROCESSES,
+            "data.loader_processes",
+            f"must be -1 (auto) or 0..{MAX_LOADER_PROCESSES}, got {self.loader_processes}",
+        )
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,12 @@ sees depends only on the step, so a resumed run sees the same batches as an unin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -46,10 +47,11 @@ from ssd.checkpoint import (
 from ssd.config import Config
 from ssd.data import DetectionDataset
 from ssd.datasets.loader import FileDataset, for_config
+from ssd.loader_pool import BatchPool
 from ssd.loss import loss_components
 from ssd.matching import match
 from ssd.model import build_ssd
-from ssd.precision import Choice, Gpu, XlaChoice, choose, choose_xla, cpu_info
+from ssd.precision import Choice, Gpu, LoaderChoice, XlaChoice, choose, choose_loader, choose_xla, cpu_info
 from ssd.priors import make_priors
 from ssd.tensorboard_log import TensorBoardLog
 
@@ -114,14 +116,20 @@ def make_targets_fn(config: Config, *, jit_compile: bool = True) -> Callable[[tf
 
 
 def input_pipeline(
-    config: Config, dataset: TrainData, first_step: int, last_step: int, shard: tuple[int, int] = (0, 1)
+    config: Config,
+    dataset: TrainData,
+    first_step: int,
+    last_step: int,
+    shard: tuple[int, int] = (0, 1),
+    pool: BatchPool | None = None,
 ) -> tf.data.Dataset:
     """Batches ``(images uint8 [B,S,S,3], y_true float32 [B,P,C+4])`` for steps ``first..last-1``.
 
-    Images are generated in NumPy (in a ``py_function``) and matched to priors in a vectorised
-    TensorFlow map; both run ahead of the training step on the pipeline's threads. ``shard =
-    (i, n)`` gives only the i-th of n equal slices of every batch, ``B / n`` samples (a worker's
-    part in multi-worker training, :mod:`ssd.distributed`).
+    Images are generated in NumPy (in a ``py_function``, or by ``pool``'s processes: the same
+    batches) and matched to priors in a vectorised TensorFlow map; both run ahead of the
+    training step on the pipeline's threads. ``shard = (i, n)`` gives only the i-th of n equal
+    slices of every batch, ``B / n`` samples (a worker's part in multi-worker training,
+    :mod:`ssd.distributed`).
     """
     index, num_shards = shard
     b, s, k = config.train.batch_size // num_shards, config.data.image_size, dataset.max_digits
@@ -139,9 +147,25 @@ def input_pipeline(
         return images, boxes, labels
 
     targets = make_targets_fn(config)
-    ds = tf.data.Dataset.range(first_step, last_step)
-    ds = ds.map(load, num_parallel_calls=2, deterministic=True)
-    ds = ds.map(lambda i, bx, lb: (i, targets(bx, lb)), num_parallel_calls=2, deterministic=True)
+    if pool is None:
+        ds = tf.data.Dataset.range(first_step, last_step)
+        ds = ds.map(load, num_parallel_calls=2, deterministic=True)
+        parallel = 2
+    else:
+        batch_size = config.train.batch_size
+
+        def made() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+            starts = (step * batch_size + first_sample for step in range(first_step, last_step))
+            return pool.batches(starts, b)
+
+        signature = (
+            tf.TensorSpec([b, s, s, 3], tf.uint8),
+            tf.TensorSpec([b, k, 4], tf.float32),
+            tf.TensorSpec([b, k], tf.int32),
+        )
+        ds = tf.data.Dataset.from_generator(made, output_signature=signature)
+        parallel = max(2, pool.processes)  # a host with a pool has cores to spare for matching
+    ds = ds.map(lambda i, bx, lb: (i, targets(bx, lb)), num_parallel_calls=parallel, deterministic=True)
     return ds.prefetch(2)
 
 
@@ -203,6 +227,7 @@ class Trainer:
         self.gpu = detect_gpu()  # the device run.json names, and what "auto" precision decides by
         self.precision: Choice = choose(config.train.precision, self.gpu, backbone=config.model.backbone)
         self.xla: XlaChoice = choose_xla(config.train.xla, self.gpu, workers=config.train.workers)
+        self.loader: LoaderChoice = choose_loader(config.data.loader_processes, self.gpu)
         policy = self.precision.policy
         dtype = None if policy == "float32" else policy
         keras.utils.set_random_seed(config.seed)
@@ -211,7 +236,8 @@ class Trainer:
         self.model = build_ssd(config.model, config.priors, config.data.image_size, dtype, pretrained=pretrained)
         self.optimizer = make_optimizer(config, policy)
         self.optimizer.build(self.model.trainable_variables)
-        self.train_data, self.val_data = datasets(config, Path(data_dir) if data_dir is not None else None)
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.train_data, self.val_data = datasets(config, self.data_dir)
         self.priors = make_priors(config.priors, config.data.image_size).boxes  # [P, 4] xyxy
         self._targets = make_targets_fn(config)
         self.step = 0
@@ -339,6 +365,14 @@ class Trainer:
         return out
 
     # ----------------------------------------------------------------- the loop
+    def batches(self, stack: contextlib.ExitStack, last: int) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
+        """This worker's training batches for steps ``self.step .. last - 1``; the loader
+        processes (``data.loader_processes``), if any, stop when ``stack`` closes."""
+        pool = None
+        if self.loader.processes:
+            pool = stack.enter_context(BatchPool(self.config, self.data_dir, self.loader.processes))
+        return iter(input_pipeline(self.config, self.train_data, self.step, last, self.shard, pool))
+
     def fit(
         self,
         *,
@@ -371,15 +405,19 @@ class Trainer:
                 "precision_reason": self.precision.reason,
                 "xla": "on" if self.xla.enabled else "off",
                 "xla_reason": self.xla.reason,
+                "loader_processes": str(self.loader.processes),
+                "loader_reason": self.loader.reason,
                 "device": device,
             },
         )
         record: dict[str, Any] | None = None
         evaluation: dict[str, Any] | None = None
         status: Literal["succeeded", "cancelled"] = "succeeded"
-        pipeline = iter(input_pipeline(self.config, self.train_data, self.step, last, self.shard))
         tick = time.perf_counter()
-        with open(metrics_file, "a") as mf, TensorBoardLog(self.out_dir, self.config.to_dict(), self.step) as tb:
+        with contextlib.ExitStack() as stack:
+            pipeline = self.batches(stack, last)
+            mf = stack.enter_context(open(metrics_file, "a"))
+            tb = stack.enter_context(TensorBoardLog(self.out_dir, self.config.to_dict(), self.step))
             while self.step < last:
                 if should_stop is not None and should_stop():
                     status = "cancelled"

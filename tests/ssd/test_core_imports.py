@@ -21,6 +21,7 @@ CORE_MODULES = (
     "ssd.data",
     "ssd.evaluate",
     "ssd.geometry",
+    "ssd.loader_pool",
     "ssd.precision",
     "ssd.priors",
     "ssd.sections",

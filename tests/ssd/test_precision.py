@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ssd.config import ConfigError, from_dict
-from ssd.precision import Gpu, XlaRequested, choose, choose_xla, cpu_bf16, cpu_info
+from ssd.precision import Gpu, XlaRequested, choose, choose_loader, choose_xla, cpu_bf16, cpu_info
 
 AMX = frozenset({"avx512f", "amx_bf16", "avx512_bf16", "amx_tile"})
 ZEN4 = frozenset({"avx512f", "avx512_bf16"})
@@ -77,6 +77,16 @@ def test_xla_follows_the_hardware(
 ) -> None:
     choice = choose_xla(requested, gpu, workers=workers)
     assert choice.enabled is enabled and words in choice.reason
+
+
+def test_loader_processes_follow_the_hardware() -> None:
+    h200 = Gpu("NVIDIA H200", (9, 0))
+    assert choose_loader(-1, None, cpus=16).processes == 0
+    assert choose_loader(-1, h200, cpus=16).processes == 8  # at most 8
+    assert choose_loader(-1, h200, cpus=6).processes == 4  # two cores left to the step and pipeline
+    assert choose_loader(-1, h200, cpus=2).processes == 1
+    assert "NVIDIA H200" in choose_loader(-1, h200, cpus=16).reason
+    assert choose_loader(3, None).processes == 3 and choose_loader(0, h200).reason == "set in the config"
 
 
 def test_xla_values_are_checked() -> None:

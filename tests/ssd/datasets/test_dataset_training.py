@@ -71,3 +71,23 @@ def test_training_on_an_unknown_dataset_names_the_field(tmp_path: Path, capsys: 
         main(["train", "--config", str(config), "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "r")])
     assert exit_info.value.code == 2
     assert "option --config: data.dataset: no dataset with the id or name 'nowhere'" in capsys.readouterr().err
+
+
+def test_loader_processes_make_the_imports_batches(data_dir: Path) -> None:
+    """The imported dataset's batches, augmentation and all, come out of worker processes as the
+    in-process loader makes them (each worker rebuilds the dataset from the config)."""
+    import numpy as np
+
+    from ssd.datasets.loader import for_config
+    from ssd.loader_pool import BatchPool
+
+    data = {"dataset": "digits", "image_size": 32, "scale_range": [0.5, 1.0], "loader_processes": 2}
+    config = from_dict(apply_dataset({**TINY, "data": data}, data_dir))
+    assert config.augment.crop and config.augment.flip  # the random augmentation is on
+    dataset = for_config(config, "train", data_dir)
+    starts = [0, 6, 2, 40]  # 40: past the first epoch
+    with BatchPool(config, data_dir, processes=2) as pool:
+        made = list(pool.batches(starts, 3))
+    for start, batch in zip(starts, made, strict=True):
+        for got, expected in zip(batch, dataset.batch(start, 3)[:3], strict=True):
+            np.testing.assert_array_equal(got, expected)

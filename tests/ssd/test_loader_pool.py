@@ -1,0 +1,56 @@
+"""``data.loader_processes``: batches made by worker processes are the in-process ones, in order,
+and a run trains the same with or without them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssd.config import ConfigError, from_dict
+from ssd.data import for_config
+from ssd.loader_pool import BatchPool
+
+TINY = {
+    "preset": "notebook",
+    "model": {"num_units": 2, "source_layers": ["norm3_2"]},
+    "priors": {"strides": [4], "scales": [[12, 18]], "ratios": [0.7]},
+    "data": {"image_size": 32, "scale_range": [0.5, 1.0], "min_digits": 1, "max_digits": 3, "val_images": 4},
+    "train": {"steps": 3, "batch_size": 4, "eval_images": 4, "checkpoint_every": 0},
+}
+
+
+def test_pool_batches_are_the_in_process_ones_in_order() -> None:
+    config = from_dict(TINY)
+    dataset = for_config(config, "train")
+    starts = [0, 40, 4, 1000, 8, 12, 16]  # out of order, so order is the pool's doing
+    with BatchPool(config, None, processes=2, ahead=1) as pool:
+        made = list(pool.batches(starts, 4))
+    assert len(made) == len(starts)
+    for start, (images, boxes, labels) in zip(starts, made, strict=True):
+        expected = dataset.batch(start, 4)
+        np.testing.assert_array_equal(images, expected[0])
+        np.testing.assert_array_equal(boxes, expected[1])
+        np.testing.assert_array_equal(labels, expected[2])
+
+
+def test_a_run_trains_the_same_with_loader_processes(tmp_path: Path) -> None:
+    from ssd.train import Trainer
+
+    losses = {}
+    for processes in (0, 2):
+        config = from_dict({**TINY, "data": {**TINY["data"], "loader_processes": processes}})  # type: ignore[dict-item]
+        trainer = Trainer(config, tmp_path / str(processes))
+        assert trainer.loader.processes == processes
+        steps: list[dict[str, float]] = []
+        trainer.fit(on_step=steps.append)
+        losses[processes] = np.array([[s["num_pos"], s["total"]] for s in steps])
+    np.testing.assert_allclose(losses[2], losses[0], rtol=1e-5)
+
+
+def test_loader_processes_is_checked() -> None:
+    assert from_dict({}).data.loader_processes == -1
+    with pytest.raises(ConfigError) as bad:
+        from_dict({"data": {"loader_processes": -2}})
+    assert bad.value.field == "data.loader_processes" and "-1 (auto)" in bad.value.message
