@@ -38,6 +38,7 @@ test: venv
 bench: venv
 	$(VENV)/bin/python -m benchmarks.time_to_accuracy $(TTA_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.train $(TRAIN_BENCH_ARGS)
+	$(VENV)/bin/python -m benchmarks.input_pipeline
 	$(VENV)/bin/python -m benchmarks.models $(MODELS_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.sse $(SSE_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.priors
