@@ -8,14 +8,15 @@ whole batches; the batches come back in order and are the same arrays the in-pro
 (each sample is a function of its index and the seed), so a run does not depend on the count.
 
 TensorFlow-free: the workers import NumPy and :mod:`ssd.data` / :mod:`ssd.datasets` only, started
-with ``spawn`` (a fork of a process running TensorFlow is not safe).
+with ``spawn`` (a fork of a process running TensorFlow is not safe). As with any ``spawn``, a
+script that trains with loader processes needs the ``if __name__ == "__main__":`` guard; the
+``ssdboard`` commands and the dashboard's workers have it.
 """
 
 from __future__ import annotations
 
 import collections
 import multiprocessing
-import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -30,10 +31,8 @@ Batch = tuple[np.ndarray, np.ndarray, np.ndarray]  # images uint8 [B,S,S,3], box
 _dataset = None  # the worker process's training dataset (one per process, built by _start)
 
 
-def _start(config: Config, data_dir: Path | None, idle: bool) -> None:
+def _start(config: Config, data_dir: Path | None) -> None:
     global _dataset
-    if idle and hasattr(os, "sched_setscheduler"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     _dataset = for_config(config, "train", data_dir)
 
 
@@ -47,15 +46,13 @@ class BatchPool:
     """``processes`` workers making training batches; :meth:`batches` keeps ``ahead`` per worker
     in flight, so memory stays bounded whatever the consumer's speed."""
 
-    def __init__(
-        self, config: Config, data_dir: Path | None, processes: int, ahead: int = 2, *, idle: bool = False
-    ) -> None:
+    def __init__(self, config: Config, data_dir: Path | None, processes: int, ahead: int = 2) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         self.processes = processes
         self._depth = processes * ahead
         self._executor = ProcessPoolExecutor(
-            processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start, initargs=(config, data_dir, idle)
+            processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start, initargs=(config, data_dir)
         )
 
     def batches(self, starts: Iterable[int], size: int) -> Iterator[Batch]:

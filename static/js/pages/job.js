@@ -92,6 +92,7 @@ function renderJob() {
   // How it computes, once the worker said (run.json): "mixed_bfloat16 (auto: AMD EPYC has AVX512-BF16)".
   let run = job.run ? ` · ${job.run.precision} (${job.run.precision_reason})` : "";
   if (job.run && job.run.xla) run += ` · XLA ${job.run.xla} (${job.run.xla_reason})`;
+  if (job.run && Number(job.run.loader_processes) > 0) run += ` · ${job.run.loader_processes} loader processes`;
   $("job-summary").textContent = summarize(job.config || {}) + run;
   if (job.sweep_id) {
     const href = `${ROOT}/sweeps/${encodeURIComponent(job.sweep_id)}`;
