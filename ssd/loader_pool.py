@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -31,9 +34,17 @@ Batch = tuple[np.ndarray, np.ndarray, np.ndarray]  # images uint8 [B,S,S,3], box
 _dataset = None  # the worker process's training dataset (one per process, built by _start)
 
 
-def _start(config: Config, data_dir: Path | None) -> None:
+def _start(config: Config, data_dir: Path | None, parent: int) -> None:
     global _dataset
+    threading.Thread(target=_exit_with, args=(parent,), name="exit-with-parent", daemon=True).start()
     _dataset = for_config(config, "train", data_dir)
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once the process that started it is gone (killed, say), not to outlive it."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _make(start: int, size: int) -> Batch:
@@ -51,8 +62,16 @@ class BatchPool:
             raise ValueError(f"processes must be >= 1, got {processes}")
         self.processes = processes
         self._depth = processes * ahead
+        # A dashboard's worker is itself a daemonic process, which multiprocessing does not let
+        # start children (they could outlive it); these end with it (_exit_with), so allow them.
+        self._me = multiprocessing.current_process()
+        self._was_daemon = self._me.daemon
+        self._me.daemon = False
         self._executor = ProcessPoolExecutor(
-            processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start, initargs=(config, data_dir)
+            processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(config, data_dir, os.getpid()),
         )
 
     def batches(self, starts: Iterable[int], size: int) -> Iterator[Batch]:
@@ -68,6 +87,7 @@ class BatchPool:
     def close(self) -> None:
         """Stop the workers (batches not yet taken are dropped)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._me.daemon = self._was_daemon
 
     def __enter__(self) -> BatchPool:
         return self

@@ -3,7 +3,12 @@ and a run trains the same with or without them."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,6 +52,42 @@ def test_a_run_trains_the_same_with_loader_processes(tmp_path: Path) -> None:
         trainer.fit(on_step=steps.append)
         losses[processes] = np.array([[s["num_pos"], s["total"]] for s in steps])
     np.testing.assert_allclose(losses[2], losses[0], rtol=1e-5)
+
+
+def _train_in_a_daemon(queue: Any) -> None:
+    """A dashboard worker's situation: a daemonic process with a pool; reports, then waits."""
+    with BatchPool(from_dict(TINY), None, processes=2) as pool:
+        images, _, _ = list(pool.batches(range(0, 32, 4), 4))[0]
+        children = [p.pid for p in multiprocessing.active_children()]
+        queue.put((int(images.sum()), children))
+        time.sleep(60)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_daemonic_worker_gets_loader_processes_that_end_with_it() -> None:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    worker = ctx.Process(target=_train_in_a_daemon, args=(queue,), daemon=True)
+    worker.start()
+    try:
+        total, children = queue.get(timeout=60)
+        assert total == int(for_config(from_dict(TINY), "train").batch(0, 4)[0].sum())
+        assert children and all(_alive(pid) for pid in children)  # started on demand, up to 2
+    finally:
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGKILL)  # no clean-up: the loaders must notice on their own
+        worker.join(10)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in children)
 
 
 def test_loader_processes_is_checked() -> None:
