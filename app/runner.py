@@ -65,7 +65,7 @@ class _Run:
     started_seen: bool = False  # its ``started`` message was applied (a resend is ignored)
     cancel_requested: bool = False
     kill_at: float | None = None  # a cancelled remote run is stopped at this time if still running
-    ended_at: float | None = None  # when a poll first saw a remote run ended
+    ended_at: float | None = None  # when a poll first saw the run ended (reports may still come: done_grace)
     next_poll: float = 0.0
 
 
