@@ -3,6 +3,7 @@
 // server's 422 messages next to the fields. The new-job form (pages/new_job.js) and the
 // new-sweep form (pages/sweep_new.js) both build theirs here; a page adds its own controls to
 // each field through `decorate(field)`.
+import { ApiError, api } from "./api.js";
 import { el } from "./dom.js";
 
 // ---- schema helpers -----------------------------------------------------------------------
@@ -328,4 +329,32 @@ export function focusField(field, fallback) {
   } else if (fallback) {
     fallback.scrollIntoView({ block: "center", behavior: "smooth" });
   }
+}
+
+/**
+ * POST `body` to `url` from `form`, one submission at a time: the form is busy and its submit
+ * buttons are off until the answer. On success the page goes to `next(answer)`; on failure
+ * `onError(err)` shows why (a 422's `detail` list when `isValidationError(err)`) and the form
+ * comes back. Returns without posting while a submission is under way.
+ */
+export async function postForm(form, url, body, next, onError) {
+  if (form.dataset.submitting === "true") return;
+  const busy = (on) => {
+    form.dataset.submitting = String(on);
+    form.classList.toggle("busy", on);
+    for (const b of form.querySelectorAll("button[type=submit]")) b.disabled = on;
+  };
+  busy(true);
+  try {
+    const answer = await api(url, { method: "POST", body });
+    location.assign(next(answer));
+  } catch (err) {
+    onError(err);
+    busy(false);
+  }
+}
+
+/** Whether `err` is a 422 whose body lists the problems (FastAPI's `detail`). */
+export function isValidationError(err) {
+  return err instanceof ApiError && err.status === 422 && Array.isArray(err.body?.detail);
 }

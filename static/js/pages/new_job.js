@@ -4,8 +4,8 @@
 // (lib/config_form.js). Only the fields whose value differs from the preset are sent (plus the
 // preset), so the defaults stay on the server. A 422's messages appear next to the fields their
 // `loc` names.
-import { ROOT, ApiError, api } from "../lib/api.js";
-import { createConfigForm, fieldLink, focusField } from "../lib/config_form.js";
+import { ROOT, api } from "../lib/api.js";
+import { createConfigForm, fieldLink, focusField, isValidationError, postForm } from "../lib/config_form.js";
 import { $, el } from "../lib/dom.js";
 
 const form = $("job-form");
@@ -64,11 +64,9 @@ function showServerErrors(detail) {
   focusField(first, summary);
 }
 
-let submitting = false;
-
-form.addEventListener("submit", async (event) => {
+form.addEventListener("submit", (event) => {
   event.preventDefault();
-  if (submitting) return;
+  if (form.dataset.submitting === "true") return;
   clearErrors();
   const { body, errors } = config.changedConfig(presetSelect.value, { markErrors: true });
   if (errors.length) {
@@ -76,19 +74,10 @@ form.addEventListener("submit", async (event) => {
     focusField(errors[0].field, summary);
     return;
   }
-  submitting = true;
-  form.classList.add("busy");
-  for (const b of form.querySelectorAll("button[type=submit]")) b.disabled = true;
-  try {
-    const job = await api("/api/jobs", { method: "POST", body });
-    location.assign(`${ROOT}/jobs/${encodeURIComponent(job.id)}`);
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 422 && Array.isArray(err.body?.detail)) showServerErrors(err.body.detail);
+  postForm(form, "/api/jobs", body, (job) => `${ROOT}/jobs/${encodeURIComponent(job.id)}`, (err) => {
+    if (isValidationError(err)) showServerErrors(err.body.detail);
     else showSummary(`Could not start the job: ${err.message}`, []);
-    submitting = false;
-    form.classList.remove("busy");
-    for (const b of form.querySelectorAll("button[type=submit]")) b.disabled = false;
-  }
+  });
 });
 
 let shownPreset = presetSelect.value;

@@ -2,8 +2,8 @@
 // "sweep" control: fixed (part of the base config), grid (a list of values) or random (a list to
 // draw from, or a min/max range for a number). Posted to POST /api/sweeps; a 422 shows next to
 // the field whose key it names (grid/random entries, the base's fields, or the sweep's own).
-import { ROOT, ApiError, api } from "../lib/api.js";
-import { createConfigForm, fieldLink, focusField, parseValue } from "../lib/config_form.js";
+import { ROOT, api } from "../lib/api.js";
+import { createConfigForm, fieldLink, focusField, isValidationError, parseValue, postForm } from "../lib/config_form.js";
 import { $, el } from "../lib/dom.js";
 
 const form = $("sweep-form");
@@ -196,11 +196,9 @@ function placeError({ loc = [], msg }) {
 
 // ---- wiring -------------------------------------------------------------------------------
 
-let submitting = false;
-
-form.addEventListener("submit", async (event) => {
+form.addEventListener("submit", (event) => {
   event.preventDefault();
-  if (submitting) return;
+  if (form.dataset.submitting === "true") return;
   clearErrors();
   const { grid, random, errors: sweepErrors } = sweptKeys();
   for (const { field, msg } of sweepErrors) showSweepError(field, msg);
@@ -214,23 +212,14 @@ form.addEventListener("submit", async (event) => {
   }
   const body = { name: top.name.input.value, base, grid, random, seed: intOf(top.seed.input) ?? 0, max_jobs: intOf(top.max_jobs.input) ?? 20 };
   if (intOf(top.samples.input) !== null && Object.keys(random).length) body.samples = intOf(top.samples.input);
-  submitting = true;
-  form.classList.add("busy");
-  for (const b of form.querySelectorAll("button[type=submit]")) b.disabled = true;
-  try {
-    const sweep = await api("/api/sweeps", { method: "POST", body });
-    location.assign(`${ROOT}/sweeps/${encodeURIComponent(sweep.id)}`);
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 422 && Array.isArray(err.body?.detail)) {
+  postForm(form, "/api/sweeps", body, (sweep) => `${ROOT}/sweeps/${encodeURIComponent(sweep.id)}`, (err) => {
+    if (isValidationError(err)) {
       const placed = err.body.detail.map(placeError);
       const n = placed.length;
       showSummary(`The server refused the sweep (${n} problem${n > 1 ? "s" : ""}); no job was queued:`, placed.map((p) => p.item));
       focusField(placed.find((p) => p.field)?.field, summary);
     } else showSummary(`Could not start the sweep: ${err.message}`, []);
-    submitting = false;
-    form.classList.remove("busy");
-    for (const b of form.querySelectorAll("button[type=submit]")) b.disabled = false;
-  }
+  });
 });
 
 let shownPreset = presetSelect.value;
