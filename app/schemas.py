@@ -309,7 +309,8 @@ class JobOut(BaseModel):
     run: dict[str, str] | None = Field(
         None,
         description="How the job computes, once it started: precision (train.precision resolved), "
-        "precision_reason, xla (train.xla resolved: on or off), xla_reason and device.",
+        "precision_reason, xla (train.xla resolved: on or off), xla_reason, loader_processes "
+        "(data.loader_processes resolved), loader_reason and device.",
     )
     tags: list[str] = Field(default_factory=list, description="Labels to filter runs by (PATCH to change).")
     notes: str = Field("", description="Free text about the run (PATCH to change).")

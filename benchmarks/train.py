@@ -30,9 +30,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import keras
 import tensorflow as tf
@@ -190,14 +190,11 @@ def run_bench(quick: bool = False) -> int:
         trainer = TrainerRun(config, f"{tmp}/trainer")
         xla = trainer.trainer.xla
         # The trainer with train.xla the other way round: XLA on a CPU, no XLA on a GPU.
-        flipped_setting = "off" if xla.enabled else "on"
-        flipped = TrainerRun(
-            from_dict({**config.to_dict(), "train": {**config.to_dict()["train"], "xla": flipped_setting}}),
-            f"{tmp}/flipped",
-        )
+        flipped_setting: Literal["on", "off"] = "off" if xla.enabled else "on"
+        flipped = TrainerRun(replace(config, train=replace(config.train, xla=flipped_setting)), f"{tmp}/flipped")
         print(
             f"  on {trainer.trainer.gpu.name if trainer.trainer.gpu else 'the CPU'}: precision "
-            f"{trainer.trainer.precision.describe()}, XLA {'on' if xla.enabled else 'off'} ({xla.reason})"
+            f"{trainer.trainer.precision.describe()}, XLA {xla.describe()}"
         )
         for r in range(plan.repeats):
             trainer_ips.append(trainer.measure(plan.warmup_steps, plan.timed_steps))
@@ -287,7 +284,7 @@ def run_bench(quick: bool = False) -> int:
             "naive_fused_bn_images_per_sec": fused_ips,
             "naive_fused_bn_median": f_med,
             "ratio_vs_naive_fused_bn_median": f_ratio,
-            "xla": "on" if xla.enabled else "off",
+            "xla": xla.setting,
             "xla_reason": xla.reason,
             "trainer_xla_flipped": flipped_setting,
             "trainer_xla_flipped_images_per_sec": flipped_ips,

@@ -15,7 +15,8 @@ A run directory holds:
 - :data:`METRICS_FILE` ``metrics.jsonl``: one JSON object per training step.
 - :data:`EVALS_FILE` ``evals.jsonl``: one JSON object per evaluation.
 - :data:`RUN_FILE` ``run.json``: how the run computes (``precision``, ``precision_reason``,
-  ``xla`` ``"on"``/``"off"``, ``xla_reason``, ``device``), written when training starts; the job page shows it.
+  ``xla`` ``"on"``/``"off"``, ``xla_reason``, ``loader_processes``, ``loader_reason``,
+  ``device``), written when training starts; the job page shows it.
 
 The first three are the checkpoint (:data:`CHECKPOINT_FILES`): with them a run resumes, or its
 model detects. Weights and state are replaced atomically (written to a temporary file, then

@@ -78,8 +78,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CliError(f"option --out: cannot resume: {exc}") from exc
         print(f"resuming {out} at step {trainer.step}", file=sys.stderr)
     print(f"precision: {trainer.precision.describe()}", file=sys.stderr)
-    print(f"xla: {'on' if trainer.xla.enabled else 'off'} ({trainer.xla.reason})", file=sys.stderr)
-    print(f"loader processes: {trainer.loader.processes} ({trainer.loader.reason})", file=sys.stderr)
+    print(f"xla: {trainer.xla.describe()}", file=sys.stderr)
+    print(f"loader processes: {trainer.loader.describe()}", file=sys.stderr)
     total = config.train.steps
     bar = tqdm(total=total, initial=trainer.step, unit="step", dynamic_ncols=True, disable=args.quiet)
 

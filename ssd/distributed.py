@@ -37,9 +37,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -47,6 +46,7 @@ import keras
 import tensorflow as tf
 
 from ssd.config import Config, from_dict, read_mapping
+from ssd.lifetime import exit_with_parent
 from ssd.train import LOSS_KEYS, NonFiniteLossError, StepCallback, StopFlag, Trainer, TrainResult
 
 PEER_EXIT_TIMEOUT = 120.0  # seconds the chief waits for the others after its last step
@@ -282,36 +282,22 @@ class DistributedTrainer(Trainer):
     def _follow(self, steps: int | None) -> TrainResult:
         """A non-chief worker's loop: the chief's collectives in the chief's order, no writes."""
         last = self.config.train.steps if steps is None else steps
-        with contextlib.ExitStack() as stack:
-            return self._follow_steps(self.batches(stack, last), last)
-
-    def _follow_steps(self, pipeline: Iterator[tuple[tf.Tensor, tf.Tensor]], last: int) -> TrainResult:
         status: Literal["succeeded", "cancelled"] = "succeeded"
         record: dict[str, Any] | None = None
-        while self.step < last:
-            if self.stop_agreed(False):
-                status = "cancelled"
-                break
-            images, y_true = next(pipeline)
-            values = {k: float(v) for k, v in self._train_step(images, y_true).items()}
-            self.step += 1
-            for key in LOSS_KEYS:  # the same global values as the chief's: it stops here too
-                if not math.isfinite(values[key]):
-                    raise NonFiniteLossError(self.step, key, values[key])
-            record = {"step": self.step, **values}
+        with contextlib.ExitStack() as stack:
+            pipeline = self.batches(stack, last)
+            while self.step < last:
+                if self.stop_agreed(False):
+                    status = "cancelled"
+                    break
+                images, y_true = next(pipeline)
+                values = {k: float(v) for k, v in self._train_step(images, y_true).items()}
+                self.step += 1
+                for key in LOSS_KEYS:  # the same global values as the chief's: it stops here too
+                    if not math.isfinite(values[key]):
+                        raise NonFiniteLossError(self.step, key, values[key])
+                record = {"step": self.step, **values}
         return TrainResult(status=status, step=self.step, last_metrics=record, last_eval=None)
-
-
-def _exit_with_parent() -> None:
-    """End this worker when the process that started it is gone (a chief killed mid-step)."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -323,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peers", required=True, help="HOST:PORT of every worker, comma-separated, in index order")
     parser.add_argument("--data-dir", default=None, help="where imported datasets live")
     args = parser.parse_args(argv)
-    _exit_with_parent()
+    exit_with_parent(1)  # a chief killed mid-step: this worker fails too
     config = from_dict(read_mapping(args.config))
     peers = args.peers.split(",")
     trainer = DistributedTrainer(config, args.out, index=args.index, peers=peers, data_dir=args.data_dir)

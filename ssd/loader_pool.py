@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
-import os
-import threading
-import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -28,23 +25,17 @@ import numpy as np
 
 from ssd.config import Config
 from ssd.datasets.loader import for_config
+from ssd.lifetime import exit_with_parent
 
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray]  # images uint8 [B,S,S,3], boxes [B,K,4], labels [B,K]
 
 _dataset = None  # the worker process's training dataset (one per process, built by _start)
 
 
-def _start(config: Config, data_dir: Path | None, parent: int) -> None:
+def _start(config: Config, data_dir: Path | None) -> None:
     global _dataset
-    threading.Thread(target=_exit_with, args=(parent,), name="exit-with-parent", daemon=True).start()
+    exit_with_parent(0)  # a worker killed mid-run: nothing left to make batches for
     _dataset = for_config(config, "train", data_dir)
-
-
-def _exit_with(parent: int) -> None:
-    """End this worker once the process that started it is gone (killed, say), not to outlive it."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
 
 
 def _make(start: int, size: int) -> Batch:
@@ -63,7 +54,7 @@ class BatchPool:
         self.processes = processes
         self._depth = processes * ahead
         # A dashboard's worker is itself a daemonic process, which multiprocessing does not let
-        # start children (they could outlive it); these end with it (_exit_with), so allow them.
+        # start children (they could outlive it); these end with it (exit_with_parent), so allow them.
         self._me = multiprocessing.current_process()
         self._was_daemon = self._me.daemon
         self._me.daemon = False
@@ -71,7 +62,7 @@ class BatchPool:
             processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start,
-            initargs=(config, data_dir, os.getpid()),
+            initargs=(config, data_dir),
         )
 
     def batches(self, starts: Iterable[int], size: int) -> Iterator[Batch]:

@@ -38,8 +38,8 @@ Policy = Literal["float32", "mixed_bfloat16", "mixed_float16"]
 Requested = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
 PRECISIONS: tuple[Requested, ...] = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 XlaRequested = Literal["auto", "on", "off"]
-MAX_AUTO_LOADERS = 8
 XLA_MODES: tuple[XlaRequested, ...] = ("auto", "on", "off")
+MAX_AUTO_LOADERS = 8
 # /proc/cpuinfo flag -> how people write it, best first.
 BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
 MIN_FLOAT16_CAPABILITY = (7, 0)  # Volta: the first tensor cores
@@ -126,6 +126,15 @@ class XlaChoice:
     enabled: bool
     reason: str
 
+    @property
+    def setting(self) -> Literal["on", "off"]:
+        """``"on"`` or ``"off"``, as ``train.xla`` and ``run.json`` write it."""
+        return "on" if self.enabled else "off"
+
+    def describe(self) -> str:
+        """One line for the job page and ``ssdboard train``: ``off (auto: on CPUs ...)``."""
+        return f"{self.setting} ({self.reason})"
+
 
 def choose_xla(requested: XlaRequested, gpu: Gpu | None = None, *, workers: int = 1) -> XlaChoice:
     """``train.xla`` on this hardware (``gpu``: the one the run uses, or None)."""
@@ -144,6 +153,10 @@ class LoaderChoice:
 
     processes: int
     reason: str
+
+    def describe(self) -> str:
+        """One line for ``ssdboard train``: ``2 (set in the config)``."""
+        return f"{self.processes} ({self.reason})"
 
 
 def choose_loader(requested: int, gpu: Gpu | None = None, *, cpus: int | None = None) -> LoaderChoice:

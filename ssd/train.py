@@ -135,8 +135,12 @@ def input_pipeline(
     b, s, k = config.train.batch_size // num_shards, config.data.image_size, dataset.max_digits
     first_sample = index * b
 
+    def start(step: int) -> int:
+        """The first sample of this worker's slice of the batch of ``step``."""
+        return step * config.train.batch_size + first_sample
+
     def generate(step: tf.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        images, boxes, labels, _ = dataset.batch(int(step) * config.train.batch_size + first_sample, b)
+        images, boxes, labels, _ = dataset.batch(start(int(step)), b)
         return images, boxes, labels
 
     def load(step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -152,11 +156,9 @@ def input_pipeline(
         ds = ds.map(load, num_parallel_calls=2, deterministic=True)
         parallel = 2
     else:
-        batch_size = config.train.batch_size
 
         def made() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-            starts = (step * batch_size + first_sample for step in range(first_step, last_step))
-            return pool.batches(starts, b)
+            return pool.batches(map(start, range(first_step, last_step)), b)
 
         signature = (
             tf.TensorSpec([b, s, s, 3], tf.uint8),
@@ -403,7 +405,7 @@ class Trainer:
             {
                 "precision": self.precision.policy,
                 "precision_reason": self.precision.reason,
-                "xla": "on" if self.xla.enabled else "off",
+                "xla": self.xla.setting,
                 "xla_reason": self.xla.reason,
                 "loader_processes": str(self.loader.processes),
                 "loader_reason": self.loader.reason,

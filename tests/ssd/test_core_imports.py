@@ -21,6 +21,7 @@ CORE_MODULES = (
     "ssd.data",
     "ssd.evaluate",
     "ssd.geometry",
+    "ssd.lifetime",
     "ssd.loader_pool",
     "ssd.precision",
     "ssd.priors",

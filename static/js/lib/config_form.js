@@ -338,7 +338,7 @@ export function focusField(field, fallback) {
  * comes back. Returns without posting while a submission is under way.
  */
 export async function postForm(form, url, body, next, onError) {
-  if (form.dataset.submitting === "true") return;
+  if (isSubmitting(form)) return;
   const busy = (on) => {
     form.dataset.submitting = String(on);
     form.classList.toggle("busy", on);
@@ -352,6 +352,11 @@ export async function postForm(form, url, body, next, onError) {
     onError(err);
     busy(false);
   }
+}
+
+/** Whether `form` has a postForm submission under way. */
+export function isSubmitting(form) {
+  return form.dataset.submitting === "true";
 }
 
 /** Whether `err` is a 422 whose body lists the problems (FastAPI's `detail`). */

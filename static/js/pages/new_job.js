@@ -5,7 +5,7 @@
 // preset), so the defaults stay on the server. A 422's messages appear next to the fields their
 // `loc` names.
 import { ROOT, api } from "../lib/api.js";
-import { createConfigForm, fieldLink, focusField, isValidationError, postForm } from "../lib/config_form.js";
+import { createConfigForm, fieldLink, focusField, isSubmitting, isValidationError, postForm } from "../lib/config_form.js";
 import { $, el } from "../lib/dom.js";
 
 const form = $("job-form");
@@ -66,7 +66,7 @@ function showServerErrors(detail) {
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  if (form.dataset.submitting === "true") return;
+  if (isSubmitting(form)) return;
   clearErrors();
   const { body, errors } = config.changedConfig(presetSelect.value, { markErrors: true });
   if (errors.length) {

@@ -3,7 +3,7 @@
 // draw from, or a min/max range for a number). Posted to POST /api/sweeps; a 422 shows next to
 // the field whose key it names (grid/random entries, the base's fields, or the sweep's own).
 import { ROOT, api } from "../lib/api.js";
-import { createConfigForm, fieldLink, focusField, isValidationError, parseValue, postForm } from "../lib/config_form.js";
+import { createConfigForm, fieldLink, focusField, isSubmitting, isValidationError, parseValue, postForm } from "../lib/config_form.js";
 import { $, el } from "../lib/dom.js";
 
 const form = $("sweep-form");
@@ -198,7 +198,7 @@ function placeError({ loc = [], msg }) {
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  if (form.dataset.submitting === "true") return;
+  if (isSubmitting(form)) return;
   clearErrors();
   const { grid, random, errors: sweepErrors } = sweptKeys();
   for (const { field, msg } of sweepErrors) showSweepError(field, msg);
