@@ -74,6 +74,7 @@ def start_server(
     env: Mapping[str, str] | None = None,
     timeout: float = 60,
     command: Sequence[str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``ssdboard serve`` on ``port`` with ``data_dir``; return once ``/healthz`` answers.
 
@@ -85,6 +86,8 @@ def start_server(
         timeout: seconds to wait for ``/healthz``.
         command: another command to run instead of :func:`serve_command` (it must serve
             ``/healthz`` on ``port``), e.g. the container image's ``CMD``.
+        cwd: its working directory (default this process's); a folder without the source tree
+            makes sure an installed package is what it imports.
 
     Raises:
         ServerError: it exited or did not answer in time; it is killed, and the message
@@ -93,7 +96,7 @@ def start_server(
     cmd = list(command) if command is not None else serve_command(port, data_dir)
     environment = dict(env) if env is not None else {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=environment)
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=environment, cwd=cwd)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", process, timeout, log)
     except ServerError:
