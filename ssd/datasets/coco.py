@@ -16,7 +16,8 @@ Layouts (the path given is a ``.json`` file or a folder):
 - ``train.json`` + ``val.json`` + ``images/``.
 
 A folder's COCO files are the ``.json`` files in it and one folder down whose first MiB names
-``images``, ``annotations`` or ``categories`` as a key; when some are named ``instances_*``
+``images`` or ``annotations`` as a key (``categories`` alone is Label Studio's ``notes.json``
+beside a YOLO export); when some are named ``instances_*``
 (COCO's own ``annotations/`` also holds ``captions_*`` and ``person_keypoints_*``), only those.
 Several files must each name a split (``train``, ``val``, ``valid``, ``test`` in the file name,
 or else in the folder name; test counts as validation) and share the same categories.
@@ -43,18 +44,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ssd.datasets.paths import inside, read_text, relative, safe_relative, split_of
+from ssd.datasets.paths import describe_folder, inside, read_text, relative, safe_relative, split_of
 from ssd.datasets.records import DatasetError, RawBox, RawDataset, RawImage, Split
 from ssd.datasets.report import Reason, Report
 
 HEAD_BYTES = 1 << 20
-_COCO_KEY = re.compile(r'"(images|annotations|categories)"\s*:')
+_COCO_KEY = re.compile(r'"(images|annotations)"\s*:')
 Categories = list[tuple[int, str]]
 
 
 def looks_like_coco(path: Path) -> bool:
-    """Whether a ``.json`` file's first MiB names ``images``, ``annotations`` or ``categories`` as
-    a key (real COCO files run to hundreds of MB: detection reads no further)."""
+    """Whether a ``.json`` file's first MiB names ``images`` or ``annotations`` as a key (real COCO
+    files run to hundreds of MB: detection reads no further; ``categories``, small, comes before
+    them or after)."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(HEAD_BYTES).decode("utf-8", errors="ignore")
@@ -89,7 +91,11 @@ def read_coco(path: Path) -> RawDataset:
         root = path
         files = find_coco_files(path)
         if not files:
-            raise DatasetError(path.name, "no COCO instances JSON file in this folder or one folder down")
+            raise DatasetError(
+                path.name or str(path),
+                "no COCO instances JSON file (with images and annotations) in this folder or one folder down;"
+                f" {describe_folder(path)}",
+            )
     splits = [file_split(f) for f in files]
     if len(files) > 1 and None in splits:
         names = ", ".join(relative(f, root) for f in files)

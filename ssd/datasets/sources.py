@@ -16,17 +16,18 @@ import shutil
 import stat
 import zipfile
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from ssd.datasets.coco import find_coco_files, read_coco
+from ssd.datasets.paths import JUNK, describe_folder
 from ssd.datasets.records import FORMATS, DatasetError, Format, RawDataset
-from ssd.datasets.voc import is_voc, read_voc
-from ssd.datasets.yolo import find_data_yaml, read_yolo
+from ssd.datasets.voc import read_voc
+from ssd.datasets.voc_layout import find_xml_folders
+from ssd.datasets.yolo import find_class_files, find_data_yaml, read_yolo
 
 CHUNK = 1 << 20
-# What archivers add beside the data: macOS resource forks and Finder/Explorer metadata.
-JUNK = frozenset({"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"})
 # Folders that are part of a dataset's layout: a zip holding only one of them is not unwrapped.
 LAYOUT_FOLDERS = frozenset({"annotations", "images", "labels", "jpegimages", "imagesets"})
 
@@ -155,13 +156,17 @@ def _unwrap(folder: Path) -> Path:
 def detect_format(path: Path) -> Format:
     """The format of the dataset at ``path`` (what :func:`open_source` returned).
 
-    - COCO: a ``.json`` file, or a folder with COCO instances JSON files (``images``,
-      ``annotations``, ``categories``) in it or one folder down (``annotations/instances_*.json``,
+    - COCO: a ``.json`` file, or a folder with COCO instances JSON files (``images`` or
+      ``annotations`` among their keys) in it or one folder down (``annotations/instances_*.json``,
       Roboflow's ``train/_annotations.coco.json``); several must name their splits.
-    - Pascal VOC: a folder with ``Annotations/*.xml``.
-    - YOLO: a folder with ``data.yaml`` / ``data.yml``, or one other ``*.yaml`` with ``names``.
+    - Pascal VOC: a folder of ``<annotation>`` XML files in the folder or up to three levels down
+      (``Annotations/``, ``annotations/``, ``annots/``, beside the images: labelImg, Roboflow).
+    - YOLO: a ``data.yaml`` / ``data.yml``, or one other ``*.yaml`` with ``names``; without one, a
+      ``classes.txt`` (or ``obj.names``, ``_darknet.labels``) with YOLO label files (labelImg,
+      Label Studio, Roboflow's darknet export).
 
-    Raises DatasetError when none or more than one of these is found, saying what was looked for.
+    Raises DatasetError when none or more than one of these is found, saying what was looked for
+    and, when none, what the folder holds.
     """
     path = Path(path)
     if path.is_file():
@@ -171,12 +176,14 @@ def detect_format(path: Path) -> Format:
     found: list[tuple[Format, str]] = []
     coco_files = find_coco_files(path)
     if coco_files:
-        found.append(("coco", ", ".join(f.relative_to(path).as_posix() for f in coco_files[:3])))
-    if is_voc(path):
-        found.append(("voc", "Annotations/*.xml"))
-    yamls = find_data_yaml(path)
-    if yamls:
-        found.append(("yolo", ", ".join(y.name for y in yamls)))
+        found.append(("coco", _some(f.relative_to(path).as_posix() for f in coco_files)))
+    xml_folders = find_xml_folders(path)
+    if xml_folders:
+        folders = (f.folder.relative_to(path).as_posix() for f in xml_folders)
+        found.append(("voc", _some("*.xml" if f == "." else f"{f}/*.xml" for f in folders)))
+    yolo_files = find_data_yaml(path) or find_class_files(path)
+    if yolo_files:
+        found.append(("yolo", _some(f.relative_to(path).as_posix() for f in yolo_files)))
     if len(found) == 1:
         return found[0][0]
     where = path.name or str(path)
@@ -184,11 +191,21 @@ def detect_format(path: Path) -> Format:
         raise DatasetError(
             where,
             "no dataset found: looked for COCO instances JSON files (in the folder or one folder down, e.g."
-            " annotations/instances_train.json), a Pascal VOC Annotations/ folder of .xml files, and a YOLO"
-            " data.yaml (or another .yaml with names)",
+            " annotations/instances_train.json, train/_annotations.coco.json), Pascal VOC Annotations/ .xml files"
+            " (or any folder of <annotation> .xml files down to three levels: annotations/, annots/, beside the"
+            " images),"
+            " and a YOLO data.yaml (or another .yaml with names, or a classes.txt beside YOLO label files);"
+            f" {describe_folder(path)}",
         )
     kinds = "; ".join(f"{fmt.upper()} ({what})" for fmt, what in found)
     raise DatasetError(where, f"more than one format found: {kinds}; choose one with --format")
+
+
+def _some(names: Iterable[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``names``, comma-separated, and how many more."""
+    names = list(names)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def read(path: Path, format: Format | Literal["auto"] = "auto") -> RawDataset:

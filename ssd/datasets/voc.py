@@ -1,14 +1,19 @@
-"""Read a Pascal VOC folder: one XML file an image, boxes as 1-based pixel corners.
+"""Read a Pascal VOC dataset: one XML file an image, boxes as 1-based pixel corners.
 
-Layout (``ROOT`` is the folder given; the VOC download's ``VOCdevkit/VOC2007/`` is one)::
+The devkit's layout (``ROOT`` is the folder given; the VOC download's ``VOCdevkit/VOC2007/`` is
+one), and what is optional around it::
 
-    ROOT/Annotations/NAME.xml           required: one <annotation> an image
-    ROOT/JPEGImages/<filename>          the images (else ROOT/images/<filename>; else, by the
-                                        XML's stem, NAME.jpg/.jpeg/.png/.bmp in either folder)
+    ROOT/Annotations/NAME.xml           one <annotation> an image
+    ROOT/JPEGImages/<filename>          the images
     ROOT/ImageSets/Main/train.txt ...   optional splits: one image name (XML stem) a line
     ROOT/ImageSets/Main/CLASS_trainval.txt   optional: the class list (the VOC download's)
     ROOT/labels.txt                     optional: the class names in class order, one a line
                                         (ssdboard's export; takes precedence)
+
+Other tools' layouts are found too: ``annotations/`` or ``annots/`` + ``images/`` (any case),
+split folders (``annotations/train/`` + ``images/train/``), XML beside its image (labelImg,
+Roboflow's ``train/``, ``valid/``, ``test/``), several VOC years side by side;
+:mod:`ssd.datasets.voc_layout` says how folders are found and images resolved.
 
 Each XML::
 
@@ -30,14 +35,18 @@ them); an object without ``<bndbox>`` or with missing corners passes fewer than 
 ``<difficult>1</difficult>`` marks a difficult object (an ignore region); an empty
 ``<difficult/>`` (labelme) means 0. Classes: ``labels.txt``, else the ``CLASS_trainval.txt``
 (or ``CLASS_train.txt`` ...) names of ``ImageSets/Main`` sorted, else the sorted set of object
-names; a box's label is its class name. Splits: ``train.txt`` → train, ``val.txt`` → val, then
-images only in ``trainval.txt`` → train and only in ``test.txt`` → val; unlisted images get none.
-Images come in the order of those lists, then the unlisted ones by name.
+names; a box's label is its class name. ``labels.txt`` is read in the root, else in a layout's
+base folder; ``ImageSets/Main`` in each base. Splits: ``train.txt`` → train, ``val.txt`` → val,
+then images only in ``trainval.txt`` → train and only in ``test.txt`` → val; an unlisted image
+takes the split its folders name below the root (``train/``, ``annotations/valid/``: see
+:func:`ssd.datasets.paths.split_of`; test counts as validation), else none (split at import).
+Per annotation folder, images come in the order of those lists, then the unlisted ones by name.
 
 XML is parsed with defusedxml: a document declaring entities (a billion-laughs bomb, an external
 entity) or badly formed raises DatasetError naming the file; so does a root element other than
-``<annotation>``. An XML whose image cannot be found and that names no ``<filename>`` is reported
-here (``missing_image`` on the XML); a named file that is missing is left to validation.
+``<annotation>``. An XML whose image cannot be found and that names no ``<filename>`` (nor
+``<path>``) is reported here (``missing_image`` on the XML); a named file that is missing keeps
+the path :meth:`~ssd.datasets.voc_layout.ImageFinder.expected` gives, and validation reports it.
 """
 
 from __future__ import annotations
@@ -49,12 +58,11 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
-from ssd.datasets.paths import number_or_text, read_text, safe_relative
+from ssd.datasets.paths import describe_folder, folder_split, number_or_text, read_text, relative
 from ssd.datasets.records import DatasetError, RawBox, RawDataset, RawImage, Split
 from ssd.datasets.report import Reason, Report
+from ssd.datasets.voc_layout import LOOKED_FOR, ImageFinder, XmlFolder, find_xml_folders
 
-IMAGE_FOLDERS = ("JPEGImages", "images")
-STEM_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG", ".BMP")
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
 # Split files in the order they decide: an image listed earlier keeps that split.
 SPLIT_FILES: tuple[tuple[str, Split], ...] = (
@@ -65,33 +73,34 @@ SPLIT_FILES: tuple[tuple[str, Split], ...] = (
 )
 
 
-def is_voc(folder: Path) -> bool:
-    """Whether ``folder`` has an ``Annotations/`` folder with ``.xml`` files."""
-    annotations = folder / "Annotations"
-    return annotations.is_dir() and any(p.suffix.lower() == ".xml" for p in annotations.iterdir())
-
-
 def read_voc(root: Path) -> RawDataset:
-    """Read the VOC folder ``root`` (see the module's layout)."""
+    """Read the VOC dataset at ``root`` (see the module's layouts)."""
     root = Path(root)
-    if not (root / "Annotations").is_dir():
-        raise DatasetError(root.name, "no Annotations/ folder: a Pascal VOC dataset has Annotations/*.xml")
-    splits = _splits(root)
-    by_stem = {
-        p.stem: p for p in sorted((root / "Annotations").iterdir()) if p.suffix.lower() == ".xml" and p.is_file()
-    }
-    # The order of the split lists (as the VOC devkit iterates them), then the unlisted images.
-    order = [stem for stem in splits if stem in by_stem] + [stem for stem in by_stem if stem not in splits]
-    xmls = [by_stem[stem] for stem in order]
+    folders = find_xml_folders(root)
+    if not folders:
+        raise DatasetError(
+            root.name or str(root), f"no Pascal VOC annotations: looked for {LOOKED_FOR}; {describe_folder(root)}"
+        )
+    bases = list(dict.fromkeys(f.base for f in folders))
+    split_lists = {base: _splits(base, root) for base in bases}
+    finder = ImageFinder(root)
     report = Report()
     images: list[RawImage] = []
     names: set[str] = set()
-    for xml in xmls:
-        image = _read_xml(root, xml, splits.get(xml.stem), report)
-        if image is not None:
-            images.append(image)
-            names.update(b.label for b in image.boxes if isinstance(b.label, str))
-    return RawDataset("voc", root, _classes(root) or sorted(names), images, report)
+    for where in folders:
+        splits = split_lists[where.base]
+        by_stem = {Path(name).stem: where.folder / name for name in where.files}
+        # The order of the split lists (as the VOC devkit iterates them), then the unlisted images.
+        order = [stem for stem in splits if stem in by_stem] + [stem for stem in by_stem if stem not in splits]
+        named_split = folder_split(where.folder.relative_to(root).parts)
+        prefix = finder.prefix(where.folder)
+        for stem in order:
+            xml = by_stem[stem]
+            image = _read_xml(xml, prefix + xml.name, where, finder, splits.get(stem, named_split), report)
+            if image is not None:
+                images.append(image)
+                names.update(b.label for b in image.boxes if isinstance(b.label, str))
+    return RawDataset("voc", root, _classes(root, bases) or sorted(names), images, report)
 
 
 def parse_xml(path: Path, name: str) -> Element:
@@ -117,23 +126,24 @@ def _text(element: Element | None) -> str | None:
     return element.text.strip()
 
 
-def _read_xml(root: Path, xml: Path, split: Split | None, report: Report) -> RawImage | None:
-    name = f"Annotations/{xml.name}"
+def _read_xml(
+    xml: Path, name: str, where: XmlFolder, finder: ImageFinder, split: Split | None, report: Report
+) -> RawImage | None:
     tree = parse_xml(xml, name)
     if tree.tag != "annotation":
         raise DatasetError(name, f"the root element is <{tree.tag}>, not <annotation>")
     boxes = [_box(obj, name) for obj in tree.findall("object")]
-    filename = _text(tree.find("filename"))
-    file = _find_image(root, filename, xml.stem)
-    if file is None and filename is None:
-        detail = f"no <filename>, and no {xml.stem}.jpg/.jpeg/.png/.bmp in JPEGImages/ or images/"
+    filename, path = _text(tree.find("filename")), _text(tree.find("path"))
+    file = finder.find(where, xml.stem, filename, path)
+    if file is None and filename is None and path is None:
+        detail = f"no <filename> nor <path>, and no {xml.stem}.jpg/.jpeg/.png/.bmp in {finder.searched(where)}"
         report.add(Reason.missing_image, name, detail=f"{detail}: {len(boxes)} boxes dropped with it")
         return None
     size = tree.find("size")
     width = _text(size.find("width")) if size is not None else None
     height = _text(size.find("height")) if size is not None else None
     return RawImage(
-        file=file or f"{IMAGE_FOLDERS[0]}/{safe_relative(filename or '').as_posix()}",
+        file=file or finder.expected(where, filename or Path(path or "").name),
         source=name,
         box_format="xyxy",
         boxes=boxes,
@@ -141,20 +151,6 @@ def _read_xml(root: Path, xml: Path, split: Split | None, report: Report) -> Raw
         height=height,
         split=split,
     )
-
-
-def _find_image(root: Path, filename: str | None, stem: str) -> str | None:
-    """The image's path relative to ``root``: ``<filename>`` in an image folder, else by stem."""
-    if filename is not None:
-        rel = safe_relative(filename).as_posix()
-        for folder in IMAGE_FOLDERS:
-            if rel != "." and (root / folder / rel).is_file():
-                return f"{folder}/{rel}"
-    for folder in IMAGE_FOLDERS:
-        for suffix in STEM_SUFFIXES:
-            if (root / folder / (stem + suffix)).is_file():
-                return f"{folder}/{stem}{suffix}"
-    return None
 
 
 def _box(obj: Element, name: str) -> RawBox:
@@ -179,35 +175,36 @@ def one_based_to_pixels(corners: tuple[str, ...]) -> tuple[Any, ...]:
     return (xmin - 1.0, ymin - 1.0, xmax, ymax)
 
 
-def _classes(root: Path) -> list[str]:
-    """``labels.txt`` (in order) or the ``ImageSets/Main/CLASS_*.txt`` names (sorted), or []."""
-    labels = root / "labels.txt"
-    if labels.is_file():
-        names = [line.strip() for line in read_text(labels, "labels.txt").splitlines()]
-        names = [n for n in names if n and not n.startswith("#")]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise DatasetError("labels.txt", f"names a class more than once: {', '.join(duplicates)}")
-        return names
-    main = root / "ImageSets" / "Main"
-    if not main.is_dir():
-        return []
+def _classes(root: Path, bases: list[Path]) -> list[str]:
+    """``labels.txt`` (in order; the root's, else a base's) or the ``ImageSets/Main/CLASS_*.txt``
+    names of every base (sorted), or []."""
+    for folder in dict.fromkeys([root, *bases]):
+        labels = folder / "labels.txt"
+        if labels.is_file():
+            where = relative(labels, root)
+            names = [line.strip() for line in read_text(labels, where).splitlines()]
+            names = [n for n in names if n and not n.startswith("#")]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise DatasetError(where, f"names a class more than once: {', '.join(duplicates)}")
+            return names
     found = set()
-    for path in main.glob("*_*.txt"):
-        cls, _, kind = path.stem.rpartition("_")
-        if cls and kind in ("trainval", "train", "val", "test"):
-            found.add(cls)
+    for base in bases:
+        for path in (base / "ImageSets" / "Main").glob("*_*.txt"):
+            cls, _, kind = path.stem.rpartition("_")
+            if cls and kind in ("trainval", "train", "val", "test"):
+                found.add(cls)
     return sorted(found)
 
 
-def _splits(root: Path) -> dict[str, Split]:
+def _splits(base: Path, root: Path) -> dict[str, Split]:
     """Image name (XML stem) → split, from ``ImageSets/Main/{train,val,trainval,test}.txt``."""
-    main = root / "ImageSets" / "Main"
+    main = base / "ImageSets" / "Main"
     splits: dict[str, Split] = {}
     for stem, split in SPLIT_FILES:
         path = main / f"{stem}.txt"
         if path.is_file():
-            for line in read_text(path, f"ImageSets/Main/{stem}.txt").splitlines():
+            for line in read_text(path, relative(path, root)).splitlines():
                 if line.split():
                     splits.setdefault(line.split()[0], split)
     return splits

@@ -8,6 +8,12 @@ Layouts (``ROOT`` is the folder given)::
     ROOT/{train,valid,test}/images/...  Roboflow (``train: ../train/images``)
     ROOT/{train,valid,test}/labels/...
 
+Without a YAML, a class list names the classes, one a line in class-id order::
+
+    ROOT/*.jpg + ROOT/*.txt + ROOT/classes.txt       labelImg's YOLO output (labels beside)
+    ROOT/images/ + ROOT/labels/ + ROOT/classes.txt   Label Studio (and labels/classes.txt)
+    ROOT/{train,valid}/*.jpg + *.txt + _darknet.labels   Roboflow's YOLO Darknet export
+
 ``data.yaml`` (read with ``yaml.safe_load``)::
 
     path: .                  # optional: the folder the split paths are relative to
@@ -34,8 +40,9 @@ no name, or a class that is not an integer, gives ``label=None`` with a ``label_
 with another number of fields (segment polygons, a confidence column) pass their values as they
 are and validation reports them malformed. An image without a label file, or with an empty one,
 is a background image. A label file in a ``labels/`` folder that no image maps to is reported
-here as ``missing_image`` on the label file (``classes.txt`` is skipped). Bad YAML, missing or
-malformed ``names`` and unresolvable ``train``/``val`` paths raise DatasetError naming the YAML.
+here as ``missing_image`` on the label file (class lists are skipped). Bad YAML, missing or
+malformed ``names`` and unresolvable ``train``/``val`` paths raise DatasetError naming the YAML;
+a folder with neither a YAML nor a class list raises one listing what the folder holds.
 """
 
 from __future__ import annotations
@@ -46,11 +53,27 @@ from typing import Any
 
 import yaml
 
-from ssd.datasets.paths import IMAGE_SUFFIXES, inside, number_or_text, read_text, relative, split_of
+from ssd.datasets.paths import (
+    IMAGE_SUFFIXES,
+    describe_folder,
+    folder_split,
+    hidden,
+    inside,
+    number_or_text,
+    read_text,
+    relative,
+    walk,
+)
 from ssd.datasets.records import DatasetError, RawBox, RawDataset, RawImage, Split
 from ssd.datasets.report import Reason, Report
 
 MAX_YAML_BYTES = 1 << 20
+CLASS_FILES = ("classes.txt", "obj.names", "_darknet.labels")
+CLASS_FILE_DEPTH = 2
+LABEL_DEPTH = 3
+# Label files read per folder until one with a row is found: background images have empty ones.
+PEEK_LABELS = 20
+PEEK_BYTES = 1024
 SPLIT_KEYS: tuple[tuple[str, Split], ...] = (("train", "train"), ("val", "val"), ("test", "val"))
 
 
@@ -72,21 +95,82 @@ def find_data_yaml(folder: Path) -> list[Path]:
     return found
 
 
+def find_class_files(folder: Path) -> list[Path]:
+    """The class lists of a YOLO folder without a YAML (see the module), or [] when there are
+    none or no ``.txt`` file reads as a YOLO label."""
+    found: list[Path] = []
+    labelled = False
+    for here, names in walk(folder, LABEL_DEPTH):
+        if len(here.relative_to(folder).parts) <= CLASS_FILE_DEPTH:
+            found += [here / name for name in names if name.lower() in CLASS_FILES]
+        if not labelled:
+            texts = [here / n for n in names if n.lower().endswith(".txt") and n.lower() not in CLASS_FILES]
+            labelled = _first_row_is_a_label(texts[:PEEK_LABELS])
+    return found if labelled else []
+
+
+def _first_row_is_a_label(files: list[Path]) -> bool:
+    """Whether the first row of the first of ``files`` that has one is ``cls cx cy w h ...``."""
+    for path in files:
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(PEEK_BYTES).decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        row = next((line.split() for line in head.splitlines() if line.strip()), None)
+        if row is not None:
+            numbers = [number_or_text(v) for v in row[1:5]]
+            return len(row) >= 5 and row[0].isdigit() and not any(isinstance(n, str) for n in numbers)
+    return False
+
+
+def class_list(files: list[Path], root: Path) -> tuple[dict[str, Any], str]:
+    """``{"names": [...]}`` from class lists that must agree, and the first one's name."""
+    lists = []
+    for path in files:
+        name = relative(path, root)
+        lines = read_text(path, name).splitlines()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        if not lines:
+            raise DatasetError(name, "names no class: a class list has one class name a line")
+        blank = next((k for k, line in enumerate(lines) if not line.strip()), None)
+        if blank is not None:
+            raise DatasetError(name, f"line {blank + 1} is blank: class {blank} has no name (ids would shift)")
+        lists.append((name, [line.strip() for line in lines]))
+    first, names = lists[0]
+    for other, their in lists[1:]:
+        if their != names:
+            raise DatasetError(other, f"names other classes than {first}: the class lists must agree")
+    return {"names": names}, first
+
+
+def _description(root: Path) -> tuple[dict[str, Any], str, Path]:
+    """The mapping that describes the dataset (a YAML's, or a class list's ``names``), the file it
+    comes from, and the folder its paths are relative to."""
+    yamls = find_data_yaml(root)
+    if len(yamls) > 1:
+        raise DatasetError(root.name, f"several YAML files with names ({', '.join(y.name for y in yamls)}): keep one")
+    if yamls:
+        return load_yaml(yamls[0], yamls[0].name), yamls[0].name, yamls[0].parent
+    class_files = find_class_files(root)
+    if class_files:
+        return (*class_list(class_files, root), root)
+    raise DatasetError(
+        root.name or str(root),
+        "no data.yaml (or other .yaml with names), nor a classes.txt (obj.names, _darknet.labels) with YOLO label"
+        f" files down to {LABEL_DEPTH} levels: a YOLO dataset needs one; {describe_folder(root)}",
+    )
+
+
 def read_yolo(root: Path) -> RawDataset:
     """Read the YOLO dataset at ``root`` (see the module's layouts)."""
     root = Path(root)
-    yamls = find_data_yaml(root)
-    if not yamls:
-        raise DatasetError(root.name, "no data.yaml (or other .yaml with names): a YOLO dataset needs one")
-    if len(yamls) > 1:
-        raise DatasetError(root.name, f"several YAML files with names ({', '.join(y.name for y in yamls)}): keep one")
-    data_yaml = yamls[0]
-    name = data_yaml.name
-    data = load_yaml(data_yaml, name)
+    data, name, data_dir = _description(root)
     classes, index_of = _names(data, name)
     report = Report()
     found: dict[Path, Split | None] = {}
-    for image, split in _images(data, root, data_yaml.parent, name, report):
+    for image, split in _images(data, root, data_dir, name, report):
         found.setdefault(image, split)
     images: list[RawImage] = []
     label_dirs: set[Path] = set()
@@ -103,7 +187,7 @@ def read_yolo(root: Path) -> RawDataset:
         images.append(raw)
     for folder in sorted(label_dirs):
         for label in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
-            if label not in expected and label.name != "classes.txt":
+            if label not in expected and label.name.lower() not in CLASS_FILES:
                 stem = label.stem
                 report.add(
                     Reason.missing_image,
@@ -192,10 +276,9 @@ def _images(
     base, declared = _base(data, root, yaml_dir)
     found: list[tuple[Path, Split | None]] = []
     if data.get("train") is None and data.get("val") is None:
-        for folder in [root / "images", *sorted(root.glob("*/images"))]:
-            for image in _scan(folder):
-                parts = image.relative_to(root).parts[:-1]
-                found.append((image, next((s for p in parts if (s := split_of(p))), None)))
+        folders = [f for f in [root / "images", *sorted(root.glob("*/images"))] if f.is_dir()] or [root]
+        for folder in folders:
+            found += [(image, folder_split(image.relative_to(root).parts[:-1])) for image in _scan(folder)]
         return found
     for key, split in SPLIT_KEYS:
         value = data.get(key)
@@ -215,13 +298,15 @@ def _images(
 
 
 def _scan(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted; hidden files skipped)."""
+    """Image files under ``folder`` (recursive, sorted; hidden files and folders skipped)."""
     if not folder.is_dir():
         return []
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(hidden(part) for part in p.relative_to(folder).parts)
+        and p.is_file()
     )
 
 

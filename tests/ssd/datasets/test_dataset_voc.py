@@ -155,9 +155,12 @@ def test_bad_xml_raises_naming_the_file(tmp_path: Path, text: str, message: str)
     assert caught.value.file == "Annotations/z.xml"
 
 
-def test_no_annotations_folder(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="no Annotations/ folder"):
+def test_no_annotations_says_where_it_looked_and_what_is_there(tmp_path: Path) -> None:
+    write(tmp_path / "annotations.xml", "<annotations><image name='a.jpg'/></annotations>")  # CVAT's own XML
+    image(tmp_path / "images" / "a.jpg")
+    with pytest.raises(DatasetError, match="no Pascal VOC annotations: looked for folders of .xml files") as caught:
         read(tmp_path, "voc")
+    assert caught.value.message.endswith("the folder holds 'annotations.xml', 'images/'")
 
 
 def test_same_boxes_as_globox(tmp_path: Path) -> None:
