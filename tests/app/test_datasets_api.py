@@ -24,6 +24,10 @@ from app.main import create_app
 from app.settings import Settings
 from ssd.datasets.export import export_generator
 
+# One tiny dataset per real-world layout, shared with the reader and CLI tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ssd" / "datasets"))
+from dataset_layouts import LAYOUTS, Layout  # noqa: E402
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -135,6 +139,26 @@ def test_the_report_lists_each_problem_with_its_file_and_draws_it(client: TestCl
     assert client.get(f"/api/datasets/{ready['id']}/problems/99").status_code == 404
     assert client.get(f"/api/datasets/{ready['id']}/problems?reason=nonsense").status_code == 422
     assert client.get("/api/datasets/mnist").json()["report"] is None
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=[layout.id for layout in LAYOUTS])
+def test_each_real_layout_uploads_detected_and_named(client: TestClient, tmp_path: Path, layout: Layout) -> None:
+    """A zip of each layout (VOC's lowercase annotations/, annots/, labelImg's XML beside the
+    images; YOLO's Ultralytics, Roboflow, labelImg and Label Studio; Roboflow's COCO) is ready
+    with the counts worked out in dataset_layouts.py, with its format detected and named."""
+    layout.write(tmp_path / layout.id)
+    data = zip_folder(tmp_path / layout.id)
+    for fmt in ("auto", layout.format):
+        answer = upload(client, data, filename=f"{layout.id}.zip", name=f"{layout.id}-{fmt}", format=fmt)
+        assert answer.status_code == 202, answer.text
+        body = wait(client, answer.json()["id"])
+        assert body["status"] == "ready", body.get("error")
+        assert body["format"] == layout.format and body["classes"] == layout.classes
+        assert (body["counts"]["images"], body["counts"]["boxes"]) == (layout.images, layout.boxes)
+        assert {r: n for r, n in body["report"]["dropped"]["images"].items() if n} == layout.dropped
+        assert body["splits"] == layout.splits or (
+            layout.splits is None and sum(body["splits"].values()) == layout.images
+        )
 
 
 def test_a_zip_climbing_out_fails_naming_the_member(client: TestClient, tmp_path: Path) -> None:

@@ -47,11 +47,15 @@ def voc_xml(
     filename: str | None,
     objects: list[tuple[str, tuple[Any, ...], int]],
     size: tuple[int, int] | None = (40, 30),
+    path: str | None = None,
 ) -> str:
-    """A VOC annotation: objects as ``(name, (xmin, ymin, xmax, ymax), difficult)``."""
+    """A VOC annotation: objects as ``(name, (xmin, ymin, xmax, ymax), difficult)``; ``path`` as
+    labelImg writes it (the image's absolute path on the annotator's machine)."""
     parts = ["<annotation>", "<folder>VOC2007</folder>"]
     if filename is not None:
         parts.append(f"<filename>{filename}</filename>")
+    if path is not None:
+        parts.append(f"<path>{path}</path>")
     if size is not None:
         parts.append(f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>")
     for name, corners, difficult in objects:
