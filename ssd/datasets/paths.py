@@ -93,14 +93,18 @@ def walk(root: Path, max_depth: int) -> Iterator[tuple[Path, list[str]]]:
     for depth in range(max_depth + 1):
         below: list[Path] = []
         for folder in level:
+            files: list[str] = []
+            folders: list[str] = []
             try:
                 with os.scandir(folder) as entries:
-                    visible = sorted((e for e in entries if not hidden(e.name)), key=lambda e: e.name)
+                    for entry in entries:
+                        if not hidden(entry.name):
+                            (folders if entry.is_dir() else files).append(entry.name)
             except OSError:
                 continue
-            yield folder, [e.name for e in visible if e.is_file()]
+            yield folder, sorted(files)
             if depth < max_depth:
-                below += [folder / e.name for e in visible if e.is_dir()]
+                below += [folder / name for name in sorted(folders)]
         level = below
 
 

@@ -58,7 +58,7 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
-from ssd.datasets.paths import describe_folder, folder_split, number_or_text, read_text, relative
+from ssd.datasets.paths import describe_folder, folder_split, number_or_text, read_text, relative, safe_relative
 from ssd.datasets.records import DatasetError, RawBox, RawDataset, RawImage, Split
 from ssd.datasets.report import Reason, Report
 from ssd.datasets.voc_layout import LOOKED_FOR, ImageFinder, XmlFolder, find_xml_folders
@@ -143,7 +143,7 @@ def _read_xml(
     width = _text(size.find("width")) if size is not None else None
     height = _text(size.find("height")) if size is not None else None
     return RawImage(
-        file=file or finder.expected(where, filename or Path(path or "").name),
+        file=file or finder.expected(where, filename or safe_relative(path or "").name),
         source=name,
         box_format="xyxy",
         boxes=boxes,

@@ -298,16 +298,17 @@ def _images(
 
 
 def _scan(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted; hidden files and folders skipped)."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(hidden(part) for part in p.relative_to(folder).parts)
-        and p.is_file()
-    )
+    """Image files under ``folder`` (recursive, sorted; hidden files and folders skipped, and
+    links to folders not followed). One ``os.walk``: no ``stat`` per file."""
+    found = []
+    for here, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not hidden(name)]
+        found += [
+            Path(here, name)
+            for name in files
+            if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not hidden(name)
+        ]
+    return sorted(found)
 
 
 def _listed(listing: Path, base: Path, root: Path, report: Report) -> list[Path]:
