@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.domain import JobStatus
+from app.text import MultilineText
 from ssd.config import from_dict
 
 DEFAULTS: dict[str, Any] = from_dict({}).to_dict()
@@ -348,7 +349,11 @@ class JobPatch(BaseModel):
         description=f"Up to {MAX_TAGS} tags of 1..{MAX_TAG_CHARS} printable characters, no commas; "
         "replaces the job's tags (duplicates dropped).",
     )
-    notes: str | None = Field(None, max_length=MAX_NOTES_CHARS, description=f"Up to {MAX_NOTES_CHARS:,} characters.")
+    notes: MultilineText | None = Field(
+        None,
+        max_length=MAX_NOTES_CHARS,
+        description=f"Up to {MAX_NOTES_CHARS:,} characters; line breaks and tabs, no other control characters.",
+    )
 
     @field_validator("name")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+MIN_TOKEN_CHARS = 16  # SSDBOARD_TOKEN: a shorter one could be guessed by trying
 SERVER_RESERVE_GIB = 1.0  # the server itself, with TensorFlow loaded for the detections viewer
 
 
@@ -88,7 +89,8 @@ class Settings(BaseSettings):
     max_train_images: int = Field(10**9, description="Reject configs whose steps * batch_size exceeds this.")
     token: SecretStr | None = Field(
         None,
-        description="When set, every POST/PUT/PATCH/DELETE under /api/ needs 'Authorization: Bearer TOKEN'.",
+        description="When set, every POST/PUT/PATCH/DELETE under /api/ needs 'Authorization: Bearer TOKEN'; "
+        f"printable ASCII, no spaces, at least {MIN_TOKEN_CHARS} characters.",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -161,6 +163,8 @@ class Settings(BaseSettings):
         # token would be trimmed or refused on the way, and then nobody could authenticate.
         if not token.isascii() or not token.isprintable() or any(ch.isspace() for ch in token):
             raise ValueError("must be printable ASCII without spaces (it travels in an HTTP header)")
+        if len(token) < MIN_TOKEN_CHARS:  # a short one is guessed; `openssl rand -hex 16` gives 32
+            raise ValueError(f"must be at least {MIN_TOKEN_CHARS} characters, e.g. $(openssl rand -hex 16)")
         return value
 
     @property

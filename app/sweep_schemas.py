@@ -11,11 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas import CONFIG_EXAMPLE, ConfigIn
 from app.services.sweep_spec import MAX_JOBS
-from ssd.config import printable_text
+from app.text import PrintableText
 
 SWEEP_EXAMPLE: dict[str, Any] = {
     "name": "lr-and-ratios",
@@ -38,7 +38,7 @@ class SweepIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SWEEP_EXAMPLE, RANDOM_EXAMPLE]})
 
-    name: str = Field("sweep", min_length=1, max_length=180, description="A label; job i is named 'NAME #i'.")
+    name: PrintableText = Field("sweep", min_length=1, max_length=180, description="A label; job i is named 'NAME #i'.")
     base: ConfigIn | None = Field(None, description="The config every job starts from (as POST /api/jobs takes).")
     grid: dict[str, Any] = Field(
         default_factory=dict,
@@ -55,13 +55,6 @@ class SweepIn(BaseModel):
     )
     seed: int = Field(0, ge=0, lt=2**31, description="Seed of the random draws: the same request draws the same.")
     max_jobs: int = Field(20, ge=1, le=MAX_JOBS, description="The most jobs this sweep may queue.")
-
-    @field_validator("name")
-    @classmethod
-    def _printable(cls, value: str) -> str:
-        if not printable_text(value):
-            raise ValueError("must be text without control characters or lone surrogates")
-        return value
 
 
 class BestOut(BaseModel):

@@ -19,6 +19,7 @@ from app.job_query import SORT_KEYS
 from app.schemas import CONFIG_EXAMPLE, ConfigIn, JobOut, JobPatch, MetricsOut
 from app.services.metrics_csv import EVAL_COLUMNS, STEP_COLUMNS, CsvKind, metrics_csv
 from app.sse import EventStreamResponse
+from app.text import PrintableText
 from ssd.checkpoint import CHECKPOINT_FILES
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -65,11 +66,13 @@ def list_jobs(
     jobs: JobsDep,
     response: Response,
     status_: Annotated[JobStatus | None, Query(alias="status", description="Only jobs with this status.")] = None,
-    tag: Annotated[str | None, Query(max_length=200, description="Only jobs carrying this tag.")] = None,
-    dataset: Annotated[str | None, Query(max_length=200, description="Only jobs whose data.dataset is this.")] = None,
-    sweep: Annotated[str | None, Query(max_length=32, description="Only the jobs of this sweep.")] = None,
+    tag: Annotated[PrintableText | None, Query(max_length=200, description="Only jobs carrying this tag.")] = None,
+    dataset: Annotated[
+        PrintableText | None, Query(max_length=200, description="Only jobs whose data.dataset is this.")
+    ] = None,
+    sweep: Annotated[PrintableText | None, Query(max_length=32, description="Only the jobs of this sweep.")] = None,
     q: Annotated[
-        str | None, Query(max_length=200, description="Only jobs whose name contains this (any case).")
+        PrintableText | None, Query(max_length=200, description="Only jobs whose name contains this (any case).")
     ] = None,
     sort: Annotated[str, Query(max_length=40, description=SORT_HELP)] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many jobs.")] = 100,

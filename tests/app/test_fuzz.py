@@ -27,7 +27,7 @@ from app.settings import Settings
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "fuzz-token"
+TOKEN = "fuzz-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SECRET = "TOP-SECRET-7f3a9c"  # in a file next to the data dir: no route may ever serve it
 

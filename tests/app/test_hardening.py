@@ -112,13 +112,15 @@ def test_dns_rebinding_host_names_are_refused(client: TestClient, tmp_path: Path
         assert c.get("/healthz", headers={"Host": "other.example.org"}).status_code == 400
     # Bound to every interface with names listed (a deployment): those names, and the loopback
     # names still (a container's health check asks for 127.0.0.1); nothing else.
-    deployed = Settings(data_dir=tmp_path / "dep", host="0.0.0.0", allowed_hosts=["ssdboard.example.org"], token="t")
+    deployed = Settings(
+        data_dir=tmp_path / "dep", host="0.0.0.0", allowed_hosts=["ssdboard.example.org"], token="t" * 16
+    )
     with TestClient(create_app(deployed), base_url="http://127.0.0.1:8000") as c:
         assert c.get("/healthz").status_code == 200
         assert c.get("/healthz", headers={"Host": "ssdboard.example.org"}).status_code == 200
         assert c.get("/healthz", headers={"Host": "rebind.evil.example"}).status_code == 400
     # Bound to every interface with no names given (the Docker image): any Host, the token guards writes.
-    anywhere = Settings(data_dir=tmp_path / "any", host="0.0.0.0", allowed_hosts=[], token="t0ken")
+    anywhere = Settings(data_dir=tmp_path / "any", host="0.0.0.0", allowed_hosts=[], token="t0ken" * 4)
     with TestClient(create_app(anywhere), base_url="http://10.1.2.3:8000") as c:
         assert c.get("/healthz").status_code == 200
 
@@ -216,7 +218,7 @@ def test_lone_surrogates_and_control_characters_are_422(client: TestClient, body
 # ---------------------------------------------------------------------------- 6. settings that say one thing
 
 
-@pytest.mark.parametrize("token", ["   ", "\t", " abc", "abc def", "abc\n"])
+@pytest.mark.parametrize("token", ["   ", "\t", " abc", "abc def", "abc\n", "short-token"])
 def test_a_token_nobody_can_send_refuses_to_start(token: str, tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="token"):
         Settings(token=token)
@@ -276,3 +278,38 @@ def test_head_on_an_event_stream_ends(client: TestClient) -> None:
     head = client.head(f"/api/jobs/{job['id']}/events")
     assert head.status_code == 200 and head.headers["content-type"].startswith("text/event-stream")
     assert head.content == b""
+
+
+# ---------------------------------------------------------------------------- second round: smaller
+
+
+def _cancelled_job(client: TestClient) -> str:
+    """A job that ended (queued, then cancelled): its event stream ends after its status."""
+    job_id = str(client.post("/api/jobs", json=TINY).json()["id"])
+    assert client.post(f"/api/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+    return job_id
+
+
+@pytest.mark.parametrize("notes", ["a\u0000b", "bell\u0007", "\u001b[31mred", "\ud800"])
+def test_notes_with_control_characters_are_422(client: TestClient, notes: str) -> None:
+    job_id = _cancelled_job(client)
+    body = json.dumps({"notes": notes}).encode()
+    response = client.patch(f"/api/jobs/{job_id}", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "notes"]
+    assert client.patch(f"/api/jobs/{job_id}", json={"notes": "one\r\n\ttwo"}).json()["notes"] == "one\r\n\ttwo"
+
+
+@pytest.mark.parametrize("query", ["q=%00", "q=a%1Bb", "tag=%00", "dataset=%07"])
+def test_job_filters_with_control_characters_are_422(client: TestClient, query: str) -> None:
+    """``?q=%00`` matched every job (SQLite's LIKE stops at NUL)."""
+    _cancelled_job(client)
+    response = client.get(f"/api/jobs?{query}")
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", query.split("=")[0]]
+
+
+def test_a_token_shorter_than_16_characters_refuses_to_start() -> None:
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Settings(token="fifteen-chars-x")
+    assert Settings(token="sixteen-chars-xy").token is not None

@@ -17,7 +17,7 @@ from app.main import create_app
 from app.security import STATE_CHANGING, UnsafeBindError, check_bind, is_loopback, needs_token
 from app.settings import Settings
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -155,6 +155,7 @@ def test_binding_openly_needs_a_token_or_insecure(capsys: pytest.CaptureFixture[
 def test_a_blank_token_is_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSDBOARD_TOKEN", "")
     assert Settings().token is None
-    monkeypatch.setenv("SSDBOARD_TOKEN", "abc")
+    monkeypatch.setenv("SSDBOARD_TOKEN", "abc-0123456789-xyz")
     token = Settings().token
-    assert token is not None and token.get_secret_value() == "abc" and "abc" not in repr(Settings())
+    assert token is not None and token.get_secret_value() == "abc-0123456789-xyz"
+    assert "abc-0123456789-xyz" not in repr(Settings())

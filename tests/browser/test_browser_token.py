@@ -12,7 +12,7 @@ from benchmarks.server import stop_server
 
 pytestmark = pytest.mark.browser
 
-TOKEN = "browser-token"
+TOKEN = "browser-token-0123456789"
 
 
 @pytest.fixture(scope="module")
