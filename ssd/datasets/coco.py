@@ -44,7 +44,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ssd.datasets.paths import describe_folder, inside, read_text, relative, safe_relative, split_of
+from ssd.datasets.paths import head, inside, nothing_found, read_text, relative, safe_relative, split_of
 from ssd.datasets.records import DatasetError, RawBox, RawDataset, RawImage, Split
 from ssd.datasets.report import Reason, Report
 
@@ -57,12 +57,7 @@ def looks_like_coco(path: Path) -> bool:
     """Whether a ``.json`` file's first MiB names ``images`` or ``annotations`` as a key (real COCO
     files run to hundreds of MB: detection reads no further; ``categories``, small, comes before
     them or after)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(HEAD_BYTES).decode("utf-8", errors="ignore")
-    except OSError:
-        return False
-    return _COCO_KEY.search(head) is not None
+    return _COCO_KEY.search(head(path, HEAD_BYTES).decode("utf-8", errors="ignore")) is not None
 
 
 def find_coco_files(folder: Path) -> list[Path]:
@@ -91,10 +86,8 @@ def read_coco(path: Path) -> RawDataset:
         root = path
         files = find_coco_files(path)
         if not files:
-            raise DatasetError(
-                path.name or str(path),
-                "no COCO instances JSON file (with images and annotations) in this folder or one folder down;"
-                f" {describe_folder(path)}",
+            raise nothing_found(
+                path, "no COCO instances JSON file (with images and annotations) in this folder or one folder down"
             )
     splits = [file_split(f) for f in files]
     if len(files) > 1 and None in splits:

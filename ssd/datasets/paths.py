@@ -114,6 +114,21 @@ def quote(name: str) -> str:
     return repr(name if len(name) <= QUOTED_CHARS else name[:QUOTED_CHARS] + "...")
 
 
+def head(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of a file (b"" when it cannot be read): what detection peeks at."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    except OSError:
+        return b""
+
+
+def nothing_found(folder: Path, what: str) -> DatasetError:
+    """The error for a folder where a reader found nothing: ``what`` was looked for, then what the
+    folder holds (:func:`describe_folder`)."""
+    return DatasetError(folder.name or str(folder), f"{what}; {describe_folder(folder)}")
+
+
 def describe_folder(folder: Path) -> str:
     """What a folder holds, for an error: its first ``LISTED_ENTRIES`` names by name (folders with
     a trailing ``/``) and how many more, or that it is empty."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from ssd.datasets.coco import find_coco_files, read_coco
-from ssd.datasets.paths import JUNK, describe_folder
+from ssd.datasets.paths import JUNK, nothing_found
 from ssd.datasets.records import FORMATS, DatasetError, Format, RawDataset
 from ssd.datasets.voc import read_voc
 from ssd.datasets.voc_layout import find_xml_folders
@@ -186,19 +186,17 @@ def detect_format(path: Path) -> Format:
         found.append(("yolo", _some(f.relative_to(path).as_posix() for f in yolo_files)))
     if len(found) == 1:
         return found[0][0]
-    where = path.name or str(path)
     if not found:
-        raise DatasetError(
-            where,
+        raise nothing_found(
+            path,
             "no dataset found: looked for COCO instances JSON files (in the folder or one folder down, e.g."
             " annotations/instances_train.json, train/_annotations.coco.json), Pascal VOC Annotations/ .xml files"
             " (or any folder of <annotation> .xml files down to three levels: annotations/, annots/, beside the"
             " images),"
-            " and a YOLO data.yaml (or another .yaml with names, or a classes.txt beside YOLO label files);"
-            f" {describe_folder(path)}",
+            " and a YOLO data.yaml (or another .yaml with names, or a classes.txt beside YOLO label files)",
         )
     kinds = "; ".join(f"{fmt.upper()} ({what})" for fmt, what in found)
-    raise DatasetError(where, f"more than one format found: {kinds}; choose one with --format")
+    raise DatasetError(path.name or str(path), f"more than one format found: {kinds}; choose one with --format")
 
 
 def _some(names: Iterable[str], shown: int = 3) -> str:

@@ -58,7 +58,7 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
-from ssd.datasets.paths import describe_folder, folder_split, number_or_text, read_text, relative, safe_relative
+from ssd.datasets.paths import folder_split, nothing_found, number_or_text, read_text, relative, safe_relative
 from ssd.datasets.records import DatasetError, RawBox, RawDataset, RawImage, Split
 from ssd.datasets.report import Reason, Report
 from ssd.datasets.voc_layout import LOOKED_FOR, ImageFinder, XmlFolder, find_xml_folders
@@ -78,9 +78,7 @@ def read_voc(root: Path) -> RawDataset:
     root = Path(root)
     folders = find_xml_folders(root)
     if not folders:
-        raise DatasetError(
-            root.name or str(root), f"no Pascal VOC annotations: looked for {LOOKED_FOR}; {describe_folder(root)}"
-        )
+        raise nothing_found(root, f"no Pascal VOC annotations: looked for {LOOKED_FOR}")
     bases = list(dict.fromkeys(f.base for f in folders))
     split_lists = {base: _splits(base, root) for base in bases}
     finder = ImageFinder(root)

@@ -42,7 +42,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssd.datasets.paths import FolderIndex, relative, safe_relative, walk
+from ssd.datasets.paths import FolderIndex, head, relative, safe_relative, walk
 
 MAX_DEPTH = 3
 PEEK_FILES = 3
@@ -73,12 +73,7 @@ class XmlFolder:
 def is_annotation_xml(path: Path) -> bool:
     """Whether an XML file's first element, within its first ``PEEK_BYTES`` bytes (comments,
     the declaration and a DOCTYPE skipped), is ``<annotation>``."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(PEEK_BYTES)
-    except OSError:
-        return False
-    first = _FIRST_ELEMENT.search(_COMMENT.sub(b"", head))
+    first = _FIRST_ELEMENT.search(_COMMENT.sub(b"", head(path, PEEK_BYTES)))
     return first is not None and first.group(1) == b"annotation"
 
 

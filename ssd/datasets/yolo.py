@@ -55,10 +55,11 @@ import yaml
 
 from ssd.datasets.paths import (
     IMAGE_SUFFIXES,
-    describe_folder,
     folder_split,
+    head,
     hidden,
     inside,
+    nothing_found,
     number_or_text,
     read_text,
     relative,
@@ -112,12 +113,8 @@ def find_class_files(folder: Path) -> list[Path]:
 def _first_row_is_a_label(files: list[Path]) -> bool:
     """Whether the first row of the first of ``files`` that has one is ``cls cx cy w h ...``."""
     for path in files:
-        try:
-            with open(path, "rb") as handle:
-                head = handle.read(PEEK_BYTES).decode("utf-8", errors="replace")
-        except OSError:
-            continue
-        row = next((line.split() for line in head.splitlines() if line.strip()), None)
+        text = head(path, PEEK_BYTES).decode("utf-8", errors="replace")
+        row = next((line.split() for line in text.splitlines() if line.strip()), None)
         if row is not None:
             numbers = [number_or_text(v) for v in row[1:5]]
             return len(row) >= 5 and row[0].isdigit() and not any(isinstance(n, str) for n in numbers)
@@ -156,10 +153,10 @@ def _description(root: Path) -> tuple[dict[str, Any], str, Path]:
     class_files = find_class_files(root)
     if class_files:
         return (*class_list(class_files, root), root)
-    raise DatasetError(
-        root.name or str(root),
+    raise nothing_found(
+        root,
         "no data.yaml (or other .yaml with names), nor a classes.txt (obj.names, _darknet.labels) with YOLO label"
-        f" files down to {LABEL_DEPTH} levels: a YOLO dataset needs one; {describe_folder(root)}",
+        f" files down to {LABEL_DEPTH} levels: a YOLO dataset needs one",
     )
 
 
@@ -338,8 +335,8 @@ def label_path(image: Path, root: Path) -> tuple[Path, bool]:
     rel = "/" + relative(image, root)
     mapped = "/images/" in rel
     if mapped:
-        head, tail = rel.rsplit("/images/", 1)
-        rel = f"{head}/labels/{tail}"
+        front, tail = rel.rsplit("/images/", 1)
+        rel = f"{front}/labels/{tail}"
     return root / str(PurePosixPath(rel.lstrip("/")).with_suffix(".txt")), mapped
 
 
