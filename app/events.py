@@ -241,6 +241,14 @@ async def event_stream(
         if head is None:
             return  # deleted
         status, last_seq, status_seq = head
+        if after_seq > last_seq:  # an id this log never gave (stale, or made up): the client has
+            after_seq = last_seq  # everything, but still learns where the job stands
+            if status_seq is not None and not live_only:
+                async with broadcaster.reads:
+                    rows = await run_in_threadpool(
+                        store.replay_page, job_id, after_seq=status_seq - 1, up_to_seq=status_seq
+                    )
+                yield b"".join(_frame(*row) for row in rows)
         read = functools.partial(
             store.replay_page, job_id, up_to_seq=last_seq, after_step=after_step, keep_seq=status_seq
         )

@@ -44,6 +44,7 @@ from app.tables import METRIC_KEYS, evals, events, jobs, metadata, metrics, swee
 
 # The tables live in app.tables (at the newest revision); re-exported for the code that reads them here.
 __all__ = [
+    "MAX_INT",
     "METRIC_KEYS",
     "POOL_SIZE",
     "Event",
@@ -64,6 +65,9 @@ HIDDEN_COLUMNS = ("event_seq", "run_seconds", "dataset", "worker_token_hash", "e
 JOB_COLUMNS = [c.name for c in jobs.columns if c.name not in HIDDEN_COLUMNS]
 
 REPLAY_PAGE = 250  # events a stream reads from the log at a time
+# The largest integer a query binds: SQLite's integers and PostgreSQL's BIGINT are 64-bit, and the
+# SQLite driver raises OverflowError for a larger one. Steps and event ids a client sends stop here.
+MAX_INT = 2**63 - 1
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ router = APIRouter(prefix="/api/jobs", tags=["detections"])
 Responses = dict[int | str, dict[str, Any]]
 ERRORS: Responses = {
     404: {"description": "No such job, or it has no checkpoint (and is not training)."},
-    409: {"description": "The job is queued or running and has not saved a checkpoint yet."},
+    409: {"description": "The job is queued or running without a checkpoint yet, or its dataset was deleted."},
     500: {"description": "The checkpoint cannot be loaded (the message names the file)."},
 }
 UPLOAD_ERRORS: Responses = {

@@ -19,6 +19,7 @@ from app.job_query import SORT_KEYS
 from app.schemas import CONFIG_EXAMPLE, ConfigIn, JobOut, JobPatch, MetricsOut
 from app.services.metrics_csv import EVAL_COLUMNS, STEP_COLUMNS, CsvKind, metrics_csv
 from app.sse import EventStreamResponse
+from app.store import MAX_INT
 from app.text import PrintableText
 from ssd.checkpoint import CHECKPOINT_FILES
 
@@ -130,7 +131,7 @@ def delete_job(job_id: str, jobs: JobsDep) -> Response:
 def job_metrics(
     job_id: str,
     jobs: JobsDep,
-    after_step: Annotated[int, Query(ge=0, description="Only steps after this one.")] = 0,
+    after_step: Annotated[int, Query(ge=0, le=MAX_INT, description="Only steps after this one.")] = 0,
     max_points: Annotated[
         int | None, Query(ge=1, le=1_000_000, description="Downsample evenly to this many steps (keeps the last).")
     ] = None,
@@ -187,10 +188,11 @@ async def job_events(
         str | None, Header(description="Resume after this event id (sent by EventSource).")
     ] = None,
     last_event_id_query: Annotated[
-        int | None, Query(alias="last_event_id", ge=0, description="Same as the Last-Event-ID header.")
+        int | None, Query(alias="last_event_id", ge=0, le=MAX_INT, description="Same as the Last-Event-ID header.")
     ] = None,
     after_step: Annotated[
-        int | None, Query(ge=0, description="Replay only steps and evals after this step, and the current status.")
+        int | None,
+        Query(ge=0, le=MAX_INT, description="Replay only steps and evals after this step, and the current status."),
     ] = None,
     start: Annotated[
         Literal["history", "live"], Query(alias="from", description="history: replay everything first; live: don't.")
@@ -200,12 +202,13 @@ async def job_events(
 
     Without ``Last-Event-ID`` the whole history is replayed first, then live events follow; the
     stream ends after a terminal status. A ``status`` event with a ``step`` (running, queued
-    after a resume) means training continues after that step: drop points beyond it.
+    after a resume) means training continues after that step: drop points beyond it. An id past
+    the job's last event means after everything: the stream starts with the current status.
     """
     after_seq = last_event_id_query or 0
     if last_event_id is not None:
         try:
-            after_seq = max(int(last_event_id), 0)
+            after_seq = min(max(int(last_event_id), 0), MAX_INT)  # a browser sends back what it was given
         except ValueError:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "Last-Event-ID must be an event id") from None
     stream = await jobs.events(

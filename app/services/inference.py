@@ -9,7 +9,8 @@ call them through ``run_in_threadpool``.
 
 Errors are the domain errors of :mod:`app.domain`: no checkpoint (:class:`NotFound`, or
 :class:`Conflict` while the job trains), a checkpoint that does not load (:class:`Broken`), a
-rejected upload (:class:`TooLarge`, :class:`UnsupportedMedia`, :class:`Undecodable`).
+job whose imported dataset was deleted (:class:`Conflict`), a rejected upload (:class:`TooLarge`,
+:class:`UnsupportedMedia`, :class:`Undecodable`).
 
 Boxes are pixel ``xyxy`` throughout, as in :mod:`ssd`. Matching of detections to ground truth
 is :func:`ssd.evaluate.match_detections` (COCO's greedy rule at IoU 0.5); the page repeats it in
@@ -33,7 +34,7 @@ from app.domain import ACTIVE, Broken, Conflict, Invalid, NotFound
 from app.figures.evaluation import confusion_figure, image_figure, pr_figure
 from app.images import MAX_UPLOAD_PIXELS, data_url, decode_upload, letterbox
 from ssd.checkpoint import WEIGHTS_FILE
-from ssd.config import Config
+from ssd.config import Config, ConfigError
 from ssd.datasets.loader import FileDataset, for_config
 from ssd.datasets.registry import MNIST, DatasetNotFound, Registry
 from ssd.evaluate import coco_evaluate, confusion_matrix, match_detections
@@ -207,8 +208,16 @@ class DetectionService:
             return list(detector.predict(images, batch_size=batch_size(images.shape[1] * images.shape[2])))
 
     def data(self, config: Config, split: Split) -> DetectionDataset | FileDataset:
-        """The split a checkpoint's config reads (:func:`dataset`), made once per config and split."""
-        return self._datasets.get_or_make((config, split), lambda: dataset(config, split, self.data_dir))
+        """The split a checkpoint's config reads (:func:`dataset`), made once per config and split;
+        :class:`Conflict` when its imported dataset was deleted (a finished job's may be)."""
+        try:
+            return self._datasets.get_or_make((config, split), lambda: dataset(config, split, self.data_dir))
+        except ConfigError as exc:
+            gone = "was deleted" if exc.field == "data.dataset" else f"no longer fits the job ({exc.message})"
+            raise Conflict(
+                f"the job's dataset {config.data.dataset!r} {gone}: its images cannot be shown "
+                "(the checkpoint can still be downloaded and exported)"
+            ) from None
 
     def _run(self, detector: Predictor, config: Config, split: Split, indices: Sequence[int]) -> Predicted:
         """Ground truth ``(boxes, labels)``, detections and (for an imported dataset) ignore regions

@@ -280,7 +280,7 @@ def test_head_on_an_event_stream_ends(client: TestClient) -> None:
     assert head.content == b""
 
 
-# ---------------------------------------------------------------------------- second round: smaller
+# ---------------------------------------------------------------------------- second round: anonymous GETs
 
 
 def _cancelled_job(client: TestClient) -> str:
@@ -288,6 +288,58 @@ def _cancelled_job(client: TestClient) -> str:
     job_id = str(client.post("/api/jobs", json=TINY).json()["id"])
     assert client.post(f"/api/jobs/{job_id}/cancel").json()["status"] == "cancelled"
     return job_id
+
+
+E23 = "1" + "0" * 23  # 1e23 written out (an integer query parameter does not parse "1e23")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"metrics?after_step={E23}",
+        f"metrics?after_step={2**63}",
+        f"events?after_step={E23}",
+        f"events?last_event_id={E23}",
+    ],
+)
+def test_integer_queries_past_the_stores_64_bits_are_422(client: TestClient, query: str) -> None:
+    """They were a 500 (SQLite cannot bind the integer) or a stream with an empty body."""
+    response = client.get(f"/api/jobs/{_cancelled_job(client)}/{query}")
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", query.split("?")[1].split("=")[0]]
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [
+        ("", {"Last-Event-ID": E23}),
+        ("", {"Last-Event-ID": "99"}),
+        ("?last_event_id=99", {}),
+        (f"?after_step={2**63 - 1}", {}),
+    ],
+)
+def test_a_stream_resumed_after_everything_still_tells_the_status(
+    client: TestClient, query: str, headers: dict[str, str]
+) -> None:
+    """An id or step past the job's log means the client has everything: it still learns the status."""
+    text = client.get(f"/api/jobs/{_cancelled_job(client)}/events{query}", headers=headers).text
+    assert text.count("event: ") == 1 and "event: status" in text and '"status":"cancelled"' in text, text
+
+
+@pytest.mark.parametrize("view", ["detections", "evaluation"])
+def test_the_views_of_a_job_whose_dataset_was_deleted_are_409(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, view: str
+) -> None:
+    predictor = _Recorder(128)
+    predictor.config = from_dict({"data": {"dataset": "d0123456789a"}})  # no longer in the registry
+    monkeypatch.setattr(inference, "load_detector", lambda directory: predictor)
+    job_id = _job_with_checkpoint(client, predictor.config.to_dict())
+    response = client.get(f"/api/jobs/{job_id}/{view}")
+    assert response.status_code == 409, response.text
+    assert "d0123456789a" in response.json()["detail"] and "deleted" in response.json()["detail"]
+
+
+# ---------------------------------------------------------------------------- second round: smaller
 
 
 @pytest.mark.parametrize("notes", ["a\u0000b", "bell\u0007", "\u001b[31mred", "\ud800"])
