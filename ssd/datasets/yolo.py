@@ -33,7 +33,9 @@ folder (``./`` too), to ``path`` or to ``ROOT``. A folder is searched recursivel
 names.
 
 An image's label file follows Ultralytics' rule: the last ``/images/`` of its path becomes
-``/labels/`` and the suffix ``.txt`` (with no ``images`` folder the label lies beside the image).
+``/labels/`` and the suffix ``.txt`` (with no ``images`` folder the label lies beside the image);
+where that file is missing, a ``.txt`` beside the image counts (labelImg saves its labels into the
+folder it opened, often called ``images/``).
 Each non-empty line is ``cls cx cy w h``, the centre and size as fractions of the image
 (``box_format="cxcywh_normalized"``); the label is the class's index in ``names`` (an id that is
 no name, or a class that is not an integer, gives ``label=None`` with a ``label_text``). Rows
@@ -177,6 +179,8 @@ def read_yolo(root: Path) -> RawDataset:
         expected.add(label)
         if mapped:
             label_dirs.add(label.parent)
+            if not label.is_file() and image.with_suffix(".txt").is_file():
+                label = image.with_suffix(".txt")  # labelImg saved into the images/ folder
         raw = RawImage(relative(image, root), relative(image, root), "cxcywh_normalized", split=split)
         if label.is_file():
             raw.source = relative(label, root)

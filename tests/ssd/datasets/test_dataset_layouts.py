@@ -152,6 +152,21 @@ def test_darknet_class_lists_name_the_classes(tmp_path: Path) -> None:
     ]
 
 
+def test_labelimg_saving_into_an_images_folder(tmp_path: Path) -> None:
+    """labelImg saves its .txt files and classes.txt into the folder it opened: images/ here, where
+    Ultralytics' rule (images/ -> labels/) finds nothing; the label beside the image counts."""
+    image(tmp_path / "images" / "a.jpg")
+    image(tmp_path / "images" / "b.jpg")
+    write(tmp_path / "images" / "a.txt", "1 0.5 0.5 0.2 0.2\n")
+    write(tmp_path / "images" / "classes.txt", "cat\ndog\n")
+    raw = read(tmp_path)
+    assert (raw.format, raw.classes) == ("yolo", ["cat", "dog"])
+    assert [(i.file, i.source, len(i.boxes)) for i in raw.images] == [
+        ("images/a.jpg", "images/a.txt", 1),
+        ("images/b.jpg", "images/b.jpg", 0),
+    ]
+
+
 def test_nothing_found_lists_what_the_folder_holds(tmp_path: Path) -> None:
     (tmp_path / "photos").mkdir()
     write(tmp_path / ("x" * 60 + ".txt"), "")
