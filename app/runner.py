@@ -35,7 +35,7 @@ from app.events import Broadcaster
 from app.executors import Executor, make_executor
 from app.executors.base import Lost
 from app.executors.local import death_reason
-from app.messages import CheckpointSaved, Done, Message, Record, Started, from_wire
+from app.messages import CheckpointSaved, Done, Message, Record, Started, parse_batch
 from app.settings import Settings
 from app.store import Event, JobStore, utcnow
 
@@ -240,12 +240,12 @@ class JobRunner:
     def ingest(self, job_id: str, items: Sequence[dict[str, Any]]) -> dict[str, bool]:
         """Apply a batch a worker posted; the answer tells it whether to stop (``cancel``).
 
-        ValueError for a malformed message (nothing is applied). :class:`NotAccepting` while the
-        runner stops and its runs go on (they report to the next server); a local worker's last
-        reports, sent as the stop cancels it, are taken. Steps and evaluations the job already has
-        are dropped, and a run's second ``started``: a batch may be sent again, never applied twice.
+        :class:`~app.messages.BadReport` for a batch that is not one, steps past the job's
+        ``total_steps`` included (nothing is applied). :class:`NotAccepting` while the runner stops
+        and its runs go on (they report to the next server); a local worker's last reports, sent
+        as the stop cancels it, are taken. Steps and evaluations the job already has are dropped,
+        and a run's second ``started``: a batch may be sent again, never applied twice.
         """
-        messages = [from_wire(job_id, item) for item in items]
         with self._ingest:
             with self._lock:
                 run = self._running.get(job_id)
@@ -254,6 +254,7 @@ class JobRunner:
             if run is None:
                 return {"cancel": True}  # the job is not running (any more): its worker should stop
             job = self.get(job_id)
+            messages = parse_batch(job_id, items, max_step=job["total_steps"])
             known = job["step"]
             evaluated = (job["last_eval"] or {}).get("step", -1)
             kept: list[Message] = []

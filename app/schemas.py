@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.domain import JobStatus
+from app.messages import StepMetrics  # a worker's step record: the wire's and the API's
 from app.text import MultilineText
 from ssd.config import from_dict
 
@@ -369,21 +370,6 @@ class JobPatch(BaseModel):
         if any("," in tag for tag in tags):  # the page edits tags as a comma-separated list
             raise ValueError("a tag cannot contain a comma")
         return list(dict.fromkeys(tags))
-
-
-class StepMetrics(BaseModel):
-    """One training step, as ``ssd.train.Trainer`` reports it."""
-
-    step: int
-    pos_clf: float = Field(description="Confidence loss of the positive priors.")
-    neg_clf: float = Field(description="Confidence loss of the mined negative priors.")
-    loc: float = Field(description="Localisation (smooth L1) loss.")
-    total: float = Field(description="pos_clf + neg_clf + alpha * loc.")
-    num_pos: float | None = Field(None, description="Positive priors in the batch.")
-    num_neg: float | None = Field(None, description="Negative priors kept by hard negative mining.")
-    lr: float | None = Field(None, description="Learning rate applied at this step.")
-    images_per_sec: float | None = None
-    time: float = Field(description="UNIX seconds when the step ended in the worker.")
 
 
 class MetricsOut(BaseModel):

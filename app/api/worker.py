@@ -6,7 +6,8 @@ it is not the admin token, which this route refuses, and it opens no other route
 admin token check (:class:`app.security.BearerTokenMiddleware`) leaves this route to
 :func:`worker_auth`, which answers like it: 401 with ``WWW-Authenticate: Bearer realm="ssdboard"``
 (``error="invalid_token"`` for a wrong one), before the body is read. The admin token is told
-404 for a job that does not exist, as every other route tells it.
+404 for a job that does not exist, as every other route tells it. A batch is checked whole
+(:func:`app.messages.parse_batch`): one malformed message and nothing of it is applied, 422.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
+from app.api import errors
+from app.messages import MAX_MESSAGES, BadReport
 from app.runner import JobRunner, NotAccepting
 from app.settings import Settings
 
 router = APIRouter(prefix="/api/jobs", tags=["workers"])
 
-MAX_MESSAGES = 5000
 REALM = 'Bearer realm="ssdboard"'
 
 
@@ -64,6 +67,7 @@ def worker_auth(job_id: str, request: Request, authorization: Annotated[str | No
     responses={
         401: {"description": "Not this job's worker token (the admin token is not one)."},
         404: {"description": "No job with this id (told to the admin token only)."},
+        422: {"description": "A message that is not one (nothing of the batch is applied)."},
         503: {"description": "The server is stopping; send the batch again later."},
     },
 )
@@ -73,8 +77,8 @@ def report(job_id: str, batch: WorkerBatch, runner: Annotated[JobRunner, Depends
         return WorkerReply(**runner.ingest(job_id, batch.messages))
     except NotAccepting as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "1"}) from exc
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except BadReport as exc:
+        raise RequestValidationError([{**e, "loc": ("body", "messages", *e["loc"])} for e in exc.errors]) from exc
 
 
 def report_app(runner: JobRunner, settings: Settings) -> FastAPI:
@@ -82,6 +86,7 @@ def report_app(runner: JobRunner, settings: Settings) -> FastAPI:
     (:class:`app.report_listener.ReportListener`); it reads the runner and settings from its state."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(router)
+    errors.install(app)
     app.state.runner = runner
     app.state.settings = settings
     return app

@@ -8,6 +8,7 @@ the tests then speak for the workers with ``POST /api/jobs/{id}/worker/events``,
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +251,86 @@ def test_ray_resources_come_from_the_settings_and_the_config(tmp_path: Path) -> 
     assert command.startswith("python -m app.worker_main --job abc --server http://10.0.0.5:8000 --job-dir ")
     # A multi-worker job's peers are Ray actors, each asking for one worker's share.
     assert command.endswith(f"--data-dir {tmp_path.resolve()} --known-step 7 --ray-peers 2.0 0.0")
+
+
+FULL_STEP = {
+    "step": 2,
+    "pos_clf": 1.0,
+    "neg_clf": 0.5,
+    "loc": 0.25,
+    "total": 1.75,
+    "num_pos": 3.0,
+    "num_neg": 9.0,
+    "lr": 0.001,
+    "images_per_sec": 120.5,
+    "time": 1e9,
+}
+
+
+def _step(**changes: Any) -> dict[str, Any]:
+    return {"type": "step", "data": {**FULL_STEP, **changes}}
+
+
+# What a probe posted with a job's worker token (the job has 3 steps): each was a 500 on every
+# later read of the job's metrics, a step the real worker could no longer follow, or markup stored.
+BAD_BATCHES: dict[str, str | list[dict[str, Any]]] = {
+    "step past 64 bits": [_step(step=2**63 - 1)],
+    "step past the job": [_step(step=4)],
+    "step not a whole number": [_step(step=1e20)],
+    "step true": [_step(step=True)],
+    "step 0": [_step(step=0)],
+    "loss a string": [_step(total="1.75")],
+    "loss missing": [{"type": "step", "data": {"step": 2, "time": 1e9}}],
+    "unknown key": [_step(gpu="<b>")],
+    "eval markup": [{"type": "eval", "data": {"step": 2, "map": '<img src=x onerror="alert(1)">'}}],
+    "checkpoint 1e300": [{"type": "checkpoint", "step": 1e300}],
+    "checkpoint Infinity": '[{"type": "checkpoint", "step": Infinity}]',
+    "loss NaN": '[{"type":"step","data":{"step":2,"pos_clf":NaN,"neg_clf":0,"loc":0,"total":0,"time":1}}]',
+    "done step past the job": [{"type": "done", "status": "succeeded", "step": 10**6}],
+    "history record": [{"type": "started", "step": 2, "pid": 1, "history": [{**FULL_STEP, "lr": "fast"}]}],
+    "history past its start": [{"type": "started", "step": 1, "pid": 1, "history": [FULL_STEP]}],
+    "unknown type": [{"type": "progress", "step": 2}],
+    "extra field": [{"type": "checkpoint", "step": 2, "path": "/etc/passwd"}],
+}
+
+
+def test_a_malformed_report_is_refused_whole_and_the_job_goes_on(tmp_path: Path, executor: RemoteStandIn) -> None:
+    with _app(tmp_path) as client:
+        job = client.post("/api/jobs", json=tiny(steps=3), headers=_admin()).json()["id"]
+        token = executor.tokens[job]
+        assert _post(client, job, token, [{"type": "started", "step": 0, "pid": 1, "history": []}, *_steps(1, 1)])
+        worker = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        for case, bad in BAD_BATCHES.items():
+            # A good step first: nothing of a batch is applied when one of its messages is refused.
+            text = bad if isinstance(bad, str) else json.dumps(bad)
+            body = f'{{"messages": [{json.dumps(_step(step=2))}, {text[1:-1]}]}}'
+            response = client.post(f"/api/jobs/{job}/worker/events", content=body, headers=worker)
+            assert response.status_code == 422, (case, response.text)
+            assert response.json()["detail"][0]["loc"][:3] == ["body", "messages", 1], (case, response.text)
+            state = client.get(f"/api/jobs/{job}").json()
+            assert (state["status"], state["step"], state["checkpoint_step"]) == ("running", 1, None), case
+            metrics = client.get(f"/api/jobs/{job}/metrics")
+            assert metrics.status_code == 200 and [m["step"] for m in metrics.json()["metrics"]] == [1], case
+        # The real worker's next steps, as its trainer reports them, still count.
+        real = [_step(step=2), {"type": "eval", "data": {"step": 2, "images": 4, "time": 1e9, "map": None}}]
+        assert _post(client, job, token, real).json() == {"cancel": False}
+        assert [m["step"] for m in client.get(f"/api/jobs/{job}/metrics").json()["metrics"]] == [1, 2]
+
+
+def test_what_a_trainer_reports_passes_the_check() -> None:
+    """An evaluation with no box to find has a NaN mAP, an error may carry a terminal's colours:
+    the worker sends them as null and U+FFFD, and the server takes them."""
+    from app.messages import CheckpointSaved, Done, Record, Started, parse_batch, to_wire
+
+    evaluation = {"step": 2, "images": 4, "time": 1e9, "val_total": 1.5, "map": float("nan")}
+    sent = [
+        Started("j1", 1, 42, [{**FULL_STEP, "step": 1}]),
+        Record("j1", "step", FULL_STEP),
+        Record("j1", "eval", evaluation),
+        CheckpointSaved("j1", 2),
+        Done("j1", "failed", 2, "\x1b[31mOOM\x1b[0m\nat step 2"),
+    ]
+    received = parse_batch("j1", [json.loads(json.dumps(to_wire(m), allow_nan=False)) for m in sent], max_step=3)
+    assert received[:2] == sent[:2] and received[3] == sent[3]
+    assert received[2] == Record("j1", "eval", {**evaluation, "map": None})
+    assert received[4] == Done("j1", "failed", 2, "\ufffd[31mOOM\ufffd[0m\nat step 2")
