@@ -109,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.include_router(pages.router)
         pages.mount_static(app)
+    # The worker route's own token check and body bound, inside the security middleware below.
+    app.add_middleware(worker.WorkerGate)
     token = settings.token.get_secret_value() if settings.token else None
     security.install(
         app,

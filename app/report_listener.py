@@ -8,7 +8,9 @@ have one a worker can reach: under a test client it has none, behind ``--host 0.
 TLS proxy its own address is not the one to dial, and the admin token guards its other routes.
 The listener is a second, private uvicorn server on ``127.0.0.1`` and a free port, in a thread of
 the server's process, that serves the worker route alone (:func:`app.api.worker.report_app`,
-which the composition root hands to the runner).
+which the composition root hands to the runner), behind the route's gate
+(:class:`app.api.worker.WorkerGate`): the run's token before any byte of the body is read, then a
+bounded body, as on the dashboard's port.
 """
 
 from __future__ import annotations

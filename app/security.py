@@ -12,7 +12,8 @@ One rule, by method and path, so routes added later are covered without touching
 - **Body size.** A request body larger than ``max_body_bytes`` (1 MiB; ``multipart/form-data``:
   ``max_upload_bytes`` + a little for the form's framing, or the route's own limit for the routes
   given one, e.g. ``POST /api/datasets``: ``max_dataset_bytes``) is a 413, by ``Content-Length`` up
-  front and by counting the streamed bytes when there is none (chunked uploads).
+  front and by counting the streamed bytes when there is none (chunked uploads). The worker route
+  is bounded by its own gate (:class:`app.api.worker.WorkerGate`), after its token.
 - **Binding.** Without a token the server binds to loopback only; :func:`check_bind` refuses a
   non-loopback host unless the operator passes ``--insecure``.
 - **Host.** Only the expected ``Host`` values are served (400 otherwise): the loopback names when
@@ -61,14 +62,14 @@ def needs_token(method: str, path: str) -> bool:
     return method.upper() in STATE_CHANGING and (path + "/").startswith(API_PREFIX)
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     """The request path without the app's mount prefix (``root_path``)."""
     path: str = scope.get("path", "")
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
 
 
-async def _send_json(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+async def send_json(send: Send, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
     body = json.dumps({"detail": detail}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
@@ -93,7 +94,7 @@ class BearerTokenMiddleware:
         return hmac.compare_digest(credentials.strip().encode(), self._token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = _route_path(scope)
+        path = route_path(scope)
         if scope["type"] != "http" or not needs_token(scope["method"], path) or WORKER_ROUTE.match(path):
             await self.app(scope, receive, send)
             return
@@ -107,7 +108,7 @@ class BearerTokenMiddleware:
             detail = "invalid token"
         else:
             detail = "this request changes state: send 'Authorization: Bearer <token>' (SSDBOARD_TOKEN)"
-        await _send_json(send, 401, detail, {"WWW-Authenticate": challenge})
+        await send_json(send, 401, detail, {"WWW-Authenticate": challenge})
 
 
 class BodyTooLarge(HTTPException):
@@ -123,9 +124,17 @@ class BodySizeLimitMiddleware:
     limit, ``upload_limits[path]``), ``max_body`` otherwise."""
 
     def __init__(
-        self, app: ASGIApp, *, max_body: int, max_upload: int, upload_limits: Mapping[str, int] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int,
+        max_upload: int,
+        upload_limits: Mapping[str, int] | None = None,
+        exempt: re.Pattern[str] | None = None,
     ) -> None:
+        """``exempt``: the paths bounded elsewhere, passed through untouched."""
         self.app = app
+        self.exempt = exempt
         self.max_body = max_body
         self.max_upload = max_upload + MULTIPART_SLACK
         self.upload_limits = {path: limit + MULTIPART_SLACK for path, limit in (upload_limits or {}).items()}
@@ -143,17 +152,18 @@ class BodySizeLimitMiddleware:
             return
         headers = Headers(scope=scope)
         declared = headers.get("content-length")
-        if declared is None and "transfer-encoding" not in headers:
+        exempt = self.exempt is not None and self.exempt.match(route_path(scope))
+        if exempt or (declared is None and "transfer-encoding" not in headers):
             # No body (a GET, an event stream): nothing to count, so no wrappers on every send.
             await self.app(scope, receive, send)
             return
-        limit = self.limit_of(headers, _route_path(scope))
+        limit = self.limit_of(headers, route_path(scope))
         if declared is not None:
             if not declared.isdigit():
-                await _send_json(send, 400, "Content-Length must be a non-negative integer")
+                await send_json(send, 400, "Content-Length must be a non-negative integer")
                 return
             if int(declared) > limit:
-                await _send_json(send, 413, f"request body larger than {limit} bytes")
+                await send_json(send, 413, f"request body larger than {limit} bytes")
                 return
         received = 0
         started = False
@@ -177,7 +187,7 @@ class BodySizeLimitMiddleware:
         except BodyTooLarge as exc:  # read outside FastAPI's handlers (e.g. a mounted app)
             if started:
                 raise
-            await _send_json(send, 413, str(exc.detail))
+            await send_json(send, 413, str(exc.detail))
 
 
 class CrossSiteMiddleware:
@@ -235,7 +245,7 @@ class CrossSiteMiddleware:
         if declared is None:
             return "the request has a body but no Content-Type" if has_body else None
         media = declared.partition(";")[0].strip().lower()
-        path = _route_path(scope)
+        path = route_path(scope)
         if any(pattern.match(path) for pattern in self.multipart):
             return None if media == "multipart/form-data" else f"send multipart/form-data, not {media}"
         if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
@@ -243,19 +253,19 @@ class CrossSiteMiddleware:
         return f"send application/json, not {media or 'an empty Content-Type'}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not needs_token(scope["method"], _route_path(scope)):
+        if scope["type"] != "http" or not needs_token(scope["method"], route_path(scope)):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
         reason = self.cross_site(headers)
         if reason is not None:
-            await _send_json(
+            await send_json(
                 send, 403, f"cross-site request refused: {reason} (SSDBOARD_CORS_ORIGINS lists sites allowed)"
             )
             return
         problem = self.content_type_error(scope, headers)
         if problem is not None:
-            await _send_json(send, 415, f"unsupported content type: {problem}")
+            await send_json(send, 415, f"unsupported content type: {problem}")
             return
         await self.app(scope, receive, send)
 
@@ -344,7 +354,13 @@ def install(
     """Add the middleware, outermost first: Host check, HEAD, CORS (when configured), cross-site
     and content-type checks, the token, the size limit (``upload_limits``: path -> byte limit of
     the multipart upload routes whose limit is not ``max_upload``)."""
-    app.add_middleware(BodySizeLimitMiddleware, max_body=max_body, max_upload=max_upload, upload_limits=upload_limits)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body=max_body,
+        max_upload=max_upload,
+        upload_limits=upload_limits,
+        exempt=WORKER_ROUTE,  # its own gate checks the worker's token first, then its own bound
+    )
     if token:
         app.add_middleware(BearerTokenMiddleware, token=token)
     app.add_middleware(CrossSiteMiddleware, trusted_origins=cors_origins, openapi=lambda: app.openapi())

@@ -8,6 +8,7 @@ the tests then speak for the workers with ``POST /api/jobs/{id}/worker/events``,
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -315,6 +316,66 @@ def test_a_malformed_report_is_refused_whole_and_the_job_goes_on(tmp_path: Path,
         real = [_step(step=2), {"type": "eval", "data": {"step": 2, "images": 4, "time": 1e9, "map": None}}]
         assert _post(client, job, token, real).json() == {"cancel": False}
         assert [m["step"] for m in client.get(f"/api/jobs/{job}/metrics").json()["metrics"]] == [1, 2]
+
+
+def _asgi_post(app: Any, path: str, headers: dict[str, str], chunks: int, size: int = 2**20) -> tuple[int, int]:
+    """POST ``chunks`` chunks of ``size`` bytes to an ASGI app; its status and how many chunks it read."""
+    chunk, read, status = b"x" * size, 0, []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal read
+        if read == chunks:
+            await asyncio.sleep(3600)  # the client has nothing more to send
+        read += 1
+        return {"type": "http.request", "body": chunk, "more_body": read < chunks}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    raw = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 60))
+    return status[0], read
+
+
+@pytest.mark.parametrize("port", ["listener", "server"])
+def test_the_token_is_checked_before_the_body_is_read_and_the_body_is_bounded(
+    tmp_path: Path, executor: RemoteStandIn, port: str
+) -> None:
+    """The probe's unauthenticated 200 MB post to the listener took 390 MB before its 422."""
+    from app.api.worker import report_app
+    from app.messages import MAX_REPORT_BYTES
+
+    with _app(tmp_path) as client:
+        server: Any = client.app
+        app = report_app(server.state.runner, server.state.settings) if port == "listener" else server
+        job = client.post("/api/jobs", json=tiny(steps=3), headers=_admin()).json()["id"]
+        path = f"/api/jobs/{job}/worker/events"
+        twenty_mib = {"Content-Length": str(20 * 2**20)}
+        for token in (None, "not-the-token", ADMIN):
+            auth = {"Authorization": f"Bearer {token}"} if token else {}
+            assert _asgi_post(app, path, {**twenty_mib, **auth}, chunks=20) == (401, 0), token
+        worker = {"Authorization": f"Bearer {executor.tokens[job]}"}
+        over = {"Content-Length": str(MAX_REPORT_BYTES + 1)}
+        assert _asgi_post(app, path, {**worker, **over}, chunks=20) == (413, 0)
+        # Streamed without a length: refused once the bound is passed, the rest never read.
+        status, read = _asgi_post(app, path, {**worker, "Transfer-Encoding": "chunked"}, chunks=100)
+        assert status == 413 and read == MAX_REPORT_BYTES // 2**20 + 1
+        assert _post(client, job, executor.tokens[job], _steps(1, 1)).status_code == 200  # a real batch still goes
 
 
 def test_what_a_trainer_reports_passes_the_check() -> None:
