@@ -29,22 +29,29 @@ leading ``../`` that leads nowhere is dropped (Roboflow's ``../train/images``), 
 inside ``ROOT`` count. A ``.txt`` list holds one image path a line, relative to the list's
 folder (``./`` too), to ``path`` or to ``ROOT``. A folder is searched recursively for images
 (Ultralytics' suffixes; validation reports types training cannot read). Without ``train`` and
-``val``, ``ROOT/images/`` and ``ROOT/*/images/`` are searched, the split read from the folder
-names.
+``val`` (and without a YAML), ``ROOT/images/`` and ``ROOT/*/images/`` are searched, or the whole
+of ``ROOT`` when there are none, the split read from the folder names below ``ROOT`` (hidden
+folders and ``__MACOSX`` skipped).
+
+A class list (``CLASS_FILES``: ``classes.txt``, ``obj.names``, ``_darknet.labels``) counts when it
+lies in ``ROOT`` or down to two levels and some ``.txt`` file down to three levels reads as a YOLO
+label (its first row ``cls cx cy w h ...``: an integer, then numbers), so a VOC or COCO folder that
+ships a ``classes.txt`` of its own is not taken for YOLO. Several class lists (one a split) must
+agree; a blank line within one is an error (it would shift every id after it).
 
 An image's label file follows Ultralytics' rule: the last ``/images/`` of its path becomes
-``/labels/`` and the suffix ``.txt`` (with no ``images`` folder the label lies beside the image);
-where that file is missing, a ``.txt`` beside the image counts (labelImg saves its labels into the
-folder it opened, often called ``images/``).
-Each non-empty line is ``cls cx cy w h``, the centre and size as fractions of the image
-(``box_format="cxcywh_normalized"``); the label is the class's index in ``names`` (an id that is
-no name, or a class that is not an integer, gives ``label=None`` with a ``label_text``). Rows
-with another number of fields (segment polygons, a confidence column) pass their values as they
-are and validation reports them malformed. An image without a label file, or with an empty one,
-is a background image. A label file in a ``labels/`` folder that no image maps to is reported
-here as ``missing_image`` on the label file (class lists are skipped). Bad YAML, missing or
-malformed ``names`` and unresolvable ``train``/``val`` paths raise DatasetError naming the YAML;
-a folder with neither a YAML nor a class list raises one listing what the folder holds.
+``/labels/`` and the suffix ``.txt`` (with no ``images`` folder the label lies beside the
+image); where that file is missing, a ``.txt`` beside the image counts (labelImg saves its
+labels into the folder it opened, often called ``images/``). Each non-empty line is
+``cls cx cy w h``, the centre and size as fractions of the image (``box_format="cxcywh_normalized"``); the
+label is the class's index in ``names`` (an id that is no name, or a class that is not an
+integer, gives ``label=None`` with a ``label_text``). Rows with another number of fields
+(segment polygons, a confidence column) pass their values as they are and validation reports
+them malformed. An image without a label file, or with an empty one, is a background image. A
+label file in a ``labels/`` folder that no image maps to is reported here as ``missing_image``
+on the label file (class lists are skipped). Bad YAML, missing or malformed ``names`` and
+unresolvable ``train``/``val`` paths raise DatasetError naming the YAML; a folder with neither a
+YAML nor a class list raises one listing what the folder holds.
 """
 
 from __future__ import annotations
