@@ -1,7 +1,8 @@
 """Domain types and errors of the dashboard, free of HTTP and pydantic.
 
 Services, the runner and the event broadcaster speak in these terms; ``app.api.errors`` is the
-one place that turns a :class:`DomainError` into an HTTP answer (404, 409, 413, 415, 422, 500, 501).
+one place that turns a :class:`DomainError` into an HTTP answer (404, 409, 413, 415, 422, 499, 500,
+501, 503).
 Each error's message is written for the person who sent the request: it says what is wrong and,
 where there is one, what to change.
 """
@@ -69,6 +70,19 @@ class Undecodable(DomainError):
 
 class Broken(DomainError):
     """A stored artifact (a checkpoint) exists but cannot be used; the message names the file."""
+
+
+class Busy(DomainError):
+    """The server already runs as much heavy work (model runs, exports) as it allows; the client
+    may try again after ``retry_after`` seconds (503 with ``Retry-After``)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ClientGone(DomainError):
+    """The client closed its connection, so the work done for it was stopped (nobody reads the answer)."""
 
 
 class Unavailable(DomainError):

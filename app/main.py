@@ -28,6 +28,7 @@ from app.runner import JobRunner
 from app.services.compare import CompareService
 from app.services.datasets import DatasetService
 from app.services.export import ExportService
+from app.services.heavy import HeavyWork
 from app.services.inference import DetectionService
 from app.services.jobs import JobService
 from app.services.priors import PriorService
@@ -73,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.jobs = JobService(runner=runner, store=store, broadcaster=broadcaster, settings=settings)
         app.state.compare = CompareService(store)
         app.state.sweeps = SweepService(app.state.jobs)
-        app.state.exports = ExportService(app.state.jobs)
+        heavy = HeavyWork(settings.max_heavy_reads)  # model runs and conversions share one bound
+        app.state.exports = ExportService(app.state.jobs, heavy=heavy)
         app.state.datasets = DatasetService(app.state.jobs)
         app.state.priors = PriorService(app.state.datasets, settings)
         app.state.registry = RegistryService(app.state.jobs, settings)
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_upload_bytes=settings.max_upload_bytes,
             max_eval_images=settings.max_eval_images,
             data_dir=settings.artifact_root,
+            heavy=heavy,
         )
         loop = asyncio.get_running_loop()
         app.state.end_streams = lambda: loop.call_soon_threadsafe(broadcaster.close_all)

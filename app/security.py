@@ -54,6 +54,7 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_PREFIX = "/api/"
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around an uploaded file
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+HEAD_SCOPE_KEY = "ssdboard.head"  # set on a HEAD answered as a GET: heavy routes skip their work
 WORKER_ROUTE = re.compile(r"^/api/jobs/[^/]+/worker/events$")  # checks a job's worker token itself
 
 
@@ -275,6 +276,8 @@ class HeadMiddleware:
 
     The app answers the request as a GET; its body is dropped and, once the headers are out, the
     app is told the client disconnected, so an event stream ends instead of streaming to nobody.
+    The scope carries ``HEAD_SCOPE_KEY``: a route whose answer costs real work (a model run, an
+    export) sends its headers without doing it (``app.api.is_head``).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -299,7 +302,7 @@ class HeadMiddleware:
                 done = True
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-        await self.app({**scope, "method": "GET"}, head_receive, head_send)
+        await self.app({**scope, "method": "GET", HEAD_SCOPE_KEY: True}, head_receive, head_send)
 
 
 def allowed_hosts(bind_host: str, extra: list[str]) -> list[str]:

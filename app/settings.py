@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     max_eval_images: int = Field(
         1000, ge=1, description="Most validation images one evaluation request may ask for (n); more is 422."
     )
+    max_heavy_reads: int = Field(
+        2,
+        ge=1,
+        description="Heavy reads run at once (model runs for detections and evaluations, checkpoint loads, "
+        "uploads' detections, export conversions); one more is a 503 with Retry-After. Cached answers are free.",
+    )
 
     @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod

@@ -3,7 +3,8 @@
 ``create_app`` calls :func:`install`. An :class:`~app.domain.Invalid` becomes a 422 in the
 same shape as pydantic's refusals (``{"detail": [{"loc": [...], "msg": ..., "type":
 "value_error"}]}``), so a client reads one format whichever layer refused; every other domain
-error becomes ``{"detail": message}`` with the status of :data:`STATUS`.
+error becomes ``{"detail": message}`` with the status of :data:`STATUS` (and ``Retry-After`` for
+:class:`~app.domain.Busy`).
 
 Validation errors echo what the client sent; a lone surrogate (``"\\ud800"``, valid JSON but not
 encodable as UTF-8) would make that echo itself fail with a 500, so every string in an error
@@ -21,6 +22,8 @@ from fastapi.responses import JSONResponse, Response
 
 from app.domain import (
     Broken,
+    Busy,
+    ClientGone,
     Conflict,
     DomainError,
     Invalid,
@@ -40,6 +43,8 @@ STATUS: dict[type[DomainError], int] = {
     Invalid: status.HTTP_422_UNPROCESSABLE_CONTENT,
     Broken: status.HTTP_500_INTERNAL_SERVER_ERROR,
     Unavailable: status.HTTP_501_NOT_IMPLEMENTED,
+    Busy: status.HTTP_503_SERVICE_UNAVAILABLE,
+    ClientGone: 499,  # nginx's "client closed request": logged, never read by the client
 }
 
 
@@ -77,7 +82,8 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     if isinstance(exc, Invalid):
         return await _validation_error(request, invalid_error(exc))
-    return JSONResponse({"detail": encodable(exc.message)}, status_code=status_of(exc))
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
+    return JSONResponse({"detail": encodable(exc.message)}, status_code=status_of(exc), headers=headers)
 
 
 def install(app: FastAPI) -> None:

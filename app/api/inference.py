@@ -2,20 +2,23 @@
 TP/FP/missed at IoU 0.5), its evaluation (pycocotools), and detections on an upload.
 
 Routes are thin: they look the job up and call :class:`app.services.inference.DetectionService`
-in a worker thread (inference must not block the event loop); its domain errors become HTTP
-statuses in ``app.api.errors``. No route takes a path from the client: a job id, a split and an
-index name everything. Images are the dataset browser's
+in a worker thread (inference must not block the event loop) that stops when the client
+disconnects; its domain errors become HTTP statuses in ``app.api.errors`` (503 with
+``Retry-After`` when the server already runs as many model runs as it allows). A HEAD checks the
+job and its checkpoint and answers without running the model. No route takes a path from the
+client: a job id, a split and an index name everything. Images are the dataset browser's
 (``/api/datasets/{split}/images/{index}.png?job=ID``).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from app.api import root_of
+from app.api import is_head, root_of, until_disconnected
 from app.deps import InferenceDep, JobsDep, SettingsDep
 from app.services.datasets import image_url
 from app.services.inference import Split
@@ -27,6 +30,7 @@ ERRORS: Responses = {
     404: {"description": "No such job, or it has no checkpoint (and is not training)."},
     409: {"description": "The job is queued or running without a checkpoint yet, or its dataset was deleted."},
     500: {"description": "The checkpoint cannot be loaded (the message names the file)."},
+    503: {"description": "The server runs as many model runs as it allows (SSDBOARD_MAX_HEAVY_READS): Retry-After."},
 }
 UPLOAD_ERRORS: Responses = {
     413: {"description": "Larger than the upload limit (SSDBOARD_MAX_UPLOAD_BYTES) or 16 megapixels."},
@@ -36,7 +40,7 @@ UPLOAD_ERRORS: Responses = {
 ScoreQuery = Annotated[float, Query(ge=0, le=1, description="Score cut for TP/FP/missed (the page's slider).")]
 
 
-@router.get("/{job_id}/detections", responses=ERRORS)
+@router.get("/{job_id}/detections", responses=ERRORS, response_model=None)
 async def job_detections(
     job_id: str,
     request: Request,
@@ -46,30 +50,34 @@ async def job_detections(
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="First image index.")] = 0,
     limit: Annotated[int, Query(ge=1, le=48, description="Images in this page.")] = 12,
     score: ScoreQuery = 0.5,
-) -> dict[str, Any]:
+) -> dict[str, Any] | Response:
     """Ground truth and every detection (score > 0.01) of a page of images, with IoUs and TP/FP/missed."""
     job = await run_in_threadpool(jobs.get, job_id)
+    if is_head(request):
+        return await head_answer(service, job)
     root = root_of(request)
 
     def url(index: int) -> str:  # the dataset browser's PNG of the job's image
         return image_url(split, index, job_id, root)
 
-    return await run_in_threadpool(
-        service.detections, job, split=split, offset=offset, limit=limit, score=score, image_url=url
-    )
+    work = partial(service.detections, job, split=split, offset=offset, limit=limit, score=score, image_url=url)
+    return await until_disconnected(request, lambda stop: work(stop=stop))
 
 
-@router.get("/{job_id}/evaluation", responses=ERRORS)
+@router.get("/{job_id}/evaluation", responses=ERRORS, response_model=None)
 async def job_evaluation(
     job_id: str,
+    request: Request,
     jobs: JobsDep,
     service: InferenceDep,
     n: Annotated[int, Query(ge=1, le=5000, description="Validation images 0..n-1.")] = 100,
     score: Annotated[float, Query(ge=0, le=1, description="Score cut of the confusion matrix.")] = 0.5,
-) -> dict[str, Any]:
+) -> dict[str, Any] | Response:
     """mAP@.5 and mAP@[.5:.95] (pycocotools), per-class AP, PR curves and a confusion matrix at IoU 0.5."""
     job = await run_in_threadpool(jobs.get, job_id)
-    return await run_in_threadpool(service.evaluation, job, n=n, score=score)
+    if is_head(request):
+        return await head_answer(service, job)
+    return await until_disconnected(request, lambda stop: service.evaluation(job, n=n, score=score, stop=stop))
 
 
 @router.post("/{job_id}/detections/upload", responses={**ERRORS, **UPLOAD_ERRORS})
@@ -85,3 +93,9 @@ async def job_detections_upload(
     job = await run_in_threadpool(jobs.get, job_id)
     data = await file.read(settings.max_upload_bytes + 1)  # one byte over is enough to answer 413
     return await run_in_threadpool(service.upload, job, data, score=score)
+
+
+async def head_answer(service: InferenceDep, job: dict[str, Any]) -> Response:
+    """A HEAD's answer: the GET's status for this job's checkpoint (404/409 as the GET would), no model run."""
+    await run_in_threadpool(service.checkpoint, job)
+    return Response(media_type="application/json")

@@ -10,7 +10,10 @@ checkpoint is the file (older exports of that format are then deleted). One conv
 time: each is a TensorFlow process beside the training workers, and a big one (measured peak
 resident: 0.55-0.65 GiB for a 4-unit 64 px notebook network, 7.0 GiB for a resnet50 ONNX
 export at 128 px). A request for a job and format being converted waits
-for that conversion and gets its file.
+for that conversion and gets its file. A conversion holds a slot of the server's heavy work
+(:class:`app.services.heavy.HeavyWork`): beyond its limit a request that would convert is
+:class:`~app.domain.Busy` at once, while a download of a converted file never is. ``head``
+answers a HEAD from what is on disk, converting nothing.
 
 Errors are the domain errors of :mod:`app.domain`: an unknown job (:class:`NotFound`), no
 checkpoint yet (:class:`Conflict`), a server without the optional package a format needs
@@ -21,6 +24,7 @@ fails (:class:`Broken`, with the converter's message).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import re
 import shutil
@@ -33,12 +37,15 @@ from pathlib import Path
 from starlette.concurrency import run_in_threadpool
 
 from app.domain import Broken, Conflict, Unavailable
+from app.services.heavy import HeavyWork
 from app.services.jobs import JobService
 from ssd.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 
 EXPORTS_DIR = "exports"
 CONVERT_TIMEOUT_S = 600.0  # measured here: resnet50 at 128 px 11-30 s a format, so 20x headroom
 INSTALL_HINT = "pip install 'ssdboard[export]'"  # the converter's own words for a missing package
+# The packages ssd.export requires per format (it imports TensorFlow, which the server does not).
+NEEDS: dict[str, tuple[str, ...]] = {"onnx": ("tf2onnx", "onnx")}
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,10 @@ class ExportFile:
 class ExportService:
     """Exports of the checkpoints of the jobs under ``jobs.settings.jobs_dir`` (one per app)."""
 
-    def __init__(self, jobs: JobService, *, python: str = sys.executable) -> None:
+    def __init__(self, jobs: JobService, *, python: str = sys.executable, heavy: HeavyWork | None = None) -> None:
         self.jobs = jobs
         self.python = python
+        self.heavy = heavy or HeavyWork(2)
         self.conversions = 0  # child processes started (a cached download starts none)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._one_at_a_time = asyncio.Lock()
@@ -85,9 +93,23 @@ class ExportService:
             key = self._key(job_dir, job)
             target = job_dir / EXPORTS_DIR / f"{fmt}-{key}.{spec.extension}"
             if not target.is_file():
-                await self._convert(job_dir, fmt, key, target)
-        name = re.sub(r"[^A-Za-z0-9._-]+", "-", str(job.get("name") or "ssd")).strip("-.") or "ssd"
-        return ExportFile(target, spec.media_type, f"ssdboard-{job_id}-{name}.{spec.extension}")
+                with self.heavy.slot(f"the {fmt} export of job {job_id}"):
+                    await self._convert(job_dir, fmt, key, target)
+        return ExportFile(target, spec.media_type, _filename(job, fmt))
+
+    async def head(self, job_id: str, fmt: str) -> ExportFile:
+        """What :meth:`export` would answer, from what is on disk: the errors it would raise for an
+        unknown job, no checkpoint or a missing package, and the file's path if it is converted
+        already (else a path that does not exist). Converts nothing."""
+        job = await run_in_threadpool(self.jobs.get, job_id)
+        job_dir = self.jobs.settings.jobs_dir / job_id
+        key = self._key(job_dir, job)
+        missing = [m for m in NEEDS.get(fmt, ()) if importlib.util.find_spec(m) is None]
+        if missing:
+            raise Unavailable(f"{fmt} export needs the package {missing[0]}, which is not installed: {INSTALL_HINT}")
+        spec = FORMATS[fmt]
+        target = job_dir / EXPORTS_DIR / f"{fmt}-{key}.{spec.extension}"
+        return ExportFile(target, spec.media_type, _filename(job, fmt))
 
     def _key(self, job_dir: Path, job: dict[str, object]) -> str:
         """``{mtime_ns}-{size}`` of the weights file; :class:`Conflict` when there is no checkpoint."""
@@ -140,6 +162,12 @@ class ExportService:
             if INSTALL_HINT in message:
                 raise Unavailable(message)
             raise Broken(f"the {fmt} export failed: {message}")
+
+
+def _filename(job: dict[str, object], fmt: str) -> str:
+    """What the browser saves an export as: ``ssdboard-{id}-{name}.{ext}``, the name made safe."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", str(job.get("name") or "ssd")).strip("-.") or "ssd"
+    return f"ssdboard-{job['id']}-{name}.{FORMATS[fmt].extension}"
 
 
 def _snapshot(job_dir: Path, snapshot: Path, key: str) -> None:

@@ -5,7 +5,15 @@ TensorFlow is imported only when a detector is first loaded (``load_detector``),
 app is imported. Loaded detectors are cached per (job id, weights file mtime and size) in a small
 LRU, so a running job's newer checkpoint is picked up by the next request; one lock serialises
 inference (two CPU cores: parallel model calls would only contend). Every method blocks: routes
-call them through ``run_in_threadpool``.
+call them in a worker thread.
+
+What a model run computes is cached by what determines it: one image's ground truth and
+detections by (checkpoint, split, image index), so an evaluation of ``n`` images after one of
+``n - 1`` predicts one image, and a page of detections reuses an evaluation's. Work that does
+compute holds a slot of :class:`app.services.heavy.HeavyWork` (loading a checkpoint, predicting
+uncached images, an upload): beyond its limit a request is :class:`~app.domain.Busy` at once.
+A ``stop`` event, set by the route when its client disconnects, ends a model run between batches
+(:class:`~app.domain.ClientGone`); the images predicted so far stay cached.
 
 Errors are the domain errors of :mod:`app.domain`: no checkpoint (:class:`NotFound`, or
 :class:`Conflict` while the job trains), a checkpoint that does not load (:class:`Broken`), a
@@ -21,18 +29,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
 from app.domain import ACTIVE, Broken, Conflict, Invalid, NotFound
 from app.figures.evaluation import confusion_figure, image_figure, pr_figure
 from app.images import MAX_UPLOAD_PIXELS, data_url, decode_upload, letterbox
+from app.services.heavy import HeavyWork, check_stop
+from app.services.lru import LRU
 from ssd.checkpoint import WEIGHTS_FILE
 from ssd.config import Config, ConfigError
 from ssd.datasets.loader import FileDataset, for_config
@@ -45,9 +54,12 @@ if TYPE_CHECKING:
 
 Split = Literal["val", "train"]
 IOU_THRESHOLD = 0.5  # the viewer's and the confusion matrix's match threshold (COCO's AP50)
-T = TypeVar("T")
 # Ground truth (boxes, labels) per image, detections, ignore regions per image (imported data).
 Predicted = tuple[list[tuple[np.ndarray, np.ndarray]], list["Detections"], list[tuple[np.ndarray, np.ndarray]] | None]
+# One image's ground truth boxes and labels, detections and ignore regions (None: the generator).
+ImageResult = tuple[np.ndarray, np.ndarray, "Detections", tuple[np.ndarray, np.ndarray] | None]
+# Images whose results are kept: a few KB each (at most max_detections boxes), so about 20 MB.
+IMAGE_CACHE_SIZE = 5000
 
 
 class Predictor(Protocol):
@@ -111,28 +123,6 @@ class Checkpoint:
         return {"step": self.step, "saved_at": saved}
 
 
-class _LRU:
-    """A small thread-safe least-recently-used cache."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_make(self, key: Hashable, make: Callable[[], T]) -> T:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]  # type: ignore[no-any-return]
-        value = make()  # outside the lock: slow, and a failure caches nothing
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-
 def _r(value: float, digits: int = 2) -> float:
     return round(float(value), digits)
 
@@ -149,23 +139,25 @@ class DetectionService:
         max_eval_images: int = 1000,
         data_dir: Path | None = None,
         cache_size: int = 4,
+        heavy: HeavyWork | None = None,
     ) -> None:
         self.jobs_dir = jobs_dir
         self.data_dir = jobs_dir.parent if data_dir is None else data_dir
         self.max_eval_images = max_eval_images
         self.max_upload_bytes = max_upload_bytes
         self.max_upload_pixels = max_upload_pixels
-        self._detectors = _LRU(cache_size)
-        self._predictions = _LRU(16)
-        self._evaluations = _LRU(cache_size)
-        self._responses = _LRU(16)
-        self._datasets = _LRU(cache_size)  # an imported dataset's index is read once, not per request
+        self.heavy = heavy or HeavyWork(2)
+        self._detectors = LRU(cache_size)
+        self._images = LRU(IMAGE_CACHE_SIZE)
+        self._evaluations = LRU(cache_size)
+        self._responses = LRU(16)
+        self._datasets = LRU(cache_size)  # an imported dataset's index is read once, not per request
         self._load_lock = threading.Lock()  # one TensorFlow model build at a time
         self._infer_lock = threading.Lock()
 
     def forget_results(self) -> None:
         """Drop cached predictions and evaluations (loaded detectors stay): for benchmarks."""
-        self._predictions, self._evaluations, self._responses = _LRU(16), _LRU(self._detectors.size), _LRU(16)
+        self._images, self._evaluations, self._responses = LRU(IMAGE_CACHE_SIZE), LRU(self._detectors.size), LRU(16)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, job: dict[str, Any]) -> Checkpoint:
@@ -188,7 +180,7 @@ class DetectionService:
         """The loaded detector of ``ckpt`` (cached); a broken checkpoint is :class:`Broken`, naming the file."""
 
         def load() -> Predictor:
-            with self._load_lock:
+            with self.heavy.slot(f"loading the checkpoint of job {ckpt.job_id}"), self._load_lock:
                 try:
                     return load_detector(ckpt.directory)
                 except FileNotFoundError as exc:
@@ -219,20 +211,37 @@ class DetectionService:
                 "(the checkpoint can still be downloaded and exported)"
             ) from None
 
-    def _run(self, detector: Predictor, config: Config, split: Split, indices: Sequence[int]) -> Predicted:
+    def _run(
+        self, ckpt: Checkpoint, split: Split, indices: Sequence[int], stop: threading.Event | None = None
+    ) -> Predicted:
         """Ground truth ``(boxes, labels)``, detections and (for an imported dataset) ignore regions
-        of images ``indices``, read and predicted a bounded batch at a time: no more than one batch
-        of images is ever in memory."""
-        ds = self.data(config, split)
-        step = batch_size(config.data.image_size**2)
-        truth: list[tuple[np.ndarray, np.ndarray]] = []
-        dets: list[Detections] = []
-        for start in range(0, len(indices), step):
-            samples = [ds[i] for i in indices[start : start + step]]
-            truth.extend((s.boxes, s.labels) for s in samples)
-            dets.extend(self._predict(detector, np.stack([s.image for s in samples])))
-        ignore = [ds.ignore_regions(i) for i in indices] if isinstance(ds, FileDataset) else None
-        return truth, dets, ignore
+        of images ``indices``. Images not in the cache are read and predicted a bounded batch at a
+        time (no more than one batch of images is ever in memory), holding a heavy-work slot, and
+        stopping between batches once ``stop`` is set."""
+        found: dict[int, ImageResult] = {}
+        for i in indices:
+            if (hit := self._images.get((ckpt.key, split, i))) is not None:
+                found[i] = hit
+        missing = [i for i in indices if i not in found]
+        if missing:
+            detector = self.detector(ckpt)
+            config = detector.config
+            ds = self.data(config, split)
+            step = batch_size(config.data.image_size**2)
+            with self.heavy.slot(f"predicting {len(missing)} images of job {ckpt.job_id}"):
+                for start in range(0, len(missing), step):
+                    check_stop(stop, f"predicting images of job {ckpt.job_id}")
+                    chunk = missing[start : start + step]
+                    samples = [ds[i] for i in chunk]
+                    predicted = self._predict(detector, np.stack([s.image for s in samples]))
+                    for i, sample, det in zip(chunk, samples, predicted, strict=True):
+                        ignore = ds.ignore_regions(i) if isinstance(ds, FileDataset) else None
+                        found[i] = (sample.boxes, sample.labels, det, ignore)
+                        self._images.put((ckpt.key, split, i), found[i])
+        results = [found[i] for i in indices]
+        ignores = [r[3] for r in results]
+        regions = None if any(r is None for r in ignores) else [r for r in ignores if r is not None]
+        return [(r[0], r[1]) for r in results], [r[2] for r in results], regions
 
     def class_names(self, config: Config) -> list[str]:
         """The job's class names in index order: its imported dataset's, else the digits."""
@@ -255,18 +264,17 @@ class DetectionService:
         limit: int = 12,
         score: float = 0.5,
         image_url: Callable[[int], str],
+        stop: threading.Event | None = None,
     ) -> dict[str, Any]:
         """Ground truth, every detection, their IoU matrix and TP/FP/missed at ``score`` per image."""
         ckpt = self.checkpoint(job)
         detector = self.detector(ckpt)
         config = detector.config
         total = split_size(config, self.data(config, split), split)
-        stop = offset + limit if total is None else min(offset + limit, total)
-        indices = list(range(offset, max(stop, offset)))
+        end = offset + limit if total is None else min(offset + limit, total)
+        indices = list(range(offset, max(end, offset)))
 
-        truth, dets, _ = self._predictions.get_or_make(
-            (ckpt.key, split, offset, limit), lambda: self._run(detector, config, split, indices)
-        )
+        truth, dets, _ = self._run(ckpt, split, indices, stop)
         size = config.data.image_size
         images = []
         for index, (boxes, labels), det in zip(indices, truth, dets, strict=True):
@@ -293,7 +301,9 @@ class DetectionService:
         }
 
     # ------------------------------------------------------------------ evaluation
-    def evaluation(self, job: dict[str, Any], *, n: int = 100, score: float = 0.5) -> dict[str, Any]:
+    def evaluation(
+        self, job: dict[str, Any], *, n: int = 100, score: float = 0.5, stop: threading.Event | None = None
+    ) -> dict[str, Any]:
         """COCO metrics, per-class AP, PR curves and a confusion matrix on validation images 0..n-1."""
         if n > self.max_eval_images:
             raise Invalid(
@@ -308,7 +318,7 @@ class DetectionService:
 
         def evaluate() -> dict[str, Any]:
             start = time.perf_counter()
-            truth, dets, ignore = self._run(detector, config, "val", range(n))
+            truth, dets, ignore = self._run(ckpt, "val", range(n), stop)
             gt_boxes, gt_labels = [b for b, _ in truth], [lab for _, lab in truth]
             result = coco_evaluate(
                 gt_boxes,
@@ -370,7 +380,8 @@ class DetectionService:
         detector = self.detector(ckpt)
         size = detector.config.data.image_size
         square, box = letterbox(image, size)
-        det = self._predict(detector, square[None])[0]
+        with self.heavy.slot(f"detections on an upload to job {job['id']}"):
+            det = self._predict(detector, square[None])[0]
         boxes = box.unmap(det.boxes)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # drop boxes wholly in the padding
         detections = [

@@ -101,9 +101,11 @@ class StubPredictor:
         self.config = config
         self.by_image = by_image
         self.calls = 0
+        self.images = 0
 
     def predict(self, images: np.ndarray, batch_size: int = 32) -> list[Dets]:
         self.calls += 1
+        self.images += len(images)
         assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3)
         return [self.by_image(image) for image in images]
 
@@ -304,16 +306,24 @@ def test_evaluation_matches_pycocotools_and_the_hand_count(
     assert app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 9}).status_code == 404  # > val_images
 
 
-def test_evaluation_is_cached_per_checkpoint_and_n(app_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_image_is_predicted_once_per_checkpoint(app_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     predictor = StubPredictor(CONFIG, eval_by_image)
     monkeypatch.setattr(detections_module, "load_detector", lambda directory: predictor)
     monkeypatch.setattr(detections_module, "dataset", lambda config, split, data_dir=None: FakeDataset(EVAL_GTS))
     job_id = make_job(app_client)
-    for score in (0.5, 0.5, 0.95):  # a new score reuses the detections: only the matrix changes
-        assert app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 4, "score": score}).status_code == 200
+    assert app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 2}).json()["num_images"] == 2
     assert predictor.calls == 1
-    app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 3})
+    for score in (0.5, 0.5, 0.95):  # images 0-1 come from the cache: one call predicts 2-3 only
+        assert app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 4, "score": score}).status_code == 200
+    assert predictor.calls == 2 and predictor.images == 4
+    # Another n, or the detections of the same images, runs no model: what it needs is cached.
+    assert app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 3}).json()["num_images"] == 3
+    assert app_client.get(f"/api/jobs/{job_id}/detections", params={"limit": 4}).status_code == 200
     assert predictor.calls == 2
+    weights = jobs_dir(app_client) / job_id / "model.weights.h5"
+    weights.write_bytes(b"a newer checkpoint")  # a new checkpoint: nothing cached applies
+    app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 3})
+    assert predictor.calls == 3 and predictor.images == 7
 
 
 # ---------------------------------------------------------------------------- uploads
