@@ -155,19 +155,24 @@ def _json_result(meta: dict[str, Any], report: Any, path: Path | None) -> dict[s
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Import, validate and register SRC; print the report."""
+    from ssd.datasets.limits import CLI_NAMES, ImportLimits
     from ssd.datasets.records import DatasetError
     from ssd.datasets.registry import NameTaken, RegistryError
 
     registry = _registry(args)
     if not 0.0 <= args.val_fraction < 1.0:
         raise CliError(f"option --val-fraction: must be in [0, 1), got {args.val_fraction}")
+    for key, option in CLI_NAMES.items():
+        if getattr(args, f"max_{key}") < 1:
+            raise CliError(f"option {option}: must be at least 1, got {getattr(args, f'max_{key}')}")
+    limits = ImportLimits(annotation_bytes=args.max_annotation_bytes, images=args.max_images, boxes=args.max_boxes)
     if not Path(args.src).exists():
         raise CliError(f"SRC: {args.src}: no such file or directory")
     bars = _Bars()
     try:
         meta = registry.import_dataset(
             Path(args.src), format=args.format, name=args.name, val_fraction=args.val_fraction, seed=args.seed,
-            progress=bars,
+            progress=bars, limits=limits,
         )  # fmt: skip
     except DatasetError as exc:
         raise CliError(f"SRC: {exc}") from exc
@@ -320,6 +325,17 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of that split (0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    from ssd.datasets.limits import ImportLimits
+
+    limits = ImportLimits()
+    p.add_argument(
+        "--max-annotation-bytes",
+        type=int,
+        default=limits.annotation_bytes,
+        help=f"refuse a COCO JSON file larger than this, before parsing it ({limits.annotation_bytes})",
+    )
+    p.add_argument("--max-images", type=int, default=limits.images, help=f"refuse more images ({limits.images})")
+    p.add_argument("--max-boxes", type=int, default=limits.boxes, help=f"refuse more boxes ({limits.boxes})")
 
     p = command("list", "the registered datasets", cmd_list)
     p.add_argument("--json", action="store_true", help="a JSON list of the datasets' metadata")

@@ -35,16 +35,23 @@ annotation whose ``image_id`` names no image (``malformed_annotation`` on the JS
 category id that is no category becomes ``label=None`` with a ``label_text`` saying so.
 Unreadable JSON, missing top-level keys, wrong types, duplicate category names or ids and
 duplicate image ids raise DatasetError naming the file and the key.
+
+A file is parsed one element at a time (:mod:`ssd.datasets.json_stream`): an annotation's
+polygons are freed as soon as its box is taken, and the keys may come in any order (COCO's own
+files put ``categories`` last). :class:`~ssd.datasets.limits.ImportLimits` refuses a file by its
+size before parsing it, and the images and boxes as they are counted.
 """
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ssd.datasets.paths import head, inside, nothing_found, read_text, relative, safe_relative, split_of
+from ssd.datasets.json_stream import JsonStream
+from ssd.datasets.limits import ImportLimits
+from ssd.datasets.paths import head, inside, nothing_found, relative, safe_relative, split_of
 from ssd.datasets.records import DatasetError, RawBox, RawDataset, RawImage, Split
 from ssd.datasets.report import Reason, Report
 
@@ -60,12 +67,17 @@ def looks_like_coco(path: Path) -> bool:
     return _COCO_KEY.search(head(path, HEAD_BYTES).decode("utf-8", errors="ignore")) is not None
 
 
-def find_coco_files(folder: Path) -> list[Path]:
-    """The COCO JSON files of a dataset folder (in it and one folder down), sorted."""
+def json_files(folder: Path) -> list[Path]:
+    """The ``.json`` files of a dataset folder (in it and one folder down, not hidden), sorted."""
     candidates = sorted(folder.glob("*.json")) + sorted(
         p for p in folder.glob("*/*.json") if not any(part.startswith((".", "__")) for part in p.parts[-2:])
     )
-    found = [p for p in candidates if p.is_file() and looks_like_coco(p)]
+    return [p for p in candidates if p.is_file()]
+
+
+def find_coco_files(folder: Path) -> list[Path]:
+    """The COCO JSON files of a dataset folder (in it and one folder down), sorted."""
+    found = [p for p in json_files(folder) if looks_like_coco(p)]
     instances = [p for p in found if p.name.startswith("instances_")]
     return instances or found
 
@@ -75,9 +87,16 @@ def file_split(path: Path) -> Split | None:
     return split_of(path.stem) or split_of(path.parent.name)
 
 
-def read_coco(path: Path) -> RawDataset:
-    """Read a COCO ``.json`` file, or every COCO file of a folder (see the module's layouts)."""
+def read_coco(
+    path: Path, limits: ImportLimits | None = None, progress: Callable[[int, int], None] | None = None
+) -> RawDataset:
+    """Read a COCO ``.json`` file, or every COCO file of a folder (see the module's layouts).
+
+    Each file is refused by its size before it is parsed, and the images and boxes of all files
+    are counted against ``limits`` as they are read; ``progress(bytes read, bytes)`` follows the
+    files' bytes."""
     path = Path(path)
+    limits = limits if limits is not None else ImportLimits()
     if path.is_file():
         jdir = path.parent
         root = jdir.parent if jdir.name.lower() == "annotations" or (jdir.parent / "images").is_dir() else jdir
@@ -97,38 +116,187 @@ def read_coco(path: Path) -> RawDataset:
             f"several COCO files ({names}) and this one's name says no split (train, val, valid, test):"
             " import one file, or name each after its split",
         )
+    for file in files:
+        limits.check_file(file, relative(file, root))
+    total = sum(f.stat().st_size for f in files)
     report = Report()
     first: tuple[str, Categories] | None = None
     images: list[RawImage] = []
+    counts = _Counts(limits)
     for file, split in zip(files, splits, strict=True):
         name = relative(file, root)
-        data = load_json(file, name)
-        categories = _categories(data, name)
+        done = counts.bytes
+
+        def tell(read: int, size: int, done: int = done) -> None:
+            if progress is not None:
+                progress(done + read, max(total, done + read))
+
+        reader = _FileReader(file, name, root, split, counts)
+        categories = reader.read(tell)
         if first is None:
             first = (name, categories)
         elif categories != first[1]:
             raise DatasetError(name, f"its categories differ from those of {first[0]}: every file needs the same")
-        images += _read_file(data, file, name, root, split, categories, report)
+        images += reader.resolve(report)
+        counts.bytes += file.stat().st_size
     assert first is not None
     return RawDataset("coco", root, [n for _, n in first[1]], images, report)
 
 
-def load_json(path: Path, name: str) -> dict[str, Any]:
-    """A COCO file's top-level object; DatasetError for bad JSON or missing/wrong-typed keys."""
+class _Counts:
+    """Images and boxes read so far over the files of one dataset, against the limits."""
+
+    def __init__(self, limits: ImportLimits) -> None:
+        self.limits = limits
+        self.images = 0
+        self.boxes = 0
+        self.bytes = 0
+
+    def add(self, name: str, *, images: int = 0, boxes: int = 0) -> None:
+        self.images += images
+        self.boxes += boxes
+        self.limits.check_counts(name, images=self.images, boxes=self.boxes)
+
+
+LISTS = ("images", "annotations", "categories")
+# An annotation kept until the images and categories are known (COCO writes the categories last):
+# its index, id, image_id, category_id (MISSING when absent), bbox values and crowd flag.
+_Pending = tuple[int, Any, Any, Any, tuple[Any, ...], bool]
+MISSING = object()
+
+
+class _FileReader:
+    """One COCO file, read element by element (:class:`~ssd.datasets.json_stream.JsonStream`):
+    images as :class:`RawImage`, annotations as small tuples, categories as ``(id, name)``."""
+
+    def __init__(self, file: Path, name: str, root: Path, split: Split | None, counts: _Counts) -> None:
+        self.file, self.name, self.root, self.split, self.counts = file, name, root, split, counts
+        self.dirs = _image_dirs(file, root)
+        self.last_hit = 0
+        self.by_id: dict[Any, RawImage] = {}
+        self.pending: list[_Pending] = []
+        self.categories: list[Any] = []
+        self.pairs: Categories = []
+
+    def read(self, progress: Callable[[int, int], None]) -> Categories:
+        """Read the file; its categories as ``(id, name)`` sorted by id. DatasetError for bad JSON,
+        a missing or wrong-typed key, and the limits."""
+        handlers: dict[str, Callable[[int, Any], None]] = {
+            "images": self._image,
+            "annotations": self._annotation,
+            "categories": lambda i, category: self.categories.append(category),
+        }
+        seen: set[str] = set()
+        with JsonStream.open(self.file, self.name, progress) as stream:
+            if not stream.start_object():
+                kind = _kind(stream.value())
+                raise DatasetError(self.name, f"the top level is a JSON {kind}, not an object with images/annotations")
+            for key in stream.keys():
+                if key not in handlers:
+                    stream.value()
+                    continue
+                if key in seen:
+                    raise DatasetError(self.name, f"the key {key!r} appears twice")
+                seen.add(key)
+                if not stream.at_list():
+                    raise DatasetError(self.name, f"{key!r} is a JSON {_kind(stream.value())}, not a list")
+                for i, element in enumerate(stream.elements()):
+                    handlers[key](i, element)
+            stream.end()
+        for key in LISTS:
+            if key not in seen:
+                raise DatasetError(
+                    self.name, f"no {key!r} key: a COCO instances file has images, annotations and categories"
+                )
+        self.pairs = _categories(self.categories, self.name)
+        return self.pairs
+
+    def _image(self, i: int, entry: Any) -> None:
+        name = self.name
+        image_id = _field(entry, "id", f"images[{i}]", name, (int, str))
+        file_name = _field(entry, "file_name", f"images[{i}]", name, (str,))
+        if image_id in self.by_id:
+            raise DatasetError(name, f"images: the id {image_id!r} appears twice")
+        self.counts.add(name, images=1)
+        rel = safe_relative(file_name)
+        dirs = self.dirs
+        order = [self.last_hit, *(k for k in range(len(dirs)) if k != self.last_hit)]
+        hit = next((k for k in order if (dirs[k] / rel).is_file()), None)
+        self.last_hit = hit if hit is not None else self.last_hit
+        where = dirs[hit if hit is not None else 0] / rel
+        self.by_id[image_id] = RawImage(
+            file=relative(where, self.root),
+            source=name,
+            box_format="xywh",
+            width=entry.get("width"),
+            height=entry.get("height"),
+            split=self.split,
+        )
+
+    def _annotation(self, i: int, ann: Any) -> None:
+        if not isinstance(ann, dict):
+            raise DatasetError(self.name, f"annotations[{i}] is a JSON {_kind(ann)}, not an object")
+        self.counts.add(self.name, boxes=1)
+        bbox = ann.get("bbox")
+        values: tuple[Any, ...] = tuple(bbox) if isinstance(bbox, list) else (() if bbox is None else (bbox,))
+        crowd = ann.get("iscrowd") in (1, True, "1")
+        self.pending.append((i, ann.get("id"), ann.get("image_id"), ann.get("category_id", MISSING), values, crowd))
+
+    def resolve(self, report: Report) -> list[RawImage]:
+        """The images with their boxes, once the whole file is read (the pending annotations are
+        freed as they become boxes); an annotation naming no image is reported here."""
+        index_of = {cid: k for k, (cid, _) in enumerate(self.pairs)}
+        pending, self.pending = self.pending, []
+        pending.reverse()
+        while pending:
+            i, ann_id, image_id, category, values, crowd = pending.pop()
+            image = (
+                self.by_id.get(image_id) if isinstance(image_id, int | str) and not isinstance(image_id, bool) else None
+            )
+            if image is None:
+                detail = f"annotations[{i}] (id {ann_id!r}) names the image_id {image_id!r}, which no image has"
+                report.add(Reason.malformed, self.name, box=list(values), detail=detail)
+                continue
+            label = index_of.get(category) if isinstance(category, int) and not isinstance(category, bool) else None
+            text = ""
+            if label is None:
+                text = (
+                    "no category_id" if category is MISSING else f"category id {category!r} is not among the categories"
+                )
+            image.boxes.append(RawBox(values, label, self.name, crowd=crowd, label_text=text))
+        return list(self.by_id.values())
+
+
+def unparseable_json(folder: Path, limits: ImportLimits | None = None) -> DatasetError | None:
+    """The error of the first ``.json`` file of a dataset folder (as :func:`json_files` finds them,
+    within the limit's size) that is not valid JSON, naming it with the line and column; None when
+    all parse. Detection asks when it found no dataset: an unparseable COCO file is not recognised
+    as one, and "no dataset found" would hide what is wrong with it."""
+    limit = (limits if limits is not None else ImportLimits()).annotation_bytes
+    for path in json_files(folder):
+        if path.stat().st_size <= limit and (problem := json_problem(path, relative(path, folder))) is not None:
+            return problem
+    return None
+
+
+def json_problem(path: Path, name: str) -> DatasetError | None:
+    """Why the file at ``path`` is not valid JSON (the error naming ``name``, line and column), or
+    None; reads it through without keeping its values."""
     try:
-        data = json.loads(read_text(path, name))
-    except json.JSONDecodeError as error:
-        raise DatasetError(name, f"not valid JSON: line {error.lineno} column {error.colno} ({error.msg})") from None
-    except RecursionError:
-        raise DatasetError(name, "not valid JSON: nested too deeply") from None
-    if not isinstance(data, dict):
-        raise DatasetError(name, f"the top level is a JSON {_kind(data)}, not an object with images/annotations")
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise DatasetError(name, f"no {key!r} key: a COCO instances file has images, annotations and categories")
-        if not isinstance(data[key], list):
-            raise DatasetError(name, f"{key!r} is a JSON {_kind(data[key])}, not a list")
-    return data
+        with JsonStream.open(path, name) as stream:
+            if stream.start_object():
+                for _ in stream.keys():
+                    if stream.at_list():
+                        for _ in stream.elements():
+                            pass
+                    else:
+                        stream.value()
+            else:
+                stream.value()
+            stream.end()
+    except DatasetError as error:
+        return error
+    return None
 
 
 KINDS = {dict: "object", list: "list", str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -150,10 +318,10 @@ def _field(item: Any, key: str, where: str, name: str, types: tuple[type, ...]) 
     return value
 
 
-def _categories(data: dict[str, Any], name: str) -> Categories:
+def _categories(categories: list[Any], name: str) -> Categories:
     """``(id, name)`` pairs sorted by id; DatasetError for duplicate ids or names."""
     pairs: Categories = []
-    for i, category in enumerate(data["categories"]):
+    for i, category in enumerate(categories):
         pairs.append(
             (
                 _field(category, "id", f"categories[{i}]", name, (int,)),
@@ -183,49 +351,3 @@ def _image_dirs(file: Path, root: Path) -> list[Path]:
         if inside(d, root) and d not in unique:
             unique.append(d)
     return unique
-
-
-def _read_file(
-    data: dict[str, Any], file: Path, name: str, root: Path, split: Split | None, categories: Categories, report: Report
-) -> list[RawImage]:
-    dirs = _image_dirs(file, root)
-    last_hit = 0
-    by_id: dict[Any, RawImage] = {}
-    for i, entry in enumerate(data["images"]):
-        image_id = _field(entry, "id", f"images[{i}]", name, (int, str))
-        file_name = _field(entry, "file_name", f"images[{i}]", name, (str,))
-        if image_id in by_id:
-            raise DatasetError(name, f"images: the id {image_id!r} appears twice")
-        rel = safe_relative(file_name)
-        order = [last_hit, *(k for k in range(len(dirs)) if k != last_hit)]
-        hit = next((k for k in order if (dirs[k] / rel).is_file()), None)
-        last_hit = hit if hit is not None else last_hit
-        where = dirs[hit if hit is not None else 0] / rel
-        by_id[image_id] = RawImage(
-            file=relative(where, root),
-            source=name,
-            box_format="xywh",
-            width=entry.get("width"),
-            height=entry.get("height"),
-            split=split,
-        )
-    index_of = {cid: k for k, (cid, _) in enumerate(categories)}
-    for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict):
-            raise DatasetError(name, f"annotations[{i}] is a JSON {_kind(ann)}, not an object")
-        bbox = ann.get("bbox")
-        values: tuple[Any, ...] = tuple(bbox) if isinstance(bbox, list) else (() if bbox is None else (bbox,))
-        image_id = ann.get("image_id")
-        image = by_id.get(image_id) if isinstance(image_id, int | str) and not isinstance(image_id, bool) else None
-        if image is None:
-            detail = f"annotations[{i}] (id {ann.get('id')!r}) names the image_id {image_id!r}, which no image has"
-            report.add(Reason.malformed, name, box=list(values), detail=detail)
-            continue
-        category = ann.get("category_id")
-        label = index_of.get(category) if isinstance(category, int) and not isinstance(category, bool) else None
-        text = ""
-        if label is None:
-            text = f"category id {category!r} is not among the categories" if "category_id" in ann else "no category_id"
-        crowd = ann.get("iscrowd") in (1, True, "1")
-        image.boxes.append(RawBox(values, label, name, crowd=crowd, label_text=text))
-    return list(by_id.values())

@@ -29,32 +29,28 @@ import fcntl
 import json
 import math
 import os
-import posixpath
 import re
 import secrets
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ssd.datasets.import_stages import Progress, checked_sizes, copy_images, inside
+from ssd.datasets.limits import ImportLimits
 from ssd.datasets.records import DatasetError, DatasetIndex, RawDataset
-from ssd.datasets.report import Reason, Report
+from ssd.datasets.report import Report
 from ssd.datasets.splits import assign_splits
-from ssd.datasets.validate import read_image_size, validate
-
-Progress = Callable[[int, int, str], None]
-"""``progress(done, total, stage)``; stages: ``read``, ``check``, ``copy``, ``write``, ``done``."""
+from ssd.datasets.validate import validate
 
 MNIST = "mnist"
 MNIST_CLASSES = [str(d) for d in range(10)]
 DEFAULT_MAX_UNPACKED_BYTES = 16 * 2**30
 MAX_NAME_LENGTH = 100
 ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
-_CHECK_THREADS = min(8, os.cpu_count() or 1)
 
 
 class RegistryError(ValueError):
@@ -210,6 +206,15 @@ class Registry:
         shutil.rmtree(trash, ignore_errors=True)
         return meta
 
+    def discard_unfinished(self, dataset_id: str) -> bool:
+        """Remove ``.tmp-<dataset_id>``, what an import of that id left when its process died,
+        unless an import still holds it; whether there was one to remove."""
+        tmp = self.root / f".tmp-{dataset_id}"
+        if not ID_PATTERN.match(dataset_id) or not tmp.is_dir() or not _abandoned(tmp):
+            return False
+        shutil.rmtree(tmp, ignore_errors=True)
+        return True
+
     def sweep(self, *, min_age_s: float = 60.0) -> builtins.list[str]:
         """Remove what crashed imports and removals left: ``.trash-*`` directories, and ``.tmp-*``
         ones older than ``min_age_s`` that no live import holds (its ``.importing`` lock is free);
@@ -242,11 +247,14 @@ class Registry:
         progress: Progress | None = None,
         reader: Callable[[Path, str], RawDataset] | None = None,
         dataset_id: str | None = None,
+        limits: ImportLimits | None = None,
     ) -> dict[str, Any]:
         """Read, validate, split and register a dataset; returns its meta (``status: ready``).
 
         ``dataset_id`` (12 hex digits) is the id to register it under — the server hands out the
-        id when an upload arrives, before the import runs — else a new one.
+        id when an upload arrives, before the import runs — else a new one; the import builds in
+        ``.tmp-<dataset_id>`` then (:meth:`discard_unfinished` finds it after a crash).
+        ``limits``: the annotation file size, images and boxes read (default :class:`ImportLimits`).
 
         ``src`` is a COCO JSON file, a VOC or YOLO folder, or a ``.zip`` of one (see
         :func:`ssd.datasets.sources.open_source`). Images without a split of the dataset's own are
@@ -263,14 +271,14 @@ class Registry:
         self._check_free(name)
         self.root.mkdir(parents=True, exist_ok=True)
         self.sweep()
-        tmp = self.root / f".tmp-{secrets.token_hex(6)}"
+        tmp = self.root / f".tmp-{dataset_id or secrets.token_hex(6)}"
         tmp.mkdir()
         tell: Progress = progress if progress is not None else (lambda done, total, stage: None)
         try:
             with open(tmp / ".importing", "a+b") as held:
                 fcntl.flock(held, fcntl.LOCK_EX)  # sweep() leaves a held temporary directory alone
                 meta = self._build(
-                    src, tmp, format, name, val_fraction, seed, max_unpacked_bytes, tell, reader, dataset_id
+                    src, tmp, format, name, val_fraction, seed, max_unpacked_bytes, tell, reader, dataset_id, limits
                 )
                 with self._locked():
                     self._check_free(name)
@@ -297,6 +305,7 @@ class Registry:
         progress: Progress,
         reader: Callable[[Path, str], RawDataset] | None,
         dataset_id: str | None = None,
+        limits: ImportLimits | None = None,
     ) -> dict[str, Any]:
         """Everything of one import, written into ``tmp``; returns the meta."""
         progress(0, 1, "read")
@@ -304,12 +313,17 @@ class Registry:
             from ssd.datasets.sources import open_source, read
 
             opened = open_source(src, tmp / "src", max_unpacked_bytes=max_unpacked_bytes)
-            raw = read(opened, format=fmt)  # type: ignore[arg-type]
+            raw = read(
+                opened,
+                format=fmt,  # type: ignore[arg-type]
+                limits=limits,
+                progress=lambda done, total: progress(done, total, "read"),
+            )
         else:
             raw = reader(src, fmt)
         progress(1, 1, "read")
         own_split = {image.split for image in raw.images} >= {"train", "val"}
-        index, report = validate(raw, image_size=_checked_sizes(raw, progress))
+        index, report = validate(raw, image_size=checked_sizes(raw, progress))
         if not own_split:
             assign_splits(index.images, val_fraction, seed=seed)
         if not index.images:
@@ -317,7 +331,7 @@ class Registry:
             first = f"; first: {report.problems[0].file}: {report.problems[0].reason.value}" if report.problems else ""
             raise DatasetError(src.name, f"no image could be kept ({dropped or 'the dataset lists none'}){first}")
         index.name = name
-        _copy_images(raw.root, tmp, index, moving=_inside(raw.root, tmp), progress=progress)
+        copy_images(raw.root, tmp, index, moving=inside(raw.root, tmp), progress=progress)
         progress(0, 1, "write")
         dataset_id = dataset_id or uuid.uuid4().hex[:12]
         counts = index.counts()
@@ -357,48 +371,3 @@ def _abandoned(tmp: Path) -> bool:
         except BlockingIOError:
             return False
     return True
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
-
-
-def _checked_sizes(raw: RawDataset, progress: Progress) -> Callable[[Path], tuple[int, int] | Reason]:
-    """Every image of ``raw`` decoded once, in a thread pool (Pillow releases the GIL while it
-    decodes); returns the lookup :func:`validate` takes as ``image_size``."""
-    paths = list(dict.fromkeys(raw.root / image.file for image in raw.images))
-    sizes: dict[Path, tuple[int, int] | Reason] = {}
-    last = time.monotonic()
-    with ThreadPoolExecutor(_CHECK_THREADS) as pool:
-        for done, (path, size) in enumerate(zip(paths, pool.map(read_image_size, paths), strict=True), 1):
-            sizes[path] = size
-            if time.monotonic() - last > 0.1 or done == len(paths):
-                progress(done, len(paths), "check")
-                last = time.monotonic()
-    return lambda path: sizes[path] if path in sizes else read_image_size(path)
-
-
-def _copy_images(source_root: Path, dest: Path, index: DatasetIndex, *, moving: bool, progress: Progress) -> None:
-    """Put each kept image under ``dest/images/`` at its path in the source and point the index
-    there (``images/<path>``); ``moving`` renames (an unpacked zip in the same temporary
-    directory) instead of copying. Copies run in a thread pool (file I/O releases the GIL)."""
-    plan: dict[str, str] = {}  # target (relative to dest) -> source (relative to source_root)
-    for record in index.images:
-        target = posixpath.normpath(posixpath.join("images", record.file))
-        if posixpath.isabs(record.file) or not target.startswith("images/"):
-            raise DatasetError(record.file, "the image path leaves the dataset's folder")
-        plan.setdefault(target, record.file)
-        record.file = target
-    for folder in sorted({posixpath.dirname(target) for target in plan}):
-        (dest / folder).mkdir(parents=True, exist_ok=True)
-
-    def put(item: tuple[str, str]) -> None:
-        target, source = item
-        (os.replace if moving else shutil.copyfile)(source_root / source, dest / target)
-
-    last = time.monotonic()
-    with ThreadPoolExecutor(_CHECK_THREADS) as pool:
-        for done, _ in enumerate(pool.map(put, plan.items()), 1):
-            if time.monotonic() - last > 0.1 or done == len(plan):
-                progress(done, len(plan), "copy")
-                last = time.monotonic()

@@ -16,11 +16,12 @@ import shutil
 import stat
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
-from ssd.datasets.coco import find_coco_files, read_coco
+from ssd.datasets.coco import find_coco_files, read_coco, unparseable_json
+from ssd.datasets.limits import ImportLimits
 from ssd.datasets.paths import JUNK, nothing_found
 from ssd.datasets.records import FORMATS, DatasetError, Format, RawDataset
 from ssd.datasets.voc import read_voc
@@ -186,6 +187,8 @@ def detect_format(path: Path) -> Format:
         found.append(("yolo", _some(f.relative_to(path).as_posix() for f in yolo_files)))
     if len(found) == 1:
         return found[0][0]
+    if not found and (problem := unparseable_json(path)) is not None:
+        raise problem  # a COCO file that does not parse is not recognised as one: say why
     if not found:
         raise nothing_found(
             path,
@@ -206,15 +209,28 @@ def _some(names: Iterable[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + more
 
 
-def read(path: Path, format: Format | Literal["auto"] = "auto") -> RawDataset:
+def read(
+    path: Path,
+    format: Format | Literal["auto"] = "auto",
+    *,
+    limits: ImportLimits | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RawDataset:
     """Read the dataset at ``path`` (a folder, or a COCO ``.json``) in ``format`` (``auto``:
-    :func:`detect_format`). Raises DatasetError for what cannot be imported at all."""
+    :func:`detect_format`) within ``limits``. Raises DatasetError for what cannot be imported at all.
+
+    COCO files are refused by their size before parsing and counted as they are read (their
+    bytes go to ``progress(done, total)``); VOC and YOLO, many small files, are counted once read.
+    """
     path = Path(path)
+    limits = limits if limits is not None else ImportLimits()
     fmt = detect_format(path) if format == "auto" else format
     if fmt not in FORMATS:
         raise DatasetError(path.name, f"unknown format {format!r}: one of auto, {', '.join(FORMATS)}")
     if fmt == "coco":
-        return read_coco(path)
+        return read_coco(path, limits, progress)
     if not path.is_dir():
         raise DatasetError(path.name, f"a {fmt.upper()} dataset is a folder, not a file")
-    return read_voc(path) if fmt == "voc" else read_yolo(path)
+    raw = read_voc(path) if fmt == "voc" else read_yolo(path)
+    limits.check_counts(path.name or str(path), images=len(raw.images), boxes=sum(len(i.boxes) for i in raw.images))
+    return raw

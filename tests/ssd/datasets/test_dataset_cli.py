@@ -103,6 +103,24 @@ def test_import_errors(tmp_path: Path, data: Path, capsys: pytest.CaptureFixture
     assert len([p for p in (data / "datasets").iterdir() if p.name != ".lock"]) == 2  # no temporary directory
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--max-boxes", "5"], "more than 5 boxes, the limit of one import (--max-boxes): refused"),
+        (["--max-images", "9"], "more than 9 images, the limit of one import (--max-images): refused"),
+        (["--max-annotation-bytes", "1000"], "over the limit of 1000 bytes for one annotation file (--max-"),
+    ],
+)
+def test_import_limits_are_options_named_in_the_refusal(
+    tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str], option: list[str], message: str
+) -> None:
+    src = export_generator(tmp_path / "src", "coco", images=10, val_fraction=0.2)
+    err = fails(["datasets", "import", str(src), *option], capsys)
+    assert err.startswith("ssdboard: error: SRC: annotations/instances_") and message in err
+    assert "must be at least 1" in fails(["datasets", "import", str(src), "--max-boxes", "0"], capsys)
+    ok(["datasets", "import", str(src), "--max-images", "10", "--max-boxes", "100"], capsys)
+
+
 def test_list_show_remove(tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ssd.datasets.records import RawBox, RawDataset, RawImage
     from ssd.datasets.registry import Registry

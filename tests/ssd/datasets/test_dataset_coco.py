@@ -244,3 +244,80 @@ def test_same_images_boxes_and_categories_as_pycocotools(tmp_path: Path) -> None
         assert record.labels.tolist() == [cat_ids.index(a["category_id"]) for a in anns]
         crowd = reference.loadAnns(reference.getAnnIds(imgIds=image_id, iscrowd=True))
         np.testing.assert_allclose(record.ignore, xyxy(crowd), atol=1e-4)
+
+
+# -- bounds (issue 21, items 2 and 10) -------------------------------------------------------------
+
+
+def big_coco(path: Path, images: int, boxes: int, polygon: int = 0) -> Path:
+    """A COCO file of ``images`` images (none on disk) and ``boxes`` annotations, each with a
+    ``polygon``-point segmentation (real COCO files are mostly polygons)."""
+    outline = [round(0.5 * k, 1) for k in range(2 * polygon)]
+    annotations = [
+        {"image_id": k % images, "category_id": 1, "bbox": [1, 2, 3, 4], "segmentation": [outline]}
+        for k in range(boxes)
+    ]
+    return write_json(path, coco([(i, f"{i}.png", 40, 30) for i in range(images)], annotations, CATS))
+
+
+def test_an_annotation_file_is_parsed_one_element_at_a_time(tmp_path: Path) -> None:
+    """The annotations' polygons are never all in memory: the parse's peak stays below the file's
+    size, where json.loads of the whole file took 5-10 times it."""
+    import tracemalloc
+
+    path = big_coco(tmp_path / "x.json", images=100, boxes=20_000, polygon=50)
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        raw = read_coco(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sum(len(i.boxes) for i in raw.images) == 20_000 and size > 8_000_000
+    assert peak < size, (peak, size)
+
+
+def test_limits_refuse_a_large_file_before_parsing_and_name_the_setting(tmp_path: Path) -> None:
+    from ssd.datasets.limits import ImportLimits
+
+    path = big_coco(tmp_path / "x.json", images=3, boxes=5)
+    size = path.stat().st_size
+    path.write_text(path.read_text()[:-1])  # no longer JSON: a parse would fail differently
+    limits = ImportLimits(annotation_bytes=size - 10, images=10, boxes=10, names={"annotation_bytes": "--max-x"})
+    refused = rf"{size - 1} bytes.* over the limit of {size - 10} bytes.*\(--max-x\)"
+    with pytest.raises(DatasetError, match=refused) as caught:
+        read(path, limits=limits)
+    assert caught.value.file == "x.json"
+    big_coco(path, images=3, boxes=5)
+    read(path, limits=ImportLimits(annotation_bytes=size, images=3, boxes=5))
+    with pytest.raises(DatasetError, match=r"more than 2 images.*SSDBOARD_MAX_DATASET_IMAGES"):
+        read(path, limits=ImportLimits(images=2, names={"images": "SSDBOARD_MAX_DATASET_IMAGES"}))
+    with pytest.raises(DatasetError, match=r"more than 4 boxes"):
+        read(path, limits=ImportLimits(boxes=4))
+
+
+def test_limits_count_every_file_of_a_folder(tmp_path: Path) -> None:
+    from ssd.datasets.limits import ImportLimits
+
+    big_coco(tmp_path / "train.json", images=3, boxes=5)
+    big_coco(tmp_path / "val.json", images=3, boxes=5)
+    read(tmp_path, limits=ImportLimits(images=6, boxes=10))
+    with pytest.raises(DatasetError, match=r"val.json: more than 5 images") as caught:
+        read(tmp_path, limits=ImportLimits(images=5))
+    assert caught.value.file == "val.json"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{'images': [], 'annotations': [], 'categories': []}", r"not valid JSON: line 1 column 2 \(Expecting prop"),
+        ("", r"not valid JSON: line 1 column 1 \(Expecting value"),
+    ],
+)
+def test_an_unparseable_json_in_a_folder_is_named_with_its_error(tmp_path: Path, text: str, message: str) -> None:
+    """A COCO file that is not JSON (a Python dict's repr, an empty file) was 'no dataset found'."""
+    image(tmp_path / "images" / "a.png")
+    write(tmp_path / "annotations" / "instances_train.json", text)
+    with pytest.raises(DatasetError, match=message) as caught:
+        read(tmp_path)
+    assert caught.value.file == "annotations/instances_train.json"
