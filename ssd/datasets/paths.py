@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ssd.datasets.records import DatasetError, Split
+from ssd.datasets.text import quote
 
 # Ultralytics' IMG_FORMATS: what a detection dataset may hold. Validation keeps JPEG, PNG and BMP
 # and reports the others (unsupported_image_type) instead of skipping them silently.
@@ -108,12 +109,6 @@ def walk(root: Path, max_depth: int) -> Iterator[tuple[Path, list[str]]]:
         level = below
 
 
-def quote(name: str) -> str:
-    """A name from a dataset for a message: quoted, escaped and at most ``QUOTED_CHARS`` long (an
-    uploaded archive chooses its names)."""
-    return repr(name if len(name) <= QUOTED_CHARS else name[:QUOTED_CHARS] + "...")
-
-
 def head(path: Path, size: int) -> bytes:
     """The first ``size`` bytes of a file (b"" when it cannot be read): what detection peeks at."""
     try:
@@ -139,7 +134,7 @@ def describe_folder(folder: Path) -> str:
         return f"the folder cannot be listed ({error.strerror or error})"
     if not names:
         return "the folder is empty"
-    shown = ", ".join(quote(name) for name in names[:LISTED_ENTRIES])
+    shown = ", ".join(quote(name, QUOTED_CHARS) for name in names[:LISTED_ENTRIES])
     more = f" and {len(names) - LISTED_ENTRIES} more" if len(names) > LISTED_ENTRIES else ""
     return f"the folder holds {shown}{more}"
 

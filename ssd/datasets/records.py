@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ssd.datasets.report import Report
+from ssd.datasets.text import MAX_PATH, shown
 
 Format = Literal["coco", "voc", "yolo"]
 FORMATS: tuple[Format, ...] = ("coco", "voc", "yolo")
@@ -31,9 +32,14 @@ BoxFormat = Literal["xyxy", "xywh", "cxcywh_normalized"]
 
 class DatasetError(ValueError):
     """A dataset that cannot be imported at all (bad JSON or XML, an unsafe zip, no annotations
-    found, ...); ``file`` names the file at fault, relative to what the user gave."""
+    found, ...); ``file`` names the file at fault, relative to what the user gave.
+
+    Both are :func:`~ssd.datasets.text.shown`: escaped and bounded here, once for every reader,
+    since they quote what the dataset wrote and travel to the API, the pages and the terminal.
+    """
 
     def __init__(self, file: str, message: str) -> None:
+        file, message = shown(file, MAX_PATH), shown(message)
         super().__init__(f"{file}: {message}")
         self.file = file
         self.message = message

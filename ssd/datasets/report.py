@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ssd.datasets.text import MAX_PATH, MAX_QUOTED, quote, shown
+
 
 class Reason(StrEnum):
     """Why an image or a box was dropped, or what was noted about one that was kept."""
@@ -65,6 +67,22 @@ DESCRIPTIONS: dict[Reason, str] = {
 }
 
 
+MAX_BOX_VALUES = 8  # of a box as written, in a problem (four are a box; more are listed as a count)
+
+
+def _box_values(box: list[Any]) -> list[Any]:
+    """A box's values as written, bounded: numbers as they are, text shown, anything else quoted."""
+    values = [
+        v
+        if v is None or isinstance(v, bool | float) or (isinstance(v, int) and v.bit_length() <= 64)
+        else shown(v, MAX_QUOTED)
+        if isinstance(v, str)
+        else quote(v)
+        for v in box[:MAX_BOX_VALUES]
+    ]
+    return values + [f"... ({len(box)} values)"] if len(box) > MAX_BOX_VALUES else values
+
+
 @dataclass(frozen=True)
 class Problem:
     """One image or box that was dropped or noted: which file, why, and where.
@@ -79,6 +97,15 @@ class Problem:
     image: str | None = None
     box: list[Any] | None = None
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        # The dataset wrote these: escaped and bounded here, where every problem is made (those
+        # read back from a report.json of an older import included), so none can make an answer
+        # unencodable or huge.
+        object.__setattr__(self, "file", shown(self.file, MAX_PATH))
+        object.__setattr__(self, "image", None if self.image is None else shown(self.image, MAX_PATH))
+        object.__setattr__(self, "box", None if self.box is None else _box_values(self.box))
+        object.__setattr__(self, "detail", shown(self.detail))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the contract's ``{"file", "reason"}`` plus ``image``, ``box``, ``detail``)."""

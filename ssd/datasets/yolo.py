@@ -14,7 +14,7 @@ Without a YAML, a class list names the classes, one a line in class-id order::
     ROOT/images/ + ROOT/labels/ + ROOT/classes.txt   Label Studio (and labels/classes.txt)
     ROOT/{train,valid}/*.jpg + *.txt + _darknet.labels   Roboflow's YOLO Darknet export
 
-``data.yaml`` (read with ``yaml.safe_load``)::
+``data.yaml`` (YAML's safe subset without aliases)::
 
     path: .                  # optional: the folder the split paths are relative to
     train: images/train      # a folder of images, a .txt list of image paths, or a list of these
@@ -52,11 +52,15 @@ label file in a ``labels/`` folder that no image maps to is reported here as ``m
 on the label file (class lists are skipped). Bad YAML, missing or malformed ``names`` and
 unresolvable ``train``/``val`` paths raise DatasetError naming the YAML; a folder with neither a
 YAML nor a class list raises one listing what the folder holds.
+
+Every YAML is parsed by :func:`ssd.datasets.safe_yaml.parse_yaml` (no aliases: nested ones expand
+exponentially), at most :data:`MAX_YAML_BYTES` of it.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -76,6 +80,8 @@ from ssd.datasets.paths import (
 )
 from ssd.datasets.records import DatasetError, RawBox, RawDataset, RawImage, Split
 from ssd.datasets.report import Reason, Report
+from ssd.datasets.safe_yaml import AliasRefused, parse_yaml
+from ssd.datasets.text import quote
 
 MAX_YAML_BYTES = 1 << 20
 CLASS_FILES = ("classes.txt", "obj.names", "_darknet.labels")
@@ -85,6 +91,7 @@ LABEL_DEPTH = 3
 PEEK_LABELS = 20
 PEEK_BYTES = 1024
 SPLIT_KEYS: tuple[tuple[str, Split], ...] = (("train", "train"), ("val", "val"), ("test", "val"))
+LISTED_DUPLICATES = 5
 
 
 def find_data_yaml(folder: Path) -> list[Path]:
@@ -97,8 +104,8 @@ def find_data_yaml(folder: Path) -> list[Path]:
     for path in sorted(folder.glob("*.y*ml")):
         if path.suffix in (".yaml", ".yml") and path.is_file() and path.stat().st_size <= MAX_YAML_BYTES:
             try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (yaml.YAMLError, UnicodeDecodeError):
+                data = parse_yaml(path.read_text(encoding="utf-8"))
+            except (yaml.YAMLError, UnicodeDecodeError, RecursionError, ValueError):
                 continue
             if isinstance(data, dict) and "names" in data:
                 found.append(path)
@@ -210,9 +217,15 @@ def load_yaml(path: Path, name: str) -> dict[str, Any]:
     if path.stat().st_size > MAX_YAML_BYTES:
         raise DatasetError(name, f"larger than {MAX_YAML_BYTES} bytes: not a data.yaml")
     try:
-        data = yaml.safe_load(read_text(path, name))
+        data = parse_yaml(read_text(path, name))
+    except AliasRefused as error:
+        raise DatasetError(name, f"{error}: aliases are not read (nested ones expand exponentially)") from None
     except yaml.YAMLError as error:
         raise DatasetError(name, f"not valid YAML: {' '.join(str(error).split())}") from None
+    except RecursionError:
+        raise DatasetError(name, "not valid YAML: nested too deeply") from None
+    except ValueError:  # int() refuses more digits (CVE-2020-10735)
+        raise DatasetError(name, "not valid YAML for Python: an integer of more than 4300 digits") from None
     if not isinstance(data, dict):
         raise DatasetError(name, "not a YAML mapping with names, train and val")
     return data
@@ -229,21 +242,23 @@ def _names(data: dict[str, Any], name: str) -> tuple[list[str], dict[int, int]]:
             try:
                 pairs.append((int(key), value))
             except (TypeError, ValueError):
-                raise DatasetError(name, f"names: the key {key!r} is not a class id (an integer)") from None
+                raise DatasetError(name, f"names: the key {quote(key)} is not a class id (an integer)") from None
         pairs.sort(key=lambda pair: pair[0])
     else:
         raise DatasetError(name, "names must be a list of class names or a mapping {id: name}")
     classes = []
     for cid, cname in pairs:
         if not isinstance(cname, str | int | float) or isinstance(cname, bool) or not str(cname).strip():
-            raise DatasetError(name, f"names: class {cid} has no usable name ({cname!r})")
+            raise DatasetError(name, f"names: class {cid} has no usable name ({quote(cname)})")
         classes.append(str(cname).strip())
-    duplicates = sorted({c for c in classes if classes.count(c) > 1})
+    duplicates = sorted(c for c, n in Counter(classes).items() if n > 1)
     if duplicates:
-        raise DatasetError(name, f"names: {', '.join(duplicates)} named more than once")
+        more = len(duplicates) - LISTED_DUPLICATES
+        listed = ", ".join(duplicates[:LISTED_DUPLICATES]) + (f" and {more} more" if more > 0 else "")
+        raise DatasetError(name, f"names: {listed} named more than once")
     nc = data.get("nc")
     if nc is not None and nc != len(classes):
-        raise DatasetError(name, f"nc is {nc!r} but names holds {len(classes)} classes")
+        raise DatasetError(name, f"nc is {quote(nc)} but names holds {len(classes)} classes")
     return classes, {cid: k for k, (cid, _) in enumerate(pairs)}
 
 
@@ -272,8 +287,11 @@ def _resolve(item: str, base: Path, root: Path, declared: PurePosixPath | None) 
         if item.strip().startswith("../"):
             candidates.append(base / item.strip()[3:])
     for candidate in candidates:
-        if inside(candidate, root) and (candidate.is_dir() or (candidate.is_file() and candidate.suffix == ".txt")):
-            return candidate
+        try:
+            if inside(candidate, root) and (candidate.is_dir() or (candidate.is_file() and candidate.suffix == ".txt")):
+                return candidate
+        except OSError:  # a name longer than the file system allows: no such folder
+            continue
     return None
 
 
@@ -294,12 +312,12 @@ def _images(
             continue
         for item in value if isinstance(value, list) else [value]:
             if not isinstance(item, str):
-                raise DatasetError(name, f"{key}: expected a path or a list of paths, got {item!r}")
+                raise DatasetError(name, f"{key}: expected a path or a list of paths, got {quote(item)}")
             source = _resolve(item, base, root, declared)
             if source is None:
                 if key == "test":
                     continue
-                raise DatasetError(name, f"{key}: {item!r} is no folder of images nor .txt list in the dataset")
+                raise DatasetError(name, f"{key}: {quote(item)} is no folder of images nor .txt list in the dataset")
             images = _scan(source) if source.is_dir() else _listed(source, base, root, report)
             found += [(image, split) for image in images]
     return found
@@ -366,7 +384,7 @@ def read_label_file(path: Path, name: str, index_of: dict[int, int], yaml_name: 
 def _label(field: str, index_of: dict[int, int], yaml_name: str) -> tuple[int | None, str]:
     number = number_or_text(field)
     if isinstance(number, str) or number != number or number in (float("inf"), float("-inf")) or number % 1:
-        return None, f"class {field!r} is not an integer"
+        return None, f"class {quote(field)} is not an integer"
     if int(number) not in index_of:
         return None, f"class {int(number)} is not among the {len(index_of)} names of {yaml_name}"
     return index_of[int(number)], ""

@@ -4,11 +4,14 @@ decompression bombs, Python reprs in messages, HEAD answered 405."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import struct
 import subprocess
 import sys
+import time
+import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from pydantic import ValidationError
 
 import app.services.inference as inference
@@ -365,3 +369,42 @@ def test_a_token_shorter_than_16_characters_refuses_to_start() -> None:
     with pytest.raises(ValidationError, match="at least 16 characters"):
         Settings(token="fifteen-chars-x")
     assert Settings(token="sixteen-chars-xy").token is not None
+
+
+# ---------------------------------------------------------------------------- dataset imports
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _png(width: int = 40, height: int = 30) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 140, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _imported(client: TestClient, data: bytes, name: str = "probe") -> dict[str, Any]:
+    """Upload ``data`` as a dataset zip and wait until its import is no longer ``importing``."""
+    answer = client.post("/api/datasets", files={"file": (f"{name}.zip", data, "application/zip")}, data={"name": name})
+    assert answer.status_code == 202, answer.text
+    deadline = time.monotonic() + 60
+    while (body := client.get(f"/api/datasets/{answer.json()['id']}").json())["status"] == "importing":
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+    return dict(body)
+
+
+def test_a_yaml_alias_bomb_fails_its_import_at_once_and_briefly(client: TestClient) -> None:
+    """The probe's 388-byte data.yaml (nine levels of nine aliases) cost 12.5 s of CPU and made
+    GET /api/datasets 312 MB: its error quoted the expansion."""
+    levels = ["a: &a [" + ",".join(["lol"] * 9) + "]"]
+    levels += [f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]
+    bomb = "\n".join([*levels, "names: *i", "train: images", "val: images", ""]).encode()
+    body = _imported(client, _zip({"data.yaml": bomb, "images/a.png": _png()}))
+    assert body["status"] == "failed" and "alias" in body["error"] and len(body["error"]) < 500
+    assert len(client.get("/api/datasets").content) < 10_000

@@ -3,6 +3,7 @@ rows as written, label files without images, and a cross-check against globox.""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from ssd.datasets.records import DatasetError
 from ssd.datasets.report import Reason
 from ssd.datasets.sources import read
 from ssd.datasets.validate import validate
-from ssd.datasets.yolo import label_path, read_yolo
+from ssd.datasets.yolo import find_data_yaml, label_path, read_yolo
 
 ROW = "0 0.5 0.5 0.25 0.5\n"
 
@@ -207,3 +208,55 @@ def test_same_boxes_as_globox(tmp_path: Path) -> None:
         assert (record.width, record.height) == ann.image_size
         np.testing.assert_allclose(record.boxes, [b.ltrb for b in ann.boxes], atol=1e-3)
         assert record.labels.tolist() == [int(b.label) for b in ann.boxes]
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """The probe's data.yaml: ``levels`` nested lists of nine aliases each (9**levels strings once
+    expanded: 387 million at 9) and ``names`` pointing at the last."""
+    lines = ["a: &a [" + ",".join(["lol"] * 9) + "]"]
+    names = "abcdefghijklmnopqrstuvwxyz"
+    for k in range(1, levels):
+        lines.append(f"{names[k]}: &{names[k]} [{','.join([f'*{names[k - 1]}'] * 9)}]")
+    return "\n".join([*lines, f"names: *{names[levels - 1]}", "train: images", "val: images", ""])
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_with_a_short_message(tmp_path: Path) -> None:
+    """The probe's 388 bytes cost 12.5 s and a 312 MB message (the repr of the expansion)."""
+    image(tmp_path / "images" / "a.png")
+    write(tmp_path / "data.yaml", alias_bomb())
+    assert len(alias_bomb()) < 400
+    started = time.process_time()
+    with pytest.raises(DatasetError, match="alias") as caught:
+        read(tmp_path, "yolo")
+    assert time.process_time() - started < 1.0
+    assert caught.value.file == "data.yaml" and len(str(caught.value)) < 500
+
+
+def test_every_yaml_read_refuses_aliases(tmp_path: Path) -> None:
+    """A YAML found by its ``names`` is parsed by the same loader: with aliases it is no candidate."""
+    image(tmp_path / "images" / "a.png")
+    write(tmp_path / "other.yaml", "base: &base [a]\nnames: *base\ntrain: images\nval: images\n")
+    assert find_data_yaml(tmp_path) == []
+    write(tmp_path / "data.yaml", "names: [a, b]\ntrain: &t images\nval: *t\n")
+    with pytest.raises(DatasetError, match="alias"):
+        read(tmp_path, "yolo")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "names: [[" + ", ".join(["lol"] * 100_000) + "]]\n",  # no alias: as large as the text, still bounded
+        "names:\n  ? " + "x" * 100_000 + "\n  : a\n",  # an explicit key: no 1024-character limit
+        "names: [a]\nnc: " + "9" * 5000 + "\n",  # past Python's 4300 digits of int -> str
+        "names: [a]\ntrain: [" + "[" * 5000 + "]" * 5000 + "]\n",  # deeper than the recursion limit
+        "names: [a]\ntrain: " + "y" * 100_000 + "\n",
+        "names: [" + ", ".join(f"d{k}, d{k}" for k in range(20_000)) + "]\n",
+    ],
+    ids=["huge-name", "huge-key", "huge-int", "deep", "huge-path", "many-duplicates"],
+)
+def test_messages_that_quote_the_yaml_are_bounded(tmp_path: Path, text: str) -> None:
+    image(tmp_path / "images" / "a.png")
+    write(tmp_path / "data.yaml", "train: images\nval: images\n" + text if "train" not in text else text)
+    with pytest.raises(DatasetError) as caught:
+        read(tmp_path, "yolo")
+    assert caught.value.file == "data.yaml" and len(str(caught.value)) < 500
