@@ -13,8 +13,11 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ssd.datasets.limits import DEFAULT_ANNOTATION_BYTES, DEFAULT_BOXES, DEFAULT_IMAGES
+
 MIN_TOKEN_CHARS = 16  # SSDBOARD_TOKEN: a shorter one could be guessed by trying
 SERVER_RESERVE_GIB = 1.0  # the server itself, with TensorFlow loaded for the detections viewer
+IMPORT_MEMORY_GIB = 4.0  # a dataset import's address space: benchmarks/import_memory.py sizes it
 
 
 def machine_memory_bytes() -> int:
@@ -33,6 +36,11 @@ def machine_memory_bytes() -> int:
 def job_memory_gib() -> float:
     """What one training job may use: 75% of the machine's memory less the server's reserve, in GiB."""
     return round(max(0.75 * machine_memory_bytes() / 2**30 - SERVER_RESERVE_GIB, 1.0), 1)
+
+
+def default_import_memory_gib() -> float:
+    """An import's memory limit: 4 GiB, or what a job may use (:func:`job_memory_gib`) when less."""
+    return min(IMPORT_MEMORY_GIB, job_memory_gib())
 
 
 class Settings(BaseSettings):
@@ -112,6 +120,25 @@ class Settings(BaseSettings):
     )
     max_dataset_unpacked_bytes: int = Field(
         16 << 30, ge=1, description="Most bytes an uploaded dataset .zip may unpack to; more fails the import."
+    )
+    max_dataset_annotation_bytes: int = Field(
+        DEFAULT_ANNOTATION_BYTES,
+        ge=1,
+        description="Largest COCO JSON file an uploaded dataset may hold, in bytes, checked before it is parsed "
+        "(COCO train2017's is 448 MB); larger fails the import.",
+    )
+    max_dataset_images: int = Field(
+        DEFAULT_IMAGES, ge=1, description="Most images one uploaded dataset may list (train2017: 118,287)."
+    )
+    max_dataset_boxes: int = Field(
+        DEFAULT_BOXES, ge=1, description="Most boxes one uploaded dataset may list (train2017: 860,001)."
+    )
+    import_memory_gib: float = Field(
+        default_factory=default_import_memory_gib,
+        gt=0,
+        description="The address space (RLIMIT_AS) of the process that imports an uploaded dataset, in GiB: past "
+        "it the import fails, saying so, and the server goes on. Default: 4, or 75% of the machine's memory "
+        "less 1 GiB for the server when that is less (COCO train2017's annotations took 2.2 GiB).",
     )
     executor: Literal["local", "ray"] = Field(
         "local",

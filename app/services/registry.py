@@ -6,14 +6,15 @@ shared with the CLI). What this service adds lives in memory only:
 
 - **Uploads.** A zip is streamed into its own folder ``DATA_DIR/uploads/upload-*/`` (flock'ed
   while in use; :meth:`RegistryService.start` removes what a stopped server left), checked as it
-  arrives (a zip by its first bytes, else 415; ``max_dataset_bytes``, else 413), then queued.
-- **Imports.** One background thread imports the queued uploads one at a time
-  (:meth:`Registry.import_dataset`, which builds in ``datasets/.tmp-*`` and renames at the end:
-  the dataset is listed by the registry only once complete). Until then the import is an
-  :class:`Import` of this process: ``importing`` with the registry's progress
-  (``done``/``total``/``stage``), then ``ready`` (its ``dataset_id`` is the registered id) or
-  ``failed`` with the error naming the file. A server that stops forgets them; the registry
-  sweeps its half-built directories.
+  arrives (a zip by its first bytes, else 415; ``max_dataset_bytes``, else 413), then queued. Its
+  import slot is taken before the file streams (:meth:`ImportQueue.reserve`).
+- **Imports.** :class:`app.services.imports.ImportQueue` runs the queued uploads one at a time,
+  each in a process of its own with a memory limit (:meth:`Registry.import_dataset`, which builds
+  in ``datasets/.tmp-*`` and renames at the end: the dataset is listed by the registry only once
+  complete). Until then the import is an :class:`~app.services.imports.Import` of this process:
+  ``importing`` with the registry's progress (``done``/``total``/``stage``), then ``ready`` (its
+  ``dataset_id`` is the registered id) or ``failed`` with the error naming the file. A server
+  that stops forgets them; the registry sweeps its half-built directories.
 
 Errors are the domain errors of :mod:`app.domain`. TensorFlow is never imported.
 """
@@ -26,22 +27,19 @@ import functools
 import logging
 import math
 import posixpath
-import queue
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from app.domain import ACTIVE, Conflict, Invalid, NotFound
+from app.services.imports import Import, ImportQueue
 from app.services.jobs import JobService
 from app.services.problem_view import problem_view
 from app.services.uploads import Upload, safe_filename, sweep_uploads
 from app.settings import Settings
-from ssd.datasets.records import DatasetError, DatasetIndex
+from ssd.datasets.records import DatasetIndex
 from ssd.datasets.registry import (
     MNIST,
     BuiltInDataset,
@@ -56,11 +54,8 @@ from ssd.datasets.report import BOX_DROPS, DESCRIPTIONS, IMAGE_DROPS, NOTES, Rea
 log = logging.getLogger("ssdboard.datasets")
 
 FORMATS = ("auto", "coco", "voc", "yolo")
-MAX_PENDING = 8  # imports queued or running at once; more is a 409
-KEEP_DONE = 100  # finished imports remembered (their upload id -> dataset id, or their error)
 INLINE_PROBLEMS = 100  # problems in GET /api/datasets/{id}; the rest through /problems
 BOX_FORMATS = {"coco": "xywh", "voc": "xyxy", "yolo": "cxcywh_normalized"}
-Status = Literal["importing", "ready", "failed"]
 
 
 def kind_of(reason: Reason) -> str:
@@ -68,38 +63,6 @@ def kind_of(reason: Reason) -> str:
     if reason in IMAGE_DROPS:
         return "image_dropped"
     return "box_dropped" if reason in BOX_DROPS else "kept"
-
-
-@dataclass
-class Import:
-    """An upload's import, known to this process only."""
-
-    id: str
-    name: str
-    format: str
-    source: str
-    size: int
-    val_fraction: float
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-    status: Status = "importing"
-    progress: dict[str, Any] = field(default_factory=lambda: {"done": 0, "total": 1, "stage": "queued"})
-    error: str | None = None
-    dataset_id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """What the API answers while importing or after a failure."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "status": self.status,
-            "format": self.format,
-            "created": self.created,
-            "source": self.source,
-            "bytes": self.size,
-            "progress": dict(self.progress),
-            "error": self.error,
-            "builtin": False,
-        }
 
 
 @dataclass(frozen=True)
@@ -119,10 +82,7 @@ class RegistryService:
         self.settings = settings
         self.registry = Registry(settings.artifact_root)  # every worker reads datasets from there
         self.uploads_dir = settings.data_dir / "uploads"
-        self._imports: OrderedDict[str, Import] = OrderedDict()
-        self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[Import, Upload] | None] = queue.Queue()
-        self._worker: threading.Thread | None = None
+        self.imports = ImportQueue(self.registry, settings)
         self._parsed = functools.lru_cache(maxsize=4)(self._parse)
 
     # ------------------------------------------------------------------ life cycle
@@ -133,23 +93,12 @@ class RegistryService:
             log.info("removed %d unfinished uploads and imports: %s", len(swept), ", ".join(sorted(swept)))
 
     def close(self) -> None:
-        """Forget the queued imports (their uploads removed); the running one ends on its own."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                item[1].discard()
-        self._queue.put(None)
+        """Forget the queued imports (their uploads removed) and stop the running one."""
+        self.imports.close()
 
     # ------------------------------------------------------------------ reading
     def _find(self, dataset: str) -> Import | None:
-        with self._lock:
-            found = self._imports.get(dataset)
-            if found is None:
-                found = next((i for i in self._imports.values() if i.status == "importing" and i.name == dataset), None)
-            return found
+        return self.imports.find(dataset)
 
     def _meta(self, dataset: str) -> dict[str, Any]:
         try:
@@ -159,9 +108,7 @@ class RegistryService:
 
     def list(self) -> list[dict[str, Any]]:
         """``mnist``, the imported datasets (oldest first), then this server's imports in progress or failed."""
-        with self._lock:
-            pending = [i.to_dict() for i in self._imports.values() if i.status != "ready"]
-        return [*self.registry.list(), *pending]
+        return [*self.registry.list(), *self.imports.unfinished()]
 
     def summary(self, dataset: str) -> dict[str, Any]:
         """One dataset's meta (or an upload's import) without the report; NotFound."""
@@ -261,8 +208,7 @@ class RegistryService:
         if found is not None and found.status == "importing":
             raise Conflict(f"the dataset {found.name!r} is still importing: delete it once it is ready or failed")
         if found is not None and found.status == "failed":
-            with self._lock:
-                self._imports.pop(found.id, None)
+            self.imports.forget(found.id)
             return
         meta = self._meta(found.dataset_id if found is not None and found.dataset_id else dataset)
         if meta["id"] == MNIST:
@@ -319,67 +265,32 @@ class RegistryService:
             raise Conflict(f"name: a dataset named {name!r} is being imported (id {found.id}): choose another name")
 
     def begin_upload(self, filename: str, fields: Mapping[str, str]) -> Upload:
-        """Check the form fields sent so far, then open the file an upload streams into."""
+        """Check the form fields sent so far, take an import slot (Conflict when none is free),
+        then open the file an upload streams into; discarding the upload gives the slot back."""
         self.check_form(fields, filename)
-        with self._lock:
-            if sum(i.status == "importing" for i in self._imports.values()) >= MAX_PENDING:
-                raise Conflict(f"{MAX_PENDING} imports are waiting already: try again when one is done")
-        return Upload(self.uploads_dir, filename, max_bytes=self.settings.max_dataset_bytes)
+        release = self.imports.reserve()
+        try:
+            upload = Upload(self.uploads_dir, filename, max_bytes=self.settings.max_dataset_bytes)
+        except BaseException:
+            release()
+            raise
+        upload.release = release
+        return upload
 
     def start_import(self, upload: Upload, fields: Mapping[str, str]) -> dict[str, Any]:
         """Queue the import of a received upload; returns the import (``status: importing``)."""
         upload.finish()
         options = self.check_form(fields, upload.filename)
-        with self._lock:
-            item = Import(
-                id=uuid.uuid4().hex[:12],
-                name=options["name"] or "dataset",
-                format=options["format"],
-                source=upload.path.name,
-                size=upload.size,
-                val_fraction=options["val_fraction"],
-            )
-            self._imports[item.id] = item
-            upload.taken = True
-            self._queue.put((item, upload))
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._run, name="dataset-import", daemon=True)
-                self._worker.start()
+        item = Import(
+            id=uuid.uuid4().hex[:12],
+            name=options["name"] or "dataset",
+            format=options["format"],
+            source=upload.path.name,
+            size=upload.size,
+            val_fraction=options["val_fraction"],
+        )
+        self.imports.submit(item, upload)
         return item.to_dict()
-
-    def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            item, upload = job
-            try:
-                self._import(item, upload)
-            finally:
-                upload.discard()
-
-    def _import(self, item: Import, upload: Upload) -> None:
-        def progress(done: int, total: int, stage: str) -> None:
-            item.progress = {"done": done, "total": total, "stage": stage}
-
-        try:
-            meta = self.registry.import_dataset(
-                upload.path,
-                format=item.format,
-                name=item.name,
-                val_fraction=item.val_fraction,
-                max_unpacked_bytes=self.settings.max_dataset_unpacked_bytes,
-                progress=progress,
-                dataset_id=item.id,  # the id the 202 answered is the dataset's for good
-            )
-        except (DatasetError, RegistryError) as exc:
-            item.error, item.status = str(exc), "failed"
-        except Exception as exc:  # the import must not kill the thread: say what happened
-            log.exception("import of %s failed", upload.path.name)
-            item.error, item.status = f"{upload.path.name}: {type(exc).__name__}: {exc}", "failed"
-        else:
-            item.dataset_id, item.status = meta["id"], "ready"
-        with self._lock:
-            done = [k for k, i in self._imports.items() if i.status != "importing"]
-            for key in done[: max(0, len(done) - KEEP_DONE)]:
-                del self._imports[key]
 
 
 def _stored(image: str | None) -> str | None:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from app.domain import TooLarge, UnsupportedMedia
@@ -45,6 +46,9 @@ class Upload:
         self.max_bytes = max_bytes
         self.size = 0
         self.taken = False  # set when an import owns it (and discards it when done)
+        # Gives back the import slot the upload holds while it streams (ImportQueue.reserve);
+        # discard() calls it, or the import takes the slot over and clears it.
+        self.release: Callable[[], None] | None = None
         self._head = b""
         self._file = open(self.path, "xb")  # noqa: SIM115 - closed by finish() or discard()
 
@@ -70,7 +74,10 @@ class Upload:
         self._check_zip()
 
     def discard(self) -> None:
-        """Remove the file and its folder, and release the lock."""
+        """Remove the file and its folder, release the lock and the import slot it holds."""
+        if self.release is not None:
+            release, self.release = self.release, None
+            release()
         self._file.close()
         shutil.rmtree(self.dir, ignore_errors=True)
         with contextlib.suppress(OSError):
