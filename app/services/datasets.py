@@ -36,6 +36,7 @@ from ssd.data import VAL_SEED, Sample, for_config
 from ssd.datasets.loader import big_enough, record_boxes
 from ssd.datasets.records import DatasetIndex, ImageRecord
 from ssd.datasets.registry import MNIST, DatasetNotFound, Registry
+from ssd.datasets.text import MAX_PATH, shown
 from ssd.geometry import box_size
 
 Split = Literal["train", "val"]
@@ -50,8 +51,10 @@ def image_url(split: Split, index: int, job: str | None, root: str = "", *, data
 
 
 def source_path(stored: str) -> str:
-    """An imported image's path in the uploaded dataset (the registry keeps it under ``images/``)."""
-    return stored.removeprefix("images/")
+    """An imported image's path in the uploaded dataset (the registry keeps it under ``images/``),
+    to show: escaped (an import from before the name rule may have kept a name no answer could
+    encode, ``\udcff`` from a file name that is not UTF-8)."""
+    return shown(stored.removeprefix("images/"), MAX_PATH)
 
 
 def split_length(config: Config, split: Split) -> int:

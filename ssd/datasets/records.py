@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ssd.datasets.report import Report
-from ssd.datasets.text import MAX_PATH, shown
+from ssd.datasets.text import MAX_CLASS_NAME, MAX_PATH, name_fault, quote, shown
 
 Format = Literal["coco", "voc", "yolo"]
 FORMATS: tuple[Format, ...] = ("coco", "voc", "yolo")
@@ -84,13 +84,43 @@ class RawImage:
 @dataclass
 class RawDataset:
     """A reader's result: the class names in class-index order, the images, and the problems the
-    reader itself met (an annotation naming no image, ...) already in ``report``."""
+    reader itself met (an annotation naming no image, ...) already in ``report``.
+
+    ``classes_from`` is the file the class list comes from (a data.yaml, a labels.txt), when one
+    does. The class names are checked here, as every reader hands them over and before any image
+    is decoded: a name a dataset writes follows the rule of names given to the API
+    (:func:`~ssd.datasets.text.name_fault`, at most :data:`~ssd.datasets.text.MAX_CLASS_NAME`
+    characters, not blank), else DatasetError naming the file that writes it.
+    """
 
     format: Format
     root: Path
     classes: list[str]
     images: list[RawImage]
     report: Report = field(default_factory=Report)
+    classes_from: str = ""
+
+    def __post_init__(self) -> None:
+        for k, name in enumerate(self.classes):
+            fault = name_fault(name)
+            why = f"holds {fault}" if fault else "is blank" if not name.strip() else ""
+            if not why and len(name) > MAX_CLASS_NAME:
+                why = f"is {len(name)} characters long"
+            if why:
+                raise DatasetError(
+                    self._class_source(k),
+                    f"class {k} {quote(name)} {why}: a class name has 1 to {MAX_CLASS_NAME} characters and no"
+                    " control character, bidirectional control or lone surrogate",
+                )
+
+    def _class_source(self, k: int) -> str:
+        """The file that names class ``k``: ``classes_from``, else the first annotation that
+        labels a box with it, else the first annotation file."""
+        if self.classes_from:
+            return self.classes_from
+        labels = (k, self.classes[k])
+        found = (box.source for image in self.images for box in image.boxes if box.label in labels)
+        return next(found, self.images[0].source if self.images else self.root.name)
 
 
 @dataclass
@@ -172,11 +202,12 @@ class DatasetIndex:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DatasetIndex:
-        """Read back :meth:`to_dict`."""
+        """Read back :meth:`to_dict` (class names shown escaped: an index written before the name
+        rule may hold a lone surrogate, which no answer could encode)."""
         return cls(
             name=data["name"],
             format=data["format"],
-            classes=list(data["classes"]),
+            classes=[shown(name, MAX_CLASS_NAME) for name in data["classes"]],
             images=[ImageRecord.from_dict(image) for image in data["images"]],
         )
 

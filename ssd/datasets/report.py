@@ -24,6 +24,7 @@ class Reason(StrEnum):
     unreadable_image = "unreadable_image"
     unsupported_image_type = "unsupported_image_type"
     size_mismatch = "size_mismatch"
+    bad_file_name = "bad_file_name"
     # Boxes dropped (the other boxes of the image stay).
     outside_image = "outside_image"
     degenerate = "zero_or_negative_size"
@@ -38,7 +39,13 @@ class Reason(StrEnum):
     background = "background_image"
 
 
-IMAGE_DROPS = (Reason.missing_image, Reason.unreadable_image, Reason.unsupported_image_type, Reason.size_mismatch)
+IMAGE_DROPS = (
+    Reason.missing_image,
+    Reason.unreadable_image,
+    Reason.unsupported_image_type,
+    Reason.size_mismatch,
+    Reason.bad_file_name,
+)
 BOX_DROPS = (
     Reason.outside_image,
     Reason.degenerate,
@@ -54,6 +61,8 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.unreadable_image: "the image file is corrupt, truncated or not an image: image dropped",
     Reason.unsupported_image_type: "an image type other than JPEG, PNG or BMP: image dropped",
     Reason.size_mismatch: "the image's pixel size differs from the annotation's width/height: image dropped",
+    Reason.bad_file_name: "the image's file name holds a control character, a bidirectional control character"
+    " or bytes that are not UTF-8: image dropped",
     Reason.outside_image: "the box lies entirely outside the image: box dropped",
     Reason.degenerate: "zero or negative width or height (xmin >= xmax or ymin >= ymax): box dropped",
     Reason.not_numeric: "a coordinate is NaN, infinite or not a number: box dropped",

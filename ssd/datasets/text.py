@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import reprlib
 import unicodedata
+from collections import Counter
 from typing import Any
 
 from ssd.sections import printable_text
@@ -30,6 +31,7 @@ MAX_QUOTED = 60  # characters of one value quoted in a message
 MAX_SHOWN = 1000  # characters of a message, or of a problem's detail
 MAX_PATH = 4096  # Linux's PATH_MAX: a file name that exists is never cut
 MAX_CLASS_NAME = 200  # as a job's name over the API
+LISTED = 5  # names a message lists before "and N more"
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 _REPR = reprlib.Repr()
@@ -76,6 +78,17 @@ def shown(text: str, limit: int = MAX_SHOWN) -> str:
         used += len(piece)
     out = "".join(pieces)
     return out if len(pieces) == len(text) else f"{out}... ({len(text)} characters)"
+
+
+def listed(names: list[str], limit: int = LISTED) -> str:
+    """``a, b, c and 4 more``: the first ``limit`` of ``names`` for a message."""
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+def repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted (linear: a list may hold a million)."""
+    return sorted(name for name, n in Counter(names).items() if n > 1)
 
 
 def quote(value: Any, limit: int = MAX_QUOTED) -> str:

@@ -2,6 +2,9 @@
 
 Rules, in order, per image (:class:`~ssd.datasets.report.Reason` names in brackets):
 
+0. Its file name follows the rule of names (:func:`ssd.datasets.text.name_fault`: no control
+   character, bidirectional control, or lone surrogate — bytes that are not UTF-8) [bad_file_name]:
+   every page, answer and terminal that shows the name could not, or would show another.
 1. The file must exist [missing_image], decode completely with Pillow [unreadable_image] and be
    a JPEG, PNG or BMP [unsupported_image_type] (what the training pipeline's decoder reads); a
    declared width/height must equal the file's [size_mismatch]. A failing image is dropped with
@@ -28,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ssd.datasets.records import DatasetIndex, ImageRecord, RawBox, RawDataset, RawImage, Split
 from ssd.datasets.report import Reason, Report
+from ssd.datasets.text import name_fault
 
 SUPPORTED_TYPES = frozenset({"JPEG", "PNG", "BMP"})
 BoxCheck = tuple[np.ndarray, Reason | None]
@@ -92,6 +96,11 @@ def validate(
     report = raw.report
     kept: list[ImageRecord] = []
     for image in raw.images:
+        fault = name_fault(image.file)
+        if fault is not None:
+            detail = f"the file name holds {fault}: {len(image.boxes)} boxes dropped with it"
+            report.add(Reason.bad_file_name, image.source, image=image.file, detail=detail)
+            continue
         record = _image(raw, image, report, image_size(raw.root / image.file), default_split)
         if record is not None:
             kept.append(record)

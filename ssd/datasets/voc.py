@@ -61,6 +61,7 @@ from defusedxml.common import DefusedXmlException
 from ssd.datasets.paths import folder_split, nothing_found, number_or_text, read_text, relative, safe_relative
 from ssd.datasets.records import DatasetError, RawBox, RawDataset, RawImage, Split
 from ssd.datasets.report import Reason, Report
+from ssd.datasets.text import listed, repeated
 from ssd.datasets.voc_layout import LOOKED_FOR, ImageFinder, XmlFolder, find_xml_folders
 
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
@@ -98,7 +99,8 @@ def read_voc(root: Path) -> RawDataset:
             if image is not None:
                 images.append(image)
                 names.update(b.label for b in image.boxes if isinstance(b.label, str))
-    return RawDataset("voc", root, _classes(root, bases) or sorted(names), images, report)
+    classes, classes_from = _classes(root, bases)
+    return RawDataset("voc", root, classes or sorted(names), images, report, classes_from=classes_from)
 
 
 def parse_xml(path: Path, name: str) -> Element:
@@ -173,26 +175,26 @@ def one_based_to_pixels(corners: tuple[str, ...]) -> tuple[Any, ...]:
     return (xmin - 1.0, ymin - 1.0, xmax, ymax)
 
 
-def _classes(root: Path, bases: list[Path]) -> list[str]:
+def _classes(root: Path, bases: list[Path]) -> tuple[list[str], str]:
     """``labels.txt`` (in order; the root's, else a base's) or the ``ImageSets/Main/CLASS_*.txt``
-    names of every base (sorted), or []."""
+    names of every base (sorted), or []; and the file (or folder) they come from, or ""."""
     for folder in dict.fromkeys([root, *bases]):
         labels = folder / "labels.txt"
         if labels.is_file():
             where = relative(labels, root)
             names = [line.strip() for line in read_text(labels, where).splitlines()]
             names = [n for n in names if n and not n.startswith("#")]
-            duplicates = sorted({n for n in names if names.count(n) > 1})
+            duplicates = repeated(names)
             if duplicates:
-                raise DatasetError(where, f"names a class more than once: {', '.join(duplicates)}")
-            return names
-    found = set()
+                raise DatasetError(where, f"names a class more than once: {listed(duplicates)}")
+            return names, where
+    found: dict[str, str] = {}
     for base in bases:
         for path in (base / "ImageSets" / "Main").glob("*_*.txt"):
             cls, _, kind = path.stem.rpartition("_")
             if cls and kind in ("trainval", "train", "val", "test"):
-                found.add(cls)
-    return sorted(found)
+                found.setdefault(cls, relative(path.parent, root))
+    return sorted(found), next(iter(found.values()), "")
 
 
 def _splits(base: Path, root: Path) -> dict[str, Split]:

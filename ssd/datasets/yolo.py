@@ -60,7 +60,6 @@ exponentially), at most :data:`MAX_YAML_BYTES` of it.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -81,7 +80,7 @@ from ssd.datasets.paths import (
 from ssd.datasets.records import DatasetError, RawBox, RawDataset, RawImage, Split
 from ssd.datasets.report import Reason, Report
 from ssd.datasets.safe_yaml import AliasRefused, parse_yaml
-from ssd.datasets.text import quote
+from ssd.datasets.text import listed, quote, repeated
 
 MAX_YAML_BYTES = 1 << 20
 CLASS_FILES = ("classes.txt", "obj.names", "_darknet.labels")
@@ -91,7 +90,6 @@ LABEL_DEPTH = 3
 PEEK_LABELS = 20
 PEEK_BYTES = 1024
 SPLIT_KEYS: tuple[tuple[str, Split], ...] = (("train", "train"), ("val", "val"), ("test", "val"))
-LISTED_DUPLICATES = 5
 
 
 def find_data_yaml(folder: Path) -> list[Path]:
@@ -209,7 +207,7 @@ def read_yolo(root: Path) -> RawDataset:
                     relative(label, root),
                     detail=f"a label file without an image: no image {stem}.* maps to it",
                 )
-    return RawDataset("yolo", root, classes, images, report)
+    return RawDataset("yolo", root, classes, images, report, classes_from=name)
 
 
 def load_yaml(path: Path, name: str) -> dict[str, Any]:
@@ -251,11 +249,9 @@ def _names(data: dict[str, Any], name: str) -> tuple[list[str], dict[int, int]]:
         if not isinstance(cname, str | int | float) or isinstance(cname, bool) or not str(cname).strip():
             raise DatasetError(name, f"names: class {cid} has no usable name ({quote(cname)})")
         classes.append(str(cname).strip())
-    duplicates = sorted(c for c, n in Counter(classes).items() if n > 1)
+    duplicates = repeated(classes)
     if duplicates:
-        more = len(duplicates) - LISTED_DUPLICATES
-        listed = ", ".join(duplicates[:LISTED_DUPLICATES]) + (f" and {more} more" if more > 0 else "")
-        raise DatasetError(name, f"names: {listed} named more than once")
+        raise DatasetError(name, f"names: {listed(duplicates)} named more than once")
     nc = data.get("nc")
     if nc is not None and nc != len(classes):
         raise DatasetError(name, f"nc is {quote(nc)} but names holds {len(classes)} classes")

@@ -408,3 +408,53 @@ def test_a_yaml_alias_bomb_fails_its_import_at_once_and_briefly(client: TestClie
     body = _imported(client, _zip({"data.yaml": bomb, "images/a.png": _png()}))
     assert body["status"] == "failed" and "alias" in body["error"] and len(body["error"]) < 500
     assert len(client.get("/api/datasets").content) < 10_000
+
+
+def _coco(files: list[str], classes: list[str]) -> bytes:
+    """A COCO file naming ``files`` (40x30; one box on the first) and ``classes``."""
+    return json.dumps(
+        {
+            "images": [{"id": k + 1, "file_name": f, "width": 40, "height": 30} for k, f in enumerate(files)],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10], "iscrowd": 0}],
+            "categories": [{"id": k + 1, "name": name} for k, name in enumerate(classes)],
+        }
+    ).encode()  # json.dumps escapes the lone surrogate: "\ud800" is valid JSON
+
+
+def _every_view_answers(client: TestClient, dataset_id: str) -> None:
+    for path in ("", "/problems", "/problems/0"):
+        response = client.get(f"/api/datasets/{dataset_id}{path}")
+        assert response.status_code == 200, (path, response.text)
+    assert client.get("/api/datasets/train/images", params={"dataset": dataset_id}).status_code == 200
+    assert client.get("/api/datasets").status_code == 200
+
+
+def test_a_lone_surrogate_in_a_coco_file_name_drops_that_image_and_every_view_answers(client: TestClient) -> None:
+    """The probe's import was ready, then the dataset, its problems and problem 0 were 500s for good."""
+    data = _zip({"ann.json": _coco(["ok.png", "\ud800.png"], ["cat"]), "ok.png": _png()})
+    body = _imported(client, data)
+    assert body["status"] == "ready" and body["counts"]["images"] == 1
+    problem = client.get(f"/api/datasets/{body['id']}/problems/0").json()["problem"]
+    assert (problem["reason"], problem["image"]) == ("bad_file_name", "\\ud800.png")
+    _every_view_answers(client, body["id"])
+
+
+def test_an_import_from_before_the_name_rule_still_answers(client: TestClient, tmp_path: Path) -> None:
+    """What an older import wrote (a lone surrogate in its report and its index) cannot 500 the API."""
+    body = _imported(client, _zip({"ann.json": _coco(["ok.png", "gone.png"], ["cat"]), "ok.png": _png()}))
+    folder = next((tmp_path / "data").rglob(f"datasets/{body['id']}"))
+    for name, old, new in [("report.json", '"gone.png"', '"\\ud800.png"'), ("index.json", '"cat"', '"c\\ud800t"')]:
+        text = (folder / name).read_text()
+        assert old in text
+        (folder / name).write_text(text.replace(old, new))
+    with TestClient(create_app(_settings(tmp_path))) as fresh:  # nothing of it cached
+        _every_view_answers(fresh, body["id"])
+        page = fresh.get("/api/datasets/train/images", params={"dataset": body["id"]}).json()
+        assert page["classes"] == ["c\\ud800t"]
+
+
+def test_a_class_name_with_nul_and_rlo_fails_the_import_naming_it(client: TestClient) -> None:
+    data = _zip({"ann.json": _coco(["ok.png"], ["c\x00a\u202et"]), "ok.png": _png()})
+    body = _imported(client, data)
+    assert body["status"] == "failed"
+    assert body["error"].startswith("ann.json: class 0 'c\\x00a\\u202et' holds a control character (\\x00)")

@@ -100,6 +100,7 @@ def test_image_faults_drop_the_image_and_say_which_file() -> None:
         "unreadable_image": 1,
         "unsupported_image_type": 1,
         "size_mismatch": 1,
+        "bad_file_name": 0,
     }
     files = {p.reason: p.file for p in report.problems}
     # A missing image is the annotation's fault; a broken one the image file's.
