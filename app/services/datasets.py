@@ -27,9 +27,9 @@ from PIL import Image
 
 from app.domain import Invalid, NotFound
 from app.figures.dataset import sample_figure, stats_figures
-from app.images import data_url, png_bytes
+from app.images import data_url, decode_at, png_bytes
 from app.services.jobs import JobService
-from ssd.augment import resize
+from ssd.augment import resize, resize_boxes, resize_geometry
 from ssd.config import Config, DataConfig, from_dict
 from ssd.coverage import DatasetBoxes, dataset_boxes
 from ssd.data import VAL_SEED, Sample, for_config
@@ -191,12 +191,18 @@ class DatasetService:
 
     # ------------------------------------------------------------------ images
     def _decode(self, data: DataConfig, split: Split, index: int) -> tuple[Sample, Ignore]:
+        """The input-size sample of an imported image, decoded no larger than that (anonymous
+        GETs call this: a whole decode of a large photo cost hundreds of MB)."""
         imported = self._imported(data.dataset)
         record = imported.splits[split][index]
+        # Pixels resized straight to the input's geometry, which the index's size decides, as
+        # it decides the boxes': resize() then only places them (letterbox) or keeps them.
+        _, _, _, _, new_w, new_h = resize_geometry(record.width, record.height, data.image_size, data.resize)
         with Image.open(imported.root / record.file) as file:
-            pixels = np.asarray(file.convert("RGB"), dtype=np.uint8)
+            pixels = decode_at(file, new_w, new_h)
+        image, _ = resize(pixels, np.zeros((0, 4), np.float32), data.image_size, data.resize)
         boxes = np.concatenate([record.boxes, record.ignore]).astype(np.float32)
-        image, boxes = resize(pixels, boxes, data.image_size, data.resize)
+        boxes = resize_boxes(boxes, record.width, record.height, data.image_size, data.resize)
         k = len(record.boxes)
         objects = big_enough(boxes[:k], record.labels)
         ignore = big_enough(boxes[k:], record.ignore_labels)

@@ -25,6 +25,7 @@ class Reason(StrEnum):
     unsupported_image_type = "unsupported_image_type"
     size_mismatch = "size_mismatch"
     bad_file_name = "bad_file_name"
+    too_large_image = "too_large_image"
     # Boxes dropped (the other boxes of the image stay).
     outside_image = "outside_image"
     degenerate = "zero_or_negative_size"
@@ -45,6 +46,7 @@ IMAGE_DROPS = (
     Reason.unsupported_image_type,
     Reason.size_mismatch,
     Reason.bad_file_name,
+    Reason.too_large_image,
 )
 BOX_DROPS = (
     Reason.outside_image,
@@ -61,6 +63,8 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.unreadable_image: "the image file is corrupt, truncated or not an image: image dropped",
     Reason.unsupported_image_type: "an image type other than JPEG, PNG or BMP: image dropped",
     Reason.size_mismatch: "the image's pixel size differs from the annotation's width/height: image dropped",
+    Reason.too_large_image: "the image has more than 89.5 megapixels (Pillow's decompression-bomb bound,"
+    " about 9459 x 9459): image dropped",
     Reason.bad_file_name: "the image's file name holds a control character, a bidirectional control character"
     " or bytes that are not UTF-8: image dropped",
     Reason.outside_image: "the box lies entirely outside the image: box dropped",

@@ -5,10 +5,10 @@ Rules, in order, per image (:class:`~ssd.datasets.report.Reason` names in bracke
 0. Its file name follows the rule of names (:func:`ssd.datasets.text.name_fault`: no control
    character, bidirectional control, or lone surrogate — bytes that are not UTF-8) [bad_file_name]:
    every page, answer and terminal that shows the name could not, or would show another.
-1. The file must exist [missing_image], decode completely with Pillow [unreadable_image] and be
-   a JPEG, PNG or BMP [unsupported_image_type] (what the training pipeline's decoder reads); a
-   declared width/height must equal the file's [size_mismatch]. A failing image is dropped with
-   its boxes.
+1. The file must exist [missing_image], have at most :data:`MAX_IMAGE_PIXELS` pixels by its
+   header [too_large_image], decode completely with Pillow [unreadable_image] and be a JPEG, PNG
+   or BMP [unsupported_image_type] (what the training pipeline's decoder reads); a declared
+   width/height must equal the file's [size_mismatch]. A failing image is dropped with its boxes.
 2. Per box: four finite numbers [malformed, not_numeric]; a known class [unknown_class];
    converted to pixel ``xyxy``; positive width and height as written [degenerate]; overlapping the
    image [outside_image]; clipped to the image when it reaches past the border [clipped, kept]; not
@@ -34,18 +34,29 @@ from ssd.datasets.report import Reason, Report
 from ssd.datasets.text import name_fault
 
 SUPPORTED_TYPES = frozenset({"JPEG", "PNG", "BMP"})
+# Pillow's own decompression-bomb bound (it warns above it, refuses above twice it): 89.5
+# megapixels, about 9459 x 9459. Phone photos (50 MP: 8160 x 6144; 64 MP) pass; the probe's
+# 12000 x 12000 PNGs of 17 KB each, whose every view decoded 432 MB of pixels, do not. A constant,
+# not a setting: the training workers, the browser and the problem view all decode these files,
+# and every one of them is bounded by it.
+MAX_IMAGE_PIXELS = 89_478_485
 BoxCheck = tuple[np.ndarray, Reason | None]
 
 
-def read_image_size(path: Path) -> tuple[int, int] | Reason:
-    """``(width, height)`` of a fully decodable JPEG/PNG/BMP, else the :class:`Reason` it fails with."""
+def read_image_size(path: Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int] | Reason:
+    """``(width, height)`` of a fully decodable JPEG/PNG/BMP of at most ``max_pixels`` pixels, else
+    the :class:`Reason` it fails with. The pixel count is read from the header, before decoding."""
     if not path.is_file():
         return Reason.missing_image
     try:
         with Image.open(path) as image:
             kind, size = image.format, image.size
+            if size[0] * size[1] > max_pixels:
+                return Reason.too_large_image
             image.load()  # decodes every pixel: a truncated file fails here, not in training
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # over twice Pillow's bound: refused by its header too
+        return Reason.too_large_image
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return Reason.unreadable_image
     if kind not in SUPPORTED_TYPES:
         return Reason.unsupported_image_type

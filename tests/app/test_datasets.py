@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import plotly.graph_objects as go
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from ssd.config import from_dict
+from ssd.datasets.registry import Registry
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -83,3 +92,54 @@ def test_pages_render_and_nav_links_the_browser(client: TestClient) -> None:
         r = client.get(url)
         assert r.status_code == 200
         assert 'href="/dataset"' in r.text and 'href="/priors"' in r.text
+
+
+def _peak_mib(call: Callable[[], object]) -> float:
+    """How far this process's resident memory peaked above where it was, in MiB, during ``call``
+    (Linux: writing 5 to /proc/self/clear_refs resets the peak, VmHWM)."""
+
+    def status(key: str) -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+        raise KeyError(key)
+
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pytest.skip("the peak resident memory cannot be reset here")
+    before = status("VmRSS")
+    call()
+    return status("VmHWM") - before
+
+
+@pytest.mark.parametrize("kind", ["JPEG", "PNG"])
+def test_the_browser_decodes_no_more_of_a_large_image_than_it_shows(
+    client: TestClient, tmp_path: Path, kind: str
+) -> None:
+    """A 24-megapixel photo shown at the 128 px input: a JPEG is decoded at 1/8 of its size, a PNG
+    reduced before it is resized (it was decoded whole, then copied three times: about 330 MiB)."""
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    suffix = kind.lower().replace("jpeg", "jpg")
+    y, x = np.mgrid[0:4000, 0:6000]
+    pixels = np.stack([x // 24 % 256, y // 16 % 256, (x + y) // 40 % 256], axis=-1).astype(np.uint8)
+    Image.fromarray(pixels).save(src / "images" / f"big.{suffix}", format=kind)
+    del pixels, x, y
+    ann = {
+        "images": [{"id": 1, "file_name": f"big.{suffix}", "width": 6000, "height": 4000}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [600, 400, 1200, 800], "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    (src / "ann.json").write_text(json.dumps(ann))
+    meta = Registry(tmp_path / "data").import_dataset(src, name="big", val_fraction=0.0)
+    page: dict[str, Any] = {}
+
+    def browse() -> None:
+        page.update(client.get("/api/datasets/train/images", params={"dataset": meta["id"]}).json())
+
+    # The whole decode of this PNG is 92 MiB (Pillow keeps RGB in 4 bytes a pixel); a JPEG's 1.4.
+    assert _peak_mib(browse) < {"JPEG": 20, "PNG": 150}[kind]
+    assert page["items"][0]["boxes"][0]["box"] == [12.8, 12.8, 38.4, 38.4]  # 600/6000*128, ... as before
+    png = client.get(f"/api/datasets/train/images/0.png?dataset={meta['id']}")
+    assert Image.open(io.BytesIO(png.content)).size == (128, 128)

@@ -410,11 +410,15 @@ def test_a_yaml_alias_bomb_fails_its_import_at_once_and_briefly(client: TestClie
     assert len(client.get("/api/datasets").content) < 10_000
 
 
-def _coco(files: list[str], classes: list[str]) -> bytes:
-    """A COCO file naming ``files`` (40x30; one box on the first) and ``classes``."""
+def _coco(files: list[str], classes: list[str], sizes: dict[str, int] | None = None) -> bytes:
+    """A COCO file naming ``files`` (40x30, or square of ``sizes[file]``; one box on the first) and ``classes``."""
+    side = sizes or {}
     return json.dumps(
         {
-            "images": [{"id": k + 1, "file_name": f, "width": 40, "height": 30} for k, f in enumerate(files)],
+            "images": [
+                {"id": k + 1, "file_name": f, "width": side.get(f, 40), "height": side.get(f, 30)}
+                for k, f in enumerate(files)
+            ],
             "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10], "iscrowd": 0}],
             "categories": [{"id": k + 1, "name": name} for k, name in enumerate(classes)],
         }
@@ -458,3 +462,20 @@ def test_a_class_name_with_nul_and_rlo_fails_the_import_naming_it(client: TestCl
     body = _imported(client, data)
     assert body["status"] == "failed"
     assert body["error"].startswith("ann.json: class 0 'c\\x00a\\u202et' holds a control character (\\x00)")
+
+
+def test_images_over_the_pixel_bound_are_dropped_at_import(client: TestClient) -> None:
+    """The probe's COCO zip: two 12000x12000 PNGs (17 KB each) imported ready, and one anonymous
+    page of the browser took the server from 127 MB to 1.5 GB."""
+    buffer = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(buffer, format="PNG")
+    bomb = buffer.getvalue()
+    files = ["ok.png", "bomb1.png", "bomb2.png"]
+    ann = _coco(files, ["cat"], {"bomb1.png": 12000, "bomb2.png": 12000})
+    members = {"ann.json": ann, "ok.png": _png(), "bomb1.png": bomb, "bomb2.png": bomb}
+    body = _imported(client, _zip(members))
+    assert body["status"] == "ready" and body["counts"]["images"] == 1, body
+    assert body["report"]["dropped"]["images"]["too_large_image"] == 2
+    reasons = {r["reason"]: r for r in body["report"]["reasons"]}
+    assert "image dropped" in reasons["too_large_image"]["description"]
+    assert client.get("/api/datasets/train/images", params={"dataset": body["id"]}).status_code == 200

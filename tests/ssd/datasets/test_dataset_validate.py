@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from ssd.datasets.records import RawBox, RawDataset, RawImage
-from ssd.datasets.report import Reason, Report
-from ssd.datasets.validate import read_image_size, validate
+from ssd.datasets.report import DESCRIPTIONS, Reason, Report
+from ssd.datasets.validate import MAX_IMAGE_PIXELS, read_image_size, validate
 
 CLASSES = ["cat", "dog"]
 
@@ -101,6 +101,7 @@ def test_image_faults_drop_the_image_and_say_which_file() -> None:
         "unsupported_image_type": 1,
         "size_mismatch": 1,
         "bad_file_name": 0,
+        "too_large_image": 0,
     }
     files = {p.reason: p.file for p in report.problems}
     # A missing image is the annotation's fault; a broken one the image file's.
@@ -151,3 +152,24 @@ def test_read_image_size_decodes_the_whole_file(tmp_path: Path) -> None:
     assert read_image_size(tmp_path / "cut.png") == Reason.unreadable_image
     assert read_image_size(tmp_path / "text.png") == Reason.unreadable_image
     assert read_image_size(tmp_path / "nope.png") == Reason.missing_image
+
+
+def test_an_image_over_the_pixel_bound_is_dropped_before_it_is_decoded(tmp_path: Path) -> None:
+    """The probe's 12000x12000 PNGs were 17 KB each and imported ready; every anonymous view of
+    them then decoded 144 megapixels (the server went from 127 MB to 1.5 GB)."""
+    Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
+    assert (tmp_path / "bomb.png").stat().st_size < 100_000
+    with pytest.warns(Image.DecompressionBombWarning):  # Pillow warns from this bound on
+        assert read_image_size(tmp_path / "bomb.png") == Reason.too_large_image
+    assert f"{MAX_IMAGE_PIXELS / 1e6:.1f} megapixels" in DESCRIPTIONS[Reason.too_large_image]
+    Image.new("1", (20000, 20000)).save(tmp_path / "past_pillow.png")  # Pillow's own bound: was unreadable_image
+    assert read_image_size(tmp_path / "past_pillow.png") == Reason.too_large_image
+    Image.new("1", (8160, 6144)).save(tmp_path / "phone.png")  # a 50-megapixel phone photo is admitted
+    assert read_image_size(tmp_path / "phone.png") == (8160, 6144) and 8160 * 6144 < MAX_IMAGE_PIXELS
+    Image.new("RGB", (40, 30)).save(tmp_path / "small.png")
+    assert read_image_size(tmp_path / "small.png", max_pixels=1199) == Reason.too_large_image
+    raw = RawDataset("coco", tmp_path, CLASSES, [RawImage("bomb.png", "ann.json", "xywh", [box((1, 1, 5, 5))])])
+    with pytest.warns(Image.DecompressionBombWarning):
+        index, report = validate(raw)
+    assert index.images == [] and report.dropped()["images"]["too_large_image"] == 1
+    assert report.problems[0].file == "bomb.png" and "1 boxes dropped" in report.problems[0].detail
