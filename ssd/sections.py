@@ -46,13 +46,22 @@ def _check(ok: bool, field: str, message: str) -> None:
         raise ConfigError(field, message)
 
 
+# Bidirectional controls (U+202A-U+202E, U+2066-U+2069): the "Trojan Source" characters
+# (CVE-2021-42574) that make a name display as another.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def printable_text(text: str) -> bool:
-    """Whether ``text`` holds no control character (NUL, newline, ...) and no lone surrogate.
+    """Whether ``text`` holds no control character (NUL, newline, ...), no lone surrogate and no
+    bidirectional control.
 
     Such a name cannot be stored everywhere (PostgreSQL refuses NUL, UTF-8 refuses surrogates)
-    nor shown on a page as typed.
+    nor shown on a page as typed (a right-to-left override makes it read as another name). The
+    one rule for names given to the API and names read from a dataset.
     """
-    return not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+    if text.isprintable():  # C speed, and false for every character refused below
+        return True
+    return not any(ch in BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
 
 
 def layer_stride(name: str) -> int:

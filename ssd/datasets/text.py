@@ -6,9 +6,9 @@ chooses every name and value in them. So:
 
 - **Names** read from annotation files (class names, image file names) follow the rule of names
   given to the API (:func:`ssd.sections.printable_text`: no control character such as NUL or ESC,
-  no lone surrogate, which UTF-8 cannot encode) and hold no bidirectional control either
-  (U+202A-U+202E, U+2066-U+2069: the "Trojan Source" characters, CVE-2021-42574, which make a
-  name display as another). :func:`name_fault` says which character breaks the rule.
+  no lone surrogate, which UTF-8 cannot encode, no bidirectional control: U+202A-U+202E,
+  U+2066-U+2069, the "Trojan Source" characters, CVE-2021-42574, which make a name display as
+  another). :func:`name_fault` says which character breaks the rule.
 - **Quoted values** (:func:`quote`) are a ``repr`` bounded before it is built (:mod:`reprlib`):
   the probe's 388-byte YAML alias bomb had its expansion quoted into a 312 MB message.
 - **Shown text** (:func:`shown`: a file name, an error message, a report's detail) has every
@@ -25,14 +25,13 @@ import unicodedata
 from collections import Counter
 from typing import Any
 
-from ssd.sections import printable_text
+from ssd.sections import BIDI_CONTROLS, printable_text
 
 MAX_QUOTED = 60  # characters of one value quoted in a message
 MAX_SHOWN = 1000  # characters of a message, or of a problem's detail
 MAX_PATH = 4096  # Linux's PATH_MAX: a file name that exists is never cut
 MAX_CLASS_NAME = 200  # as a job's name over the API
 LISTED = 5  # names a message lists before "and N more"
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel = 3
@@ -51,8 +50,8 @@ def _escaped(ch: str) -> str:
 def name_fault(name: str) -> str | None:
     """Why ``name`` cannot name a class or an image (the first character that breaks the rule),
     or None when it can."""
-    if name.isprintable() or (printable_text(name) and not BIDI_CONTROLS.intersection(name)):
-        return None  # str.isprintable: C speed, and false for every character the rule refuses
+    if printable_text(name):
+        return None
     ch = next(ch for ch in name if _unsafe(ch))
     if unicodedata.category(ch) == "Cs":
         return f"a lone surrogate ({_escaped(ch)}: bytes that are not UTF-8)"

@@ -207,6 +207,7 @@ def _job_with_checkpoint(client: TestClient, config: dict[str, Any]) -> str:
         ('{"name": "\\ud800"}', ["body", "name"]),
         ('{"name": "a\\u0000b"}', ["body", "name"]),
         ('{"name": "two\\nlines"}', ["body", "name"]),
+        ('{"name": "gpj.\\u202eexe"}', ["body", "name"]),  # a right-to-left override: reads as "exe.jpg"
         ('{"train": {"schedule": "\\udfff"}}', ["body", "train", "schedule"]),
         ('{"model": {"source_layers": ["\\ud800"]}}', ["body", "model", "source_layers"]),
         ('{"\\ud800": 1}', ["body"]),
