@@ -95,7 +95,11 @@ class Config:
 
     def __post_init__(self) -> None:
         _check(0 < len(self.name) <= 200, "name", "must be 1..200 characters")
-        _check(printable_text(self.name), "name", "must be text without control characters, bidirectional controls or lone surrogates")
+        _check(
+            printable_text(self.name),
+            "name",
+            "must be text without control characters, bidirectional controls or lone surrogates",
+        )
         _check(0 <= self.seed < 2**31, "seed", "must be in 0..2^31-1")
         layers, p = self.model.source_layers, self.priors
         if not p.scales:  # "auto"
