@@ -4,7 +4,9 @@ the dataset browser (pages of images with their ground truth, one image, statist
 - Registry routes call :class:`app.services.registry.RegistryService`. An upload is a
   ``multipart/form-data`` body (``file`` = a ``.zip``, optional ``name``, ``format``,
   ``val_fraction``) streamed to the data dir (:func:`app.api.uploads.stream_form`); the answer
-  is 202 with the import, which runs in a background thread: poll ``GET /api/datasets/{id}``.
+  is 202 with the import, which runs in a process of its own (with a memory limit, never in the
+  server's memory): poll ``GET /api/datasets/{id}``. An upload holds its import slot from the
+  moment its file part begins (:meth:`RegistryService.begin_upload`); a failed one gives it back.
 - Browser routes call :class:`app.services.datasets.DatasetService`: the built-in generator's
   images for the default config, a job's dataset with ``?job=ID``, or an imported dataset with
   ``?dataset=ID_OR_NAME``.
@@ -72,7 +74,7 @@ UPLOAD_BODY: dict[str, Any] = {
     }
 }
 UPLOAD_ERRORS: Responses = {
-    409: {"description": "The name is taken, or too many imports are waiting."},
+    409: {"description": "The name is taken, or 8 imports are uploading, waiting or running already."},
     413: {"description": "Larger than SSDBOARD_MAX_DATASET_BYTES."},
     415: {"description": "Not a .zip (by the file's first bytes), or not multipart/form-data."},
     422: {"description": "A bad form field (named in loc), or no file."},

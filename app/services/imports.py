@@ -191,6 +191,9 @@ class ImportQueue:
             item, upload = job
             try:
                 self._import(item, upload)
+            except Exception as exc:  # the thread must go on: the import fails, saying what happened
+                log.exception("import %s (%s) failed", item.id, item.source)
+                item.error, item.status = f"{item.source}: {type(exc).__name__}: {exc}", "failed"
             finally:
                 upload.discard()
                 with self._lock:
@@ -237,8 +240,11 @@ class ImportQueue:
                 return
             self._process = process
         assert process.stdin is not None and process.stdout is not None
-        with process.stdin:
-            process.stdin.write(json.dumps(asdict(self._request(item, upload))))
+        try:
+            with process.stdin:
+                process.stdin.write(json.dumps(asdict(self._request(item, upload))))
+        except OSError:  # it died before reading its request: its exit status says how
+            pass
         for line in process.stdout:
             try:
                 message = json.loads(line)

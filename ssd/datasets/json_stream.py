@@ -1,11 +1,12 @@
 """A large JSON object read one value at a time: its top-level keys, and the elements of a list.
 
-``json.loads`` of a COCO file builds every annotation with its polygons at once: a 52 MiB file
-of 500,000 boxes took about 0.4 GiB before the first box was looked at, and COCO train2017's
-448 MB file some 3-4 GiB. :class:`JsonStream` walks the top-level object instead and decodes
-one value at a time with the standard library's C scanner (``JSONDecoder.raw_decode``) over a
-window of the file (1 MiB, or as much as the value being decoded needs), so the caller keeps what
-it needs of each element and the rest is freed at once.
+``json.loads`` of a COCO file builds every annotation with its polygons at once, before the first
+box is looked at: reading a 58 MiB file of 500,000 boxes peaked at 430 MiB that way, 250 MiB this
+way, and a 13.7 MB file of 20,000 polygons at 90 MB of Python objects instead of 9.4 MB.
+:class:`JsonStream` walks the top-level object and decodes one value at a time with the standard
+library's C scanner (``JSONDecoder.raw_decode``) over a window of the file (1 MiB, or as much as
+the value being decoded needs), so the caller keeps what it needs of each element and the rest is
+freed at once.
 
 Errors are those of ``json.loads``, at the same line and column of the whole file:
 :class:`~ssd.datasets.records.DatasetError` naming the file, ``not valid JSON: line L column C

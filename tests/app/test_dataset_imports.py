@@ -4,14 +4,13 @@ a reason; the import limits as settings; the queue's slot reserved before the fi
 
 from __future__ import annotations
 
-import io
 import os
 import select
 import signal
 import socket
+import sys
 import threading
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,33 +22,31 @@ from live_server import ServerProcess
 
 from app.main import create_app
 from app.settings import Settings
+from benchmarks.import_memory import import_processes
 from ssd.datasets.export import export_generator
 
-CHILD = b"app.import_process"
-
-
-def zipped(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
+# The dataset tests' writers (tests/ssd/datasets), as test_datasets_api.py reaches its layouts.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ssd" / "datasets"))
+from dataset_writers import zip_folder  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def small_zip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """Four generated images as COCO."""
     folder = export_generator(tmp_path_factory.mktemp("small") / "d", "coco", images=4, seed=1)
-    return zipped({p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()})
+    return zip_folder(folder, folder.parent / "d.zip").read_bytes()
 
 
 @pytest.fixture(scope="module")
-def greedy_zip() -> bytes:
+def greedy_zip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A 40 KB zip of a 30 MB COCO file whose one annotation holds 10 million empty lists: about
     640 MB once parsed (a list is 56 bytes and its pointer 8, its text 3)."""
+    folder = tmp_path_factory.mktemp("greedy")
     polygons = b"[" + b"[]," * 10_000_000 + b"[]]"
     text = b'{"images": [], "categories": [], "annotations": [{"image_id": 1, "segmentation": ' + polygons + b"}]}"
-    return zipped({"instances.json": text})
+    (folder / "d").mkdir()
+    (folder / "d" / "instances.json").write_bytes(text)
+    return zip_folder(folder / "d", folder / "d.zip").read_bytes()
 
 
 def post(client: TestClient, data: bytes, name: str) -> dict[str, Any]:
@@ -72,22 +69,9 @@ def wait(client: TestClient, dataset_id: str, timeout: float = 60) -> tuple[dict
         time.sleep(0.01)
 
 
-def children(pid: int) -> list[int]:
-    """The import processes ``pid`` started."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            try:
-                if CHILD in Path(f"/proc/{child}/cmdline").read_bytes():
-                    found.append(int(child))
-            except FileNotFoundError:
-                continue
-    return found
-
-
 def first_child(pid: int, timeout: float = 30) -> int:
     deadline = time.monotonic() + timeout
-    while not (found := children(pid)):
+    while not (found := import_processes(pid)):
         assert time.monotonic() < deadline, "no import process started"
         time.sleep(0.005)
     return found[0]
@@ -115,7 +99,7 @@ def test_an_import_past_its_memory_limit_fails_and_the_server_goes_on(
     assert "read" in stages  # the child's progress reaches the API
     assert client.get("/healthz").status_code == 200
     assert not list((data_dir / "datasets").glob(".tmp-*")) and not any((data_dir / "uploads").iterdir())
-    assert not children(os.getpid())  # no import process is left
+    assert not import_processes(os.getpid())  # no import process is left
     ok, _ = wait(client, post(client, small_zip, "small")["id"])
     assert ok["status"] == "ready" and ok["counts"]["images"] == 4
 
@@ -141,7 +125,7 @@ def test_a_stopping_server_ends_its_import(data_dir: Path, greedy_zip: bytes) ->
         child = first_child(os.getpid())
         time.sleep(0.5)
     assert not Path(f"/proc/{child}").exists() or b"Z" in Path(f"/proc/{child}/stat").read_bytes().split(b")")[1][:3]
-    assert not children(os.getpid())
+    assert not import_processes(os.getpid())
     assert not list((data_dir / "datasets").glob(".tmp-*"))
 
 
