@@ -1,9 +1,9 @@
-# ssdboard: make venv | run | test | bench | lint
+# ssdboard: make venv | run | test | bench | lint | docs
 VENV ?= .venv
 PYTHON ?= python3
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv run test bench lint
+.PHONY: venv run test bench lint docs
 
 venv: $(VENV)/.installed
 
@@ -63,3 +63,8 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy ssd app benchmarks
+
+# The docs site (mkdocs.yml) into build/site/; `make test` builds it with --strict too (tests/test_docs.py).
+# After changing a command, a config field, a route or a setting: $(VENV)/bin/python tools/gen_reference.py
+docs: venv
+	$(VENV)/bin/mkdocs build --strict
