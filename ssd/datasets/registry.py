@@ -44,6 +44,7 @@ from ssd.datasets.limits import ImportLimits
 from ssd.datasets.records import DatasetError, DatasetIndex, RawDataset
 from ssd.datasets.report import Report
 from ssd.datasets.splits import assign_splits
+from ssd.datasets.text import shown
 from ssd.datasets.validate import validate
 
 MNIST = "mnist"
@@ -122,6 +123,15 @@ def default_name(src: Path) -> str:
     return name or "dataset"
 
 
+def _load_meta(path: Path) -> dict[str, Any]:
+    """A dataset's ``meta.json``, its class names shown safely: an import made before names were
+    checked may have written a lone surrogate, which no JSON answer or terminal can encode."""
+    meta: dict[str, Any] = json.loads(path.read_text())
+    if any(not isinstance(c, str) or not c.isprintable() for c in meta.get("classes") or []):
+        meta["classes"] = [shown(str(c)) for c in meta["classes"]]
+    return meta
+
+
 class Registry:
     """Datasets under ``data_dir/datasets``; safe to use from several threads and processes."""
 
@@ -137,7 +147,7 @@ class Registry:
         for entry in self.root.iterdir():
             if ID_PATTERN.match(entry.name) and (entry / "meta.json").is_file():
                 with contextlib.suppress(OSError, ValueError):  # removed meanwhile
-                    yield json.loads((entry / "meta.json").read_text())
+                    yield _load_meta(entry / "meta.json")
 
     def list(self) -> list[dict[str, Any]]:
         """Every dataset's meta: ``mnist`` first, then the imported ones, oldest first."""
@@ -150,8 +160,7 @@ class Registry:
         if ID_PATTERN.match(id_or_name):
             path = self.root / id_or_name / "meta.json"
             with contextlib.suppress(OSError):
-                meta: dict[str, Any] = json.loads(path.read_text())
-                return meta
+                return _load_meta(path)
         for meta in self._metas():
             if meta["name"] == id_or_name:
                 return meta

@@ -289,3 +289,15 @@ def test_a_dataset_without_one_usable_image_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"no image could be kept \(2 missing_image\); first: ann/a.xml"):
         registry.import_dataset(tmp_path / "src", reader=reader_of(raw))
     assert entries(registry) == []
+
+
+def test_class_names_an_older_import_wrote_are_shown_encodable(tmp_path: Path, raw: RawDataset) -> None:
+    """An import made before names were checked may hold a lone surrogate in meta.json: every
+    reader gets it escaped, so no JSON answer or terminal fails to encode it."""
+    registry = Registry(tmp_path / "data")
+    meta = registry.import_dataset(tmp_path / "src", name="pets", reader=reader_of(raw))
+    path = registry.root / meta["id"] / "meta.json"
+    path.write_text(json.dumps({**meta, "classes": ["cat", "d\ud800g", "x\u202ey"]}))  # json escapes them
+    for read in (registry.get(meta["id"]), registry.get("pets"), registry.list()[1]):
+        assert read["classes"] == ["cat", "d\\ud800g", "x\\u202ey"]
+        json.dumps(read, ensure_ascii=False).encode("utf-8")  # raised UnicodeEncodeError before
