@@ -14,6 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 200
+# A repository file or folder in inline code (`app/services/limits.py`), a module (`ssd.detect.non_max_suppression`).
+FILE_IN_CODE = re.compile(r"`((?:app|ssd|benchmarks|tests|tools|static|templates)/[\w./-]*)`")
+MODULE_IN_CODE = re.compile(r"`((?:app|ssd|benchmarks)(?:\.\w+)+)")
 
 
 def _gen_reference() -> ModuleType:
@@ -58,3 +61,35 @@ def test_the_readme_is_short_and_its_links_resolve() -> None:
     local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+://", t) and not t.startswith("#")]
     assert local, "the README links into docs/"
     assert [t for t in local if not (ROOT / t).exists()] == []
+
+
+def _written_pages() -> list[Path]:
+    """The pages people write (the generated reference follows the code by itself)."""
+    pages = [p for p in sorted((ROOT / "docs").rglob("*.md")) if "reference" not in p.relative_to(ROOT / "docs").parts]
+    return [*pages, ROOT / "README.md", ROOT / "CONTRIBUTING.md"]
+
+
+def _is_module(parts: list[str]) -> bool:
+    """Some prefix of ``parts`` (two names at least) is a module or package of the repository."""
+    for n in range(2, len(parts) + 1):
+        base = ROOT.joinpath(*parts[:n])
+        if base.with_suffix(".py").exists() or (base / "__init__.py").exists():
+            return True
+    return False
+
+
+def test_the_docs_name_files_and_modules_that_exist() -> None:
+    """A file, folder or module the pages name in code is there: a move or a rename updates the docs."""
+    stale = []
+    for page in _written_pages():
+        text = page.read_text()
+        for match in FILE_IN_CODE.finditer(text):
+            path = match.group(1).rstrip("/")
+            if re.search(r"[A-Z]{2,}|\.\.\.", path):  # a placeholder: static/js/pages/NAME.js, tests/app/...
+                continue
+            if not (ROOT / path).exists():
+                stale.append(f"{page.relative_to(ROOT)}: {path}")
+        for match in MODULE_IN_CODE.finditer(text):
+            if not _is_module(match.group(1).split(".")):
+                stale.append(f"{page.relative_to(ROOT)}: {match.group(1)}")
+    assert stale == [], "pages name what is no longer there (moved or renamed?):\n" + "\n".join(sorted(set(stale)))
