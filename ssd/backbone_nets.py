@@ -17,6 +17,7 @@ from keras import layers
 
 from ssd.backbones import extra_name
 from ssd.config import ConfigError
+from ssd.layers import FusedBatchNormalization
 
 # Caffe-style ImageNet means (BGR) that keras.applications.resnet50.preprocess_input subtracts.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -85,8 +86,6 @@ def add_extra_layers(
 
     'same' padding: a map of side n becomes ``ceil(n / 2)``, down to 1x1.
     """
-    from ssd.model import FusedBatchNormalization  # the model module imports this one
-
     norm = FusedBatchNormalization if fused_batchnorm else layers.BatchNormalization
     x = base.output
     for k in range(1, count + 1):

@@ -207,11 +207,13 @@ def _build(cls: type[T], data: Mapping[str, Any], prefix: str) -> T:
     return cls(**kwargs)
 
 
-def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` on top, section by section (nested mappings merge, other values
+    replace): a preset under a config, a draft over a job's config."""
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -252,7 +254,7 @@ def from_dict(data: Mapping[str, Any] | None = None) -> Config:
     _check(
         isinstance(preset, str) and preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}, got {preset!r}"
     )
-    merged = copy.deepcopy(_merge(PRESETS[preset], data))  # the defaults below must not touch PRESETS
+    merged = copy.deepcopy(merge(PRESETS[preset], data))  # the defaults below must not touch PRESETS
     priors = merged.setdefault("priors", {})
     if isinstance(priors, dict):
         priors.setdefault("strides", [])  # the source layers' own (Config fills them)

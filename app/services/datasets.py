@@ -1,306 +1,309 @@
-"""Dataset images for the inspection pages: which config, which dataset, which images.
+"""The dataset registry over REST: list, show (with the validation report), delete, and uploads
+of a ``.zip`` that are imported in a background thread.
 
-The dataset browser and the prior explorer show the images of a config's ``data.dataset``: the
-built-in generator (``mnist``) or an imported dataset of the registry. The config is a job's
-(``job=ID``), or the default one on the dataset ``dataset=ID_OR_NAME`` (default ``mnist``).
+The datasets themselves live in :class:`ssd.datasets.registry.Registry` (``DATA_DIR/datasets/``,
+shared with the CLI). What this service adds lives in memory only:
 
-- Generator images are pure functions of (data config, seed, split, index): cached by that key.
-- An imported dataset shows image ``index`` of the split in the dataset's order, at the network
-  input size (``data.image_size``, resized as ``data.resize`` says), never augmented: what the
-  detector is given, and the pixels the priors are defined in. Class names come from the dataset.
-  Its statistics take the boxes from the index (no image decoded).
+- **Uploads.** A zip is streamed into its own folder ``DATA_DIR/uploads/upload-*/`` (flock'ed
+  while in use; :meth:`RegistryService.start` removes what a stopped server left), checked as it
+  arrives (a zip by its first bytes, else 415; ``max_dataset_bytes``, else 413), then queued. Its
+  import slot is taken before the file streams (:meth:`ImportQueue.reserve`).
+- **Imports.** :class:`app.services.imports.ImportQueue` runs the queued uploads one at a time,
+  each in a process of its own with a memory limit (:meth:`Registry.import_dataset`, which builds
+  in ``datasets/.tmp-*`` and renames at the end: the dataset is listed by the registry only once
+  complete). Until then the import is an :class:`~app.services.imports.Import` of this process:
+  ``importing`` with the registry's progress (``done``/``total``/``stage``), then ``ready`` (its
+  ``dataset_id`` is the registered id) or ``failed`` with the error naming the file. A server
+  that stops forgets them; the registry sweeps its half-built directories.
 
-Boxes are pixel ``xyxy`` in the square input.
+Errors are the domain errors of :mod:`app.domain`. TensorFlow is never imported.
 """
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import functools
-import threading
-from collections.abc import Callable
+import logging
+import math
+import posixpath
+import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-from PIL import Image
-
-from app.domain import Invalid, NotFound
-from app.figures.dataset import sample_figure, stats_figures
-from app.images import data_url, decode_at, png_bytes
+from app.domain import ACTIVE, Conflict, Invalid, NotFound
+from app.services.imports import Import, ImportQueue
 from app.services.jobs import JobService
-from ssd.augment import resize, resize_boxes, resize_geometry
-from ssd.config import Config, DataConfig, from_dict
-from ssd.coverage import DatasetBoxes, dataset_boxes
-from ssd.data import VAL_SEED, Sample, for_config
-from ssd.datasets.loader import big_enough, record_boxes
-from ssd.datasets.records import DatasetIndex, ImageRecord
-from ssd.datasets.registry import MNIST, DatasetNotFound, Registry
-from ssd.datasets.text import MAX_PATH, shown
-from ssd.geometry import box_size
+from app.services.problem_view import problem_view
+from app.services.uploads import Upload, safe_filename, sweep_uploads
+from app.settings import Settings
+from ssd.datasets.records import DatasetIndex
+from ssd.datasets.registry import (
+    MNIST,
+    BuiltInDataset,
+    DatasetNotFound,
+    NameTaken,
+    Registry,
+    RegistryError,
+    check_name,
+)
+from ssd.datasets.report import BOX_DROPS, DESCRIPTIONS, IMAGE_DROPS, NOTES, Reason, Report
 
-Split = Literal["train", "val"]
-TRAIN_BROWSE = 10_000  # the train generator is endless; the browser pages through this many
-Ignore = tuple[np.ndarray, np.ndarray]  # crowd / difficult regions: boxes [M, 4], classes [M]
+log = logging.getLogger("ssdboard.datasets")
 
-
-def image_url(split: Split, index: int, job: str | None, root: str = "", *, dataset: str | None = None) -> str:
-    """URL of the PNG of an image (``dataset`` only when no job names it)."""
-    query = f"?job={job}" if job else (f"?dataset={dataset}" if dataset and dataset != MNIST else "")
-    return f"{root}/api/datasets/{split}/images/{index}.png{query}"
-
-
-def source_path(stored: str) -> str:
-    """An imported image's path in the uploaded dataset (the registry keeps it under ``images/``),
-    to show: escaped (an import from before the name rule may have kept a name no answer could
-    encode, ``\udcff`` from a file name that is not UTF-8)."""
-    return shown(stored.removeprefix("images/"), MAX_PATH)
+FORMATS = ("auto", "coco", "voc", "yolo")
+INLINE_PROBLEMS = 100  # problems in GET /api/datasets/{id}; the rest through /problems
+BOX_FORMATS = {"coco": "xywh", "voc": "xyxy", "yolo": "cxcywh_normalized"}
 
 
-def split_length(config: Config, split: Split) -> int:
-    """Images the pages offer of the generator: its validation set, or :data:`TRAIN_BROWSE`."""
-    return config.data.val_images if split == "val" else TRAIN_BROWSE
-
-
-def _check(length: int, split: Split, index: int) -> None:
-    """:class:`NotFound` past the end of a split (negative indices are refused by the routes)."""
-    if index >= length:
-        raise NotFound(f"{split} has {length} images (0..{length - 1}), not {index}")
-
-
-def _boxes(boxes: np.ndarray, labels: np.ndarray, names: list[str] | None = None) -> list[dict[str, Any]]:
-    out = []
-    for box, label in zip(boxes.tolist(), labels.tolist(), strict=True):
-        item = {"box": [round(v, 2) for v in box], "label": label, "width": box[2] - box[0], "height": box[3] - box[1]}
-        if names is not None:
-            item["name"] = names[label]
-        out.append(item)
-    return out
-
-
-def _summary(values: np.ndarray) -> dict[str, float]:
-    if values.size == 0:
-        return {"min": 0.0, "median": 0.0, "mean": 0.0, "max": 0.0}
-    return {
-        k: round(float(f(values)), 2)
-        for k, f in (("min", np.min), ("median", np.median), ("mean", np.mean), ("max", np.max))
-    }
-
-
-def stats(data: DatasetBoxes, num_classes: int, class_names: list[str] | None = None) -> dict[str, Any]:
-    """Numbers and figures of a set of ground truths."""
-    valid = data.valid
-    boxes, labels = data.boxes[valid], data.labels[valid]
-    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    figures = stats_figures(
-        counts=data.counts,
-        widths=widths,
-        heights=heights,
-        labels=labels,
-        num_classes=num_classes,
-        class_names=class_names,
-    )
-    return {
-        "num_images": int(data.counts.size),
-        "num_boxes": int(valid.sum()),
-        "objects_per_image": {**_summary(data.counts.astype(np.float32)), "counts": np.bincount(data.counts).tolist()},
-        "width": _summary(widths),
-        "height": _summary(heights),
-        "size": _summary(box_size(boxes)),
-        "class_counts": np.bincount(labels, minlength=num_classes).tolist(),
-        "figures": {name: fig.to_plotly_json() for name, fig in figures.items()},
-    }
+def kind_of(reason: Reason) -> str:
+    """``image_dropped``, ``box_dropped`` or ``kept`` (kept with a note)."""
+    if reason in IMAGE_DROPS:
+        return "image_dropped"
+    return "box_dropped" if reason in BOX_DROPS else "kept"
 
 
 @dataclass(frozen=True)
-class Imported:
-    """An imported dataset as the browser reads it: its index and where its files are."""
+class _Parsed:
+    """A ready dataset's report with what the pages need to link its problems."""
 
-    id: str
-    name: str
-    root: Path
+    report: Report
+    kept_files: frozenset[str]
     index: DatasetIndex
-    splits: dict[str, list[ImageRecord]]
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.index.classes)
 
 
-class DatasetService:
-    """Images, ground truth and statistics of the generator or an imported dataset, under a job's
-    or the default config."""
+class RegistryService:
+    """The datasets under ``settings.artifact_root`` and this server's uploads (one per app)."""
 
-    def __init__(self, jobs: JobService, *, data_dir: Path | None = None, cache_size: int = 256) -> None:
+    def __init__(self, jobs: JobService, settings: Settings) -> None:
         self.jobs = jobs
-        self.registry = Registry(data_dir if data_dir is not None else jobs.settings.artifact_root)
-        # About 1 ms to generate an image, but the pages ask for the same ones again and again.
-        self._sample: Callable[[DataConfig, int, Split, int], Sample] = functools.lru_cache(maxsize=cache_size)(
-            lambda data, seed, split, index: for_config(Config(seed=seed, data=data), split)[index]
-        )
-        # Decoding a photo takes longer; fewer are kept (a 512 px input is 0.8 MB an image).
-        self._file_sample: Callable[[DataConfig, Split, int], tuple[Sample, Ignore]] = functools.lru_cache(
-            maxsize=min(cache_size, 64)
-        )(self._decode)
-        self._imported: Callable[[str], Imported] = functools.lru_cache(maxsize=4)(self._load)
-        self._load_lock = threading.Lock()
+        self.settings = settings
+        self.registry = Registry(settings.artifact_root)  # every worker reads datasets from there
+        self.uploads_dir = settings.data_dir / "uploads"
+        self.imports = ImportQueue(self.registry, settings)
+        self._parsed = functools.lru_cache(maxsize=4)(self._parse)
 
-    # ------------------------------------------------------------------ which config, which dataset
-    def config_of(self, job: str | None, dataset: str | None = None) -> Config:
-        """The config of job ``job``, or the default config on ``dataset`` (an id or name; default
-        ``mnist``). :class:`NotFound` for an unknown job or dataset; :class:`Invalid` when both are
-        given and the job trains on another dataset."""
-        if job is not None:
-            config = self.jobs.config_of(job)
-            if dataset is not None and self._id_of(dataset) != config.data.dataset:
-                used = config.data.dataset
-                raise Invalid(("query", "dataset"), f"job {job} uses the dataset {used!r}, not {dataset!r}")
-            return config
-        if dataset is None or dataset == MNIST:
-            return from_dict({})
-        return self.jobs.resolve({"data": {"dataset": self._id_of(dataset)}}, loc=("query", "dataset"))
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> None:
+        """Remove what a stopped server left: upload folders and half-built imports."""
+        swept = sweep_uploads(self.uploads_dir) + self.registry.sweep()
+        if swept:
+            log.info("removed %d unfinished uploads and imports: %s", len(swept), ", ".join(sorted(swept)))
 
-    def _id_of(self, dataset: str) -> str:
+    def close(self) -> None:
+        """Forget the queued imports (their uploads removed) and stop the running one."""
+        self.imports.close()
+
+    # ------------------------------------------------------------------ reading
+    def _find(self, dataset: str) -> Import | None:
+        return self.imports.find(dataset)
+
+    def _meta(self, dataset: str) -> dict[str, Any]:
         try:
-            return str(self.registry.get(dataset)["id"])
+            return self.registry.get(dataset)
         except DatasetNotFound as exc:
             raise NotFound(str(exc)) from None
 
-    def _load(self, dataset_id: str) -> Imported:
-        with self._load_lock:  # one read of a big index.json at a time
-            meta = self.registry.get(dataset_id)
-            index = self.registry.index(dataset_id)
-            splits = {"train": index.split("train"), "val": index.split("val")}
-            return Imported(meta["id"], meta["name"], self.registry.path(dataset_id), index, splits)
+    def list(self) -> list[dict[str, Any]]:
+        """``mnist``, the imported datasets (oldest first), then this server's imports in progress or failed."""
+        return [*self.registry.list(), *self.imports.unfinished()]
 
-    def imported(self, config: Config) -> Imported | None:
-        """The imported dataset of a config (None for the generator); :class:`NotFound` once removed."""
-        if config.data.dataset == MNIST:
-            return None
-        dataset_id = self._id_of(config.data.dataset)  # ids are never reused: the cache stays right
-        return self._imported(dataset_id)
+    def summary(self, dataset: str) -> dict[str, Any]:
+        """One dataset's meta (or an upload's import) without the report; NotFound."""
+        found = self._find(dataset)
+        if found is not None and found.status != "ready":
+            return found.to_dict()
+        return self._meta(found.dataset_id if found is not None and found.dataset_id else dataset)
 
-    def length(self, config: Config, split: Split) -> int:
-        """Images of a config's split that the pages offer."""
-        data = self.imported(config)
-        return split_length(config, split) if data is None else len(data.splits[split])
+    def get(self, dataset: str) -> dict[str, Any]:
+        """One dataset by id or name (or an upload's id): its meta, and the report once ready."""
+        found = self._find(dataset)
+        if found is not None and found.status != "ready":
+            return found.to_dict()
+        meta = self._meta(found.dataset_id if found is not None and found.dataset_id else dataset)
+        if meta["id"] == MNIST:
+            return {**meta, "report": None}
+        parsed = self._parsed(meta["id"])
+        report = parsed.report.to_dict()
+        report["problems"] = self._problems(meta["id"], range(min(INLINE_PROBLEMS, len(parsed.report.problems))))
+        report["problems_total"] = len(parsed.report.problems)
+        report["reasons"] = [
+            {"reason": r.value, "kind": kind_of(r), "count": parsed.report.counts[r], "description": DESCRIPTIONS[r]}
+            for r in (*IMAGE_DROPS, *BOX_DROPS, *NOTES)
+        ]
+        return {**meta, "report": report}
 
-    def check_index(self, config: Config, split: Split, index: int) -> None:
-        """:class:`NotFound` past the end of the split."""
-        _check(self.length(config, split), split, index)
+    def _parse(self, dataset_id: str) -> _Parsed:
+        index = self.registry.index(dataset_id)
+        return _Parsed(self.registry.report(dataset_id), frozenset(r.file for r in index.images), index)
 
-    # ------------------------------------------------------------------ images
-    def _decode(self, data: DataConfig, split: Split, index: int) -> tuple[Sample, Ignore]:
-        """The input-size sample of an imported image, decoded no larger than that (anonymous
-        GETs call this: a whole decode of a large photo cost hundreds of MB)."""
-        imported = self._imported(data.dataset)
-        record = imported.splits[split][index]
-        # Pixels resized straight to the input's geometry, which the index's size decides, as
-        # it decides the boxes': resize() then only places them (letterbox) or keeps them.
-        _, _, _, _, new_w, new_h = resize_geometry(record.width, record.height, data.image_size, data.resize)
-        with Image.open(imported.root / record.file) as file:
-            pixels = decode_at(file, new_w, new_h)
-        image, _ = resize(pixels, np.zeros((0, 4), np.float32), data.image_size, data.resize)
-        boxes = np.concatenate([record.boxes, record.ignore]).astype(np.float32)
-        boxes = resize_boxes(boxes, record.width, record.height, data.image_size, data.resize)
-        k = len(record.boxes)
-        objects = big_enough(boxes[:k], record.labels)
-        ignore = big_enough(boxes[k:], record.ignore_labels)
-        return Sample(image=image, boxes=objects[0], labels=objects[1]), ignore
+    def _ready(self, dataset: str) -> tuple[dict[str, Any], _Parsed]:
+        found = self._find(dataset)
+        if found is not None and found.status != "ready":
+            raise NotFound(f"the dataset {dataset!r} is {found.status}: it has no report")
+        meta = self._meta(found.dataset_id if found is not None and found.dataset_id else dataset)
+        if meta["id"] == MNIST:
+            raise NotFound("mnist is the built-in generator: it has no import report")
+        return meta, self._parsed(meta["id"])
 
-    def sample(self, config: Config, split: Split, index: int) -> Sample:
-        """Image ``index`` of a config's split (an imported one unaugmented, at the input size)."""
-        if self.imported(config) is not None:
-            return self._file_sample(config.data, split, index)[0]
-        seed = config.seed if split == "train" else VAL_SEED
-        return self._sample(config.data, seed, split, index)
+    def _problems(self, dataset_id: str, positions: Iterable[int]) -> builtins.list[dict[str, Any]]:
+        parsed = self._parsed(dataset_id)
+        out = []
+        for k in positions:
+            problem = parsed.report.problems[k]
+            out.append(
+                {
+                    "index": k,
+                    **problem.to_dict(),
+                    "kind": kind_of(problem.reason),
+                    "viewable": _stored(problem.image) in parsed.kept_files,
+                    "drawable": _numbers(problem.box) is not None,
+                }
+            )
+        return out
 
-    def boxes(self, config: Config, split: Split, n: int) -> DatasetBoxes:
-        """Ground truth of images ``0..n-1`` of a split in the input's pixels (the prior explorer's
-        coverage and the statistics); for an imported dataset from its index, nothing decoded."""
-        imported = self.imported(config)
-        if imported is None:
-            return dataset_boxes(config, split, n)
-        return record_boxes(imported.splits[split][:n], config.data.image_size, config.data.resize)
-
-    def _about(self, config: Config, job: str | None) -> dict[str, Any]:
-        imported = self.imported(config)
-        if imported is None:
-            return {"job": job, "dataset": MNIST, "dataset_name": MNIST, "classes": None}
-        return {"job": job, "dataset": imported.id, "dataset_name": imported.name, "classes": imported.classes}
-
-    def list_images(
-        self, split: Split, job: str | None, *, offset: int, limit: int, root: str, dataset: str | None = None
-    ) -> dict[str, Any]:
-        """A page of images: index, PNG URL, ground-truth boxes and labels (and class names and
-        file names of an imported dataset)."""
-        config = self.config_of(job, dataset)
-        about = self._about(config, job)
-        imported = self.imported(config)
-        total = self.length(config, split)
-        items = []
-        for index in range(offset, min(offset + limit, total)):
-            s = self.sample(config, split, index)
-            item = {
-                "index": index,
-                "url": image_url(split, index, job, root, dataset=about["dataset"]),
-                "boxes": _boxes(s.boxes, s.labels, about["classes"]),
-            }
-            if imported is not None:
-                item["file"] = source_path(imported.splits[split][index].file)
-            items.append(item)
+    def problems(self, dataset: str, *, reason: str | None, offset: int, limit: int) -> dict[str, Any]:
+        """A page of a ready dataset's problems, of one reason or all."""
+        meta, parsed = self._ready(dataset)
+        if reason is not None and reason not in Reason.__members__.values():
+            raise Invalid(("query", "reason"), f"one of {', '.join(r.value for r in Reason)}, not {reason!r}")
+        chosen = [k for k, p in enumerate(parsed.report.problems) if reason is None or p.reason.value == reason]
+        page = chosen[offset : offset + limit]
+        items = self._problems(meta["id"], page)
         return {
-            "split": split,
-            **about,
-            "total": total,
+            "id": meta["id"],
+            "reason": reason,
+            "total": len(chosen),
             "offset": offset,
             "limit": limit,
-            "image_size": config.data.image_size,
             "items": items,
         }
 
-    def image_png(self, split: Split, index: int, job: str | None, dataset: str | None = None) -> bytes:
-        """One image as PNG bytes (no boxes drawn)."""
-        config = self.config_of(job, dataset)
-        self.check_index(config, split, index)
-        return png_bytes(self.sample(config, split, index).image)
-
-    def image_detail(
-        self, split: Split, index: int, job: str | None, *, root: str, dataset: str | None = None
-    ) -> dict[str, Any]:
-        """One image: its boxes and a zoomable figure (image + boxes, hover: class, box, size)."""
-        config = self.config_of(job, dataset)
-        self.check_index(config, split, index)
-        about = self._about(config, job)
-        imported = self.imported(config)
-        s = self.sample(config, split, index)
-        ignore = None if imported is None else self._file_sample(config.data, split, index)[1]
-        size = config.data.image_size
-        figure = sample_figure(
-            data_url(s.image), s.boxes, s.labels, width=size, height=size, class_names=about["classes"], ignore=ignore
+    def problem(self, dataset: str, k: int) -> dict[str, Any]:
+        """Problem ``k`` with its image at its own size, the kept boxes and the problem's box
+        (pixel ``xyxy``) as a Plotly figure; ``figure`` is None for an image that was dropped."""
+        meta, parsed = self._ready(dataset)
+        if k >= len(parsed.report.problems):
+            raise NotFound(f"the dataset has {len(parsed.report.problems)} problems, not {k + 1}")
+        item = self._problems(meta["id"], [k])[0]
+        record = next((r for r in parsed.index.images if r.file == _stored(item["image"])), None)
+        view = problem_view(
+            self.registry.path(meta["id"]),
+            record,
+            parsed.index.classes,
+            reason=Reason(item["reason"]),
+            box=_numbers(item["box"]),
+            box_format=BOX_FORMATS.get(meta["format"], "xyxy"),
         )
-        out = {
-            "split": split,
-            "index": index,
-            **about,
-            "total": self.length(config, split),
-            "image_size": size,
-            "url": image_url(split, index, job, root, dataset=about["dataset"]),
-            "boxes": _boxes(s.boxes, s.labels, about["classes"]),
-            "figure": figure.to_plotly_json(),
-        }
-        if imported is not None and ignore is not None:
-            record = imported.splits[split][index]
-            out.update(file=source_path(record.file), width=record.width, height=record.height, ignore=_boxes(*ignore))
-        return out
+        dataset_info = {"id": meta["id"], "name": meta["name"]}
+        return {"dataset": dataset_info, "total": len(parsed.report.problems), "problem": item, **view}
 
-    def split_stats(self, split: Split, job: str | None, *, n: int, dataset: str | None = None) -> dict[str, Any]:
-        """Statistics of the first ``n`` images of a split."""
-        config = self.config_of(job, dataset)
-        about = self._about(config, job)
-        n = min(n, self.length(config, split))
-        return {
-            "split": split,
-            **about,
-            **stats(self.boxes(config, split, n), config.model.num_classes, about["classes"]),
-        }
+    # ------------------------------------------------------------------ deleting
+    def delete(self, dataset: str) -> None:
+        """Remove an imported dataset (or forget a failed upload). Conflict for ``mnist``, an
+        import still running, and a dataset that a queued or running job trains on."""
+        found = self._find(dataset)
+        if found is not None and found.status == "importing":
+            raise Conflict(f"the dataset {found.name!r} is still importing: delete it once it is ready or failed")
+        if found is not None and found.status == "failed":
+            self.imports.forget(found.id)
+            return
+        meta = self._meta(found.dataset_id if found is not None and found.dataset_id else dataset)
+        if meta["id"] == MNIST:
+            raise Conflict("mnist is the built-in dataset: it cannot be deleted")
+        users = [
+            job["id"]
+            for status in sorted(ACTIVE)
+            for job in self.jobs.list(status=status, limit=100_000)
+            if (job.get("config") or {}).get("data", {}).get("dataset") == meta["id"]
+        ]
+        if users:
+            raise Conflict(f"the dataset {meta['name']!r} is used by queued or running jobs: {', '.join(users)}")
+        try:
+            self.registry.remove(meta["id"])
+        except BuiltInDataset as exc:
+            raise Conflict(str(exc)) from None
+        except DatasetNotFound as exc:
+            raise NotFound(str(exc)) from None
+
+    # ------------------------------------------------------------------ uploading
+    def check_form(self, fields: Mapping[str, str], filename: str | None = None) -> dict[str, Any]:
+        """The import options of an upload form (``name``, ``format``, ``val_fraction``), checked:
+        Invalid naming the field, Conflict for a name in use. ``name`` defaults to the file's name."""
+        fmt = fields.get("format", "auto") or "auto"
+        if fmt not in FORMATS:
+            raise Invalid(("body", "format"), f"one of {', '.join(FORMATS)}, not {fmt!r}")
+        try:
+            fraction = float(fields.get("val_fraction", "0.1") or "0.1")
+        except ValueError:
+            raise Invalid(("body", "val_fraction"), "a number in [0, 1)") from None
+        if not 0.0 <= fraction < 1.0:
+            raise Invalid(("body", "val_fraction"), f"a number in [0, 1), not {fraction}")
+        name = fields.get("name") or ""
+        if not name.strip():
+            name = Path(safe_filename(filename)).stem if filename is not None else ""
+        if not name:
+            return {"format": fmt, "val_fraction": fraction, "name": None}  # the file's name decides later
+        try:
+            name = check_name(name)
+        except NameTaken as exc:
+            raise Conflict(f"name: {exc}: choose another name") from None
+        except RegistryError as exc:
+            raise Invalid(("body", "name"), str(exc)) from None
+        self._check_free(name)
+        return {"format": fmt, "val_fraction": fraction, "name": name}
+
+    def _check_free(self, name: str) -> None:
+        with contextlib.suppress(DatasetNotFound):
+            meta = self.registry.get(name)
+            if meta["name"] == name:
+                raise Conflict(f"name: a dataset named {name!r} exists already (id {meta['id']}): choose another name")
+        found = self._find(name)
+        if found is not None and found.name == name:
+            raise Conflict(f"name: a dataset named {name!r} is being imported (id {found.id}): choose another name")
+
+    def begin_upload(self, filename: str, fields: Mapping[str, str]) -> Upload:
+        """Check the form fields sent so far, take an import slot (Conflict when none is free),
+        then open the file an upload streams into; discarding the upload gives the slot back."""
+        self.check_form(fields, filename)
+        release = self.imports.reserve()
+        try:
+            upload = Upload(self.uploads_dir, filename, max_bytes=self.settings.max_dataset_bytes)
+        except BaseException:
+            release()
+            raise
+        upload.release = release
+        return upload
+
+    def start_import(self, upload: Upload, fields: Mapping[str, str]) -> dict[str, Any]:
+        """Queue the import of a received upload; returns the import (``status: importing``)."""
+        upload.finish()
+        options = self.check_form(fields, upload.filename)
+        item = Import(
+            id=uuid.uuid4().hex[:12],
+            name=options["name"] or "dataset",
+            format=options["format"],
+            source=upload.path.name,
+            size=upload.size,
+            val_fraction=options["val_fraction"],
+        )
+        self.imports.submit(item, upload)
+        return item.to_dict()
+
+
+def _stored(image: str | None) -> str | None:
+    """Where the registry keeps an image of the source (``images/<path>``)."""
+    return None if image is None else posixpath.normpath(posixpath.join("images", image))
+
+
+def _numbers(box: list[Any] | None) -> list[float] | None:
+    """The four finite numbers of a box as written, or None."""
+    if not box or len(box) != 4:
+        return None
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        return None
+    return values if all(math.isfinite(v) for v in values) and not any(isinstance(v, bool) for v in box) else None

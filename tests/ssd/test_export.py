@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ssd import cli_export, export
+from ssd import export
 from ssd.checkpoint import write_config
+from ssd.cli import export as cli_export
 from ssd.cli import main
 from ssd.config import from_dict
 from ssd.data import for_config

@@ -70,7 +70,7 @@ def test_fused_batchnorm_matches_keras_batchnorm() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from ssd.model import FusedBatchNormalization
+    from ssd.layers import FusedBatchNormalization
 
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(2.0, 3.0, size=(4, 6, 5, 3)).astype(np.float32))
@@ -102,7 +102,7 @@ def test_fused_batchnorm_runs_in_bfloat16() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from ssd.model import FusedBatchNormalization
+    from ssd.layers import FusedBatchNormalization
 
     layer = FusedBatchNormalization(dtype="mixed_bfloat16")
     x = tf.constant(np.arange(2 * 3 * 3 * 2, dtype=np.float32).reshape(2, 3, 3, 2))

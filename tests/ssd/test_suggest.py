@@ -163,7 +163,7 @@ def test_cli_suggest_json_and_errors(capsys: pytest.CaptureFixture[str], tmp_pat
 
 
 def test_suggest_loads_no_tensorflow() -> None:
-    probe = "import sys, ssd.suggest, ssd.cli_priors; print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
+    probe = "import sys, ssd.suggest, ssd.cli.priors; print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

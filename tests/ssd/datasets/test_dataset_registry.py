@@ -274,7 +274,7 @@ def test_the_registry_export_and_cli_load_no_tensorflow() -> None:
     import sys
 
     probe = (
-        "import sys, ssd.datasets.registry, ssd.datasets.export, ssd.datasets.splits, ssd.cli_datasets, ssd.cli; "
+        "import sys, ssd.datasets.registry, ssd.datasets.export, ssd.datasets.splits, ssd.cli.datasets, ssd.cli; "
         "ssd.cli.build_parser(); print(sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras'}))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from ssd.cli import CliError
+from ssd.cli.common import CliError
 
 FORMATS = ("savedmodel", "onnx", "tflite")  # ssd.export.FORMATS, without importing TensorFlow for --help
 

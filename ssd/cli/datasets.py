@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ssd.cli import CliError
+from ssd.cli.common import CliError
 
 PROBLEMS_SHOWN = 20
 

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ssd.cli import DATA_DIR_HELP, CliError
+from ssd.cli.common import DATA_DIR_HELP, CliError
 
 DEFAULT_IMAGES = 2000
 

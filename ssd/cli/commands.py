@@ -1,11 +1,12 @@
-"""The ``ssdboard`` command line (contract in DESIGN.md).
+"""The ``ssdboard`` command line (contract in DESIGN.md): the parser, and the commands that train
+and run a detector.
 
 - ``ssdboard train [--config FILE] [--steps N] [--out DIR] [--seed S]``
 - ``ssdboard detect --checkpoint DIR --images FILE.npz --out FILE.json``
 - ``ssdboard evaluate --checkpoint DIR``
-- ``ssdboard datasets import|list|show|remove|export ...`` (:mod:`ssd.cli_datasets`)
-- ``ssdboard priors suggest --dataset ID [--config FILE] [--per-cell K]`` (:mod:`ssd.cli_priors`)
-- ``ssdboard export --checkpoint DIR --format savedmodel|onnx|tflite --out PATH`` (:mod:`ssd.cli_export`)
+- ``ssdboard datasets import|list|show|remove|export ...`` (:mod:`ssd.cli.datasets`)
+- ``ssdboard priors suggest --dataset ID [--config FILE] [--per-cell K]`` (:mod:`ssd.cli.priors`)
+- ``ssdboard export --checkpoint DIR --format savedmodel|onnx|tflite --out PATH`` (:mod:`ssd.cli.export`)
 - ``ssdboard serve ...`` is added by :mod:`app.cli` (the library never imports the web layer)
 
 Heavy imports (TensorFlow) happen inside the commands, so ``--help`` and errors are instant.
@@ -23,14 +24,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ssd.cli.common import DATA_DIR_HELP, CliError
+from ssd.cli.datasets import add_parser as add_datasets_parser
+from ssd.cli.export import add_parser as add_export_parser
+from ssd.cli.priors import add_parser as add_priors_parser
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-class CliError(Exception):
-    """A user error: printed as ``ssdboard: error: ...`` with exit status 2."""
-
-
-DATA_DIR_HELP = "where imported datasets live (default SSDBOARD_DATA_DIR or ./data)"
 
 
 def _config_arg(args: argparse.Namespace) -> Any:
@@ -198,14 +197,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.set_defaults(func=cmd_evaluate)
 
-    from ssd.cli_datasets import add_parser as add_datasets_parser
-
     add_datasets_parser(sub)
-    from ssd.cli_priors import add_parser as add_priors_parser
-
     add_priors_parser(sub)
-    from ssd.cli_export import add_parser as add_export_parser
-
     add_export_parser(sub)
     return parser, sub
 
@@ -223,9 +216,3 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> i
 def main(argv: Sequence[str] | None = None) -> int:
     """The library's commands only; the ``ssdboard`` console script is :func:`app.cli.main`."""
     return run(build_parser()[0], argv)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from ssd.cli import main as _main  # the module's own CliError, the one ssd.cli_datasets raises
-
-    sys.exit(_main())
