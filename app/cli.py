@@ -16,10 +16,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Start the dashboard with uvicorn (blocks until interrupted)."""
     from pydantic import ValidationError
 
-    from app.db import DatabaseUnavailable
+    from app.http.security import UnsafeBindError
     from app.main import serve
-    from app.migrations import SchemaTooNew
-    from app.security import UnsafeBindError
+    from app.store.engine import DatabaseUnavailable
+    from app.store.migrations import SchemaTooNew
 
     try:
         return serve(host=args.host, port=args.port, data_dir=args.data_dir, insecure=args.insecure)

@@ -2,7 +2,7 @@
 
 Importing this module is cheap and starts nothing: the lifespan opens the job store, recovers
 jobs a previous server left running, starts the runner and builds the services (kept on
-``app.state``, handed to routes by :mod:`app.deps`); on exit it stops the workers (their jobs
+``app.state``, handed to routes by :mod:`app.api.deps`); on exit it stops the workers (their jobs
 become ``interrupted``, resumable) and closes the live streams. TensorFlow is not imported
 here: training runs in spawned worker processes, and the detections viewer loads it on the
 first detector it needs.
@@ -21,21 +21,21 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from app import security, sse
-from app.api import compare, datasets, errors, exports, health, inference, jobs, priors, sweeps, worker
-from app.events import Broadcaster
-from app.runner import JobRunner
+from app.api import compare, datasets, detections, errors, exports, health, jobs, priors, sweeps, worker
+from app.execution.events import Broadcaster
+from app.execution.runner import JobRunner
+from app.http import security, sse
 from app.services.compare import CompareService
+from app.services.dataset_browser import DatasetBrowser
 from app.services.datasets import DatasetService
+from app.services.detections import DetectionService
 from app.services.export import ExportService
 from app.services.heavy import HeavyWork
-from app.services.inference import DetectionService
 from app.services.jobs import JobService
 from app.services.priors import PriorService
-from app.services.registry import RegistryService
 from app.services.sweeps import SweepService
 from app.settings import Settings, byte_size
-from app.store import JobStore
+from app.store.jobs import JobStore
 
 log = logging.getLogger("ssdboard")
 
@@ -76,11 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sweeps = SweepService(app.state.jobs)
         heavy = HeavyWork(settings.max_heavy_reads)  # model runs and conversions share one bound
         app.state.exports = ExportService(app.state.jobs, heavy=heavy)
-        app.state.datasets = DatasetService(app.state.jobs)
-        app.state.priors = PriorService(app.state.datasets, settings)
-        app.state.registry = RegistryService(app.state.jobs, settings)
-        await run_in_threadpool(app.state.registry.start)  # sweeps what a stopped server left
-        app.state.inference = DetectionService(
+        app.state.dataset_browser = DatasetBrowser(app.state.jobs)
+        app.state.priors = PriorService(app.state.dataset_browser, settings)
+        app.state.datasets = DatasetService(app.state.jobs, settings)
+        await run_in_threadpool(app.state.datasets.start)  # sweeps what a stopped server left
+        app.state.detections = DetectionService(
             settings.jobs_dir,
             max_upload_bytes=settings.max_upload_bytes,
             max_eval_images=settings.max_eval_images,
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.registry.close()
+            app.state.datasets.close()
             await run_in_threadpool(runner.stop)
             broadcaster.close_all()
             store.close()
@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="ssdboard", version="0.1.0", description=description, lifespan=lifespan)
     app.state.settings = settings
     errors.install(app)
-    for module in (health, jobs, worker, compare, sweeps, exports, inference, datasets, priors):
+    for module in (health, jobs, worker, compare, sweeps, exports, detections, datasets, priors):
         app.include_router(module.router)
     app.include_router(health.config_router)
     if importlib.util.find_spec("app.api.pages") is not None:
@@ -136,8 +136,8 @@ def serve(
 ) -> int:
     """Run the dashboard with uvicorn until interrupted; arguments left None come from the settings.
 
-    Raises :class:`app.security.UnsafeBindError` for a non-loopback host without a token, unless
-    ``insecure`` (then it logs a warning), and :class:`app.migrations.SchemaTooNew` for a database
+    Raises :class:`app.http.security.UnsafeBindError` for a non-loopback host without a token, unless
+    ``insecure`` (then it logs a warning), and :class:`app.store.migrations.SchemaTooNew` for a database
     a newer ssdboard migrated.
     """
     import uvicorn
@@ -148,7 +148,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     if warning:
         log.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
-    from app import server as http
+    from app.http import server as http
 
     open_files, hard = http.raise_open_files_limit()
     limits = http.connection_limits(settings.max_connections, open_files, concurrent_jobs=settings.max_concurrent_jobs)
@@ -161,7 +161,7 @@ def serve(
         open_files,
         hard,
     )
-    # Migrate before binding: a database from a newer ssdboard (app.migrations.SchemaTooNew) stops
+    # Migrate before binding: a database from a newer ssdboard (app.store.migrations.SchemaTooNew) stops
     # the command with its message, not a traceback from the lifespan.
     JobStore(settings.db_url).close()
     app = create_app(settings)

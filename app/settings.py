@@ -1,7 +1,7 @@
 """Server settings from ``SSDBOARD_*`` environment variables (pydantic-settings).
 
 :func:`app.main.create_app` reads them once (or takes a :class:`Settings` from tests and
-``serve``) and keeps them on ``app.state`` for the routes (``app.deps``) and the services.
+``serve``) and keeps them on ``app.state`` for the routes (``app.api.deps``) and the services.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from app.store import METRIC_KEYS, JobStore, metrics
+from app.store.jobs import METRIC_KEYS, JobStore, metrics
 from benchmarks.server import free_port, start_server, stop_server
 from benchmarks.sse import percentile
 from ssd.config import from_dict

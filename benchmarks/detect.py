@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from app.services.inference import DetectionService, dataset
+from app.services.detections import DetectionService, dataset
 from app.settings import Settings
 from ssd.config import from_dict
 from ssd.evaluate import coco_evaluate, confusion_matrix

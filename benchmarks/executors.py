@@ -179,7 +179,7 @@ def ray_worker_env(job_id: str) -> dict[str, str]:
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"app.worker_main" not in argv or job_id.encode() not in argv:
+            if b"app.worker.main" not in argv or job_id.encode() not in argv:
                 continue
             environ = dict(
                 item.decode(errors="replace").split("=", 1)

@@ -10,7 +10,7 @@ and imports it until it is ready:
 
 While each uploads and imports, a thread reads ``/proc`` every 10 ms: the server's resident
 memory (``VmRSS``, its peak ``VmHWM``) and that of its import process (``python -m
-app.import_process``: ``VmHWM``, and ``VmPeak``, the address space that its limit
+app.worker.dataset_import``: ``VmHWM``, and ``VmPeak``, the address space that its limit
 ``SSDBOARD_IMPORT_MEMORY_GIB`` bounds). The server's memory at rest is read before each upload;
 once the import is ready, the server's memory after the dataset's first ``GET`` (its validation
 report, read from the stored index) is read too, apart from the import's figures.
@@ -47,7 +47,7 @@ from benchmarks.server import free_port, start_server, stop_server
 from ssd.precision import cpu_info
 
 MIB = 2**20
-CHILD = b"app.import_process"
+CHILD = b"app.worker.dataset_import"
 SAMPLE_S = 0.01
 STATUS_KEYS = ("VmRSS", "VmHWM", "VmPeak")
 
@@ -68,7 +68,7 @@ def proc_memory(pid: int) -> dict[str, int]:
 
 
 def import_processes(pid: int) -> list[int]:
-    """The import processes (``python -m app.import_process``) that ``pid`` started."""
+    """The import processes (``python -m app.worker.dataset_import``) that ``pid`` started."""
     found: list[int] = []
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from app.store import JobStore, utcnow
+from app.store.jobs import JobStore, utcnow
 from benchmarks.server import free_port, start_server, stop_server
 from ssd.config import from_dict
 from ssd.precision import cpu_info

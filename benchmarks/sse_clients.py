@@ -38,7 +38,7 @@ from typing import Any, cast
 
 import httpx
 
-from app.server import raise_open_files_limit
+from app.http.server import raise_open_files_limit
 from benchmarks.clients import KeepAliveGet, run_on_uvloop
 from benchmarks.load import cpu_seconds, rss_bytes
 from benchmarks.server import free_port, start_server, stop_server

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("app", "ssd")
 EXTRAS = ("export", "postgres", "ray")
 # Alembic loads this one itself, on an open connection; importing it alone raises by design.
-NOT_IMPORTABLE_ALONE = frozenset({"app.migrations.env"})
+NOT_IMPORTABLE_ALONE = frozenset({"app.store.migrations.env"})
 PIP_TIMEOUT = 1200
 PG_URL = "postgresql+psycopg://user:secret@127.0.0.1:1/ssdboard"  # never connected to
 
@@ -184,7 +184,7 @@ print(json.dumps(result))
 _EXTRA_PROBES = {
     "postgres": f"""
 import json
-from app.db import make_engine
+from app.store.engine import make_engine
 try:
     engine = make_engine({PG_URL!r})
     print(json.dumps({{"ok": True, "detail": engine.dialect.driver}}))
@@ -204,7 +204,7 @@ except ImportError as error:
     "ray": """
 import json
 try:
-    import app.executors.ray, app.ray_peers, ray.job_submission, ray.util.placement_group
+    import app.execution.executors.ray, app.worker.ray_peers, ray.job_submission, ray.util.placement_group
     print(json.dumps({"ok": True, "detail": ray.__version__}))
 except ImportError as error:
     print(json.dumps({"ok": False, "detail": str(error)}))

@@ -12,7 +12,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from app.domain import ClientGone
-from app.security import HEAD_SCOPE_KEY
+from app.http.security import HEAD_SCOPE_KEY
 
 T = TypeVar("T")
 DISCONNECT_POLL_S = 0.25  # how soon work for a client that left stops (plus the batch in flight)
@@ -25,7 +25,7 @@ def root_of(request: Request) -> str:
 
 
 def is_head(request: Request) -> bool:
-    """Whether the client asked HEAD (answered by the GET route: :class:`app.security.HeadMiddleware`),
+    """Whether the client asked HEAD (answered by the GET route: :class:`app.http.security.HeadMiddleware`),
     so a route can send the GET's headers without doing the GET's work."""
     return bool(request.scope.get(HEAD_SCOPE_KEY))
 

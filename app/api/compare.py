@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from app.deps import CompareDep
+from app.api.deps import CompareDep
 from app.services import compare as service
 
 router = APIRouter(prefix="/api/compare", tags=["compare"])

@@ -1,13 +1,13 @@
 """Datasets over REST: the registry (list, upload, show with the validation report, delete) and
 the dataset browser (pages of images with their ground truth, one image, statistics).
 
-- Registry routes call :class:`app.services.registry.RegistryService`. An upload is a
+- Registry routes call :class:`app.services.datasets.DatasetService`. An upload is a
   ``multipart/form-data`` body (``file`` = a ``.zip``, optional ``name``, ``format``,
   ``val_fraction``) streamed to the data dir (:func:`app.api.uploads.stream_form`); the answer
   is 202 with the import, which runs in a process of its own (with a memory limit, never in the
   server's memory): poll ``GET /api/datasets/{id}``. An upload holds its import slot from the
-  moment its file part begins (:meth:`RegistryService.begin_upload`); a failed one gives it back.
-- Browser routes call :class:`app.services.datasets.DatasetService`: the built-in generator's
+  moment its file part begins (:meth:`DatasetService.begin_upload`); a failed one gives it back.
+- Browser routes call :class:`app.services.dataset_browser.DatasetBrowser`: the built-in generator's
   images for the default config, a job's dataset with ``?job=ID``, or an imported dataset with
   ``?dataset=ID_OR_NAME``.
 """
@@ -20,11 +20,11 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api import root_of
+from app.api.deps import DatasetBrowserDep, DatasetsDep
 from app.api.uploads import stream_form
-from app.deps import DatasetsDep, RegistryDep
 from app.domain import Invalid
-from app.services.datasets import Split
-from app.services.registry import FORMATS
+from app.services.dataset_browser import Split
+from app.services.datasets import FORMATS
 from app.services.uploads import Upload
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
@@ -85,39 +85,39 @@ UPLOAD_ERRORS: Responses = {
 
 
 @router.get("")
-def list_datasets(registry: RegistryDep) -> list[dict[str, Any]]:
+def list_datasets(datasets: DatasetsDep) -> list[dict[str, Any]]:
     """Every dataset: ``mnist``, the imported ones (oldest first), then this server's imports in
     progress (``status: importing``) or failed."""
-    return registry.list()
+    return datasets.list()
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_BODY, responses=UPLOAD_ERRORS)
-async def upload_dataset(request: Request, registry: RegistryDep) -> dict[str, Any]:
+async def upload_dataset(request: Request, datasets: DatasetsDep) -> dict[str, Any]:
     """Upload a dataset as a .zip; 202 with ``id``, ``name``, ``status: importing`` and
     ``progress``. The import runs in the background: poll ``GET /api/datasets/{id}`` until its
     ``status`` is ``ready`` (with the validation report) or ``failed`` (with ``error``)."""
     upload: list[Upload] = []
 
     def open_file(filename: str, fields: Any) -> Upload:
-        upload.append(registry.begin_upload(filename, fields))
+        upload.append(datasets.begin_upload(filename, fields))
         return upload[0]
 
     try:
         fields = await stream_form(request, file_field="file", open_file=open_file)
         if not upload:
             raise Invalid(("body", "file"), "field required: the dataset's .zip")
-        return await run_in_threadpool(registry.start_import, upload[0], fields)
+        return await run_in_threadpool(datasets.start_import, upload[0], fields)
     finally:
         if upload and not upload[0].taken:
             await run_in_threadpool(upload[0].discard)
 
 
 @router.get("/{dataset_id}", responses=NO_DATASET)
-def get_dataset(dataset_id: DatasetPath, registry: RegistryDep) -> dict[str, Any]:
+def get_dataset(dataset_id: DatasetPath, datasets: DatasetsDep) -> dict[str, Any]:
     """One dataset: ``status`` ``importing`` (with ``progress``: ``done``, ``total``, ``stage``),
     ``ready`` (``format``, ``classes``, ``counts``, ``splits`` and the validation ``report``) or
     ``failed`` (``error``, naming the file)."""
-    return registry.get(dataset_id)
+    return datasets.get(dataset_id)
 
 
 @router.delete(
@@ -126,35 +126,35 @@ def get_dataset(dataset_id: DatasetPath, registry: RegistryDep) -> dict[str, Any
     response_class=Response,
     responses={**NO_DATASET, 409: {"description": "mnist, an import in progress, or used by a queued or running job."}},
 )
-def delete_dataset(dataset_id: DatasetPath, registry: RegistryDep) -> Response:
+def delete_dataset(dataset_id: DatasetPath, datasets: DatasetsDep) -> Response:
     """Remove an imported dataset with its files (or forget a failed upload); 409 for ``mnist``,
     while importing, and while a queued or running job trains on it."""
-    registry.delete(dataset_id)
+    datasets.delete(dataset_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{dataset_id}/problems", responses=NO_DATASET)
 def dataset_problems(
     dataset_id: DatasetPath,
-    registry: RegistryDep,
+    datasets: DatasetsDep,
     reason: Annotated[str | None, Query(max_length=40, description="Only problems of this reason.")] = None,
     offset: Annotated[int, Query(ge=0, le=10**9, description="First problem.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="Problems per page.")] = 100,
 ) -> dict[str, Any]:
     """A page of the validation report's problems (each with its ``index``, whether its image
     was kept, ``viewable``, and whether its box has coordinates to draw, ``drawable``)."""
-    return registry.problems(dataset_id, reason=reason, offset=offset, limit=limit)
+    return datasets.problems(dataset_id, reason=reason, offset=offset, limit=limit)
 
 
 @router.get("/{dataset_id}/problems/{index}", responses=NO_DATASET)
 def dataset_problem(
     dataset_id: DatasetPath,
     index: Annotated[int, Path(ge=0, le=10**9, description="The problem's index in the report.")],
-    registry: RegistryDep,
+    datasets: DatasetsDep,
 ) -> dict[str, Any]:
     """One problem over its image at the image's own size: the kept boxes and the dropped or
     clipped box (``box_xyxy``, pixel corners) as a Plotly ``figure`` (null when the image was dropped)."""
-    return registry.problem(dataset_id, index)
+    return datasets.problem(dataset_id, index)
 
 
 # -- the browser -----------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def dataset_problem(
 def list_images(
     request: Request,
     split: Split,
-    datasets: DatasetsDep,
+    browser: DatasetBrowserDep,
     job: JobQuery = None,
     dataset: DatasetQuery = None,
     offset: Annotated[int, Query(ge=0, le=10**9, description="First image.")] = 0,
@@ -172,7 +172,7 @@ def list_images(
 ) -> dict[str, Any]:
     """A page of images: index, PNG URL, ground-truth boxes (pixel xyxy) and labels (with class
     names and file names for an imported dataset)."""
-    return datasets.list_images(split, job, offset=offset, limit=limit, root=root_of(request), dataset=dataset)
+    return browser.list_images(split, job, offset=offset, limit=limit, root=root_of(request), dataset=dataset)
 
 
 @router.get(
@@ -181,12 +181,12 @@ def list_images(
     responses={200: {"content": {"image/png": {}}}, **NOT_FOUND},
 )
 def image_png(
-    split: Split, index: IndexPath, datasets: DatasetsDep, job: JobQuery = None, dataset: DatasetQuery = None
+    split: Split, index: IndexPath, browser: DatasetBrowserDep, job: JobQuery = None, dataset: DatasetQuery = None
 ) -> Response:
     """One image as PNG (no boxes drawn), at the network input size."""
     # Images are pure functions of (config, split, index) and dataset ids are never reused.
     headers = {"Cache-Control": "public, max-age=3600"}
-    return Response(datasets.image_png(split, index, job, dataset), media_type="image/png", headers=headers)
+    return Response(browser.image_png(split, index, job, dataset), media_type="image/png", headers=headers)
 
 
 @router.get("/{split}/images/{index}", responses=NOT_FOUND)
@@ -194,21 +194,21 @@ def image_detail(
     request: Request,
     split: Split,
     index: IndexPath,
-    datasets: DatasetsDep,
+    browser: DatasetBrowserDep,
     job: JobQuery = None,
     dataset: DatasetQuery = None,
 ) -> dict[str, Any]:
     """One image: its boxes and a zoomable Plotly figure (image + boxes, hover: class, box, size)."""
-    return datasets.image_detail(split, index, job, root=root_of(request), dataset=dataset)
+    return browser.image_detail(split, index, job, root=root_of(request), dataset=dataset)
 
 
 @router.get("/{split}/stats", responses=NOT_FOUND)
 def split_stats(
     split: Split,
-    datasets: DatasetsDep,
+    browser: DatasetBrowserDep,
     job: JobQuery = None,
     dataset: DatasetQuery = None,
     n: Annotated[int, Query(ge=1, le=5000, description="Images counted, from index 0.")] = 500,
 ) -> dict[str, Any]:
     """Statistics of the first ``n`` images: objects per image, box widths and heights, class counts."""
-    return datasets.split_stats(split, job, n=n, dataset=dataset)
+    return browser.split_stats(split, job, n=n, dataset=dataset)

@@ -13,12 +13,12 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from app.services.compare import CompareService
+from app.services.dataset_browser import DatasetBrowser
 from app.services.datasets import DatasetService
+from app.services.detections import DetectionService
 from app.services.export import ExportService
-from app.services.inference import DetectionService
 from app.services.jobs import JobService
 from app.services.priors import PriorService
-from app.services.registry import RegistryService
 from app.services.sweeps import SweepService
 from app.settings import Settings
 
@@ -37,13 +37,13 @@ SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
 JobsDep = Annotated[JobService, Depends(from_state("jobs"))]
 # Comparisons of 2 to 10 jobs, with a cache of finished jobs' decimated metrics.
 CompareDep = Annotated[CompareService, Depends(from_state("compare"))]
-DatasetsDep = Annotated[DatasetService, Depends(from_state("datasets"))]
+DatasetBrowserDep = Annotated[DatasetBrowser, Depends(from_state("dataset_browser"))]
 PriorsDep = Annotated[PriorService, Depends(from_state("priors"))]
 # Sweeps: many jobs from one base config, validated before any is queued.
 SweepsDep = Annotated[SweepService, Depends(from_state("sweeps"))]
 # The dataset registry: imported datasets, uploads and their imports (a background thread).
-RegistryDep = Annotated[RegistryService, Depends(from_state("registry"))]
+DatasetsDep = Annotated[DatasetService, Depends(from_state("datasets"))]
 # The detections viewer's service: loads TensorFlow on the first detector it needs.
-InferenceDep = Annotated[DetectionService, Depends(from_state("inference"))]
+DetectionsDep = Annotated[DetectionService, Depends(from_state("detections"))]
 # Exports for download: converted in a child process (TensorFlow stays out of the server).
 ExportsDep = Annotated[ExportService, Depends(from_state("exports"))]

@@ -1,7 +1,7 @@
 """The detections viewer over REST: a job's latest checkpoint on validation images (with
 TP/FP/missed at IoU 0.5), its evaluation (pycocotools), and detections on an upload.
 
-Routes are thin: they look the job up and call :class:`app.services.inference.DetectionService`
+Routes are thin: they look the job up and call :class:`app.services.detections.DetectionService`
 in a worker thread (inference must not block the event loop) that stops when the client
 disconnects; its domain errors become HTTP statuses in ``app.api.errors`` (503 with
 ``Retry-After`` when the server already runs as many model runs as it allows). A HEAD checks the
@@ -19,9 +19,9 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.api import is_head, root_of, until_disconnected
-from app.deps import InferenceDep, JobsDep, SettingsDep
-from app.services.datasets import image_url
-from app.services.inference import Split
+from app.api.deps import DetectionsDep, JobsDep, SettingsDep
+from app.services.dataset_browser import image_url
+from app.services.detections import Split
 
 router = APIRouter(prefix="/api/jobs", tags=["detections"])
 
@@ -45,7 +45,7 @@ async def job_detections(
     job_id: str,
     request: Request,
     jobs: JobsDep,
-    service: InferenceDep,
+    service: DetectionsDep,
     split: Annotated[Split, Query(description="Validation or training images.")] = "val",
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="First image index.")] = 0,
     limit: Annotated[int, Query(ge=1, le=48, description="Images in this page.")] = 12,
@@ -69,7 +69,7 @@ async def job_evaluation(
     job_id: str,
     request: Request,
     jobs: JobsDep,
-    service: InferenceDep,
+    service: DetectionsDep,
     n: Annotated[int, Query(ge=1, le=5000, description="Validation images 0..n-1.")] = 100,
     score: Annotated[float, Query(ge=0, le=1, description="Score cut of the confusion matrix.")] = 0.5,
 ) -> dict[str, Any] | Response:
@@ -84,7 +84,7 @@ async def job_evaluation(
 async def job_detections_upload(
     job_id: str,
     jobs: JobsDep,
-    service: InferenceDep,
+    service: DetectionsDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="A PNG or JPEG within the upload limit (SSDBOARD_MAX_UPLOAD_BYTES).")],
     score: Annotated[float, Form(ge=0, le=1, description="Boxes drawn in the figure from this score.")] = 0.3,
@@ -95,7 +95,7 @@ async def job_detections_upload(
     return await run_in_threadpool(service.upload, job, data, score=score)
 
 
-async def head_answer(service: InferenceDep, job: dict[str, Any]) -> Response:
+async def head_answer(service: DetectionsDep, job: dict[str, Any]) -> Response:
     """A HEAD's answer: the GET's status for this job's checkpoint (404/409 as the GET would), no model run."""
     await run_in_threadpool(service.checkpoint, job)
     return Response(media_type="application/json")

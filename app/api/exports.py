@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from app.api import cancelled_on_disconnect, is_head
-from app.deps import ExportsDep
+from app.api.deps import ExportsDep
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.schemas import DEFAULTS, NOTEBOOK, ConfigIn, ConfigSchemaOut, Health
+from app.api.schemas import DEFAULTS, NOTEBOOK, ConfigIn, ConfigSchemaOut, Health
 
 router = APIRouter(tags=["health"])
 config_router = APIRouter(prefix="/api/config", tags=["config"])

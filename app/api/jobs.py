@@ -3,7 +3,7 @@ resume, delete, metrics (JSON, CSV), checkpoint, events.
 
 Routes are thin: they parse the request and call :class:`app.services.jobs.JobService`; its
 domain errors become 404/409/422 in ``app.api.errors``. The SSE stream is
-:func:`app.events.event_stream`.
+:func:`app.execution.events.event_stream`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from app.deps import JobsDep
+from app.api.deps import JobsDep
+from app.api.schemas import CONFIG_EXAMPLE, ConfigIn, JobOut, JobPatch, MetricsOut
 from app.domain import JobStatus
-from app.job_query import SORT_KEYS
-from app.schemas import CONFIG_EXAMPLE, ConfigIn, JobOut, JobPatch, MetricsOut
+from app.http.sse import EventStreamResponse
 from app.services.metrics_csv import EVAL_COLUMNS, STEP_COLUMNS, CsvKind, metrics_csv
-from app.sse import EventStreamResponse
-from app.store import MAX_INT
-from app.text import PrintableText
+from app.store.jobs import MAX_INT
+from app.store.query import SORT_KEYS
+from app.worker.text import PrintableText
 from ssd.checkpoint import CHECKPOINT_FILES
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])

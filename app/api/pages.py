@@ -32,9 +32,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.api.datasets import IndexPath
-from app.deps import JobsDep, RegistryDep, SettingsDep
+from app.api.deps import DatasetsDep, JobsDep, SettingsDep
 from app.figures.dataset import CLASS_COLORS
-from app.services.datasets import Split
+from app.services.dataset_browser import Split
 from app.settings import byte_size
 
 # app/templates and app/static are symlinks to the repository's templates/ and static/, so the
@@ -119,19 +119,19 @@ def datasets_page(request: Request, settings: SettingsDep) -> HTMLResponse:
 
 
 @router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
-async def dataset_report_page(request: Request, dataset_id: str, registry: RegistryDep) -> HTMLResponse:
+async def dataset_report_page(request: Request, dataset_id: str, datasets: DatasetsDep) -> HTMLResponse:
     """One dataset: its counts, classes and validation report (404 for an unknown dataset)."""
-    meta = await run_in_threadpool(registry.summary, dataset_id)
+    meta = await run_in_threadpool(datasets.summary, dataset_id)
     title = f"Dataset {meta['name']}"
     return _page(request, "dataset_report.html", active="datasets", title=title, dataset_id=dataset_id)
 
 
 @router.get("/datasets/{dataset_id}/problems/{index}", response_class=HTMLResponse)
 async def dataset_problem_page(
-    request: Request, dataset_id: str, index: IndexPath, registry: RegistryDep
+    request: Request, dataset_id: str, index: IndexPath, datasets: DatasetsDep
 ) -> HTMLResponse:
     """One problem of a dataset's report over its image."""
-    meta = await run_in_threadpool(registry.summary, dataset_id)
+    meta = await run_in_threadpool(datasets.summary, dataset_id)
     title = f"Problem {index} · {meta['name']}"
     context = {"dataset_id": dataset_id, "index": index}
     return _page(request, "dataset_problem.html", active="datasets", title=title, **context)

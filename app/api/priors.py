@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from app.api import root_of
-from app.deps import PriorsDep
-from app.schemas import CoverageIn, ExploreIn, PriorsBody, SuggestIn
+from app.api.deps import PriorsDep
+from app.api.schemas import CoverageIn, ExploreIn, PriorsBody, SuggestIn
 
 router = APIRouter(prefix="/api/priors", tags=["priors"])
 

@@ -17,8 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.domain import JobStatus
-from app.messages import StepMetrics  # a worker's step record: the wire's and the API's
-from app.text import MultilineText
+from app.worker.messages import StepMetrics  # a worker's step record: the wire's and the API's
+from app.worker.text import MultilineText
 from ssd.config import from_dict
 
 DEFAULTS: dict[str, Any] = from_dict({}).to_dict()

@@ -1,6 +1,6 @@
 """Pydantic models of the sweeps API (``/api/sweeps``): the request and the sweep as answered.
 
-Kept beside :mod:`app.schemas` (the jobs' and configs' models) so each module stays a readable
+Kept beside :mod:`app.api.schemas` (the jobs' and configs' models) so each module stays a readable
 size. Pydantic checks shapes only: which keys exist, what a range holds and whether every
 resulting config is valid is :mod:`app.services.sweep_spec` and :mod:`app.services.sweeps`'s
 business, so their 422s name the swept key and its value.
@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas import CONFIG_EXAMPLE, ConfigIn
+from app.api.schemas import CONFIG_EXAMPLE, BestOut, ConfigIn
 from app.services.sweep_spec import MAX_JOBS
-from app.text import PrintableText
+from app.worker.text import PrintableText
 
 SWEEP_EXAMPLE: dict[str, Any] = {
     "name": "lr-and-ratios",
@@ -55,15 +55,6 @@ class SweepIn(BaseModel):
     )
     seed: int = Field(0, ge=0, lt=2**31, description="Seed of the random draws: the same request draws the same.")
     max_jobs: int = Field(20, ge=1, le=MAX_JOBS, description="The most jobs this sweep may queue.")
-
-
-class BestOut(BaseModel):
-    """A run's best validation mAP@.5 and mAP@[.5:.95], each with the step it was reached at."""
-
-    map50: float | None = None
-    map50_step: int | None = None
-    map: float | None = None
-    map_step: int | None = None
 
 
 class SweepRunOut(BaseModel):

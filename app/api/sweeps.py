@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, status
 
-from app.deps import SweepsDep
-from app.sweep_schemas import RANDOM_EXAMPLE, SWEEP_EXAMPLE, SweepIn, SweepOut, SweepSummaryOut
+from app.api.deps import SweepsDep
+from app.api.sweep_schemas import RANDOM_EXAMPLE, SWEEP_EXAMPLE, SweepIn, SweepOut, SweepSummaryOut
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 

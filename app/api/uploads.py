@@ -6,7 +6,7 @@ form fields checked before the file's bytes, its first bytes checked before the 
 :func:`stream_form` drives python-multipart's push parser over ``request.stream()`` itself and
 hands the file part to a sink that the caller opens when the part's headers arrive. Writes go
 through a worker thread (file I/O must not block the event loop). The body size limit stays
-the middleware's (:class:`app.security.BodySizeLimitMiddleware`).
+the middleware's (:class:`app.http.security.BodySizeLimitMiddleware`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Where job workers report: ``POST /api/jobs/{id}/worker/events``, with the job's worker token.
 
-A worker that runs elsewhere (a Ray job) posts its messages in batches (:mod:`app.worker_client`).
+A worker that runs elsewhere (a Ray job) posts its messages in batches (:mod:`app.worker.reporter`).
 The token is the one the runner generated for this run of this job (the store keeps its SHA-256):
 it is not the admin token, which this route refuses, and it opens no other route or job. The
-admin token check (:class:`app.security.BearerTokenMiddleware`) leaves this route to
+admin token check (:class:`app.http.security.BearerTokenMiddleware`) leaves this route to
 :class:`WorkerGate`, which answers like it: 401 with ``WWW-Authenticate: Bearer realm="ssdboard"``
 (``error="invalid_token"`` for a wrong one), before the body is read. The admin token is told
 404 for a job that does not exist, as every other route tells it. A batch is checked whole
-(:func:`app.messages.parse_batch`): one malformed message and nothing of it is applied, 422.
+(:func:`app.worker.messages.parse_batch`): one malformed message and nothing of it is applied, 422.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import errors
-from app.messages import MAX_MESSAGES, MAX_REPORT_BYTES, BadReport
-from app.runner import JobRunner, NotAccepting
-from app.security import WORKER_ROUTE, BodySizeLimitMiddleware, route_path, send_json
+from app.execution.runner import JobRunner, NotAccepting
+from app.http.security import WORKER_ROUTE, BodySizeLimitMiddleware, route_path, send_json
 from app.settings import Settings
+from app.worker.messages import MAX_MESSAGES, MAX_REPORT_BYTES, BadReport
 
 router = APIRouter(prefix="/api/jobs", tags=["workers"])
 
@@ -34,7 +34,7 @@ REALM = 'Bearer realm="ssdboard"'
 
 
 class WorkerBatch(BaseModel):
-    """Messages of one worker in the order it sent them (:func:`app.messages.to_wire`)."""
+    """Messages of one worker in the order it sent them (:func:`app.worker.messages.to_wire`)."""
 
     messages: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_MESSAGES)
 
@@ -67,7 +67,7 @@ def worker_auth(runner: JobRunner, settings: Settings, job_id: str, authorizatio
 
 class WorkerGate:
     """The worker route's door, as pure ASGI: the job's worker token first, then at most
-    ``MAX_REPORT_BYTES`` of body (:data:`app.messages.MAX_REPORT_BYTES`: the largest batch a
+    ``MAX_REPORT_BYTES`` of body (:data:`app.worker.messages.MAX_REPORT_BYTES`: the largest batch a
     worker sends), 413 beyond, by ``Content-Length`` or by counting.
 
     A dependency would run only after FastAPI has read and parsed the whole body: an
@@ -119,7 +119,7 @@ def report(job_id: str, batch: WorkerBatch, request: Request) -> WorkerReply:
 
 def report_app(runner: JobRunner, settings: Settings) -> FastAPI:
     """An app with this route alone, for the local workers' loopback listener
-    (:class:`app.report_listener.ReportListener`); it reads the runner and settings from its state."""
+    (:class:`app.execution.report_listener.ReportListener`); it reads the runner and settings from its state."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(router)
     errors.install(app)

@@ -2,7 +2,7 @@
 
 The runner's pump thread persists a batch of events, then hands it to :meth:`Broadcaster.publish`
 on the event loop. :func:`event_stream` subscribes a client first, then reads the job's last
-event id ``N`` (:meth:`app.store.JobStore.replay_head`), then replays from the store what the
+event id ``N`` (:meth:`app.store.jobs.JobStore.replay_head`), then replays from the store what the
 client asked for among the events up to ``N`` and takes everything after ``N`` from its queue,
 dropping the live events it already replayed (by ``seq``): an event up to ``N`` was committed
 before the read, so it is in the log; one after ``N`` was committed, hence published, after the
@@ -22,10 +22,10 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from starlette.concurrency import run_in_threadpool
+from anyio.to_thread import run_sync
 
 from app.domain import TERMINAL
-from app.store import REPLAY_PAGE, Event, JobStore
+from app.store.jobs import REPLAY_PAGE, Event, JobStore
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,7 @@ async def event_stream(
     sub = broadcaster.subscribe(job_id)
     try:
         async with broadcaster.reads:
-            head = await run_in_threadpool(store.replay_head, job_id)
+            head = await run_sync(store.replay_head, job_id)
         if head is None:
             return  # deleted
         status, last_seq, status_seq = head
@@ -245,8 +245,8 @@ async def event_stream(
             after_seq = last_seq  # everything, but still learns where the job stands
             if status_seq is not None and not live_only:
                 async with broadcaster.reads:
-                    rows = await run_in_threadpool(
-                        store.replay_page, job_id, after_seq=status_seq - 1, up_to_seq=status_seq
+                    rows = await run_sync(
+                        functools.partial(store.replay_page, job_id, after_seq=status_seq - 1, up_to_seq=status_seq)
                     )
                 yield b"".join(_frame(*row) for row in rows)
         read = functools.partial(
@@ -255,7 +255,7 @@ async def event_stream(
         cursor = last_seq if live_only else after_seq
         while cursor < last_seq:  # the replay, a page at a time
             async with broadcaster.reads:
-                rows = await run_in_threadpool(read, after_seq=cursor, limit=REPLAY_PAGE)
+                rows = await run_sync(functools.partial(read, after_seq=cursor, limit=REPLAY_PAGE))
             if rows:
                 yield b"".join(_frame(*row) for row in rows)
             if len(rows) < REPLAY_PAGE:

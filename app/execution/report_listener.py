@@ -1,8 +1,8 @@
 """A loopback listener for the reports of this machine's workers.
 
-Local workers report over HTTP like every other worker (:class:`app.worker_client.HttpReporter`,
+Local workers report over HTTP like every other worker (:class:`app.worker.reporter.HttpReporter`,
 ``POST /api/jobs/{id}/worker/events`` with the run's token), so there is one worker code path and
-one ingest path (:meth:`app.runner.JobRunner.ingest`: idempotent by step, token per job). They
+one ingest path (:meth:`app.execution.runner.JobRunner.ingest`: idempotent by step, token per job). They
 post to this listener rather than to the dashboard's own port because the server does not always
 have one a worker can reach: under a test client it has none, behind ``--host 0.0.0.0`` and a
 TLS proxy its own address is not the one to dial, and the admin token guards its other routes.

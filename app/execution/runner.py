@@ -1,8 +1,8 @@
 """The job runner: a FIFO queue of jobs, each trained by a worker that an executor places.
 
-The executor (:mod:`app.executors`) starts a worker per running job: a spawned process on this
+The executor (:mod:`app.execution.executors`) starts a worker per running job: a spawned process on this
 machine (``local``, the default) or a Ray job (``ray``). Every worker reports the typed messages
-of :mod:`app.messages` over HTTP (``POST /api/jobs/{id}/worker/events``, with a token of its own
+of :mod:`app.worker.messages` over HTTP (``POST /api/jobs/{id}/worker/events``, with a token of its own
 run; a local worker posts to the executor's loopback listener), handed to :meth:`JobRunner.ingest`:
 each batch is persisted in one transaction and the resulting events go to the broadcaster on the
 event loop. A pump thread polls the executor and fails a job whose worker ended without a final
@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain import RESUMABLE, Conflict, JobStatus, NotFound
-from app.events import Broadcaster
-from app.executors import Executor, make_executor
-from app.executors.base import Lost
-from app.executors.local import death_reason
-from app.messages import CheckpointSaved, Done, Message, Record, Started, parse_batch
+from app.execution.events import Broadcaster
+from app.execution.executors import Executor, make_executor
+from app.execution.executors.base import Lost
+from app.execution.executors.local import death_reason
 from app.settings import Settings
-from app.store import Event, JobStore, utcnow
+from app.store.jobs import Event, JobStore, utcnow
+from app.worker.messages import CheckpointSaved, Done, Message, Record, Started, parse_batch
 
 __all__ = ["JobRunner", "NotAccepting", "death_reason"]
 
@@ -240,7 +240,7 @@ class JobRunner:
     def ingest(self, job_id: str, items: Sequence[dict[str, Any]]) -> dict[str, bool]:
         """Apply a batch a worker posted; the answer tells it whether to stop (``cancel``).
 
-        :class:`~app.messages.BadReport` for a batch that is not one, steps past the job's
+        :class:`~app.worker.messages.BadReport` for a batch that is not one, steps past the job's
         ``total_steps`` included (nothing is applied). :class:`NotAccepting` while the runner stops
         and its runs go on (they report to the next server); a local worker's last reports, sent
         as the stop cancels it, are taken. Steps and evaluations the job already has are dropped,

@@ -1,6 +1,6 @@
 """How many connections the server holds, and uvicorn's HTTP protocol with a timeout for request headers.
 
-A connection costs the server a file descriptor, and so do the database (:data:`app.store.POOL_SIZE`
+A connection costs the server a file descriptor, and so do the database (:data:`app.store.jobs.POOL_SIZE`
 connections, two files each), the workers (pipes), the job files a request reads and TensorFlow's
 libraries. ``ssdboard serve`` raises its soft ``RLIMIT_NOFILE`` to the hard limit, keeps
 :data:`RESERVED_FDS` (and :data:`FDS_PER_JOB` per concurrent job) for everything but connections,

@@ -3,7 +3,7 @@
 Why not sse-starlette's ``EventSourceResponse``: it opens an anyio cancel scope around every send
 and runs a ping task, a disconnect task and a shutdown watcher per client. The server's CPU time
 is taken from the training worker on the same cores; with 200 clients of a job that steps 10
-times a second (writes coalesced by :class:`app.events.Broadcaster`), the streams cost the server
+times a second (writes coalesced by :class:`app.execution.events.Broadcaster`), the streams cost the server
 0.031 cores through sse-starlette and 0.020 through this response. Here a client costs one send
 per chunk of frames; pings come from the broadcaster (one timer for every client); and a stopping
 server ends the streams through :class:`Server` instead of each response polling for it.

@@ -1,4 +1,4 @@
-"""What the dashboard does, without HTTP: jobs, datasets, priors and inference.
+"""What the dashboard does, without HTTP: jobs, datasets, priors and detections.
 
 Services take plain values and return plain values (dicts ready for JSON, NumPy arrays, bytes);
 they raise the domain errors of :mod:`app.domain`, which ``app.api.errors`` maps to HTTP

@@ -16,7 +16,7 @@ own ``step`` and ``wall`` arrays. A series of at most ``points`` steps comes bac
 go out with 6 significant digits (:func:`significant`), ``wall`` to the millisecond.
 
 Speed (``python -m benchmarks.compare``): reading the rows dominates. The store hands plain rows
-(:meth:`app.store.JobStore.metric_rows`), NumPy buckets them, each job's part is encoded once
+(:meth:`app.store.jobs.JobStore.metric_rows`), NumPy buckets them, each job's part is encoded once
 with :func:`json.dumps` (FastAPI's encoder walks every float in Python), and a finished job's
 encoded part is cached (:class:`CompareService`).
 """
@@ -35,7 +35,7 @@ import numpy as np
 
 from app.domain import TERMINAL, Invalid, NotFound
 from app.figures.dataset import CLASS_COLORS
-from app.store import JobStore
+from app.store.jobs import JobStore
 
 MIN_JOBS, MAX_JOBS = 2, 10
 DEFAULT_POINTS, MIN_POINTS, MAX_POINTS = 1000, 10, 5000

@@ -37,11 +37,3 @@ def resolve(data: Mapping[str, Any], settings: Settings, *, loc: tuple[str, ...]
     except ConfigError as exc:
         raise Invalid((*loc, *exc.field.split(".")), exc.message) from exc
     return config
-
-
-def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` on top, section by section (nested dicts merge, other values replace)."""
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
-    return out

@@ -27,7 +27,7 @@ from PIL import Image
 
 from app.domain import Invalid, NotFound
 from app.figures.dataset import sample_figure, stats_figures
-from app.images import data_url, decode_at, png_bytes
+from app.services.images import data_url, decode_at, png_bytes
 from app.services.jobs import JobService
 from ssd.augment import resize, resize_boxes, resize_geometry
 from ssd.config import Config, DataConfig, from_dict
@@ -127,7 +127,7 @@ class Imported:
         return list(self.index.classes)
 
 
-class DatasetService:
+class DatasetBrowser:
     """Images, ground truth and statistics of the generator or an imported dataset, under a job's
     or the default config."""
 

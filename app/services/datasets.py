@@ -5,7 +5,7 @@ The datasets themselves live in :class:`ssd.datasets.registry.Registry` (``DATA_
 shared with the CLI). What this service adds lives in memory only:
 
 - **Uploads.** A zip is streamed into its own folder ``DATA_DIR/uploads/upload-*/`` (flock'ed
-  while in use; :meth:`RegistryService.start` removes what a stopped server left), checked as it
+  while in use; :meth:`DatasetService.start` removes what a stopped server left), checked as it
   arrives (a zip by its first bytes, else 415; ``max_dataset_bytes``, else 413), then queued. Its
   import slot is taken before the file streams (:meth:`ImportQueue.reserve`).
 - **Imports.** :class:`app.services.imports.ImportQueue` runs the queued uploads one at a time,
@@ -74,7 +74,7 @@ class _Parsed:
     index: DatasetIndex
 
 
-class RegistryService:
+class DatasetService:
     """The datasets under ``settings.artifact_root`` and this server's uploads (one per app)."""
 
     def __init__(self, jobs: JobService, settings: Settings) -> None:

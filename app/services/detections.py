@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from app.domain import ACTIVE, Broken, Conflict, Invalid, NotFound
-from app.figures.evaluation import confusion_figure, image_figure, pr_figure
-from app.images import MAX_UPLOAD_PIXELS, data_url, decode_upload, letterbox
+from app.figures.detections import confusion_figure, image_figure, pr_figure
 from app.services.heavy import HeavyWork, check_stop
+from app.services.images import MAX_UPLOAD_PIXELS, data_url, decode_upload, letterbox
 from app.services.lru import LRU
 from ssd.checkpoint import WEIGHTS_FILE
 from ssd.config import Config, ConfigError

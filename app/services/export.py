@@ -34,7 +34,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from starlette.concurrency import run_in_threadpool
+from anyio.to_thread import run_sync
 
 from app.domain import Broken, Conflict, Unavailable
 from app.services.heavy import HeavyWork
@@ -85,7 +85,7 @@ class ExportService:
 
     async def export(self, job_id: str, fmt: str) -> ExportFile:
         """The export of the job's latest checkpoint as ``fmt`` (a key of :data:`FORMATS`), converted once."""
-        job = await run_in_threadpool(self.jobs.get, job_id)  # a store read
+        job = await run_sync(self.jobs.get, job_id)  # a store read
         spec = FORMATS[fmt]  # the route only passes known formats
         job_dir = self.jobs.settings.jobs_dir / job_id
         lock = self._locks.setdefault((job_id, fmt), asyncio.Lock())
@@ -101,7 +101,7 @@ class ExportService:
         """What :meth:`export` would answer, from what is on disk: the errors it would raise for an
         unknown job, no checkpoint or a missing package, and the file's path if it is converted
         already (else a path that does not exist). Converts nothing."""
-        job = await run_in_threadpool(self.jobs.get, job_id)
+        job = await run_sync(self.jobs.get, job_id)
         job_dir = self.jobs.settings.jobs_dir / job_id
         key = self._key(job_dir, job)
         missing = [m for m in NEEDS.get(fmt, ()) if importlib.util.find_spec(m) is None]
@@ -126,14 +126,14 @@ class ExportService:
         target.parent.mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{fmt}-", dir=target.parent) as tmp:
             snapshot = Path(tmp) / "checkpoint"
-            await run_in_threadpool(_snapshot, job_dir, snapshot, key)
+            await run_sync(_snapshot, job_dir, snapshot, key)
             out = Path(tmp) / ("savedmodel" if fmt == "savedmodel" else f"model.{FORMATS[fmt].extension}")
             async with self._one_at_a_time:
                 self.conversions += 1
                 await self._run_converter(snapshot, fmt, out)
             staged = Path(tmp) / target.name
             if fmt == "savedmodel":
-                await run_in_threadpool(_zip_directory, out, staged)
+                await run_sync(_zip_directory, out, staged)
             else:
                 out.rename(staged)
             os.replace(staged, target)

@@ -1,5 +1,5 @@
 """The server's dataset imports: at most ``MAX_PENDING`` at once, one running at a time, each in a
-process of its own (:mod:`app.import_process`).
+process of its own (:mod:`app.worker.dataset_import`).
 
 - **Slots.** An upload takes its slot (:meth:`ImportQueue.reserve`) before its first byte is
   stored, and gives it back if it fails; an import keeps it until it ends. Ten uploads streaming
@@ -36,9 +36,9 @@ from typing import Any, Literal
 
 import app
 from app.domain import Conflict
-from app.import_process import ImportRequest
 from app.services.uploads import Upload
 from app.settings import Settings, byte_size
+from app.worker.dataset_import import ImportRequest
 from ssd.datasets.registry import Registry
 
 log = logging.getLogger("ssdboard.datasets")
@@ -97,7 +97,7 @@ class Import:
 
 def child_environment() -> dict[str, str]:
     """The import process's environment: this one's, one BLAS thread, two malloc arenas (see
-    :mod:`app.import_process`), and ``app`` importable from wherever this server imported it."""
+    :mod:`app.worker.dataset_import`), and ``app`` importable from wherever this server imported it."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
     root = str(Path(app.__file__).resolve().parents[1])
     if root not in site.getsitepackages():
@@ -229,7 +229,7 @@ class ImportQueue:
                 return
             try:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "app.import_process"],
+                    [sys.executable, "-m", "app.worker.dataset_import"],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     env=child_environment(),

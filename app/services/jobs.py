@@ -12,15 +12,15 @@ import zipfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+from anyio.to_thread import run_sync
 
-from app import job_query
 from app.domain import Invalid, NotFound
-from app.events import Broadcaster, event_stream
-from app.runner import JobRunner
+from app.execution.events import Broadcaster, event_stream
+from app.execution.runner import JobRunner
 from app.services import configs
 from app.settings import Settings
-from app.store import JobStore
+from app.store import query as job_query
+from app.store.jobs import JobStore
 from ssd.checkpoint import CHECKPOINT_FILES, has_checkpoint, read_run_info
 from ssd.config import Config
 
@@ -86,7 +86,7 @@ class JobService:
     ) -> JobPage:
         """A page of the jobs matching every given filter, in ``sort`` order, and how many match in all.
 
-        ``sort``: a key of :data:`app.job_query.SORT_KEYS`, ``-`` first for descending (default
+        ``sort``: a key of :data:`app.store.query.SORT_KEYS`, ``-`` first for descending (default
         ``-created_at``, newest first); an unknown key is :class:`~app.domain.Invalid` at ``sort``.
         """
         try:
@@ -151,9 +151,10 @@ class JobService:
     async def events(
         self, job_id: str, *, after_seq: int = 0, after_step: int | None = None, live_only: bool = False
     ) -> AsyncIterator[bytes]:
-        """The job's Server-Sent Events stream (:func:`app.events.event_stream`); :class:`NotFound` at once."""
+        """The job's Server-Sent Events stream (:func:`app.execution.events.event_stream`); :class:`NotFound`
+        at once."""
         async with self.broadcaster.reads:  # a turn among the streams' reads of the store
-            found = await run_in_threadpool(self.store.replay_head, job_id)
+            found = await run_sync(self.store.replay_head, job_id)
         if found is None:
             raise NotFound(f"no job {job_id}")
         return event_stream(

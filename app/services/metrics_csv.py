@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from app.services.jobs import JobService
-from app.store import METRIC_KEYS
+from app.store.jobs import METRIC_KEYS
 
 CsvKind = Literal["steps", "evals"]
 #: Columns of ``kind=steps``: ``metrics.jsonl``'s keys.

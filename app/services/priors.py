@@ -19,11 +19,11 @@ import numpy as np
 
 from app.domain import Invalid
 from app.figures.priors import coverage_figures, explore_figure, selection_shapes
-from app.images import data_url
 from app.services import configs
-from app.services.datasets import DatasetService, Split, image_url
+from app.services.dataset_browser import DatasetBrowser, Split, image_url
+from app.services.images import data_url
 from app.settings import Settings
-from ssd.config import Config, PriorConfig
+from ssd.config import Config, PriorConfig, merge
 from ssd.coverage import BUCKET_LABELS, assign, coverage, describe, quantiles, size_bucket
 from ssd.geometry import iou
 from ssd.priors import PriorLayout, cell_pitch, feature_size, make_priors
@@ -104,8 +104,8 @@ def _quantiles(values: np.ndarray) -> dict[str, float]:
 class PriorService:
     """Priors against images and their coverage report, for drafts over the default or a job's config."""
 
-    def __init__(self, datasets: DatasetService, settings: Settings, *, cache_size: int = 32) -> None:
-        self.datasets = datasets
+    def __init__(self, browser: DatasetBrowser, settings: Settings, *, cache_size: int = 32) -> None:
+        self.browser = browser
         self.settings = settings.model_copy(update={"max_priors": min(settings.max_priors, MAX_EXPLORE_PRIORS)})
         # The explorer asks again on every pointer pin: keep the last layouts.
         self.layout: Callable[[PriorConfig, int], PriorLayout] = functools.lru_cache(maxsize=cache_size)(make_priors)
@@ -116,9 +116,9 @@ class PriorService:
         loc = ("body", "config")
         if job is None:
             return configs.resolve(draft, self.settings, loc=loc)
-        base = self.datasets.config_of(job).to_dict()
+        base = self.browser.config_of(job).to_dict()
         draft.pop("preset", None)  # the job's config is the base
-        return configs.resolve(configs.merge(base, draft), self.settings, loc=loc)
+        return configs.resolve(merge(base, draft), self.settings, loc=loc)
 
     def explore(
         self,
@@ -134,7 +134,7 @@ class PriorService:
     ) -> dict[str, Any]:
         """Matched priors per ground truth, unmatched ground truths, a cell's priors, every layer and the figure."""
         started = time.perf_counter()
-        self.datasets.check_index(config, split, index)  # the generator's or an imported dataset's split
+        self.browser.check_index(config, split, index)  # the generator's or an imported dataset's split
         size = config.data.image_size
         layout = self.layout(config.priors, size)
         layers = layers_of(config, layout)
@@ -149,8 +149,8 @@ class PriorService:
             grid = chosen["grid"]
             raise Invalid(("body", "cell"), f"layer {layer} has a {grid[0]}x{grid[1]} grid, not {list(cell)}")
 
-        s = self.datasets.sample(config, split, index)
-        imported = self.datasets.imported(config)
+        s = self.browser.sample(config, split, index)
+        imported = self.browser.imported(config)
         names = imported.classes if imported is not None else None
         thr, force = config.matching.iou_threshold, config.matching.force_best
         a = assign(s.boxes, np.zeros(len(s.boxes), np.int32), layout.boxes, iou_threshold=thr)
@@ -229,7 +229,7 @@ class PriorService:
     def coverage(self, config: Config, split: Split, n: int) -> dict[str, Any]:
         """The coverage report of a config over images ``0..n-1`` of a split: numbers, words, figures."""
         started = time.perf_counter()
-        data = self.datasets.boxes(config, split, n)  # the generator's or an imported dataset's boxes
+        data = self.browser.boxes(config, split, n)  # the generator's or an imported dataset's boxes
         layout = self.layout(config.priors, config.data.image_size)
         report = coverage(
             data,
@@ -283,11 +283,11 @@ class PriorService:
                 f"{k} priors per cell make {cells * k} priors on {cells} cells, over the limit of "
                 f"{self.settings.max_priors}; ask for fewer",
             )
-        data = self.datasets.boxes(config, split, min(n, self.datasets.length(config, split)))
+        data = self.browser.boxes(config, split, min(n, self.browser.length(config, split)))
         if not data.valid.any():
             raise Invalid(("body", "split"), f"the first {n} {split} images hold no ground-truth boxes")
         fitted = fit(data, config, per_cell=k, seed=config.seed)
-        imported = self.datasets.imported(config)
+        imported = self.browser.imported(config)
         return {
             "split": split,
             "dataset": imported.id if imported is not None else config.data.dataset,

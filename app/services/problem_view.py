@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from app.figures.dataset import problem_figure
-from app.services.datasets import source_path
+from app.services.dataset_browser import source_path
 from ssd.datasets.records import ImageRecord
 from ssd.datasets.report import DESCRIPTIONS, NOTES, Reason
 from ssd.datasets.validate import to_xyxy

@@ -1,9 +1,9 @@
 """The job store: jobs, per-step metrics, evaluations, the event log and sweeps, in SQL.
 
-SQLAlchemy Core with a portable schema (:mod:`app.tables`: plain types, composite primary keys,
+SQLAlchemy Core with a portable schema (:mod:`app.store.tables`: plain types, composite primary keys,
 JSON columns), so the same tables run on PostgreSQL; the default is a SQLite file in WAL mode
 under the data dir. Opening a store migrates its database to the newest schema revision
-(:mod:`app.migrations`, Alembic). The server process is the only writer; a lock serialises its
+(:mod:`app.store.migrations`, Alembic). The server process is the only writer; a lock serialises its
 writes.
 
 Each job row also carries what the runs table sorts on, kept current as records arrive so a
@@ -20,7 +20,7 @@ nothing for ``from=live``, the steps after a step through the ``(job_id, step)``
 events' JSON as stored, never decoded.
 
 A SQLite file gets a fixed pool of :data:`POOL_SIZE` connections that stay open
-(:func:`app.db.make_engine`).
+(:func:`app.store.engine.make_engine`).
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from app import job_query, migrations
-from app.db import POOL_SIZE, DatabaseUnavailable, make_engine
-from app.store_sweeps import SweepRecords
-from app.tables import METRIC_KEYS, evals, events, jobs, metadata, metrics, sweeps
+from app.store import migrations
+from app.store import query as job_query
+from app.store.engine import POOL_SIZE, DatabaseUnavailable, make_engine
+from app.store.sweeps import SweepRecords
+from app.store.tables import METRIC_KEYS, evals, events, jobs, metadata, metrics, sweeps
 
-# The tables live in app.tables (at the newest revision); re-exported for the code that reads them here.
+# The tables live in app.store.tables (at the newest revision); re-exported for the code that reads them here.
 __all__ = [
     "MAX_INT",
     "METRIC_KEYS",
@@ -123,8 +124,8 @@ class JobStore(SweepRecords):
     def __init__(self, url: str) -> None:
         """Open the database at ``url`` and migrate it to the newest revision.
 
-        Raises :class:`app.migrations.SchemaTooNew` for a database a newer ssdboard migrated, and
-        :class:`app.db.DatabaseUnavailable` for one that cannot be reached (or has no driver here).
+        Raises :class:`app.store.migrations.SchemaTooNew` for a database a newer ssdboard migrated, and
+        :class:`app.store.engine.DatabaseUnavailable` for one that cannot be reached (or has no driver here).
         """
         self.engine = make_engine(url)
         try:
@@ -201,9 +202,9 @@ class JobStore(SweepRecords):
         limit: int | None = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Jobs matching every given filter (:class:`app.job_query.JobFilter`), in ``sort`` order.
+        """Jobs matching every given filter (:class:`app.store.query.JobFilter`), in ``sort`` order.
 
-        ``sort`` is a key of :data:`app.job_query.SORT_KEYS`, ``-`` first for descending; the
+        ``sort`` is a key of :data:`app.store.query.SORT_KEYS`, ``-`` first for descending; the
         default is newest first. ValueError for an unknown key. ``limit`` None: all of them.
         """
         where = job_query.JobFilter(status, tag, dataset, sweep_id, name).where()

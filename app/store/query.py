@@ -1,8 +1,8 @@
 """Filters and sort keys of the runs table, as portable SQL over the ``jobs`` table.
 
 One place that knows how a filter (status, tag, dataset, sweep, name) and a sort key
-(``best_map50``, ``-duration``, ...) become SQL, for :meth:`app.store.JobStore.list_jobs` and
-:meth:`~app.store.JobStore.count_jobs`. Everything is written with SQLAlchemy constructs that
+(``best_map50``, ``-duration``, ...) become SQL, for :meth:`app.store.jobs.JobStore.list_jobs` and
+:meth:`~app.store.jobs.JobStore.count_jobs`. Everything is written with SQLAlchemy constructs that
 SQLite and PostgreSQL both compile: JSON paths for the last step's losses, a ``LIKE`` over the
 tags' JSON text, ``CASE`` instead of ``NULLS LAST``.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.tables import jobs
+from app.store.tables import jobs
 
 LOSS_PARTS = ("pos_clf", "neg_clf", "loc", "total")
 

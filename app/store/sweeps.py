@@ -1,6 +1,6 @@
 """The sweeps table's records: a sweep's name, base config, spec and its jobs in queue order.
 
-A mixin of :class:`app.store.JobStore` (same engine, same write lock), kept apart so each module
+A mixin of :class:`app.store.jobs.JobStore` (same engine, same write lock), kept apart so each module
 holds one concept; what a sweep means (expanding the grid, queueing, cancelling) is
 :mod:`app.services.sweeps`'s.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from app.tables import sweeps
+from app.store.tables import sweeps
 
 
 def _sweep_dict(row: sa.Row[Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The store's tables at the newest schema revision (SQLAlchemy Core, portable types).
 
 These definitions are what the code reads and writes; the database gets them through the
-Alembic revisions in :mod:`app.migrations` (revision 1 is the schema from before Alembic,
+Alembic revisions in :mod:`app.store.migrations` (revision 1 is the schema from before Alembic,
 revision 2 adds tags, notes, sweeps and the columns the runs table sorts on, revision 3 the
 dataset column and the index that make the runs table fast, revision 4 the worker's token hash
 and the executor's id of a run). A test checks that

@@ -1,4 +1,4 @@
-"""One dataset import in a process of its own: ``python -m app.import_process``.
+"""One dataset import in a process of its own: ``python -m app.worker.dataset_import``.
 
 The server (:class:`app.services.imports.ImportQueue`) starts one per uploaded dataset, so that
 what an import holds — an annotation file's records, decoded images — never lands in the server's

@@ -2,15 +2,15 @@
 
 It imports TensorFlow (the server never does), trains with :class:`ssd.train.Trainer` into the
 job directory, resuming from its checkpoint, and ``put``s the typed messages of
-:mod:`app.messages` (started, a record per step and evaluation, a checkpoint notice per
-checkpoint, done last) to its reporter: an :class:`app.worker_client.HttpReporter`, which posts
-them to the server (:func:`app.worker_main.run_reporting` sets it up, for every executor).
+:mod:`app.worker.messages` (started, a record per step and evaluation, a checkpoint notice per
+checkpoint, done last) to its reporter: an :class:`app.worker.reporter.HttpReporter`, which posts
+them to the server (:func:`app.worker.main.run_reporting` sets it up, for every executor).
 
 A config with ``train.workers = N > 1`` trains with :class:`ssd.distributed.DistributedTrainer`:
 this process is the chief (it alone writes, evaluates and reports, so the messages are those of
 one process) and starts workers ``1..N-1``: as its own child processes on loopback
 (:meth:`~ssd.distributed.DistributedTrainer.with_local_peers`, as ``ssdboard train`` does), or,
-under the Ray executor, as Ray actors that may sit on other nodes (:mod:`app.ray_peers`). A
+under the Ray executor, as Ray actors that may sit on other nodes (:mod:`app.worker.ray_peers`). A
 cancel is the chief's stop flag, which every worker agrees on before each step, so all stop
 after the same step. The peers end with the chief: it kills them when it ends (an error, its
 memory watch) and each exits by itself within a second of the chief's death (a SIGKILL).
@@ -43,7 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from app.messages import CheckpointSaved, Done, Message, Record, Started
+from app.worker.messages import CheckpointSaved, Done, Message, Record, Started
 from ssd.checkpoint import METRICS_FILE
 
 GIB = 2**30
@@ -200,7 +200,7 @@ def run_job(
     """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message.
 
     ``make_peers(config, job_dir)``: starts workers ``1..N-1`` of a ``train.workers = N`` job
-    elsewhere (:class:`app.ray_peers.RayPeers`) and returns them (:class:`ssd.distributed.Peers`);
+    elsewhere (:class:`app.worker.ray_peers.RayPeers`) and returns them (:class:`ssd.distributed.Peers`);
     None: they are this process's children on loopback.
 
     ``memory_limit_gib``: the resident memory at which the worker stops the job (None: no limit).

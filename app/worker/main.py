@@ -1,10 +1,10 @@
 """Every job's worker: :func:`run_reporting`, and the command that runs it elsewhere (a Ray job's
-entrypoint). A local worker process runs the same function (:mod:`app.executors.local`).
+entrypoint). A local worker process runs the same function (:mod:`app.execution.executors.local`).
 
-``python -m app.worker_main --job ID --server URL --job-dir DIR --data-dir DIR [--known-step N]
+``python -m app.worker.main --job ID --server URL --job-dir DIR --data-dir DIR [--known-step N]
 [--ray-peers CPUS GPUS]``
-trains the job with :func:`app.worker.run_job`, the same function a local worker runs, reporting
-over HTTP through :class:`app.worker_client.HttpReporter`. The job's config and its worker token
+trains the job with :func:`app.worker.job.run_job`, the same function a local worker runs, reporting
+over HTTP through :class:`app.worker.reporter.HttpReporter`. The job's config and its worker token
 come from the environment (``SSDBOARD_WORKER_CONFIG``, JSON; ``SSDBOARD_WORKER_TOKEN``), not the
 command line, which process lists and Ray's job table show. SIGTERM (Ray stopping the job) asks
 the trainer to stop after its current step, which checkpoints. The exit status is 0 once every
@@ -24,8 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from app.worker import run_job
-from app.worker_client import HttpReporter
+from app.worker.job import run_job
+from app.worker.reporter import HttpReporter
 
 TOKEN_ENV = "SSDBOARD_WORKER_TOKEN"
 CONFIG_ENV = "SSDBOARD_WORKER_CONFIG"
@@ -36,7 +36,7 @@ log = logging.getLogger("ssdboard.worker")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line of a remote worker."""
-    parser = argparse.ArgumentParser(prog="python -m app.worker_main", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m app.worker.main", description=__doc__.splitlines()[0])
     parser.add_argument("--job", required=True, help="the job's id")
     parser.add_argument("--server", required=True, help="the server's URL as this node reaches it")
     parser.add_argument("--job-dir", required=True, help="the job's directory under the shared artifact root")
@@ -83,13 +83,13 @@ def run_reporting(
     on_reporter: Callable[[HttpReporter], None] | None = None,
     make_peers: Callable[[Any, Path], Any] | None = None,
 ) -> bool:
-    """Train one job with :func:`app.worker.run_job`, reporting over HTTP; whether every report
+    """Train one job with :func:`app.worker.job.run_job`, reporting over HTTP; whether every report
     reached the server. Every worker runs this, wherever it is placed.
 
     ``parent_pid``/``cancel``/``nice``: a local worker's server pid (it stops when the server is
     gone), its executor's cancel event (faster than the next report's answer) and niceness.
     ``on_reporter``: called with the reporter before training (the command installs its SIGTERM
-    handler there). ``make_peers``: see :func:`app.worker.run_job` (None: local peers).
+    handler there). ``make_peers``: see :func:`app.worker.job.run_job` (None: local peers).
     """
     reporter = HttpReporter(server_url, job_id, token, batch_s=batch_s).start()
     if on_reporter is not None:
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         cpus, gpus = args.ray_peers
 
         def make_peers(parsed: Any, out: Path) -> Any:
-            from app.ray_peers import RayPeers  # Ray is imported only by a multi-worker job's chief
+            from app.worker.ray_peers import RayPeers  # Ray is imported only by a multi-worker job's chief
 
             return RayPeers(parsed, out, args.data_dir, cpus=cpus, gpus=gpus)
 

@@ -1,8 +1,8 @@
 """What a training worker tells the server: one typed message per kind.
 
-A worker (:func:`app.worker.run_job`) puts these, in this order, on the queue its executor gave it:
-a multiprocessing queue for a local worker, read by the runner's pump (:class:`app.runner.JobRunner`)
-in batches; for a worker elsewhere, :class:`app.worker_client.HttpReporter`, which posts them in
+A worker (:func:`app.worker.job.run_job`) puts these, in this order, on the queue its executor gave it:
+a multiprocessing queue for a local worker, read by the runner's pump (:class:`app.execution.runner.JobRunner`)
+in batches; for a worker elsewhere, :class:`app.worker.reporter.HttpReporter`, which posts them in
 batches as JSON (:func:`to_wire`, :func:`parse_batch`) to ``POST /api/jobs/{id}/worker/events``:
 
 - :class:`Started` once training can continue from ``step`` (its checkpoint is loaded), with
@@ -44,7 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.text import MultilineText, scrub
+from app.worker.text import MultilineText, scrub
 from ssd.config import MAX_STEPS
 
 RecordKind = Literal["step", "eval"]

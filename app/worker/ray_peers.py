@@ -1,7 +1,7 @@
 """Workers ``1..N-1`` of a multi-worker job as Ray actors, on whichever nodes have room.
 
 Under the Ray executor a ``train.workers = N`` job is one Ray job whose entrypoint is the chief
-(worker 0, :mod:`app.worker_main`). The chief connects to the cluster it runs in, reserves a
+(worker 0, :mod:`app.worker.main`). The chief connects to the cluster it runs in, reserves a
 placement group of ``N - 1`` bundles (``SPREAD``: on distinct nodes where there are several,
 packed where there is one), starts one :class:`PeerActor` per bundle, and asks each for an
 address on its node (its IP and a free port). With its own address first, that is the

@@ -1,8 +1,8 @@
 """A worker's reports over HTTP: batched, retried with back-off, delivered in order.
 
 :class:`HttpReporter` stands where a local worker has its multiprocessing queue
-(:func:`app.worker.run_job` calls ``put``), so one worker code path serves both executors. A
-sender thread posts what was put, in order, as ``{"messages": [...]}`` (:func:`app.messages.to_wire`)
+(:func:`app.worker.job.run_job` calls ``put``), so one worker code path serves both executors. A
+sender thread posts what was put, in order, as ``{"messages": [...]}`` (:func:`app.worker.messages.to_wire`)
 to ``POST /api/jobs/{id}/worker/events`` with the job's worker token, ``max_batch`` messages at
 a time: a message put after a quiet spell goes at once, and the next post waits until
 ``batch_s`` seconds after the last (0: as soon as the last one is answered; one post is in flight
@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from app.messages import Message, to_wire
+from app.worker.messages import Message, to_wire
 
 log = logging.getLogger("ssdboard.worker")
 
@@ -108,7 +108,7 @@ class HttpReporter:
         self._http.close()
         return delivered
 
-    # The multiprocessing queue's methods that app.worker.run_job calls.
+    # The multiprocessing queue's methods that app.worker.job.run_job calls.
     def join_thread(self) -> None:
         """Wait for the sender thread (after :meth:`close`)."""
         if self._thread.is_alive() and self._thread is not threading.current_thread():

@@ -15,7 +15,7 @@ from live_server import ServerProcess
 
 from app.main import create_app
 from app.settings import Settings
-from app.store import JobStore
+from app.store.jobs import JobStore
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
+from app.api.schemas import CONFIG_EXAMPLE
 from app.domain import TERMINAL
-from app.schemas import CONFIG_EXAMPLE
 from benchmarks.server import free_port, start_server, stop_server
 
 # The API's own example (a tiny job, seconds on a CPU), five steps long.

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from live_server import TINY, tiny
 
-from app.schemas import DEFAULTS, ConfigIn
+from app.api.schemas import DEFAULTS, ConfigIn
 from app.services.jobs import downsample
-from ssd.config import SECTIONS, from_dict
+from ssd.config import SECTIONS, from_dict, merge
 
 
 def test_healthz(client: TestClient) -> None:
@@ -76,16 +76,6 @@ def test_unknown_job_is_404(client: TestClient, method: str, path: str) -> None:
     assert client.request(method, path).status_code == 404
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(base))
-    for section, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(section), dict):
-            out[section].update(value)
-        else:
-            out[section] = value
-    return out
-
-
 BAD = [
     ({"bogus": 1}, ["bogus"]),
     ({"train": {"stepz": 5}}, ["train", "stepz"]),
@@ -114,7 +104,7 @@ BAD = [
 def test_bad_config_is_422_naming_the_field_and_queues_nothing(
     client: TestClient, override: dict[str, Any], loc: list[str]
 ) -> None:
-    response = client.post("/api/jobs", json=_merge(TINY, override))
+    response = client.post("/api/jobs", json=merge(TINY, override))
     assert response.status_code == 422, response.text
     details = response.json()["detail"]
     assert [d["loc"][: len(loc) + 1] for d in details][0] == ["body", *loc], details

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.server import MIN_CONNECTIONS, RESERVED_FDS, connection_limits
+from app.http.server import MIN_CONNECTIONS, RESERVED_FDS, connection_limits
 from benchmarks.server import free_port, serve_command, start_server, stop_server
 
 NOFILE = 256
@@ -192,7 +192,7 @@ def test_connection_limits_leave_descriptors_for_the_rest() -> None:
 def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
     code = (
         "import resource\n"
-        "from app.server import raise_open_files_limit\n"
+        "from app.http.server import raise_open_files_limit\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))\n"
         "assert raise_open_files_limit() == (hard, hard), (resource.getrlimit(resource.RLIMIT_NOFILE), hard)\n"

@@ -39,7 +39,7 @@ def test_the_viewer_names_an_imported_datasets_classes(tmp_path: Path) -> None:
 
     from PIL import Image
 
-    from app.services.inference import DetectionService
+    from app.services.detections import DetectionService
     from ssd.config import from_dict
     from ssd.datasets.loader import apply_dataset
 

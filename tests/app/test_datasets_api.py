@@ -267,7 +267,7 @@ def test_statistics_and_coverage_follow_a_jobs_letterboxed_dataset(client: TestC
     prior explorer's coverage runs on the job's imported dataset."""
     config = {"data": {"dataset": "digits", "image_size": 96, "resize": "letterbox"}, "train": {"steps": 2}}
     job = client.post("/api/jobs", json=config).json()
-    service = client.app.state.datasets  # type: ignore[attr-defined]
+    service = client.app.state.dataset_browser  # type: ignore[attr-defined]
     resolved = service.config_of(job["id"])
     boxes = service.boxes(resolved, "train", 15)
     for i in range(15):
@@ -352,7 +352,7 @@ def test_a_chunked_upload_is_streamed_to_the_data_dir_and_cut_at_the_limit(tmp_p
 
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     with TestClient(create_app(settings)) as client:
-        service = client.app.state.registry  # type: ignore[attr-defined]
+        service = client.app.state.datasets  # type: ignore[attr-defined]
         opened = service.begin_upload("../../x.zip", {})
         assert opened.path.parent.parent == settings.data_dir / "uploads" and opened.path.name == "x.zip"
         opened.discard()

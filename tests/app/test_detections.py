@@ -21,7 +21,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-import app.services.inference as detections_module
+import app.services.detections as detections_module
 from app.main import create_app
 from app.settings import Settings
 from ssd.config import Config, from_dict

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import ValidationError
 
-import app.services.inference as inference
+import app.services.detections as inference
 from app.main import create_app
 from app.settings import Settings
 from ssd.config import from_dict

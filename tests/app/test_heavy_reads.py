@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from test_detections import CONFIG, EVAL_GTS, Dets, FakeDataset, StubPredictor, eval_by_image, jobs_dir, make_job
 
-import app.services.inference as detections_module
+import app.services.detections as detections_module
 from app.domain import ClientGone
 from app.main import create_app
 from app.services.heavy import HeavyWork
@@ -64,7 +64,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 
 def heavy(client: TestClient) -> HeavyWork:
-    return client.app.state.inference.heavy  # type: ignore[attr-defined, no-any-return]
+    return client.app.state.detections.heavy  # type: ignore[attr-defined, no-any-return]
 
 
 def test_the_limit_counts_slots_and_frees_them() -> None:
@@ -86,7 +86,7 @@ def test_a_model_run_stops_between_batches_and_keeps_what_it_predicted(
 ) -> None:
     stop = threading.Event()
     predictor = use(monkeypatch, StubPredictor(CONFIG, lambda image: (stop.set(), by_image(image))[1]))
-    service = client.app.state.inference  # type: ignore[attr-defined]
+    service = client.app.state.detections  # type: ignore[attr-defined]
     job = client.app.state.store.get_job(make_job(client))  # type: ignore[attr-defined]
     with pytest.raises(ClientGone):
         service.evaluation(job, n=8, stop=stop)  # the first image's call sets stop: the second batch never runs
@@ -179,10 +179,10 @@ def test_work_for_a_client_that_disconnects_stops(
         with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes its connection
             httpx.get(f"{url}/api/jobs/{job_id}/evaluation", params={"n": 8}, timeout=0.5)
         deadline = time.monotonic() + 5
-        while app.state.inference.heavy.active and time.monotonic() < deadline:
+        while app.state.detections.heavy.active and time.monotonic() < deadline:
             time.sleep(0.05)
         stopped_at = predictor.calls
-        assert app.state.inference.heavy.active == 0 and 1 <= stopped_at < 8
+        assert app.state.detections.heavy.active == 0 and 1 <= stopped_at < 8
         time.sleep(0.5)
         assert predictor.calls == stopped_at  # nothing ran after the stop
         done = httpx.get(f"{url}/api/jobs/{job_id}/evaluation", params={"n": 8}, timeout=30)

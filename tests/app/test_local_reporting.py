@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from live_server import tiny, wait_for
 
-from app.executors.local import LocalExecutor
+from app.execution.executors.local import LocalExecutor
 from app.main import create_app
 from app.settings import Settings
 

@@ -1,5 +1,5 @@
 """Schema migrations: a fresh store at the head revision, a pre-Alembic database upgraded with its
-rows, a database from a newer ssdboard refused, and the head revision equal to app.tables. Each
+rows, a database from a newer ssdboard refused, and the head revision equal to app.store.tables. Each
 test runs on SQLite and on PostgreSQL (``database_url``, tests/conftest.py)."""
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from app import migrations
-from app.store import JobStore
-from app.tables import metadata
+from app.store import migrations
+from app.store.jobs import JobStore
+from app.store.tables import metadata
 
 HEAD = "0004_worker_auth"
 METRIC_KEYS = ("pos_clf", "neg_clf", "loc", "total", "num_pos", "num_neg", "lr", "images_per_sec", "time")
 
 
 def _pre_alembic_tables() -> sa.MetaData:
-    """The tables exactly as app/store.py defined them before Alembic (revision 1)."""
+    """The tables exactly as app/store/jobs.py defined them before Alembic (revision 1)."""
     meta = sa.MetaData()
     sa.Table(
         "jobs",
@@ -79,7 +79,7 @@ def _json_defaults_as_text(
     rendered_metadata_default: str | None,
 ) -> bool | None:
     """Alembic's server-default comparison, except a JSON column's on PostgreSQL: it has no ``=`` on
-    ``json``, so compare the text (``'[]'::json`` there, ``'[]'`` in app.tables). None: Alembic's own."""
+    ``json``, so compare the text (``'[]'::json`` there, ``'[]'`` in app.store.tables). None: Alembic's own."""
     if isinstance(metadata_column.type, sa.JSON) and context.dialect.name == "postgresql":
         return (inspected_default or "").split("::")[0] != (rendered_metadata_default or "")
     return None

@@ -14,7 +14,7 @@ import pytest
 from live_server import TERMINAL, ServerProcess, sse, tiny, wait_for
 from pg_server import PostgresServer
 
-from app.store import JobStore
+from app.store.jobs import JobStore
 
 pytestmark = pytest.mark.slow
 

@@ -118,7 +118,7 @@ def test_a_tiny_job_runs_to_the_end_on_ray(ray_server: ServerProcess, ray_cluste
         assert done["step"] == 3 and done["checkpoint_step"] == 3 and done["last_eval"]["step"] == 3
     ray_job = _ray_job_ended(ray_cluster, job["id"])
     assert ray_job.status == "SUCCEEDED" and ray_job.submission_id.startswith(f"ssdboard-{job['id']}-")
-    assert "app.worker_main" in ray_job.entrypoint and "TOKEN" not in ray_job.entrypoint
+    assert "app.worker.main" in ray_job.entrypoint and "TOKEN" not in ray_job.entrypoint
     assert (tmp_path / "shared" / "jobs" / job["id"] / "train_state.npz").exists()  # the artifact root
 
 
@@ -144,14 +144,14 @@ def test_cancel_checkpoints_and_a_killed_worker_fails_its_job(ray_server: Server
 
 
 def _worker_pids(job_id: str) -> list[int]:
-    """Pids of the processes running ``python -m app.worker_main --job job_id`` (Ray starts them)."""
+    """Pids of the processes running ``python -m app.worker.main --job job_id`` (Ray starts them)."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except (FileNotFoundError, PermissionError, NotADirectoryError):
             continue
-        if b"app.worker_main" in argv and job_id.encode() in argv:
+        if b"app.worker.main" in argv and job_id.encode() in argv:
             pids.append(int(proc.name))
     return pids
 

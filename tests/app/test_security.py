@@ -1,4 +1,4 @@
-"""Access control and request limits (app/security.py) on an in-process app: the bearer token on
+"""Access control and request limits (app/http/security.py) on an in-process app: the bearer token on
 every state-changing /api/ route, open reads, OpenAPI's description of both, body size limits,
 CORS off by default, and the refusal to bind openly without a token."""
 
@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from live_server import route_table, tiny
 
 from app.cli import main as cli_main
+from app.http.security import STATE_CHANGING, UnsafeBindError, check_bind, is_loopback, needs_token
 from app.main import create_app
-from app.security import STATE_CHANGING, UnsafeBindError, check_bind, is_loopback, needs_token
 from app.settings import Settings
 
 TOKEN = "s3cret-token-0123456789"

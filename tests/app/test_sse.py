@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 from live_server import ServerProcess
 
-from app.events import PING, Broadcaster, event_stream
-from app.sse import EventStreamResponse
-from app.store import Event, JobStore
+from app.execution.events import PING, Broadcaster, event_stream
+from app.http.sse import EventStreamResponse
+from app.store.jobs import Event, JobStore
 
 
 def test_a_client_that_leaves_is_unsubscribed_and_the_response_ends() -> None:

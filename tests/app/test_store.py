@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from app.events import Broadcaster, event_stream
-from app.runner import death_reason
-from app.store import Event, JobStore, jobs, utcnow
+from app.execution.events import Broadcaster, event_stream
+from app.execution.runner import death_reason
+from app.store.jobs import Event, JobStore, jobs, utcnow
 
 
 def _step(step: int, total: float = 1.0) -> dict[str, Any]:
@@ -199,7 +199,7 @@ def test_death_reason_names_the_signal_or_exit_code() -> None:
 
 
 def test_worker_history_reads_the_steps_the_server_lacks(tmp_path: Path) -> None:
-    from app.worker import describe, read_jsonl
+    from app.worker.job import describe, read_jsonl
 
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(f'{{"step": {s}, "total": 1.0}}\n' for s in range(1, 8)) + "not json\n")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.store import JobStore, jobs, utcnow
+from app.store.jobs import JobStore, jobs, utcnow
 
 
 def _job(store: JobStore, name: str, dataset: str = "mnist", **kwargs: Any) -> str:

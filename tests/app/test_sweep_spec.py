@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from app.api.schemas import DEFAULTS
 from app.domain import Invalid
-from app.schemas import DEFAULTS
 from app.services.sweep_spec import Range, apply, expand, get, grid_points, parse
 
 

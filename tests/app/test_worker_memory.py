@@ -17,9 +17,17 @@ import numpy as np
 import pytest
 from live_server import TERMINAL, ServerProcess, tiny, wait_for, wait_for_step
 
-from app import worker
-from app.messages import CheckpointSaved, Done, Record, Started
-from app.worker import EXIT_OUT_OF_MEMORY, OUT_OF_MEMORY, MemoryWatch, OutOfMemory, describe, resident_bytes, run_job
+from app.worker import job as worker
+from app.worker.job import (
+    EXIT_OUT_OF_MEMORY,
+    OUT_OF_MEMORY,
+    MemoryWatch,
+    OutOfMemory,
+    describe,
+    resident_bytes,
+    run_job,
+)
+from app.worker.messages import CheckpointSaved, Done, Record, Started
 
 GIB = 2**30
 

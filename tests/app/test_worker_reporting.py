@@ -2,7 +2,7 @@
 
 The runner gets a stand-in executor that "places" workers nowhere and hands out their tokens;
 the tests then speak for the workers with ``POST /api/jobs/{id}/worker/events``, exactly as
-:class:`app.worker_client.HttpReporter` would. The Ray executor itself is tested in
+:class:`app.worker.reporter.HttpReporter` would. The Ray executor itself is tested in
 ``test_ray_executor.py``.
 """
 
@@ -18,10 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 from live_server import tiny, wait_for
 
-from app.executors.base import Executor
+from app.execution.executors.base import Executor
 from app.main import create_app
 from app.settings import Settings
-from app.worker_client import HttpReporter
+from app.worker.reporter import HttpReporter
 
 ADMIN = "admin-secret-token"
 
@@ -63,7 +63,7 @@ class RemoteStandIn(Executor):
 @pytest.fixture
 def executor(monkeypatch: pytest.MonkeyPatch) -> RemoteStandIn:
     standin = RemoteStandIn()
-    monkeypatch.setattr("app.runner.make_executor", lambda settings: standin)
+    monkeypatch.setattr("app.execution.runner.make_executor", lambda settings: standin)
     return standin
 
 
@@ -207,7 +207,7 @@ def test_the_reporter_retries_with_back_off_and_keeps_order() -> None:
             return httpx.Response(503)  # applied, but the answer says try again: sent again
         return httpx.Response(200, json={"cancel": calls["n"] >= 6})
 
-    from app.messages import Record
+    from app.worker.messages import Record
 
     reporter = HttpReporter(
         "http://server", "j1", "tok", batch_s=0.01, min_backoff_s=0.01, transport=httpx.MockTransport(handler)
@@ -230,7 +230,7 @@ def test_the_reporter_retries_with_back_off_and_keeps_order() -> None:
 
 
 def test_the_reporter_stops_when_the_server_refuses_the_run() -> None:
-    from app.messages import Record
+    from app.worker.messages import Record
 
     reporter = HttpReporter(
         "http://server", "j1", "tok", batch_s=0.01, transport=httpx.MockTransport(lambda r: httpx.Response(401))
@@ -241,7 +241,7 @@ def test_the_reporter_stops_when_the_server_refuses_the_run() -> None:
 
 
 def test_ray_resources_come_from_the_settings_and_the_config(tmp_path: Path) -> None:
-    from app.executors.ray import RayExecutor, ray_resources
+    from app.execution.executors.ray import RayExecutor, ray_resources
 
     settings = Settings(data_dir=tmp_path, ray_cpus_per_job=2, server_url="http://10.0.0.5:8000/")
     assert ray_resources(settings) == {"entrypoint_num_cpus": 2}
@@ -249,7 +249,7 @@ def test_ray_resources_come_from_the_settings_and_the_config(tmp_path: Path) -> 
     assert ray_resources(with_gpus) == {"entrypoint_num_cpus": 2, "entrypoint_num_gpus": 0.5}
     job = {"id": "abc", "step": 7, "config": tiny(), "name": "n"}
     command = RayExecutor(settings).entrypoint(job)
-    assert command.startswith("python -m app.worker_main --job abc --server http://10.0.0.5:8000 --job-dir ")
+    assert command.startswith("python -m app.worker.main --job abc --server http://10.0.0.5:8000 --job-dir ")
     # A multi-worker job's peers are Ray actors, each asking for one worker's share.
     assert command.endswith(f"--data-dir {tmp_path.resolve()} --known-step 7 --ray-peers 2.0 0.0")
 
@@ -358,7 +358,7 @@ def test_the_token_is_checked_before_the_body_is_read_and_the_body_is_bounded(
 ) -> None:
     """The probe's unauthenticated 200 MB post to the listener took 390 MB before its 422."""
     from app.api.worker import report_app
-    from app.messages import MAX_REPORT_BYTES
+    from app.worker.messages import MAX_REPORT_BYTES
 
     with _app(tmp_path) as client:
         server: Any = client.app
@@ -381,7 +381,7 @@ def test_the_token_is_checked_before_the_body_is_read_and_the_body_is_bounded(
 def test_what_a_trainer_reports_passes_the_check() -> None:
     """An evaluation with no box to find has a NaN mAP, an error may carry a terminal's colours:
     the worker sends them as null and U+FFFD, and the server takes them."""
-    from app.messages import CheckpointSaved, Done, Record, Started, parse_batch, to_wire
+    from app.worker.messages import CheckpointSaved, Done, Record, Started, parse_batch, to_wire
 
     evaluation = {"step": 2, "images": 4, "time": 1e9, "val_total": 1.5, "map": float("nan")}
     sent = [

@@ -42,7 +42,7 @@ def test_proc_readers_find_this_process_and_an_import_child() -> None:
     assert set(mine) == {"VmRSS", "VmHWM", "VmPeak"} and 0 < mine["VmRSS"] <= mine["VmHWM"] <= mine["VmPeak"]
     assert proc_memory(2**22 + 1) == {}
     child = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)", "app.import_process"], stdin=subprocess.DEVNULL
+        [sys.executable, "-c", "import time; time.sleep(30)", "app.worker.dataset_import"], stdin=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 10  # its command line is readable once its exec is complete

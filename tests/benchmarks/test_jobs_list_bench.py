@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.store import JobStore
+from app.store.jobs import JobStore
 from benchmarks.jobs_list import REQUESTS, fill_store, main
 
 

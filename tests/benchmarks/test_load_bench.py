@@ -6,8 +6,8 @@ import asyncio
 import random
 from typing import Any
 
-from app.events import sse_bytes
-from app.store import Event
+from app.execution.events import sse_bytes
+from app.store.jobs import Event
 from benchmarks.clients import ClientResult, SSECounter
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.executors.base import Executor
+from app.execution.executors.base import Executor
 from app.settings import Settings
 
 __all__ = ["Executor", "make_executor"]
@@ -11,9 +11,9 @@ __all__ = ["Executor", "make_executor"]
 def make_executor(settings: Settings) -> Executor:
     """The executor ``SSDBOARD_EXECUTOR`` names (Ray is imported only when asked for)."""
     if settings.executor == "ray":
-        from app.executors.ray import RayExecutor
+        from app.execution.executors.ray import RayExecutor
 
         return RayExecutor(settings)
-    from app.executors.local import LocalExecutor
+    from app.execution.executors.local import LocalExecutor
 
     return LocalExecutor(settings)

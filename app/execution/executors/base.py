@@ -1,14 +1,14 @@
 """What the runner asks of an executor: start a job's worker somewhere, watch it, stop it.
 
-The runner (:class:`app.runner.JobRunner`) keeps the queue, the concurrency limit and the job
-states; an executor only places workers. Every worker runs :func:`app.worker_main.run_reporting`
-and reports over HTTP (:mod:`app.worker_client`, the route in :mod:`app.api.worker`) with its
-run's token, into :meth:`app.runner.JobRunner.ingest`. Two implementations:
+The runner (:class:`app.execution.runner.JobRunner`) keeps the queue, the concurrency limit and the job
+states; an executor only places workers. Every worker runs :func:`app.worker.main.run_reporting`
+and reports over HTTP (:mod:`app.worker.reporter`, the route in :mod:`app.api.worker`) with its
+run's token, into :meth:`app.execution.runner.JobRunner.ingest`. Two implementations:
 
-- :class:`app.executors.local.LocalExecutor` (``SSDBOARD_EXECUTOR=local``, the default): a
+- :class:`app.execution.executors.local.LocalExecutor` (``SSDBOARD_EXECUTOR=local``, the default): a
   spawned process per job on the server's machine, reporting to a loopback listener. Its
   workers end with the server.
-- :class:`app.executors.ray.RayExecutor` (``SSDBOARD_EXECUTOR=ray``): a Ray job per run through
+- :class:`app.execution.executors.ray.RayExecutor` (``SSDBOARD_EXECUTOR=ray``): a Ray job per run through
   Ray's Jobs API, reporting to the server's URL; it keeps running while the server restarts,
   so the runner reattaches to it (:meth:`Executor.reattach`).
 

@@ -1,8 +1,8 @@
 """The default executor: one spawned worker process per job on the server's machine.
 
-A worker runs :func:`app.worker_main.run_reporting`, as a worker on another node does: it reports
+A worker runs :func:`app.worker.main.run_reporting`, as a worker on another node does: it reports
 over HTTP with its run's token, here to the runner's loopback listener
-(:class:`app.report_listener.ReportListener`, started by :meth:`LocalExecutor.open`). What is
+(:class:`app.execution.report_listener.ReportListener`, started by :meth:`LocalExecutor.open`). What is
 local is only the control: a worker stops before its next step when its cancel event is set (at
 once, not at its next report's answer) or when the server that started it is gone, so its runs
 never outlive the server: after a restart they are ``interrupted``.
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from app.executors.base import Executor
-from app.report_listener import ReportListener
+from app.execution.executors.base import Executor
+from app.execution.report_listener import ReportListener
 from app.settings import Settings
-from app.worker import EXIT_OUT_OF_MEMORY
-from app.worker_main import run_reporting
+from app.worker.job import EXIT_OUT_OF_MEMORY
+from app.worker.main import run_reporting
 
 # A local worker posts each report as soon as the one before is answered (loopback is cheap):
 # the live charts' latency on this machine.

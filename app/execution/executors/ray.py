@@ -1,13 +1,13 @@
 """The ``ray`` executor: each run of a job is a Ray job, submitted through Ray's Jobs API.
 
-The entrypoint is :mod:`app.worker_main` (``python -m app.worker_main --job ID --server URL ...``),
-which trains with the same :func:`app.worker.run_job` as a local worker and reports over HTTP
+The entrypoint is :mod:`app.worker.main` (``python -m app.worker.main --job ID --server URL ...``),
+which trains with the same :func:`app.worker.job.run_job` as a local worker and reports over HTTP
 with the run's worker token. The token and the job's config travel in the Ray job's
 ``runtime_env`` environment variables. Resources: ``entrypoint_num_cpus`` is
 ``SSDBOARD_RAY_CPUS_PER_JOB`` and ``entrypoint_num_gpus`` ``SSDBOARD_RAY_GPUS_PER_JOB`` (when
 above 0): one worker's share. A multi-worker job (``train.workers = N > 1``) is one Ray job whose
 entrypoint is the chief; it starts the other N-1 workers as Ray actors with a share each, in a
-placement group spread over the nodes (:mod:`app.ray_peers`). Job files go to the job's
+placement group spread over the nodes (:mod:`app.worker.ray_peers`). Job files go to the job's
 directory under the artifact root (``SSDBOARD_ARTIFACT_DIR``), which every node must mount at
 the same path.
 
@@ -26,9 +26,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from app.executors.base import Executor, Lost
+from app.execution.executors.base import Executor, Lost
 from app.settings import Settings
-from app.worker_main import CONFIG_ENV, TOKEN_ENV
+from app.worker.main import CONFIG_ENV, TOKEN_ENV
 
 log = logging.getLogger("ssdboard.executor.ray")
 
@@ -88,7 +88,7 @@ class RayExecutor(Executor):
         argv = [
             *shlex.split(settings.ray_python),
             "-m",
-            "app.worker_main",
+            "app.worker.main",
             "--job",
             job["id"],
             "--server",

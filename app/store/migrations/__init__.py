@@ -12,7 +12,7 @@
 The revisions live in ``versions/`` inside the package (shipped in the wheel); the Alembic
 configuration is built here in code, there is no ``alembic.ini``. A new revision: copy the
 latest file in ``versions/``, set ``revision`` and ``down_revision``, write its operations, and
-change :mod:`app.tables` to match (a test compares a migrated database with the tables).
+change :mod:`app.store.tables` to match (a test compares a migrated database with the tables).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
 def head_revision() -> str:
     """The newest revision this code knows."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "app/migrations/versions holds no revision"
+    assert head is not None, "app/store/migrations/versions holds no revision"
     return head
 
 

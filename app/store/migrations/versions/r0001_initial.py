@@ -4,7 +4,7 @@ Revision ID: 0001_initial
 Revises:
 Create Date: 2026-11-30
 
-Written out in full rather than from :mod:`app.tables` (which follows the newest revision), so
+Written out in full rather than from :mod:`app.store.tables` (which follows the newest revision), so
 this revision always creates exactly what ssdboard created before it used migrations: a database
 from then is stamped at this revision and upgraded from here.
 """
