@@ -4,4 +4,5 @@ import sys
 
 from ssd.cli.commands import main
 
-sys.exit(main())
+if __name__ == "__main__":  # imported, as the install test imports every module, it runs nothing
+    sys.exit(main())
