@@ -234,7 +234,7 @@ def fit(report: dict[str, Any]) -> dict[str, float]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The README's table of a measurement, with today's estimate."""
+    """The docs' table of a measurement (docs/operations/limits.md), with today's estimate."""
     lines = ["| config | estimate GiB | measured peak GiB | estimate / peak |", "| --- | ---: | ---: | ---: |"]
     for row in report["rows"]:
         lines.append(f"| {row['label']} | {row['estimate_gib']:.2f} | {row['peak_gib']:.2f} | {row['ratio']:.2f} |")

@@ -19,7 +19,7 @@ The machine is shared and noisy, so the runs of a variant are measured interleav
 and medians are reported. Each run first takes :attr:`Plan.warmup_steps` untimed steps
 (tracing, oneDNN's first-use setup); the timed steps per measurement are then chosen so the
 slowest run of the variant takes about :attr:`Plan.target_seconds`, which keeps resnet50 at
-300 px to a few steps on two cores. Results are printed, with a Markdown table for the README,
+300 px to a few steps on two cores. Results are printed, with a Markdown table for docs/guide/models.md,
 and written to ``.bench/models.json`` (``--quick``: ``.bench/models_quick.json``).
 """
 
@@ -214,7 +214,7 @@ def measure_variant(variant: Variant, plan: Plan, tmp: str) -> dict[str, Any]:
 
 
 def markdown_table(records: Sequence[dict[str, Any]]) -> str:
-    """The README's table: one row per variant."""
+    """The docs' table (docs/guide/models.md): one row per variant."""
     lines = [
         "| model | batch | parameters | forward GFLOP/image | trainer img/s (precision) | trainer float32 img/s "
         "| naive img/s | trainer / naive |",

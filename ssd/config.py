@@ -6,7 +6,7 @@ take the same keys (see DESIGN.md). Every key is optional. Two named presets exi
 - ``notebook``: the tutorial notebook's exact set-up (priors, threshold-only matching, no
   variances, constant Adam learning rate). Kept so its behaviour can be reproduced.
 - ``default``: what reaches validation mAP@.5 0.95 on two CPU cores in under 6 minutes
-  (see README, "Training recipe"). Used whenever no preset is named.
+  (see docs/guide/training.md, "Training recipe"). Used whenever no preset is named.
 
 A bad value raises :class:`ConfigError` whose ``field`` is the dotted key, e.g.
 ``priors.strides``; the CLI and the REST layer show that name to the user.
@@ -226,7 +226,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "default",
         "priors": {"scales": [[10, 16], [25, 36], [48, 64]], "ratios": [0.35, 0.6, 1.0]},
         "matching": {"force_best": True, "variances": [0.1, 0.2]},
-        # Issue 15's recipe (README "Training recipe"): batch 16 at 2e-3 reaches mAP@.5 0.95 in
+        # Issue 15's recipe (docs/guide/training.md): batch 16 at 2e-3 reaches mAP@.5 0.95 in
         # 14,400 images where batch 32 at 1e-3 needed 28,800; evaluations every 200 steps feed the
         # dashboard's mAP chart; with the checkpoints they cost 3% of the run's time.
         "train": {

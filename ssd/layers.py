@@ -18,7 +18,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
 
     Keras 3 normalises with separate moments/normalise ops, several passes over each
     activation; on this CPU that made BatchNorm cost more than the convolutions (measured
-    2.8x slower training steps in bf16, see README "Speed"). ``FusedBatchNormV3`` is one oneDNN
+    2.8x slower training steps in bf16, see docs/performance.md). ``FusedBatchNormV3`` is one oneDNN
     kernel that also takes bf16 activations with float32 statistics. Same variables, same
     checkpoints and the same inference path as the Keras layer; the moving averages follow
     Keras' rule ``moving = moving * momentum + batch * (1 - momentum)`` with the biased batch

@@ -1,7 +1,7 @@
 """Training batches made by a pool of processes (``data.loader_processes``).
 
 The generator and the imported-dataset loader are Python and NumPy: one thread makes about 2,000
-MNIST-detection images a second (README "Speed"), and the GIL keeps more threads from making more.
+MNIST-detection images a second (docs/performance.md), and the GIL keeps more threads from making more.
 That is 25x what two CPU cores train, but a GPU trains faster than that. On such a host,
 ``loader_processes`` worker processes each rebuild the training dataset from the config and make
 whole batches; the batches come back in order and are the same arrays the in-process path makes

@@ -6,7 +6,7 @@
   with dynamic loss scaling (:func:`ssd.train.make_optimizer` wraps the optimizer in Keras'
   ``LossScaleOptimizer``).
 - On a CPU with bf16 units (Intel AMX-BF16, or AVX512-BF16 as on AMD Zen 4): ``mixed_bfloat16``,
-  where it was measured faster than float32 (``python -m benchmarks.models``, README "Models"):
+  where it was measured faster than float32 (``python -m benchmarks.models``, docs/guide/models.md):
   the notebook network 2.1x and resnet50 1.5x on an AMD EPYC. Not for ``mobilenet_v2``: its
   depthwise convolutions and Keras' unfused BatchNorm made bf16 0.70x float32 there, so it stays
   in float32 (:data:`CPU_BF16_SLOWER`).
@@ -14,7 +14,7 @@
 
 Whether XLA compiles the training step (``train.xla = "auto"``, :func:`choose_xla`): on GPUs, where
 it fuses the BatchNorm, ReLU and loss elementwise work into few kernels; not on CPUs, where its
-convolutions are not oneDNN's and the step ran slower (README "Speed"); not with several workers,
+convolutions are not oneDNN's and the step ran slower (docs/performance.md); not with several workers,
 whose collectives run outside XLA.
 
 How many processes make training batches (``data.loader_processes = -1``, auto,

@@ -94,7 +94,7 @@ def make_targets_fn(config: Config, *, jit_compile: bool = True) -> Callable[[tf
     XLA-compiled by default: matching is some twenty elementwise passes over [B, K, P] and
     [B, P, C + 4] tensors, which XLA fuses into a few loops. On the default config's batch of 32
     that took 13.8 ms of CPU instead of 70.5 (AMD EPYC, one thread), time the input pipeline
-    took from the training step on a 2-core machine (README "Speed"). XLA compiles once per
+    took from the training step on a 2-core machine (docs/performance.md). XLA compiles once per
     input shape; the pipeline's shapes are static.
     """
     priors = tf.constant(make_priors(config.priors, config.data.image_size).boxes)
