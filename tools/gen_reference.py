@@ -18,6 +18,7 @@ machine), so ``tests/test_docs.py`` regenerates the pages and compares them with
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import importlib
 import json
 import os
@@ -239,7 +240,10 @@ def config_schema(app: Any) -> dict[str, Any]:
         answer: dict[str, Any] = response.json()
         return answer
 
-    return anyio.run(get)
+    # A thread of its own: the caller's thread may run an event loop already (a test session's
+    # Playwright does), and anyio.run refuses to start a second one there.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(anyio.run, get).result()
 
 
 def render_config(answer: dict[str, Any]) -> str:
