@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from app.services.detections import DetectionService, dataset
+from app.services.detections import DetectionService
 from app.settings import Settings
 from ssd.config import from_dict
+from ssd.datasets.resolve import for_config
 from ssd.evaluate import coco_evaluate, confusion_matrix
 
 
@@ -60,7 +61,7 @@ def run(checkpoint: Path, *, images: int, repeats: int) -> dict[str, Any]:
     config = detector.config
     if images > config.data.val_images:
         raise SystemExit(f"--images {images} exceeds the checkpoint's data.val_images ({config.data.val_images})")
-    samples = [dataset(config, "val")[i] for i in range(images)]
+    samples = [for_config(config, "val", augment=False, cache_bytes=0)[i] for i in range(images)]
     batch = np.stack([s.image for s in samples])
     gt_boxes, gt_labels = [s.boxes for s in samples], [s.labels for s in samples]
     detector.predict(batch[:8])  # trace the model once, outside the timings

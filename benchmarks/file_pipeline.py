@@ -30,8 +30,9 @@ from benchmarks.flops import cpu_description
 from benchmarks.train import TrainerRun
 from ssd.config import Config, from_dict
 from ssd.datasets.export import export_generator
-from ssd.datasets.loader import FileDataset, apply_dataset
+from ssd.datasets.loader import FileDataset
 from ssd.datasets.registry import Registry
+from ssd.datasets.resolve import apply_dataset
 
 BATCH = 32
 TARGET_TRAIN_RATIO = 0.9

@@ -26,6 +26,7 @@ from pathlib import Path
 from benchmarks.flops import cpu_description
 from ssd.config import Config, from_dict
 from ssd.data import for_config
+from ssd.datasets.source import GeneratedSource
 from ssd.loader_pool import BatchPool
 from ssd.train import input_pipeline
 
@@ -36,7 +37,7 @@ def images_per_sec(config: Config, processes: int, batches: int, warmup: int = 4
     """Images/s over ``batches`` batches after ``warmup`` (the pool's start-up and XLA's compile)."""
     dataset = for_config(config, "train")
     with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(BatchPool(config, None, processes)) if processes else None
+        pool = stack.enter_context(BatchPool(config, GeneratedSource(), processes)) if processes else None
         it = iter(input_pipeline(config, dataset, 0, warmup + batches, pool=pool))
         for _ in range(warmup):
             next(it)

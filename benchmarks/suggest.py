@@ -28,8 +28,8 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 from ssd.config import Config, PriorConfig, from_dict
-from ssd.datasets.loader import apply_dataset, split_boxes
 from ssd.datasets.registry import DatasetNotFound, Registry
+from ssd.datasets.resolve import apply_dataset, split_boxes
 from ssd.suggest import fit, measure
 
 NOTEBOOK: dict[str, Any] = {"preset": "notebook"}

@@ -303,6 +303,11 @@ class DetectionDataset:
         image = canvas.astype(np.uint8)
         return Sample(image=image, boxes=boxes[:count].copy(), labels=labels[:count].copy())
 
+    def ignore_regions(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Crowd and difficult regions of sample ``index``: the generator has none (float32 [0, 4],
+        int32 [0]), so its samples read as an imported dataset's do."""
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.int32)
+
     def batch(self, start: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Samples ``start .. start + size - 1`` stacked and padded.
 

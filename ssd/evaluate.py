@@ -364,27 +364,28 @@ def confusion_matrix(
 
 
 class Samples(Protocol):
-    """What :func:`evaluate_model` reads: the generator or an imported dataset's split."""
+    """What :func:`evaluate_model` reads of a split (:class:`ssd.datasets.source.SplitData`)."""
 
     image_size: int
 
     def __getitem__(self, index: int) -> Sample: ...
 
+    def ignore_regions(self, index: int) -> tuple[np.ndarray, np.ndarray]: ...
+
 
 def evaluate_model(detector: Detector, dataset: Samples, num_images: int, batch_size: int = 32) -> EvalResult:
-    """COCO metrics of ``detector`` on ``dataset[0] .. dataset[num_images - 1]``; a dataset with
-    ``ignore_regions(i)`` (an imported one) has its crowd and difficult regions ignored."""
+    """COCO metrics of ``detector`` on ``dataset[0] .. dataset[num_images - 1]``, the crowd and
+    difficult regions of each image (``dataset.ignore_regions(i)``) ignored."""
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
     samples = [dataset[i] for i in range(num_images)]
     images = np.stack([s.image for s in samples])
     detections = detector.predict(images, batch_size=batch_size)
-    regions = getattr(dataset, "ignore_regions", None)
     return coco_evaluate(
         [s.boxes for s in samples],
         [s.labels for s in samples],
         detections,
         num_classes=detector.config.model.num_classes,
         image_size=dataset.image_size,
-        ignore=[regions(i) for i in range(num_images)] if regions is not None else None,
+        ignore=[dataset.ignore_regions(i) for i in range(num_images)],
     )

@@ -3,7 +3,8 @@
 The generator and the imported-dataset loader are Python and NumPy: one thread makes about 2,000
 MNIST-detection images a second (docs/performance.md), and the GIL keeps more threads from making more.
 That is 25x what two CPU cores train, but a GPU trains faster than that. On such a host,
-``loader_processes`` worker processes each rebuild the training dataset from the config and make
+``loader_processes`` worker processes each make the training split of the run's data source
+(:class:`ssd.datasets.source.DataSource`, pickled: an imported one reads its index itself) and make
 whole batches; the batches come back in order and are the same arrays the in-process path makes
 (each sample is a function of its index and the seed), so a run does not depend on the count.
 
@@ -19,23 +20,22 @@ import collections
 import multiprocessing
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
 from ssd.config import Config
-from ssd.datasets.loader import for_config
+from ssd.datasets.source import DataSource, SplitData
 from ssd.lifetime import exit_with_parent
 
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray]  # images uint8 [B,S,S,3], boxes [B,K,4], labels [B,K]
 
-_dataset = None  # the worker process's training dataset (one per process, built by _start)
+_dataset: SplitData | None = None  # the worker process's training split (one per process, made by _start)
 
 
-def _start(config: Config, data_dir: Path | None) -> None:
+def _start(config: Config, source: DataSource) -> None:
     global _dataset
     exit_with_parent(0)  # a worker killed mid-run: nothing left to make batches for
-    _dataset = for_config(config, "train", data_dir)
+    _dataset = source.split(config, "train")
 
 
 def _make(start: int, size: int) -> Batch:
@@ -48,7 +48,7 @@ class BatchPool:
     """``processes`` workers making training batches; :meth:`batches` keeps ``ahead`` per worker
     in flight, so memory stays bounded whatever the consumer's speed."""
 
-    def __init__(self, config: Config, data_dir: Path | None, processes: int, ahead: int = 2) -> None:
+    def __init__(self, config: Config, source: DataSource, processes: int, ahead: int = 2) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         self.processes = processes
@@ -62,7 +62,7 @@ class BatchPool:
             processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start,
-            initargs=(config, data_dir),
+            initargs=(config, source),
         )
 
     def batches(self, starts: Iterable[int], size: int) -> Iterator[Batch]:

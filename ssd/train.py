@@ -45,8 +45,8 @@ from ssd.checkpoint import (
     write_run_info,
 )
 from ssd.config import Config
-from ssd.data import DetectionDataset
-from ssd.datasets.loader import FileDataset, for_config
+from ssd.datasets.resolve import resolve
+from ssd.datasets.source import DataSource, SplitData
 from ssd.loader_pool import BatchPool
 from ssd.loss import loss_components
 from ssd.matching import match
@@ -60,7 +60,7 @@ StopFlag = Callable[[], bool]
 LOSS_KEYS = ("pos_clf", "neg_clf", "loc", "total")
 
 
-TrainData = DetectionDataset | FileDataset  # the generator or an imported dataset: same interface
+TrainData = SplitData  # the generator or an imported dataset: one interface (ssd.datasets.source)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -83,9 +83,10 @@ class TrainResult:
 
 
 def datasets(config: Config, data_dir: Path | None = None) -> tuple[TrainData, TrainData]:
-    """The training and validation data of a config: the generator, or an imported dataset from
-    the registry in ``data_dir`` (default ``SSDBOARD_DATA_DIR`` or ``data``)."""
-    return for_config(config, "train", data_dir), for_config(config, "val", data_dir)
+    """The training and validation data of a config: its dataset (the generator, or an import of
+    the registry in ``data_dir``, default ``SSDBOARD_DATA_DIR`` or ``data``) resolved once."""
+    source = resolve(config, data_dir)
+    return source.split(config, "train"), source.split(config, "val")
 
 
 def make_targets_fn(config: Config, *, jit_compile: bool = True) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
@@ -217,7 +218,16 @@ class Trainer:
 
     shard: tuple[int, int] = (0, 1)  # (this worker, workers): the slice of each batch it trains on
 
-    def __init__(self, config: Config, out_dir: str | Path, *, data_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        out_dir: str | Path,
+        *,
+        data_dir: str | Path | None = None,
+        source: DataSource | None = None,
+    ) -> None:
+        """``source`` is the config's dataset resolved already; without it, ``data.dataset`` is
+        looked up once in the registry in ``data_dir`` (:func:`ssd.datasets.resolve.resolve`)."""
         if self.shard[1] != config.train.workers:
             raise ValueError(
                 f"train.workers is {config.train.workers}: train with ssd.distributed.DistributedTrainer "
@@ -238,8 +248,9 @@ class Trainer:
         self.model = build_ssd(config.model, config.priors, config.data.image_size, dtype, pretrained=pretrained)
         self.optimizer = make_optimizer(config, policy)
         self.optimizer.build(self.model.trainable_variables)
-        self.data_dir = Path(data_dir) if data_dir is not None else None
-        self.train_data, self.val_data = datasets(config, self.data_dir)
+        self.source = source if source is not None else resolve(config, Path(data_dir) if data_dir else None)
+        self.train_data = self.source.split(config, "train")
+        self.val_data = self.source.split(config, "val")
         self.priors = make_priors(config.priors, config.data.image_size).boxes  # [P, 4] xyxy
         self._targets = make_targets_fn(config)
         self.step = 0
@@ -326,8 +337,7 @@ class Trainer:
         from ssd.evaluate import coco_evaluate
 
         cfg = self.config
-        if isinstance(self.val_data, FileDataset):  # an imported validation split has an end
-            num_images = min(num_images, len(self.val_data))
+        num_images = self.source.count("val", num_images)  # an imported validation split has an end
         sums = dict.fromkeys(LOSS_KEYS, 0.0)
         detections, gt_boxes, gt_labels = [], [], []
         ignore: list[tuple[np.ndarray, np.ndarray]] = []
@@ -351,8 +361,7 @@ class Trainer:
             objects = labels >= 0  # an imported dataset's rows also hold its ignore regions
             gt_boxes += [boxes[i][objects[i]] for i in range(n)]
             gt_labels += [labels[i][objects[i]] for i in range(n)]
-            if isinstance(self.val_data, FileDataset):
-                ignore += [self.val_data.ignore_regions(start + i) for i in range(n)]
+            ignore += [self.val_data.ignore_regions(start + i) for i in range(n)]
         result = coco_evaluate(
             gt_boxes,
             gt_labels,
@@ -372,7 +381,7 @@ class Trainer:
         processes (``data.loader_processes``), if any, stop when ``stack`` closes."""
         pool = None
         if self.loader.processes:
-            pool = stack.enter_context(BatchPool(self.config, self.data_dir, self.loader.processes))
+            pool = stack.enter_context(BatchPool(self.config, self.source, self.loader.processes))
         return iter(input_pipeline(self.config, self.train_data, self.step, last, self.shard, pool))
 
     def fit(

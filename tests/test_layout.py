@@ -178,3 +178,25 @@ def test_no_import_cycles() -> None:
 def test_no_benchmark_inside_the_packages() -> None:
     assert [p for pkg in ("app", "ssd") for p in (ROOT / pkg).rglob("bench*")] == []
     assert not any(under(m, "benchmarks") for pkg in ("app", "ssd") for p in modules(pkg) for m in imports(p))
+
+
+def test_no_data_path_asks_which_kind_of_dataset() -> None:
+    """The generator is the registered dataset ``mnist`` behind :class:`ssd.datasets.source.DataSource`:
+    no module but the sources and the registry compares a dataset with ``mnist`` or asks whether
+    a split is the generator's or an import's (22 such forks in 8 files before the interface)."""
+    import re
+
+    fork = re.compile(
+        r"[!=]= *MNIST\b|\bMNIST *[!=]=|[!=]= *[\"']mnist[\"']"
+        r"|isinstance\([^)]*\b(FileDataset|DetectionDataset|ImportedSource|GeneratedSource)\b"
+    )
+    allowed = {"ssd/datasets/source.py", "ssd/datasets/registry.py"}
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for pkg in ("app", "ssd")
+        for path in modules(pkg)
+        if str(path.relative_to(ROOT)) not in allowed
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if fork.search(line)
+    ]
+    assert found == []

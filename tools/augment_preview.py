@@ -20,8 +20,9 @@ from PIL import Image, ImageDraw
 
 from ssd.config import from_dict
 from ssd.datasets.export import export_generator
-from ssd.datasets.loader import FileDataset, apply_dataset, for_config
+from ssd.datasets.loader import FileDataset
 from ssd.datasets.registry import Registry
+from ssd.datasets.resolve import apply_dataset, for_config
 
 COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
 

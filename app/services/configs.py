@@ -15,7 +15,8 @@ from app.domain import Invalid
 from app.services.limits import check_limits
 from app.settings import Settings
 from ssd.config import Config, ConfigError, from_dict
-from ssd.datasets.loader import apply_dataset, max_boxes
+from ssd.datasets.resolve import apply_dataset
+from ssd.datasets.resolve import resolve as resolve_dataset
 
 
 def resolve(data: Mapping[str, Any], settings: Settings, *, loc: tuple[str, ...] = ("body",)) -> Config:
@@ -27,12 +28,13 @@ def resolve(data: Mapping[str, Any], settings: Settings, *, loc: tuple[str, ...]
     """
     try:
         config = from_dict(apply_dataset(data, settings.artifact_root))
+        source = resolve_dataset(config, settings.artifact_root)
         check_limits(
             config,
             max_priors=settings.max_priors,
             max_memory_gib=settings.max_memory_gib,
             max_train_images=settings.max_train_images,
-            max_objects=max_boxes(config, settings.artifact_root),
+            max_objects=source.max_boxes(config),
         )
     except ConfigError as exc:
         raise Invalid((*loc, *exc.field.split(".")), exc.message) from exc

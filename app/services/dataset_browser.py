@@ -4,11 +4,14 @@ The dataset browser and the prior explorer show the images of a config's ``data.
 built-in generator (``mnist``) or an imported dataset of the registry. The config is a job's
 (``job=ID``), or the default one on the dataset ``dataset=ID_OR_NAME`` (default ``mnist``).
 
-- Generator images are pure functions of (data config, seed, split, index): cached by that key.
-- An imported dataset shows image ``index`` of the split in the dataset's order, at the network
-  input size (``data.image_size``, resized as ``data.resize`` says), never augmented: what the
-  detector is given, and the pixels the priors are defined in. Class names come from the dataset.
-  Its statistics take the boxes from the index (no image decoded).
+Either is read through its :class:`ssd.datasets.source.DataSource`, resolved once per dataset:
+
+- Image ``index`` of a split is the source's preview: at the network input size
+  (``data.image_size``, resized as ``data.resize`` says), never augmented: what the detector is
+  given, and the pixels the priors are defined in. Previews are cached by (data config, seed,
+  split, index), which determine them.
+- Class names come from the dataset; statistics take the boxes from the source (an imported
+  dataset's from its index, no image decoded).
 
 Boxes are pixel ``xyxy`` in the square input.
 """
@@ -16,37 +19,33 @@ Boxes are pixel ``xyxy`` in the square input.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
 
 from app.domain import Invalid, NotFound
 from app.figures.dataset import sample_figure, stats_figures
-from app.services.images import data_url, decode_at, png_bytes
+from app.services.images import data_url, png_bytes
 from app.services.jobs import JobService
-from ssd.augment import resize, resize_boxes, resize_geometry
 from ssd.config import Config, DataConfig, from_dict
-from ssd.coverage import DatasetBoxes, dataset_boxes
-from ssd.data import VAL_SEED, Sample, for_config
-from ssd.datasets.loader import big_enough, record_boxes
-from ssd.datasets.records import DatasetIndex, ImageRecord
-from ssd.datasets.registry import MNIST, DatasetNotFound, Registry
+from ssd.coverage import DatasetBoxes
+from ssd.data import Sample
+from ssd.datasets.registry import DatasetNotFound, Registry
+from ssd.datasets.source import DataSource
 from ssd.datasets.text import MAX_PATH, shown
 from ssd.geometry import box_size
 
 Split = Literal["train", "val"]
 TRAIN_BROWSE = 10_000  # the train generator is endless; the browser pages through this many
 Ignore = tuple[np.ndarray, np.ndarray]  # crowd / difficult regions: boxes [M, 4], classes [M]
+DEFAULT_DATASET = DataConfig().dataset  # the dataset an image URL leaves out
 
 
 def image_url(split: Split, index: int, job: str | None, root: str = "", *, dataset: str | None = None) -> str:
     """URL of the PNG of an image (``dataset`` only when no job names it)."""
-    query = f"?job={job}" if job else (f"?dataset={dataset}" if dataset and dataset != MNIST else "")
+    query = f"?job={job}" if job else (f"?dataset={dataset}" if dataset and dataset != DEFAULT_DATASET else "")
     return f"{root}/api/datasets/{split}/images/{index}.png{query}"
 
 
@@ -57,8 +56,12 @@ def source_path(stored: str) -> str:
     return shown(stored.removeprefix("images/"), MAX_PATH)
 
 
-def split_length(config: Config, split: Split) -> int:
-    """Images the pages offer of the generator: its validation set, or :data:`TRAIN_BROWSE`."""
+def split_length(config: Config, source: DataSource, split: Split) -> int:
+    """Images the pages offer of a split: all of one that ends; of a generated one, the validation
+    images training evaluates (``data.val_images``), or :data:`TRAIN_BROWSE` training images."""
+    size = source.size(split)
+    if size is not None:
+        return size
     return config.data.val_images if split == "val" else TRAIN_BROWSE
 
 
@@ -112,21 +115,6 @@ def stats(data: DatasetBoxes, num_classes: int, class_names: list[str] | None = 
     }
 
 
-@dataclass(frozen=True)
-class Imported:
-    """An imported dataset as the browser reads it: its index and where its files are."""
-
-    id: str
-    name: str
-    root: Path
-    index: DatasetIndex
-    splits: dict[str, list[ImageRecord]]
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.index.classes)
-
-
 class DatasetBrowser:
     """Images, ground truth and statistics of the generator or an imported dataset, under a job's
     or the default config."""
@@ -134,16 +122,13 @@ class DatasetBrowser:
     def __init__(self, jobs: JobService, *, data_dir: Path | None = None, cache_size: int = 256) -> None:
         self.jobs = jobs
         self.registry = Registry(data_dir if data_dir is not None else jobs.settings.artifact_root)
-        # About 1 ms to generate an image, but the pages ask for the same ones again and again.
-        self._sample: Callable[[DataConfig, int, Split, int], Sample] = functools.lru_cache(maxsize=cache_size)(
-            lambda data, seed, split, index: for_config(Config(seed=seed, data=data), split)[index]
-        )
-        # Decoding a photo takes longer; fewer are kept (a 512 px input is 0.8 MB an image).
-        self._file_sample: Callable[[DataConfig, Split, int], tuple[Sample, Ignore]] = functools.lru_cache(
-            maxsize=min(cache_size, 64)
-        )(self._decode)
-        self._imported: Callable[[str], Imported] = functools.lru_cache(maxsize=4)(self._load)
-        self._load_lock = threading.Lock()
+        # About 1 ms to generate an image, longer to decode a photo: the pages ask for the same
+        # ones again and again (a 512 px input is 0.8 MB an image).
+        self._preview: Callable[[DataConfig, int, Split, int], tuple[Sample, Ignore]] = functools.lru_cache(
+            maxsize=cache_size
+        )(lambda data, seed, split, i: self._source(data.dataset).preview(Config(seed=seed, data=data), split, i))
+        # Ids are never reused, so a source cached by id stays right; its index is read once.
+        self._source: Callable[[str], DataSource] = functools.lru_cache(maxsize=4)(self.registry.source)
 
     # ------------------------------------------------------------------ which config, which dataset
     def config_of(self, job: str | None, dataset: str | None = None) -> Config:
@@ -156,7 +141,7 @@ class DatasetBrowser:
                 used = config.data.dataset
                 raise Invalid(("query", "dataset"), f"job {job} uses the dataset {used!r}, not {dataset!r}")
             return config
-        if dataset is None or dataset == MNIST:
+        if dataset is None:
             return from_dict({})
         return self.jobs.resolve({"data": {"dataset": self._id_of(dataset)}}, loc=("query", "dataset"))
 
@@ -166,68 +151,36 @@ class DatasetBrowser:
         except DatasetNotFound as exc:
             raise NotFound(str(exc)) from None
 
-    def _load(self, dataset_id: str) -> Imported:
-        with self._load_lock:  # one read of a big index.json at a time
-            meta = self.registry.get(dataset_id)
-            index = self.registry.index(dataset_id)
-            splits = {"train": index.split("train"), "val": index.split("val")}
-            return Imported(meta["id"], meta["name"], self.registry.path(dataset_id), index, splits)
-
-    def imported(self, config: Config) -> Imported | None:
-        """The imported dataset of a config (None for the generator); :class:`NotFound` once removed."""
-        if config.data.dataset == MNIST:
-            return None
-        dataset_id = self._id_of(config.data.dataset)  # ids are never reused: the cache stays right
-        return self._imported(dataset_id)
+    def source(self, config: Config) -> DataSource:
+        """The dataset of a config; :class:`NotFound` once removed."""
+        return self._source(self._id_of(config.data.dataset))
 
     def length(self, config: Config, split: Split) -> int:
         """Images of a config's split that the pages offer."""
-        data = self.imported(config)
-        return split_length(config, split) if data is None else len(data.splits[split])
+        return split_length(config, self.source(config), split)
 
     def check_index(self, config: Config, split: Split, index: int) -> None:
         """:class:`NotFound` past the end of the split."""
         _check(self.length(config, split), split, index)
 
     # ------------------------------------------------------------------ images
-    def _decode(self, data: DataConfig, split: Split, index: int) -> tuple[Sample, Ignore]:
-        """The input-size sample of an imported image, decoded no larger than that (anonymous
-        GETs call this: a whole decode of a large photo cost hundreds of MB)."""
-        imported = self._imported(data.dataset)
-        record = imported.splits[split][index]
-        # Pixels resized straight to the input's geometry, which the index's size decides, as
-        # it decides the boxes': resize() then only places them (letterbox) or keeps them.
-        _, _, _, _, new_w, new_h = resize_geometry(record.width, record.height, data.image_size, data.resize)
-        with Image.open(imported.root / record.file) as file:
-            pixels = decode_at(file, new_w, new_h)
-        image, _ = resize(pixels, np.zeros((0, 4), np.float32), data.image_size, data.resize)
-        boxes = np.concatenate([record.boxes, record.ignore]).astype(np.float32)
-        boxes = resize_boxes(boxes, record.width, record.height, data.image_size, data.resize)
-        k = len(record.boxes)
-        objects = big_enough(boxes[:k], record.labels)
-        ignore = big_enough(boxes[k:], record.ignore_labels)
-        return Sample(image=image, boxes=objects[0], labels=objects[1]), ignore
+    def preview(self, config: Config, split: Split, index: int) -> tuple[Sample, Ignore]:
+        """Image ``index`` of a config's split, unaugmented at the input size, and its ignore regions."""
+        self.source(config)  # NotFound once the dataset is removed, whatever the cache holds
+        return self._preview(config.data, config.seed, split, index)
 
     def sample(self, config: Config, split: Split, index: int) -> Sample:
-        """Image ``index`` of a config's split (an imported one unaugmented, at the input size)."""
-        if self.imported(config) is not None:
-            return self._file_sample(config.data, split, index)[0]
-        seed = config.seed if split == "train" else VAL_SEED
-        return self._sample(config.data, seed, split, index)
+        """Image ``index`` of a config's split (unaugmented, at the input size)."""
+        return self.preview(config, split, index)[0]
 
     def boxes(self, config: Config, split: Split, n: int) -> DatasetBoxes:
         """Ground truth of images ``0..n-1`` of a split in the input's pixels (the prior explorer's
         coverage and the statistics); for an imported dataset from its index, nothing decoded."""
-        imported = self.imported(config)
-        if imported is None:
-            return dataset_boxes(config, split, n)
-        return record_boxes(imported.splits[split][:n], config.data.image_size, config.data.resize)
+        return self.source(config).boxes(config, split, n)
 
     def _about(self, config: Config, job: str | None) -> dict[str, Any]:
-        imported = self.imported(config)
-        if imported is None:
-            return {"job": job, "dataset": MNIST, "dataset_name": MNIST, "classes": None}
-        return {"job": job, "dataset": imported.id, "dataset_name": imported.name, "classes": imported.classes}
+        source = self.source(config)
+        return {"job": job, "dataset": source.id, "dataset_name": source.name, "classes": source.display_names}
 
     def list_images(
         self, split: Split, job: str | None, *, offset: int, limit: int, root: str, dataset: str | None = None
@@ -236,7 +189,7 @@ class DatasetBrowser:
         file names of an imported dataset)."""
         config = self.config_of(job, dataset)
         about = self._about(config, job)
-        imported = self.imported(config)
+        source = self.source(config)
         total = self.length(config, split)
         items = []
         for index in range(offset, min(offset + limit, total)):
@@ -246,8 +199,9 @@ class DatasetBrowser:
                 "url": image_url(split, index, job, root, dataset=about["dataset"]),
                 "boxes": _boxes(s.boxes, s.labels, about["classes"]),
             }
-            if imported is not None:
-                item["file"] = source_path(imported.splits[split][index].file)
+            record = source.record(split, index)
+            if record is not None:
+                item["file"] = source_path(record.file)
             items.append(item)
         return {
             "split": split,
@@ -272,9 +226,7 @@ class DatasetBrowser:
         config = self.config_of(job, dataset)
         self.check_index(config, split, index)
         about = self._about(config, job)
-        imported = self.imported(config)
-        s = self.sample(config, split, index)
-        ignore = None if imported is None else self._file_sample(config.data, split, index)[1]
+        s, ignore = self.preview(config, split, index)
         size = config.data.image_size
         figure = sample_figure(
             data_url(s.image), s.boxes, s.labels, width=size, height=size, class_names=about["classes"], ignore=ignore
@@ -289,8 +241,8 @@ class DatasetBrowser:
             "boxes": _boxes(s.boxes, s.labels, about["classes"]),
             "figure": figure.to_plotly_json(),
         }
-        if imported is not None and ignore is not None:
-            record = imported.splits[split][index]
+        record = self.source(config).record(split, index)
+        if record is not None:
             out.update(file=source_path(record.file), width=record.width, height=record.height, ignore=_boxes(*ignore))
         return out
 

@@ -41,7 +41,6 @@ from app.services.uploads import Upload, safe_filename, sweep_uploads
 from app.settings import Settings
 from ssd.datasets.records import DatasetIndex
 from ssd.datasets.registry import (
-    MNIST,
     BuiltInDataset,
     DatasetNotFound,
     NameTaken,
@@ -123,7 +122,7 @@ class DatasetService:
         if found is not None and found.status != "ready":
             return found.to_dict()
         meta = self._meta(found.dataset_id if found is not None and found.dataset_id else dataset)
-        if meta["id"] == MNIST:
+        if meta.get("builtin"):  # generated, not imported: there is no import report
             return {**meta, "report": None}
         parsed = self._parsed(meta["id"])
         report = parsed.report.to_dict()
@@ -144,8 +143,8 @@ class DatasetService:
         if found is not None and found.status != "ready":
             raise NotFound(f"the dataset {dataset!r} is {found.status}: it has no report")
         meta = self._meta(found.dataset_id if found is not None and found.dataset_id else dataset)
-        if meta["id"] == MNIST:
-            raise NotFound("mnist is the built-in generator: it has no import report")
+        if meta.get("builtin"):
+            raise NotFound(f"{meta['id']} is the built-in generator: it has no import report")
         return meta, self._parsed(meta["id"])
 
     def _problems(self, dataset_id: str, positions: Iterable[int]) -> builtins.list[dict[str, Any]]:
@@ -211,8 +210,8 @@ class DatasetService:
             self.imports.forget(found.id)
             return
         meta = self._meta(found.dataset_id if found is not None and found.dataset_id else dataset)
-        if meta["id"] == MNIST:
-            raise Conflict("mnist is the built-in dataset: it cannot be deleted")
+        if meta.get("builtin"):
+            raise Conflict(f"{meta['id']} is the built-in dataset: it cannot be deleted")
         users = [
             job["id"]
             for status in sorted(ACTIVE)

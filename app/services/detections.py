@@ -44,20 +44,19 @@ from app.services.images import MAX_UPLOAD_PIXELS, data_url, decode_upload, lett
 from app.services.lru import LRU
 from ssd.checkpoint import WEIGHTS_FILE
 from ssd.config import Config, ConfigError
-from ssd.datasets.loader import FileDataset, for_config
-from ssd.datasets.registry import MNIST, DatasetNotFound, Registry
+from ssd.datasets.resolve import resolve
+from ssd.datasets.source import DataSource, SplitData
 from ssd.evaluate import coco_evaluate, confusion_matrix, match_detections
 
 if TYPE_CHECKING:
-    from ssd.data import DetectionDataset
     from ssd.detect import Detections
 
 Split = Literal["val", "train"]
 IOU_THRESHOLD = 0.5  # the viewer's and the confusion matrix's match threshold (COCO's AP50)
-# Ground truth (boxes, labels) per image, detections, ignore regions per image (imported data).
-Predicted = tuple[list[tuple[np.ndarray, np.ndarray]], list["Detections"], list[tuple[np.ndarray, np.ndarray]] | None]
+# Ground truth (boxes, labels) per image, detections, ignore regions per image.
+Predicted = tuple[list[tuple[np.ndarray, np.ndarray]], list["Detections"], list[tuple[np.ndarray, np.ndarray]]]
 # One image's ground truth boxes and labels, detections and ignore regions (None: the generator).
-ImageResult = tuple[np.ndarray, np.ndarray, "Detections", tuple[np.ndarray, np.ndarray] | None]
+ImageResult = tuple[np.ndarray, np.ndarray, "Detections", tuple[np.ndarray, np.ndarray]]
 # Images whose results are kept: a few KB each (at most max_detections boxes), so about 20 MB.
 IMAGE_CACHE_SIZE = 5000
 
@@ -88,19 +87,12 @@ def load_detector(directory: Path) -> Predictor:
     return Detector.from_checkpoint(directory)
 
 
-def dataset(config: Config, split: Split, data_dir: Path | None = None) -> DetectionDataset | FileDataset:
-    """The job's training or validation data as training used it: the generator, or the imported
-    dataset from the registry in ``data_dir`` (unaugmented: the viewer shows images, not samples;
-    no decoded image kept: a request reads its batch and lets it go, so an evaluation of many
-    large photos never holds them all in the server)."""
-    return for_config(config, split, data_dir, augment=False, cache_bytes=0)
-
-
-def split_size(config: Config, data: DetectionDataset | FileDataset, split: Split) -> int | None:
-    """Images of a split: an imported split's length, the generator's ``data.val_images``, or
-    None for the generator's endless training split."""
-    if isinstance(data, FileDataset):
-        return len(data)
+def split_size(config: Config, source: DataSource, split: Split) -> int | None:
+    """Images of a split the viewer offers: all of a split that ends; of a generated one, the
+    validation images training evaluates (``data.val_images``), or None (its endless training split)."""
+    size = source.size(split)
+    if size is not None:
+        return size
     return config.data.val_images if split == "val" else None
 
 
@@ -151,7 +143,8 @@ class DetectionService:
         self._images = LRU(IMAGE_CACHE_SIZE)
         self._evaluations = LRU(cache_size)
         self._responses = LRU(16)
-        self._datasets = LRU(cache_size)  # an imported dataset's index is read once, not per request
+        self._sources = LRU(cache_size)  # an imported dataset's index is read once, not per request
+        self._datasets = LRU(cache_size)
         self._load_lock = threading.Lock()  # one TensorFlow model build at a time
         self._infer_lock = threading.Lock()
 
@@ -199,17 +192,31 @@ class DetectionService:
         with self._infer_lock:
             return list(detector.predict(images, batch_size=batch_size(images.shape[1] * images.shape[2])))
 
-    def data(self, config: Config, split: Split) -> DetectionDataset | FileDataset:
-        """The split a checkpoint's config reads (:func:`dataset`), made once per config and split;
-        :class:`Conflict` when its imported dataset was deleted (a finished job's may be)."""
+    def source(self, config: Config) -> DataSource:
+        """The dataset a checkpoint's config reads, resolved once per config; :class:`Conflict`
+        when its imported dataset was deleted (a finished job's may be)."""
+        source: DataSource | None = self._sources.get(config)
+        if source is not None and source.exists():
+            return source
         try:
-            return self._datasets.get_or_make((config, split), lambda: dataset(config, split, self.data_dir))
+            source = resolve(config, self.data_dir)
         except ConfigError as exc:
             gone = "was deleted" if exc.field == "data.dataset" else f"no longer fits the job ({exc.message})"
             raise Conflict(
                 f"the job's dataset {config.data.dataset!r} {gone}: its images cannot be shown "
                 "(the checkpoint can still be downloaded and exported)"
             ) from None
+        self._sources.put(config, source)
+        return source
+
+    def data(self, config: Config, split: Split) -> SplitData:
+        """The split a checkpoint's config reads as training used it, made once per config and split:
+        unaugmented (the viewer shows images, not samples) and with no decoded image kept (a request
+        reads its batch and lets it go, so an evaluation of many large photos never holds them all)."""
+        source = self.source(config)
+        return self._datasets.get_or_make(
+            (config, split), lambda: source.split(config, split, augment=False, cache_bytes=0)
+        )
 
     def _run(
         self, ckpt: Checkpoint, split: Split, indices: Sequence[int], stop: threading.Event | None = None
@@ -235,22 +242,17 @@ class DetectionService:
                     samples = [ds[i] for i in chunk]
                     predicted = self._predict(detector, np.stack([s.image for s in samples]))
                     for i, sample, det in zip(chunk, samples, predicted, strict=True):
-                        ignore = ds.ignore_regions(i) if isinstance(ds, FileDataset) else None
-                        found[i] = (sample.boxes, sample.labels, det, ignore)
+                        found[i] = (sample.boxes, sample.labels, det, ds.ignore_regions(i))
                         self._images.put((ckpt.key, split, i), found[i])
         results = [found[i] for i in indices]
-        ignores = [r[3] for r in results]
-        regions = None if any(r is None for r in ignores) else [r for r in ignores if r is not None]
-        return [(r[0], r[1]) for r in results], [r[2] for r in results], regions
+        return [(r[0], r[1]) for r in results], [r[2] for r in results], [r[3] for r in results]
 
     def class_names(self, config: Config) -> list[str]:
-        """The job's class names in index order: its imported dataset's, else the digits."""
+        """The job's class names in index order: its dataset's, else the class indices."""
         digits = [str(k) for k in range(config.model.num_classes)]
-        if config.data.dataset == MNIST:
-            return digits
         try:
-            names = list(Registry(self.data_dir).get(config.data.dataset)["classes"])
-        except DatasetNotFound:  # removed since: indices are all there is
+            names = self.source(config).class_names
+        except Conflict:  # removed since: indices are all there is
             return digits
         return names if len(names) == config.model.num_classes else digits
 
@@ -270,7 +272,7 @@ class DetectionService:
         ckpt = self.checkpoint(job)
         detector = self.detector(ckpt)
         config = detector.config
-        total = split_size(config, self.data(config, split), split)
+        total = split_size(config, self.source(config), split)
         end = offset + limit if total is None else min(offset + limit, total)
         indices = list(range(offset, max(end, offset)))
 
@@ -312,7 +314,7 @@ class DetectionService:
         ckpt = self.checkpoint(job)
         detector = self.detector(ckpt)
         config = detector.config
-        available = split_size(config, self.data(config, "val"), "val")
+        available = split_size(config, self.source(config), "val")
         if available is not None and n > available:
             raise NotFound(f"n = {n} exceeds the job's validation set ({available} images)")
 

@@ -108,22 +108,6 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     return canvas, Letterbox(size=size, scale=scale, pad_x=pad_x, pad_y=pad_y, width=width, height=height)
 
 
-def decode_at(image: Image.Image, width: int, height: int) -> np.ndarray:
-    """uint8 [height, width, 3]: an opened image file resized (bilinear) to ``width x height``,
-    decoding no more than that needs.
-
-    A JPEG is decoded at 1/2, 1/4 or 1/8 of its size (``draft``: the smallest scale still at
-    least ``width x height``); any image is then reduced by an integer factor before the
-    resize (``reducing_gap``), and converted to RGB only once small. A 6000 x 4000 file shown
-    at 128 px took the server's memory 321 MiB up (a whole decode and three copies of it); now
-    a JPEG costs a 750 x 500 decode, a PNG (which cannot be decoded smaller) one decode.
-    """
-    image.draft("RGB", (width, height))
-    source = image if image.mode in ("RGB", "L") else image.convert("RGB")
-    resized = source.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    return np.asarray(resized.convert("RGB"), dtype=np.uint8)
-
-
 def png_bytes(image: np.ndarray) -> bytes:
     """uint8 [H, W, 3] -> PNG file bytes."""
     buffer = io.BytesIO()

@@ -150,8 +150,8 @@ class PriorService:
             raise Invalid(("body", "cell"), f"layer {layer} has a {grid[0]}x{grid[1]} grid, not {list(cell)}")
 
         s = self.browser.sample(config, split, index)
-        imported = self.browser.imported(config)
-        names = imported.classes if imported is not None else None
+        dataset = self.browser.source(config)
+        names = dataset.display_names
         thr, force = config.matching.iou_threshold, config.matching.force_best
         a = assign(s.boxes, np.zeros(len(s.boxes), np.int32), layout.boxes, iou_threshold=thr)
         rule = a.forced if force else a.at_threshold
@@ -211,8 +211,8 @@ class PriorService:
             "index": index,
             "image_size": size,
             "image_url": image_url(split, index, job, root, dataset=config.data.dataset),
-            "dataset": imported.id if imported is not None else config.data.dataset,
-            "dataset_name": imported.name if imported is not None else config.data.dataset,
+            "dataset": dataset.id,
+            "dataset_name": dataset.name,
             "iou_threshold": thr,
             "force_best": force,
             "num_priors": len(layout),
@@ -287,11 +287,11 @@ class PriorService:
         if not data.valid.any():
             raise Invalid(("body", "split"), f"the first {n} {split} images hold no ground-truth boxes")
         fitted = fit(data, config, per_cell=k, seed=config.seed)
-        imported = self.browser.imported(config)
+        source = self.browser.source(config)
         return {
             "split": split,
-            "dataset": imported.id if imported is not None else config.data.dataset,
-            "dataset_name": imported.name if imported is not None else config.data.dataset,
+            "dataset": source.id,
+            "dataset_name": source.name,
             "per_cell": k,
             **fitted.to_dict(),
             "elapsed_ms": round(1000 * (time.perf_counter() - started), 1),

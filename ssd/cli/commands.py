@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def _config_arg(args: argparse.Namespace) -> Any:
     from ssd.config import Config, ConfigError, from_dict, read_mapping
-    from ssd.datasets.loader import apply_dataset
+    from ssd.datasets.resolve import apply_dataset
 
     try:
         data = read_mapping(args.config) if args.config else {}
@@ -144,21 +144,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ssd.config import ConfigError
-    from ssd.datasets.loader import FileDataset
+    from ssd.datasets.resolve import resolve
     from ssd.evaluate import evaluate_model
-    from ssd.train import datasets
 
     if args.images is not None and args.images < 1:
         raise CliError(f"option --images: must be >= 1, got {args.images}")
     detector = _detector(args.checkpoint)
     try:
-        _, val = datasets(detector.config, Path(args.data_dir) if args.data_dir else None)
+        source = resolve(detector.config, Path(args.data_dir) if args.data_dir else None)
     except ConfigError as exc:
         raise CliError(f"option --checkpoint: {exc.field}: {exc.message}") from exc
-    num = args.images if args.images is not None else detector.config.data.val_images
-    if isinstance(val, FileDataset):  # an imported dataset's validation split has an end
-        num = min(num, len(val))
-    result = evaluate_model(detector, val, num)
+    num = source.count("val", args.images if args.images is not None else detector.config.data.val_images)
+    result = evaluate_model(detector, source.split(detector.config, "val"), num)
     print(f"images        {num}")
     print(f"mAP@[.5:.95]  {result.map:.4f}")
     print(f"mAP@.5        {result.map50:.4f}")

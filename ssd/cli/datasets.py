@@ -267,8 +267,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write a registered dataset, or ``--images`` generated ones for ``mnist``, as COCO/VOC/YOLO."""
-    from ssd.datasets.export import export_generator, export_index
-    from ssd.datasets.registry import MNIST
+    from ssd.datasets.registry import DatasetNotFound
 
     if args.images is not None and args.images < 1:
         raise CliError(f"option --images: must be >= 1, got {args.images}")
@@ -277,31 +276,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CliError(f"option --out: {out} exists and is not an empty directory")
-    registry = _registry(args)
-    meta = _lookup(registry, args.id)
-    bars = _Bars()
-    export: Callable[[], Path]
-    if meta["id"] == MNIST:
-        images = args.images if args.images is not None else 1000
-
-        def export() -> Path:
-            return export_generator(
-                out, args.format, images=images, val_fraction=args.val_fraction, seed=args.seed, progress=bars
-            )
-    else:
-
-        def export() -> Path:
-            index = registry.index(meta["id"])
-            return export_index(index, registry.path(meta["id"]), out, args.format, images=args.images, progress=bars)
-
     try:
-        export()
+        source = _registry(args).source(args.id)
+    except DatasetNotFound as exc:
+        raise CliError(f"ID: {exc}") from exc
+    bars = _Bars()
+    try:
+        source.export(
+            out, args.format, images=args.images, val_fraction=args.val_fraction, seed=args.seed, progress=bars
+        )
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
     finally:
         bars.close()
-    print(f"wrote {meta['name']} as {args.format} to {out}")
+    print(f"wrote {source.name} as {args.format} to {out}")
     return 0
 
 

@@ -24,7 +24,7 @@ DEFAULT_IMAGES = 2000
 
 def _config(args: argparse.Namespace) -> Any:
     from ssd.config import ConfigError, from_dict, read_mapping
-    from ssd.datasets.loader import apply_dataset
+    from ssd.datasets.resolve import apply_dataset
 
     try:
         data = read_mapping(args.config) if args.config else {}
@@ -69,7 +69,7 @@ def _lines(out: dict[str, Any], per_cell: int) -> list[str]:
 
 def cmd_suggest(args: argparse.Namespace) -> int:
     from ssd.config import ConfigError
-    from ssd.datasets.loader import split_boxes
+    from ssd.datasets.resolve import split_boxes
     from ssd.suggest import MAX_PER_CELL, fit
 
     if args.per_cell is not None and not 1 <= args.per_cell <= MAX_PER_CELL:

@@ -1,9 +1,10 @@
 """An imported dataset as training and validation data: decoded, augmented, resized, batched.
 
-:class:`FileDataset` has the generator's interface (:class:`ssd.data.DetectionDataset`):
+:class:`FileDataset` is one split of an imported dataset as a :class:`ssd.datasets.source.SplitData`,
+the interface the generator's splits (:class:`ssd.data.DetectionDataset`) have too:
 ``dataset[i]`` is a :class:`~ssd.data.Sample` of the square network input, ``batch(start, size)``
-the padded arrays the trainer's input pipeline stacks, ``max_digits`` the padded box count. So
-the trainer, the evaluation and the pages take either without knowing which.
+the padded arrays the trainer's input pipeline stacks, ``max_digits`` the padded box count. An
+:class:`ssd.datasets.source.ImportedSource` makes it; nothing else needs to know which it has.
 
 - Training index ``i`` is image ``order(epoch)[i % n]`` with ``epoch = i // n``: every image once
   per epoch, in a new seeded order each epoch, so a resumed run sees the same images in the same
@@ -22,22 +23,18 @@ int32 ``[K]`` class indices. NumPy and Pillow; no TensorFlow.
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
 from ssd.augment import Augmentation, augment, resize, resize_boxes
-from ssd.config import Config, ConfigError
-from ssd.coverage import DatasetBoxes, dataset_boxes
-from ssd.data import DetectionDataset, Sample, pad_samples
-from ssd.data import for_config as generator_for_config
+from ssd.coverage import DatasetBoxes
+from ssd.data import Sample, pad_samples
 from ssd.datasets.records import DatasetIndex, ImageRecord, Split
-from ssd.datasets.registry import MNIST, DatasetNotFound, Registry
 
 DEFAULT_CACHE_BYTES = 2 << 30  # decoded images kept in memory: 2 GiB holds 5,000 640x480 photos
 IGNORE = -2  # ssd.matching.IGNORE: the label of an ignore region in a padded batch (-1 is padding)
@@ -186,112 +183,17 @@ def record_boxes(
     return DatasetBoxes(boxes=boxes, labels=labels, counts=counts)
 
 
-def split_boxes(config: Config, split: Split, n: int, data_dir: Path | None = None) -> DatasetBoxes:
-    """The objects of the first ``n`` images of a config's split in the network input, unaugmented:
-    the generator's (:func:`ssd.coverage.dataset_boxes`) or an imported dataset's from its index
-    (:func:`record_boxes`; fewer when the split is shorter).
+def decode_at(image: Image.Image, width: int, height: int) -> np.ndarray:
+    """uint8 [height, width, 3]: an opened image file resized (bilinear) to ``width x height``,
+    decoding no more than that needs.
 
-    Raises:
-        ConfigError: ``data.dataset`` names no dataset.
+    A JPEG is decoded at 1/2, 1/4 or 1/8 of its size (``draft``: the smallest scale still at
+    least ``width x height``); any image is then reduced by an integer factor before the
+    resize (``reducing_gap``), and converted to RGB only once small. A 6000 x 4000 file shown
+    at 128 px took the server's memory 321 MiB up (a whole decode and three copies of it); now
+    a JPEG costs a 750 x 500 decode, a PNG (which cannot be decoded smaller) one decode.
     """
-    if config.data.dataset == MNIST:
-        return dataset_boxes(config, split, n)
-    try:
-        index = Registry(data_dir or default_data_dir()).index(config.data.dataset)
-    except DatasetNotFound as exc:
-        raise ConfigError("data.dataset", str(exc)) from None
-    return record_boxes(index.split(split)[:n], config.data.image_size, config.data.resize)
-
-
-def default_data_dir() -> Path:
-    """``SSDBOARD_ARTIFACT_DIR``, else ``SSDBOARD_DATA_DIR``, else ``data``: where every command finds
-    the dataset registry (the artifact root that every node of a cluster mounts, when there is one)."""
-    return Path(os.environ.get("SSDBOARD_ARTIFACT_DIR") or os.environ.get("SSDBOARD_DATA_DIR") or "data")
-
-
-def for_config(
-    config: Config,
-    split: Split,
-    data_dir: Path | None = None,
-    *,
-    augment: bool = True,
-    cache_bytes: int = DEFAULT_CACHE_BYTES,
-) -> DetectionDataset | FileDataset:
-    """The data of one split of a training config: the generator for ``mnist``, else the imported
-    dataset ``config.data.dataset`` from the registry in ``data_dir`` (training images augmented
-    by ``config.augment`` unless ``augment`` is False, seeded with ``config.seed``; decoded images
-    kept in memory up to ``cache_bytes``).
-
-    Raises:
-        ConfigError: ``data.dataset`` names no dataset, or ``model.num_classes`` disagrees with it.
-    """
-    if config.data.dataset == MNIST:
-        return generator_for_config(config, split)
-    registry = Registry(data_dir or default_data_dir())
-    try:
-        index = registry.index(config.data.dataset)
-        root = registry.path(config.data.dataset)
-    except DatasetNotFound as exc:
-        raise ConfigError("data.dataset", str(exc)) from None
-    if len(index.classes) != config.model.num_classes:
-        raise ConfigError(
-            "model.num_classes",
-            f"the dataset {config.data.dataset!r} has {len(index.classes)} classes, not {config.model.num_classes}",
-        )
-    a = config.augment
-    return FileDataset(
-        index,
-        root,
-        split,
-        image_size=config.data.image_size,
-        resize_mode=config.data.resize,
-        augmentation=Augmentation(photometric=a.photometric, expand=a.expand, crop=a.crop, flip=a.flip)
-        if augment
-        else None,
-        seed=config.seed,
-        cache_bytes=cache_bytes,
-    )
-
-
-def apply_dataset(data: Mapping[str, Any], data_dir: Path | None = None) -> dict[str, Any]:
-    """A config mapping bound to its dataset: ``data.dataset`` becomes the dataset's id and
-    ``model.num_classes`` its class count (set when absent; a different value is refused).
-
-    Raises:
-        ConfigError: ``data.dataset`` names no dataset; ``model.num_classes`` disagrees with it.
-    """
-    out = dict(data)
-    section = out.get("data")
-    if not isinstance(section, Mapping):
-        return out  # no data section: the generator (or a bad value, for from_dict to refuse)
-    name = section.get("dataset", MNIST)
-    if name == MNIST or not isinstance(name, str):
-        return out
-    try:
-        meta = Registry(data_dir or default_data_dir()).get(name)
-    except DatasetNotFound as exc:
-        raise ConfigError("data.dataset", f"{exc} (ssdboard datasets list shows them)") from None
-    classes = len(meta["classes"])
-    model = dict(out.get("model") or {})
-    given = model.get("num_classes")
-    if given is not None and given != classes:
-        raise ConfigError(
-            "model.num_classes",
-            f"the dataset {meta['name']!r} has {classes} classes, not {given}: leave it out to follow the dataset",
-        )
-    out["model"] = {**model, "num_classes": classes}
-    out["data"] = {**section, "dataset": meta["id"]}
-    return out
-
-
-def max_boxes(config: Config, data_dir: Path | None = None) -> int | None:
-    """The padded box rows per image of an imported dataset (None for the generator, whose
-    ``data.max_digits`` says it)."""
-    if config.data.dataset == MNIST:
-        return None
-    registry = Registry(data_dir or default_data_dir())
-    meta = registry.get(config.data.dataset)
-    if "max_boxes" in meta:
-        return int(meta["max_boxes"])
-    index = registry.index(config.data.dataset)  # imported before the meta recorded it
-    return max(len(r.labels) + len(r.ignore) for r in index.images)
+    image.draft("RGB", (width, height))
+    source = image if image.mode in ("RGB", "L") else image.convert("RGB")
+    resized = source.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return np.asarray(resized.convert("RGB"), dtype=np.uint8)

@@ -14,8 +14,10 @@ On disk, one directory per dataset, named by its id (12 hex digits, like a job's
 An import builds everything in ``.tmp-<random>/`` and renames it to ``<id>/`` when complete, so
 a reader (the CLI, the server, several processes) sees a dataset entirely or not at all; any
 failure, Ctrl-C included, removes the temporary directory. A removal renames ``<id>/`` away
-first, for the same reason. ``mnist`` is a virtual entry for the built-in generator: always
-listed, never removable, without index or images.
+first, for the same reason. ``mnist`` is a virtual entry for the built-in generator (registered in
+:data:`ssd.datasets.source.BUILTIN`): always listed, never removable, without index or images.
+:meth:`Registry.source` gives any entry as the :class:`~ssd.datasets.source.DataSource` that
+training and the pages read.
 
 TensorFlow-free; the server calls :meth:`Registry.import_dataset` from a worker thread and feeds
 its ``progress(done, total, stage)`` callback to a status.
@@ -43,12 +45,11 @@ from ssd.datasets.import_stages import Progress, checked_sizes, copy_images, ins
 from ssd.datasets.limits import ImportLimits
 from ssd.datasets.records import DatasetError, DatasetIndex, RawDataset
 from ssd.datasets.report import Report
+from ssd.datasets.source import BUILTIN, DataSource, ImportedSource
 from ssd.datasets.splits import assign_splits
 from ssd.datasets.text import shown
 from ssd.datasets.validate import validate
 
-MNIST = "mnist"
-MNIST_CLASSES = [str(d) for d in range(10)]
 DEFAULT_MAX_UNPACKED_BYTES = 16 * 2**30
 MAX_NAME_LENGTH = 100
 ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
@@ -85,22 +86,6 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(json_safe(data), indent=1, allow_nan=False))
 
 
-def mnist_meta() -> dict[str, Any]:
-    """The virtual entry of the built-in generator (images are made on the fly: no counts)."""
-    return {
-        "id": MNIST,
-        "name": MNIST,
-        "format": "generator",
-        "created": None,
-        "status": "ready",
-        "classes": list(MNIST_CLASSES),
-        "counts": {"images": None, "boxes": None, "ignored": 0},
-        "splits": {"train": None, "val": None},
-        "source": "built-in MNIST-detection generator (ssd.data)",
-        "builtin": True,
-    }
-
-
 def check_name(name: str) -> str:
     """A dataset name as given, stripped; RegistryError when empty, too long, with control
     characters, or ``mnist``."""
@@ -109,8 +94,8 @@ def check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH or not printable_text(name):
         raise RegistryError(f"a dataset name has 1 to {MAX_NAME_LENGTH} printable characters, got {name!r}")
-    if name.lower() == MNIST:
-        raise NameTaken(f"{MNIST!r} is the built-in dataset's name")
+    if name.lower() in BUILTIN:
+        raise NameTaken(f"{name.lower()!r} is the built-in dataset's name")
     return name
 
 
@@ -150,13 +135,13 @@ class Registry:
                     yield _load_meta(entry / "meta.json")
 
     def list(self) -> list[dict[str, Any]]:
-        """Every dataset's meta: ``mnist`` first, then the imported ones, oldest first."""
-        return [mnist_meta(), *sorted(self._metas(), key=lambda m: (m["created"], m["id"]))]
+        """Every dataset's meta: the built-in ones (``mnist``) first, then the imported ones, oldest first."""
+        return [*(b.meta for b in BUILTIN.values()), *sorted(self._metas(), key=lambda m: (m["created"], m["id"]))]
 
     def get(self, id_or_name: str) -> dict[str, Any]:
         """The meta of the dataset with that id, else with that name; DatasetNotFound."""
-        if id_or_name == MNIST:
-            return mnist_meta()
+        if id_or_name in BUILTIN:
+            return BUILTIN[id_or_name].meta
         if ID_PATTERN.match(id_or_name):
             path = self.root / id_or_name / "meta.json"
             with contextlib.suppress(OSError):
@@ -169,19 +154,24 @@ class Registry:
     def path(self, id_or_name: str) -> Path:
         """The directory of an imported dataset (the image paths of its index are relative to it)."""
         meta = self.get(id_or_name)
-        if meta["id"] == MNIST:
-            raise BuiltInDataset("mnist is generated on the fly: it has no directory")
+        if meta["id"] in BUILTIN:
+            raise BuiltInDataset(f"{meta['id']} is generated on the fly: it has no directory")
         return self.root / meta["id"]
+
+    def source(self, id_or_name: str) -> DataSource:
+        """The dataset as the trainer, the evaluation and the pages read it (:mod:`ssd.datasets.source`)."""
+        meta = self.get(id_or_name)
+        if meta["id"] in BUILTIN:
+            return BUILTIN[meta["id"]]
+        return ImportedSource(meta, self.root / meta["id"])
 
     def index(self, id_or_name: str) -> DatasetIndex:
         """The validated index of an imported dataset."""
         return DatasetIndex.load(self.path(id_or_name) / "index.json")
 
     def report(self, id_or_name: str) -> Report:
-        """The validation report of an import (an empty one for ``mnist``)."""
-        if self.get(id_or_name)["id"] == MNIST:
-            return Report()
-        return Report.from_dict(json.loads((self.path(id_or_name) / "report.json").read_text()))
+        """The validation report of an import (an empty one for a built-in dataset)."""
+        return self.source(id_or_name).report()
 
     # -- changing --------------------------------------------------------------------------------
 
@@ -204,8 +194,8 @@ class Registry:
     def remove(self, id_or_name: str) -> dict[str, Any]:
         """Delete an imported dataset; returns its meta. ``mnist`` raises BuiltInDataset."""
         meta = self.get(id_or_name)
-        if meta["id"] == MNIST:
-            raise BuiltInDataset("mnist is the built-in dataset: it cannot be removed")
+        if meta["id"] in BUILTIN:
+            raise BuiltInDataset(f"{meta['id']} is the built-in dataset: it cannot be removed")
         trash = self.root / f".trash-{secrets.token_hex(6)}"
         with self._locked():
             try:

@@ -41,7 +41,7 @@ def test_the_viewer_names_an_imported_datasets_classes(tmp_path: Path) -> None:
 
     from app.services.detections import DetectionService
     from ssd.config import from_dict
-    from ssd.datasets.loader import apply_dataset
+    from ssd.datasets.resolve import apply_dataset
 
     src = tmp_path / "pets"
     src.mkdir()

@@ -26,6 +26,7 @@ from app.main import create_app
 from app.settings import Settings
 from ssd.config import Config, from_dict
 from ssd.data import Sample
+from ssd.datasets.source import GeneratedSource, SplitData, no_regions
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {
@@ -93,6 +94,24 @@ class FakeDataset:
             labels=np.array(gt["labels"], np.int32),
         )
 
+    def ignore_regions(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return no_regions()
+
+
+class FakeSource(GeneratedSource):
+    """The generator's dataset (endless, ``data.val_images`` shown) whose splits are ``data``."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def split(self, config: Config, split: Any, *, augment: bool = True, cache_bytes: int = 0) -> SplitData:
+        return self.data  # type: ignore[no-any-return]
+
+
+def fake_data(data: Any) -> Callable[..., FakeSource]:
+    """A stand-in for :func:`ssd.datasets.resolve.resolve` as the viewer calls it."""
+    return lambda config, data_dir=None: FakeSource(data)
+
 
 class StubPredictor:
     """``.config`` and ``.predict()`` like ssd.detect.Detector, with known detections."""
@@ -142,7 +161,7 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> StubPredictor:
 
     predictor = StubPredictor(CONFIG, by_image)
     monkeypatch.setattr(detections_module, "load_detector", lambda directory: predictor)
-    monkeypatch.setattr(detections_module, "dataset", lambda config, split, data_dir=None: FakeDataset([GT0, GT1]))
+    monkeypatch.setattr(detections_module, "resolve", fake_data(FakeDataset([GT0, GT1])))
     return predictor
 
 
@@ -207,7 +226,7 @@ def test_the_detector_is_cached_per_checkpoint_file(app_client: TestClient, monk
         return StubPredictor(CONFIG, lambda image: dets([]))
 
     monkeypatch.setattr(detections_module, "load_detector", load)
-    monkeypatch.setattr(detections_module, "dataset", lambda config, split, data_dir=None: FakeDataset([GT1]))
+    monkeypatch.setattr(detections_module, "resolve", fake_data(FakeDataset([GT1])))
     job_id = make_job(app_client)
     for _ in range(2):
         assert app_client.get(f"/api/jobs/{job_id}/detections", params={"limit": 1}).status_code == 200
@@ -273,7 +292,7 @@ def test_evaluation_matches_pycocotools_and_the_hand_count(
     app_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(detections_module, "load_detector", lambda directory: StubPredictor(CONFIG, eval_by_image))
-    monkeypatch.setattr(detections_module, "dataset", lambda config, split, data_dir=None: FakeDataset(EVAL_GTS))
+    monkeypatch.setattr(detections_module, "resolve", fake_data(FakeDataset(EVAL_GTS)))
     job_id = make_job(app_client)
     response = app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 4, "score": 0.5})
     assert response.status_code == 200, response.text
@@ -309,7 +328,7 @@ def test_evaluation_matches_pycocotools_and_the_hand_count(
 def test_each_image_is_predicted_once_per_checkpoint(app_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     predictor = StubPredictor(CONFIG, eval_by_image)
     monkeypatch.setattr(detections_module, "load_detector", lambda directory: predictor)
-    monkeypatch.setattr(detections_module, "dataset", lambda config, split, data_dir=None: FakeDataset(EVAL_GTS))
+    monkeypatch.setattr(detections_module, "resolve", fake_data(FakeDataset(EVAL_GTS)))
     job_id = make_job(app_client)
     assert app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 2}).json()["num_images"] == 2
     assert predictor.calls == 1

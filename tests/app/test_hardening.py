@@ -29,6 +29,7 @@ from app.main import create_app
 from app.settings import Settings
 from ssd.config import from_dict
 from ssd.data import Sample
+from ssd.datasets.source import GeneratedSource, no_regions
 
 TINY = {"train": {"steps": 2}}
 
@@ -162,6 +163,17 @@ class _Blank:
             np.zeros((self.size, self.size, 3), np.uint8), np.zeros((0, 4), np.float32), np.zeros(0, np.int32)
         )
 
+    def ignore_regions(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return no_regions()
+
+
+class _BlankSource(GeneratedSource):
+    def __init__(self, data: _Blank) -> None:
+        self.data = data
+
+    def split(self, config: Any, split: Any, *, augment: bool = True, cache_bytes: int = 0) -> Any:
+        return self.data
+
 
 @pytest.mark.parametrize(("size", "per_call"), [(1024, 1), (512, 2), (128, 32)])
 def test_evaluation_predicts_in_bounded_batches(
@@ -170,7 +182,7 @@ def test_evaluation_predicts_in_bounded_batches(
     """n=64 at 1024 px was one 64-image stack and one call (21 GiB); now a pixel budget per call."""
     recorder = _Recorder(size)
     monkeypatch.setattr(inference, "load_detector", lambda directory: recorder)
-    monkeypatch.setattr(inference, "dataset", lambda config, split, data_dir=None: _Blank(size))
+    monkeypatch.setattr(inference, "resolve", lambda config, data_dir=None: _BlankSource(_Blank(size)))
     job_id = _job_with_checkpoint(client, recorder.config.to_dict())
     response = client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 64})
     assert response.status_code == 200, response.text

@@ -17,7 +17,17 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from test_detections import CONFIG, EVAL_GTS, Dets, FakeDataset, StubPredictor, eval_by_image, jobs_dir, make_job
+from test_detections import (
+    CONFIG,
+    EVAL_GTS,
+    Dets,
+    FakeDataset,
+    StubPredictor,
+    eval_by_image,
+    fake_data,
+    jobs_dir,
+    make_job,
+)
 
 import app.services.detections as detections_module
 from app.domain import ClientGone
@@ -48,7 +58,7 @@ class SlowPredictor(StubPredictor):
 @pytest.fixture
 def one_image_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """The viewer's data is the four hand-made images (repeated up to val_images = 8), one per model call."""
-    monkeypatch.setattr(detections_module, "dataset", lambda config, split, data_dir=None: FakeDataset(EVAL_GTS))
+    monkeypatch.setattr(detections_module, "resolve", fake_data(FakeDataset(EVAL_GTS)))
     monkeypatch.setattr(detections_module, "batch_size", lambda pixels: 1)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from ssd.config import ConfigError, from_dict
 from ssd.data import for_config
+from ssd.datasets.source import GeneratedSource
 from ssd.loader_pool import BatchPool
 
 TINY = {
@@ -30,7 +31,7 @@ def test_pool_batches_are_the_in_process_ones_in_order() -> None:
     config = from_dict(TINY)
     dataset = for_config(config, "train")
     starts = [0, 40, 4, 1000, 8, 12, 16]  # out of order, so order is the pool's doing
-    with BatchPool(config, None, processes=2, ahead=1) as pool:
+    with BatchPool(config, GeneratedSource(), processes=2, ahead=1) as pool:
         made = list(pool.batches(starts, 4))
     assert len(made) == len(starts)
     for start, (images, boxes, labels) in zip(starts, made, strict=True):
@@ -56,7 +57,7 @@ def test_a_run_trains_the_same_with_loader_processes(tmp_path: Path) -> None:
 
 def _train_in_a_daemon(queue: Any) -> None:
     """A dashboard worker's situation: a daemonic process with a pool; reports, then waits."""
-    with BatchPool(from_dict(TINY), None, processes=2) as pool:
+    with BatchPool(from_dict(TINY), GeneratedSource(), processes=2) as pool:
         images, _, _ = list(pool.batches(range(0, 32, 4), 4))[0]
         children = [p.pid for p in multiprocessing.active_children()]
         queue.put((int(images.sum()), children))

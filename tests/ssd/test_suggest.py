@@ -173,8 +173,8 @@ def test_an_imported_dataset_from_its_index(capsys: pytest.CaptureFixture[str], 
     """split_boxes reads an imported split's boxes from the index: those the unaugmented samples
     hold (images decoded here only to check); the CLI fits them."""
     from ssd.datasets.export import export_generator
-    from ssd.datasets.loader import for_config, split_boxes
     from ssd.datasets.registry import Registry
+    from ssd.datasets.resolve import for_config, split_boxes
 
     out = export_generator(tmp_path / "coco", "coco", images=30, val_fraction=0.2, seed=0)
     Registry(tmp_path / "data").import_dataset(out, name="digits")

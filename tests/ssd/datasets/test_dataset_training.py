@@ -10,7 +10,7 @@ import pytest
 
 from ssd.cli import main
 from ssd.config import ConfigError, from_dict
-from ssd.datasets.loader import apply_dataset
+from ssd.datasets.resolve import apply_dataset
 
 TINY = {
     "preset": "notebook",
@@ -75,18 +75,19 @@ def test_training_on_an_unknown_dataset_names_the_field(tmp_path: Path, capsys: 
 
 def test_loader_processes_make_the_imports_batches(data_dir: Path) -> None:
     """The imported dataset's batches, augmentation and all, come out of worker processes as the
-    in-process loader makes them (each worker rebuilds the dataset from the config)."""
+    in-process loader makes them (each worker is handed the resolved source and reads its index)."""
     import numpy as np
 
-    from ssd.datasets.loader import for_config
+    from ssd.datasets.resolve import resolve
     from ssd.loader_pool import BatchPool
 
     data = {"dataset": "digits", "image_size": 32, "scale_range": [0.5, 1.0], "loader_processes": 2}
     config = from_dict(apply_dataset({**TINY, "data": data}, data_dir))
     assert config.augment.crop and config.augment.flip  # the random augmentation is on
-    dataset = for_config(config, "train", data_dir)
+    source = resolve(config, data_dir)
+    dataset = source.split(config, "train")
     starts = [0, 6, 2, 40]  # 40: past the first epoch
-    with BatchPool(config, data_dir, processes=2) as pool:
+    with BatchPool(config, source, processes=2) as pool:
         made = list(pool.batches(starts, 3))
     for start, batch in zip(starts, made, strict=True):
         for got, expected in zip(batch, dataset.batch(start, 3)[:3], strict=True):
