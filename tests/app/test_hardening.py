@@ -23,13 +23,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import ValidationError
+from test_detections import fake_data
 
 import app.services.detections as inference
 from app.main import create_app
 from app.settings import Settings
 from ssd.config import from_dict
 from ssd.data import Sample
-from ssd.datasets.source import GeneratedSource, no_regions
+from ssd.datasets.source import no_regions
 
 TINY = {"train": {"steps": 2}}
 
@@ -167,14 +168,6 @@ class _Blank:
         return no_regions()
 
 
-class _BlankSource(GeneratedSource):
-    def __init__(self, data: _Blank) -> None:
-        self.data = data
-
-    def split(self, config: Any, split: Any, *, augment: bool = True, cache_bytes: int = 0) -> Any:
-        return self.data
-
-
 @pytest.mark.parametrize(("size", "per_call"), [(1024, 1), (512, 2), (128, 32)])
 def test_evaluation_predicts_in_bounded_batches(
     client: TestClient, monkeypatch: pytest.MonkeyPatch, size: int, per_call: int
@@ -182,7 +175,7 @@ def test_evaluation_predicts_in_bounded_batches(
     """n=64 at 1024 px was one 64-image stack and one call (21 GiB); now a pixel budget per call."""
     recorder = _Recorder(size)
     monkeypatch.setattr(inference, "load_detector", lambda directory: recorder)
-    monkeypatch.setattr(inference, "resolve", lambda config, data_dir=None: _BlankSource(_Blank(size)))
+    monkeypatch.setattr(inference, "resolve", fake_data(_Blank(size)))
     job_id = _job_with_checkpoint(client, recorder.config.to_dict())
     response = client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 64})
     assert response.status_code == 200, response.text

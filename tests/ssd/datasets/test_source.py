@@ -57,7 +57,9 @@ def test_an_import_is_an_imported_source(data_dir: Path) -> None:
 def test_both_kinds_answer_through_one_interface(data_dir: Path, name: str) -> None:
     """For either kind: batches stack the samples, ``boxes`` (from the index where there is one)
     are the unaugmented samples' boxes, a preview has the sample's boxes at the input size."""
-    config = from_dict(apply_dataset({"data": {"dataset": name, "image_size": 64, "scale_range": [0.5, 1.0]}}, data_dir))
+    config = from_dict(
+        apply_dataset({"data": {"dataset": name, "image_size": 64, "scale_range": [0.5, 1.0]}}, data_dir)
+    )
     source = resolve(config, data_dir)
     val = source.split(config, "val", augment=False)
     n = source.count("val", 3)
@@ -80,7 +82,9 @@ def test_both_kinds_answer_through_one_interface(data_dir: Path, name: str) -> N
 def test_an_imported_source_travels_without_its_index(data_dir: Path) -> None:
     """A loader process is sent the source (meta and directory), not the index it reads itself."""
     source = Registry(data_dir).source("digits")
-    config = from_dict(apply_dataset({"data": {"dataset": "digits", "image_size": 64, "scale_range": [0.5, 1.0]}}, data_dir))
+    config = from_dict(
+        apply_dataset({"data": {"dataset": "digits", "image_size": 64, "scale_range": [0.5, 1.0]}}, data_dir)
+    )
     expected = source.split(config, "train").batch(0, 4)  # the index is loaded now
     copy = pickle.loads(pickle.dumps(source))
     assert isinstance(copy, ImportedSource) and copy._index is None
