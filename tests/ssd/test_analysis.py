@@ -174,3 +174,131 @@ def test_tide_agrees_with_tidecv(seed: int, crowded: bool) -> None:
     assert ours.num_ignored > 0
     assert {**ours.counts, "bkg": ours.counts["bkg"] + ours.num_ignored} == counts
     assert all(ours.counts[t] > 0 for t in ERROR_TYPES), ours.counts  # the scene exercises every type
+
+
+# --- hand-worked cases: one tiny image each --------------------------------------------------------
+# A = [0, 0, 10, 10] and B = [20, 0, 30, 10] (100 px² each). AP is TIDE's: per class COCO's 101
+# recall points 0, 0.01, ..., 1, each taking the best precision at that recall or beyond (0 past
+# the last), averaged; the mean over classes with ground truth or detections, in points.
+A, B = [0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0]
+NO_ERROR = dict.fromkeys(ERROR_TYPES + SPECIAL_TYPES, 0.0)
+
+
+def _one(gt: list[list[float]], gt_labels: list[int], det: Dets, **kwargs: Any) -> dict[str, Any]:
+    return {"gt_boxes": [_boxes(gt)], "gt_labels": [_labels(gt_labels)], "detections": [det], **kwargs}
+
+
+def _check(scene: dict[str, Any], ap50: float, dap: dict[str, float]) -> Any:
+    """Our breakdown has ``ap50`` and ``dap`` (worked by hand), and so has tidecv's."""
+    ours = tide_errors(**scene, num_classes=2)
+    assert ours.ap50 == pytest.approx(ap50)
+    assert ours.dap == pytest.approx(dap)
+    theirs_ap, theirs_dap, _ = _tidecv_run(
+        {"ignore": [(np.zeros((0, 4)), np.zeros(0, np.int64))] * len(scene["gt_boxes"])} | scene
+    )
+    assert theirs_ap == pytest.approx(ap50)
+    assert theirs_dap == pytest.approx(dap)
+    return ours
+
+
+def test_loc_error_by_hand() -> None:
+    # One detection of the right class on A, twice as tall: IoU 100 / 250 = 0.4, in [0.1, 0.5]: loc.
+    # Baseline: class 0's only detection is false: AP 0. The oracle makes it A's true positive:
+    # AP 100, dAP loc 100. A is no miss: the loc error claims it (missed 0); false_neg removes A,
+    # which leaves class 0 a detection and no ground truth: AP 0, dAP 0.
+    r = _check(_one([A], [0], _dets([[0, 0, 10, 25]], [0.9], [0])), 0.0, NO_ERROR | {"loc": 100.0})
+    assert r.counts == {"cls": 0, "loc": 1, "both": 0, "dupe": 0, "bkg": 0, "missed": 0}
+    assert r.gt_outcome.tolist() == ["loc"] and r.gt_detection.tolist() == [0]
+    assert r.fp_type.tolist() == ["loc"] and r.fp_gt.tolist() == [0] and r.fp_iou == pytest.approx([0.4])
+
+
+def test_cls_error_by_hand() -> None:
+    # A (class 0) detected exactly, as class 1: IoU 1 >= 0.5 with a ground truth of another
+    # class: cls. Baseline: class 0 (A, no detection) AP 0, class 1 (a detection, no ground
+    # truth) AP 0: 0. The oracle makes it A's true positive of class 0: class 0 AP 100, class 1
+    # holds nothing and leaves the mean: 100, dAP cls 100. false_pos keeps class 1's detection
+    # (scored 0): 0; false_neg removes A: class 0 leaves, class 1 stays at 0: 0.
+    r = _check(_one([A], [0], _dets([A], [0.9], [1])), 0.0, NO_ERROR | {"cls": 100.0})
+    assert r.counts["cls"] == 1 and r.gt_outcome.tolist() == ["cls"]
+
+
+def test_both_error_by_hand() -> None:
+    # A (class 0) found by d1 (score 0.9); d2 = [20, 0, 30, 25] of class 0 at 0.95 lies on B
+    # (class 1) with IoU 0.4: no class-0 box under it (IoU with A 0 < 0.1: not loc), IoU 0.4 < 0.5
+    # with the other class (not cls), not on a found class-0 box (not dupe), 0.4 > 0.1 (not
+    # bkg): both. Baseline: class 0 ranks d2 (false) then d1 (true): precision 0, 0.5 at recall
+    # 0, 1: 0.5 at every recall point: 50; class 1 (B missed) 0: mean 25. Fixing both drops d2:
+    # class 0 100, mean 50: dAP 25. B is unclaimed: missed; removing it leaves class 0 alone: 50,
+    # dAP missed 25. false_pos (d2 below d1): 25; false_neg (B removed): 25.
+    det = _dets([A, [20, 0, 30, 25]], [0.9, 0.95], [0, 0])
+    r = _check(
+        _one([A, B], [0, 1], det), 25.0, NO_ERROR | {"both": 25.0, "missed": 25.0, "false_pos": 25.0, "false_neg": 25.0}
+    )
+    assert r.counts["both"] == 1 and r.counts["missed"] == 1
+    assert r.gt_outcome.tolist() == ["found", "missed"] and r.gt_detection.tolist() == [0, -1]
+
+
+def test_dupe_error_by_hand() -> None:
+    # A and B of class 0; d1 on A exactly (0.9), d2 = [0, 0, 10, 11] (0.8, IoU 100 / 110 with the
+    # already matched A): dupe; d3 on B exactly (0.7). Ranked true, false, true: precision 1,
+    # 0.5, 2/3 at recall 0.5, 0.5, 1. Recall points 0-0.50 (51) take 1, 0.51-1 (50) take 2/3:
+    # AP = (51 + 50 * 2/3) / 101 = 83.50. Without d2: 100, dAP dupe = 100 * (50/3) / 101 = 16.50;
+    # false_pos the same; nothing is missed.
+    dupe = 100.0 * (50 / 3) / 101
+    det = _dets([B, [0, 0, 10, 11], A], [0.7, 0.8, 0.9], [0, 0, 0])  # not in score order
+    r = _check(_one([A, B], [0, 0], det), 100.0 - dupe, NO_ERROR | {"dupe": dupe, "false_pos": dupe})
+    assert r.fp_detection.tolist() == [1] and r.fp_type.tolist() == ["dupe"] and r.fp_gt.tolist() == [0]
+    assert r.gt_detection.tolist() == [2, 0]  # indices into the detections as passed
+
+
+def test_bkg_error_by_hand() -> None:
+    # Image 0: A found by d1 (0.9); d2 = [100, 100, 120, 120] (0.95) overlaps nothing (IoU 0 <=
+    # 0.1): bkg. Image 1 has no ground truth: its detection (0.8) is bkg too. Class 0 ranks
+    # false, true, false: precision 0, 0.5, 1/3 at recall 0, 1, 1: 0.5 at every recall point: 50.
+    # Without both: 100, dAP bkg 50; false_pos 50.
+    scene = {
+        "gt_boxes": [_boxes([A]), _boxes([])],
+        "gt_labels": [_labels([0]), _labels([])],
+        "detections": [_dets([A, [100, 100, 120, 120]], [0.9, 0.95], [0, 0]), _dets([A], [0.8], [0])],
+    }
+    r = _check(scene, 50.0, NO_ERROR | {"bkg": 50.0, "false_pos": 50.0})
+    assert r.counts["bkg"] == 2 and r.fp_image.tolist() == [0, 1] and r.fp_detection.tolist() == [1, 0]
+
+
+def test_missed_by_hand() -> None:
+    # A and B of class 0, only A found (0.9): precision 1 up to recall 0.5: recall points 0-0.50
+    # (51 of 101) take 1: AP 100 * 51 / 101 = 50.50. Removing the missed B: 100, dAP missed 49.50;
+    # false_neg the same; no false positive.
+    r = _check(
+        _one([A, B], [0, 0], _dets([A], [0.9], [0])),
+        5100 / 101,
+        NO_ERROR | {"missed": 5000 / 101, "false_neg": 5000 / 101},
+    )
+    assert r.gt_outcome.tolist() == ["found", "missed"] and r.counts["missed"] == 1 and len(r.fp_type) == 0
+
+
+def test_ignore_regions_count_neither_way() -> None:
+    # A found (0.9); d2 = [50, 50, 60, 60] (0.95) lies inside the class-0 region [40, 40, 80, 80]
+    # (intersection over its own area 1 >= 0.5): ignored, AP 100. A region of class 1 does not
+    # cover a class-0 detection: d2 is bkg, and ranks first: AP 50.
+    det = _dets([A, [50, 50, 60, 60]], [0.9, 0.95], [0, 0])
+    region = _boxes([[40, 40, 80, 80]])
+    r = _check(_one([A], [0], det, ignore=[(region, _labels([0]))]), 100.0, NO_ERROR)
+    assert r.num_ignored == 1 and len(r.fp_type) == 0
+    r = _check(_one([A], [0], det, ignore=[(region, _labels([1]))]), 50.0, NO_ERROR | {"bkg": 50.0, "false_pos": 50.0})
+    assert r.num_ignored == 0 and r.fp_type.tolist() == ["bkg"]
+
+
+def test_tide_errors_checks_its_input() -> None:
+    scene = _one([A], [0], _dets([A], [0.9], [0]))
+    with pytest.raises(ValueError, match="label out of"):
+        tide_errors(**(scene | {"gt_labels": [_labels([2])]}), num_classes=2)
+    with pytest.raises(ValueError, match="bg_iou"):
+        tide_errors(**scene, num_classes=2, bg_iou=0.6)
+    with pytest.raises(ValueError, match="detection sets"):
+        tide_errors(**(scene | {"detections": []}), num_classes=2)
+    assert tide_errors(**scene, num_classes=2).to_dict() == {
+        "ap50": 100.0,
+        "tide": NO_ERROR,
+        "counts": dict.fromkeys(ERROR_TYPES, 0),
+    }
