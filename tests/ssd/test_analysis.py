@@ -14,8 +14,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
+from ssd.analysis.sizes import COCO_SIZES, ap_by_size, bucket_ranges
 from ssd.analysis.tide import ERROR_TYPES, SPECIAL_TYPES, tide_errors
+from ssd.coverage import BUCKET_LABELS, size_bucket
+from ssd.evaluate import to_coco_gt
 from ssd.geometry import xyxy_to_xywh
 
 
@@ -302,3 +307,96 @@ def test_tide_errors_checks_its_input() -> None:
         "tide": NO_ERROR,
         "counts": dict.fromkeys(ERROR_TYPES, 0),
     }
+
+
+# --- AP by size ---------------------------------------------------------------------------------
+
+
+def _sized_scene(seed: int, num_images: int = 30, size: int = 320) -> dict[str, Any]:
+    """Boxes of 4-200 px (small, medium and large), found with some jitter, some missed, some
+    false positives; a 16 x 16 box (on a coverage bucket's edge) and a 32 x 32 one (on COCO's)."""
+    rng = np.random.default_rng(seed)
+    gt_boxes, gt_labels, detections = [], [], []
+    for i in range(num_images):
+        k = int(rng.integers(1, 6))
+        wh = rng.uniform(4, 200, (k, 2))
+        xy = rng.uniform(0, 1, (k, 2)) * (size - wh)
+        gb = np.concatenate([xy, xy + wh], 1)
+        if i == 0:
+            gb = np.concatenate([gb, [[10, 10, 26, 26], [100, 100, 132, 132]]])
+        gl = rng.integers(0, 3, len(gb))
+        keep = rng.uniform(size=len(gb)) < 0.8
+        noisy = gb + rng.normal(0, 0.1, gb.shape) * np.tile(gb[:, 2:] - gb[:, :2], 2)  # 10% of w, h
+        extra = rng.uniform(0, size - 60, (2, 2))
+        fps = np.concatenate([extra, extra + rng.uniform(5, 60, (2, 2))], 1)
+        boxes = np.concatenate([noisy[keep], fps])
+        labels = np.concatenate([gl[keep], rng.integers(0, 3, 2)])
+        gt_boxes.append(gb.astype(np.float32))
+        gt_labels.append(gl.astype(np.int64))
+        detections.append(
+            Dets(
+                np.clip(boxes, 0, size).astype(np.float32),
+                rng.uniform(0.05, 1, len(boxes)).astype(np.float32),
+                labels.astype(np.int32),
+            )
+        )
+    return {"gt_boxes": gt_boxes, "gt_labels": gt_labels, "detections": detections}
+
+
+def _cocoeval_default(scene: dict[str, Any], num_classes: int, image_size: int) -> COCOeval:
+    """pycocotools run as its users do, COCO's own area ranges (all, small, medium, large)."""
+    gt = to_coco_gt(scene["gt_boxes"], scene["gt_labels"], image_size, num_classes=num_classes)
+    results = [
+        {"image_id": i, "category_id": int(label), "bbox": box, "score": float(score)}
+        for i, det in enumerate(scene["detections"])
+        for box, score, label in zip(
+            xyxy_to_xywh(det.boxes).tolist(), det.scores.tolist(), det.labels.tolist(), strict=True
+        )
+    ]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = gt
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(results), iouType="bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ap_by_size_agrees_with_pycocotools(seed: int) -> None:
+    scene = _sized_scene(seed)
+    ours = ap_by_size(**scene, num_classes=3, image_size=320)
+    ev = _cocoeval_default(scene, 3, 320)
+
+    precision = np.asarray(ev.eval["precision"])[0, :, :, :, -1]  # IoU 0.5: [R, K, A]
+    for size, stat in zip(ours.coco, ev.stats[3:6], strict=True):  # stats 3-5: AP small, medium, large
+        a = ev.params.areaRngLbl.index(size.label)
+        assert [size.min_area, size.max_area] == ev.params.areaRng[a]
+        assert size.ap == pytest.approx(stat, abs=1e-12)
+        assert size.ap50 == pytest.approx(np.mean(precision[:, :, a][precision[:, :, a] > -1]), abs=1e-12)
+    assert [s.label for s in ours.coco] == ["small", "medium", "large"]
+    assert all(s.num_gt > 0 and 0 < s.ap < 1 for s in ours.coco)
+    # The buckets count each box where ssd.coverage.size_bucket puts it, a box on an edge above it.
+    every_box = np.concatenate(scene["gt_boxes"])
+    assert [s.num_gt for s in ours.buckets] == np.bincount(
+        size_bucket(every_box), minlength=len(BUCKET_LABELS)
+    ).tolist()
+    assert [s.label for s in ours.buckets] == list(BUCKET_LABELS)
+
+
+def test_size_ranges_meet_at_their_edges() -> None:
+    assert [(lo, hi) for _, lo, hi in COCO_SIZES] == [(0, 1024), (1024, 9216), (9216, 1e10)]
+    ranges = bucket_ranges()
+    assert [r[1] for r in ranges] == [0, 256, 576, 1024, 2304]
+    assert all(
+        hi < next_lo and np.nextafter(hi, np.inf) == next_lo
+        for (_, _, hi), (_, next_lo, _) in zip(ranges, ranges[1:], strict=False)
+    )
+    # One 16 x 16 box (area 256): COCO small, coverage bucket "16-24 px"; found exactly.
+    gt, labels = [_boxes([[0, 0, 16, 16]])], [_labels([0])]
+    r = ap_by_size(gt, labels, [_dets([[0, 0, 16, 16]], [0.9], [0])], num_classes=1, image_size=64)
+    assert [s.num_gt for s in r.buckets] == [0, 1, 0, 0, 0]
+    assert r.buckets[1].ap == pytest.approx(1.0) and np.isnan(r.buckets[0].ap) and r.coco[0].ap50 == pytest.approx(1.0)
+    assert r.to_dict()["buckets"][0]["ap"] is None and r.to_dict()["coco"]["small"]["ap"] == pytest.approx(1.0)
