@@ -36,6 +36,7 @@ __all__ = [
     "confusion_matrix",
     "evaluate_model",
     "match_detections",
+    "run_cocoeval",
     "to_coco_gt",
 ]
 
@@ -157,7 +158,7 @@ def _stat(value: float) -> float:
     return float("nan") if value < 0 else float(value)
 
 
-def coco_evaluate(
+def run_cocoeval(
     gt_boxes: Sequence[np.ndarray],
     gt_labels: Sequence[np.ndarray],
     detections: Sequence[Detections],
@@ -165,20 +166,14 @@ def coco_evaluate(
     num_classes: int,
     image_size: ImageSize,
     ignore: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
-) -> EvalResult:
-    """Run pycocotools' COCOeval (bbox) quietly.
+    area_ranges: Sequence[tuple[str, float, float]] | None = None,
+) -> COCOeval:
+    """pycocotools' COCOeval (bbox), evaluated and accumulated quietly (not summarized).
 
-    Args:
-        gt_boxes: per image, float [K, 4] pixel ``xyxy``.
-        gt_labels: per image, int [K] classes.
-        detections: per image, :class:`ssd.detect.Detections` (same order).
-        num_classes: number of classes.
-        image_size: ``S`` or ``(H, W)`` (recorded in the COCO images; not used by the metric).
-        ignore: per image, crowd/difficult regions ``(boxes xyxy [M, 4], labels [M])`` (see
-            :func:`to_coco_gt`): detections on them count neither way, as in COCO.
-
-    Returns:
-        :class:`EvalResult`. No detections at all gives 0 for every class with ground truth.
+    Arguments as :func:`coco_evaluate`; ``area_ranges``: ``(label, min_area, max_area)`` in
+    pixels², both ends included as in COCO, instead of COCO's ``all``/``small``/``medium``/``large``
+    (``summarize`` needs COCO's labels). ``eval["precision"]`` is [T iou, R recall, K class,
+    A area range, M maxDets]; ``cocoDt.anns`` holds the scored detections.
     """
     if len(detections) != len(gt_boxes):
         raise ValueError(f"{len(detections)} detection sets for {len(gt_boxes)} images")
@@ -202,9 +197,43 @@ def coco_evaluate(
         coco_eval = COCOeval(coco_gt, coco_dt, iouType="bbox")
         coco_eval.params.imgIds = list(range(len(gt_boxes)))
         coco_eval.params.catIds = list(range(num_classes))
+        if area_ranges is not None:
+            coco_eval.params.areaRng = [[float(lo), float(hi)] for _, lo, hi in area_ranges]
+            coco_eval.params.areaRngLbl = [label for label, _, _ in area_ranges]
         coco_eval.evaluate()
         coco_eval.accumulate()
+    return coco_eval
+
+
+def coco_evaluate(
+    gt_boxes: Sequence[np.ndarray],
+    gt_labels: Sequence[np.ndarray],
+    detections: Sequence[Detections],
+    *,
+    num_classes: int,
+    image_size: ImageSize,
+    ignore: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> EvalResult:
+    """Run pycocotools' COCOeval (bbox) quietly.
+
+    Args:
+        gt_boxes: per image, float [K, 4] pixel ``xyxy``.
+        gt_labels: per image, int [K] classes.
+        detections: per image, :class:`ssd.detect.Detections` (same order).
+        num_classes: number of classes.
+        image_size: ``S`` or ``(H, W)`` (recorded in the COCO images; not used by the metric).
+        ignore: per image, crowd/difficult regions ``(boxes xyxy [M, 4], labels [M])`` (see
+            :func:`to_coco_gt`): detections on them count neither way, as in COCO.
+
+    Returns:
+        :class:`EvalResult`. No detections at all gives 0 for every class with ground truth.
+    """
+    coco_eval = run_cocoeval(
+        gt_boxes, gt_labels, detections, num_classes=num_classes, image_size=image_size, ignore=ignore
+    )
+    with contextlib.redirect_stdout(io.StringIO()):
         coco_eval.summarize()
+    num_detections = len(coco_eval.cocoDt.anns)
 
     params = coco_eval.params
     precision = np.asarray(coco_eval.eval["precision"])  # [T iou, R recall, K class, A area, M maxdets]
@@ -229,7 +258,7 @@ def coco_evaluate(
         recall_thresholds=[float(r) for r in params.recThrs],
         pr_curves=curves,
         num_gt=[int(n) for n in num_gt[:num_classes]],
-        num_detections=len(results),
+        num_detections=num_detections,
         num_images=len(gt_boxes),
     )
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 CORE_MODULES = (
+    "ssd.analysis.sizes",
+    "ssd.analysis.tide",
     "ssd.backbones",
     "ssd.checkpoint",
     "ssd.config",
