@@ -10,11 +10,15 @@ venv: $(VENV)/.installed
 # Reinstall only when pyproject.toml or this file changes; the stamp keeps re-runs fast.
 # deepforest brings real aerial tree-crown tiles for the dataset tests (tools/deepforest_tiles.py):
 # only its package data is used, so none of its dependencies (PyTorch) is installed.
+# tidecv is the reference TIDE (tests/ssd/test_analysis.py checks ssd.analysis.tide against it): its
+# error and AP code needs numpy and pycocotools only, so its plotting packages (OpenCV, pandas,
+# seaborn, matplotlib) are not installed; the test stands in for them.
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/python -m pip install -e '.[test]'
 	$(VENV)/bin/python -m pip install --no-deps 'deepforest==2.1.0'
+	$(VENV)/bin/python -m pip install --no-deps 'tidecv==1.0.1'
 	touch $@
 
 # The dashboard on http://127.0.0.1:8000 (jobs and database in ./data; SSDBOARD_* settings apply).

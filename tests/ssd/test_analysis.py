@@ -118,7 +118,7 @@ class _Stub(types.ModuleType):
 def _import_tidecv() -> Any:
     """``tidecv.quantify``, with stand-ins for the packages of its plots where they are missing."""
     if importlib.util.find_spec("tidecv") is None:  # not importorskip: a broken import must fail
-        pytest.skip("tidecv is not installed (it is in the test extra)")
+        pytest.skip("tidecv is not installed (make venv installs it)")
     added = []
     for name in _TIDECV_EXTRAS:
         try:
