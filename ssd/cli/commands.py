@@ -4,6 +4,7 @@ and run a detector.
 - ``ssdboard train [--config FILE] [--steps N] [--out DIR] [--seed S]``
 - ``ssdboard detect --checkpoint DIR --images FILE.npz --out FILE.json``
 - ``ssdboard evaluate --checkpoint DIR``
+- ``ssdboard analyze ...`` (:mod:`ssd.cli.analyze`)
 - ``ssdboard datasets import|list|show|remove|export ...`` (:mod:`ssd.cli.datasets`)
 - ``ssdboard priors suggest --dataset ID [--config FILE] [--per-cell K]`` (:mod:`ssd.cli.priors`)
 - ``ssdboard export --checkpoint DIR --format savedmodel|onnx|tflite --out PATH`` (:mod:`ssd.cli.export`)
@@ -24,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ssd.cli.analyze import add_parser as add_analyze_parser
 from ssd.cli.common import DATA_DIR_HELP, CliError
 from ssd.cli.datasets import add_parser as add_datasets_parser
 from ssd.cli.export import add_parser as add_export_parser
@@ -194,6 +196,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.set_defaults(func=cmd_evaluate)
 
+    add_analyze_parser(sub)
     add_datasets_parser(sub)
     add_priors_parser(sub)
     add_export_parser(sub)

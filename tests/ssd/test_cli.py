@@ -287,3 +287,34 @@ def test_console_script_help() -> None:
     for command in ("train", "detect", "evaluate", "serve"):
         assert command in proc.stdout
     assert "bench" not in proc.stdout  # the benchmarks are python -m benchmarks.*, not shipped
+
+
+# ----------------------------------------------------------------------------- analyze
+
+
+def test_analyze_prints_and_writes_every_ground_truths_story(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssd.datasets.resolve import resolve
+
+    out = tmp_path / "analysis.json"
+    capsys.readouterr()
+    assert main(["analyze", "--checkpoint", str(trained), "--images", "4", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "dataset mnist, val split, 4 images" in printed and "missed: no prior can match it" in printed
+    doc = json.loads(out.read_text())
+    config = from_dict(json.loads((trained / "config.json").read_text()))
+    val = resolve(config).split(config, "val", augment=False)
+    objects = [val[i].labels.tolist() for i in range(4)]  # the ground truths analyzed, in order
+    assert [g["class"] for g in doc["ground_truths"]] == [c for labels in objects for c in labels]
+    assert [g["image"] for g in doc["ground_truths"]] == [i for i, labels in enumerate(objects) for _ in labels]
+    assert sum(doc["causes"].values()) == len(doc["ground_truths"])
+    assert sum(b["ground_truths"] for b in doc["recall_by_prior_iou"]) == len(doc["ground_truths"])
+    assert {"ap50", "tide", "ap_by_size", "ground_truths", "health"} <= set(doc)
+
+
+def test_analyze_bad_options_are_named(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--images" in fails(["analyze", "--checkpoint", str(trained), "--images", "0"], capsys)
+    assert "--checkpoint" in fails(["analyze", "--checkpoint", str(tmp_path)], capsys)
+    err = fails(["analyze", "--checkpoint", str(trained), "--dataset", "nope", "--data-dir", str(tmp_path)], capsys)
+    assert "--dataset" in err and "nope" in err

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 CORE_MODULES = (
+    "ssd.analysis.report",
     "ssd.analysis.sizes",
+    "ssd.analysis.story",
     "ssd.analysis.tide",
     "ssd.backbones",
     "ssd.checkpoint",
