@@ -129,3 +129,19 @@ def test_a_job_interrupted_by_a_crash_ran_until_its_last_step(store: JobStore) -
     store.record(job_id, [("step", _step(1, 2.0, time=start.timestamp() + 40.0))])
     store.set_status(job_id, "interrupted", finished_at=utcnow())
     assert store.get_job(job_id).duration_s == pytest.approx(40.0)  # type: ignore[union-attr]
+
+
+def test_a_jobs_dict_is_the_api_answer_with_every_field(store: JobStore) -> None:
+    """``Job.to_dict`` (the one place a job becomes JSON) has exactly ``JobOut``'s fields, which accept it."""
+    from app.api.schemas import JobOut
+
+    job_id = _job(store, "a", tags=["x"], sweep_id="sw1")
+    store.record(job_id, [("eval", {"step": 2, "map50": 0.5, "map": 0.2})])
+    job = store.get_job(job_id)
+    assert job is not None
+    data = job.to_dict()
+    assert set(data) == set(JobOut.model_fields)
+    assert data["tags"] == ["x"] and data["best"] == {"map50": 0.5, "map50_step": 2, "map": 0.2, "map_step": 2}
+    out = JobOut.model_validate(data).model_dump(mode="json")
+    assert out["status"] == "queued" and out["sweep_id"] == "sw1" and out["run"] is None
+    assert job.with_run({"device": "cpu"}).to_dict()["run"] == {"device": "cpu"}
