@@ -5,11 +5,19 @@ one place that turns a :class:`DomainError` into an HTTP answer (404, 409, 413, 
 501, 503).
 Each error's message is written for the person who sent the request: it says what is wrong and,
 where there is one, what to change.
+
+A training job travels as a :class:`Job` from the store (:meth:`app.store.jobs.JobStore.get_job`)
+through the runner and its executors to the services; :meth:`Job.to_dict` is the one place it
+becomes the API's JSON object (``JobOut`` of ``app.api.schemas``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class JobStatus(StrEnum):
@@ -26,6 +34,82 @@ class JobStatus(StrEnum):
 TERMINAL = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled, JobStatus.interrupted})
 RESUMABLE = frozenset({JobStatus.failed, JobStatus.cancelled, JobStatus.interrupted})
 ACTIVE = frozenset({JobStatus.queued, JobStatus.running})
+
+
+@dataclass(frozen=True)
+class Best:
+    """A job's best validation mAP@.5 and mAP@[.5:.95] and the first step that reached each
+    (all None before its first evaluation)."""
+
+    map50: float | None = None
+    map50_step: int | None = None
+    map: float | None = None
+    map_step: int | None = None
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """``{"map50", "map50_step", "map", "map_step"}``, in that order."""
+        return {"map50": self.map50, "map50_step": self.map50_step, "map": self.map, "map_step": self.map_step}
+
+
+@dataclass(frozen=True)
+class Job:
+    """A training job as the store keeps it (the columns of ``app.store.tables.jobs`` the API shows).
+
+    ``config`` is the resolved config as stored (:meth:`ssd.config.Config.to_dict`); ``last_metrics``
+    and ``last_eval`` the latest step's and evaluation's records as the worker sent them.
+    ``duration_s`` is live while the job runs. ``run`` (how the job computes, once it started) is
+    read from the job's directory, only for a single job's answer (:meth:`with_run`).
+    """
+
+    id: str
+    name: str
+    config: dict[str, Any]
+    status: JobStatus
+    created_at: datetime
+    step: int
+    total_steps: int
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    checkpoint_step: int | None = None
+    cancel_requested: bool = False
+    last_metrics: dict[str, Any] | None = None
+    last_eval: dict[str, Any] | None = None
+    tags: tuple[str, ...] = ()
+    notes: str = ""
+    sweep_id: str | None = None
+    duration_s: float = 0.0
+    best: Best = Best()
+    run: dict[str, str] | None = None
+
+    def with_run(self, run: dict[str, str] | None) -> Job:
+        """This job with its ``run`` read from its directory."""
+        return dataclasses.replace(self, run=run)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's JSON object of the job (``JobOut``): every field, ``best`` as an object."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "config": self.config,
+            "status": self.status,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "error": self.error,
+            "checkpoint_step": self.checkpoint_step,
+            "cancel_requested": self.cancel_requested,
+            "last_metrics": self.last_metrics,
+            "last_eval": self.last_eval,
+            "tags": list(self.tags),
+            "notes": self.notes,
+            "sweep_id": self.sweep_id,
+            "duration_s": self.duration_s,
+            "best": self.best.to_dict(),
+            "run": self.run,
+        }
 
 
 class DomainError(Exception):

@@ -97,7 +97,7 @@ def fill_store(
             row: dict[str, Any] = dict.fromkeys(METRIC_KEYS)
             row.update({key: parts[key][s] for key in parts})
             row.update(
-                job_id=job["id"],
+                job_id=job.id,
                 step=s + 1,
                 total=sum(parts[key][s] for key in parts),
                 lr=config["train"]["learning_rate"],
@@ -120,10 +120,10 @@ def fill_store(
                 }
             )
         if evaluations:
-            store.record(job["id"], [("eval", e) for e in evaluations])
+            store.record(job.id, [("eval", e) for e in evaluations])
         status = statuses[i % len(statuses)]
-        store.set_status(job["id"], status, step=steps)
-        ids.append(job["id"])
+        store.set_status(job.id, status, step=steps)
+        ids.append(job.id)
     return ids
 
 

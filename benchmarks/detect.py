@@ -20,11 +20,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app.domain import Job, JobStatus
 from app.services.detections import DetectionService
 from app.settings import Settings
 from ssd.config import from_dict
@@ -53,7 +55,15 @@ def train_checkpoint(directory: Path, steps: int) -> None:
 def run(checkpoint: Path, *, images: int, repeats: int) -> dict[str, Any]:
     """Time detection and evaluation of ``checkpoint`` on ``images`` validation images."""
     config_dict = json.loads((checkpoint / "config.json").read_text())
-    job = {"id": checkpoint.name, "status": "succeeded", "config": config_dict, "checkpoint_step": None}
+    job = Job(
+        id=checkpoint.name,
+        name=config_dict["name"],
+        config=config_dict,
+        status=JobStatus.succeeded,
+        created_at=datetime.now(UTC),
+        step=0,
+        total_steps=config_dict["train"]["steps"],
+    )
     service = DetectionService(checkpoint.parent, max_upload_bytes=Settings().max_upload_bytes)  # no uploads here
     start = time.perf_counter()
     detector = service.detector(service.checkpoint(job))

@@ -62,7 +62,7 @@ def fill_store(db_url: str, *, jobs: int, steps: int, evals: int, seed: int = 0)
                 name=job_config["name"], config=job_config, total_steps=steps, tags=tags, sweep_id=sweep_id
             )
             started = utcnow() - timedelta(seconds=rng.uniform(60, 900))
-            store.set_status(job["id"], "running", started_at=started)
+            store.set_status(job.id, "running", started_at=started)
             t0 = started.timestamp()
             ceiling = rng.uniform(0.6, 0.98)
             items: list[tuple[str, dict[str, Any]]] = []
@@ -74,10 +74,10 @@ def fill_store(db_url: str, *, jobs: int, steps: int, evals: int, seed: int = 0)
                 if step % max(steps // evals, 1) == 0:
                     map50 = ceiling * (1 - 1 / (1 + 0.05 * step)) + rng.uniform(-0.02, 0.02)
                     items.append(("eval", {"step": step, "map50": map50, "map": map50 * 0.6, "val_total": loss}))
-            store.record(job["id"], items)
+            store.record(job.id, items)
             status = "succeeded" if i % 10 else rng.choice(["failed", "cancelled"])
-            store.set_status(job["id"], status, finished_at=started + timedelta(seconds=steps))
-            ids.append(job["id"])
+            store.set_status(job.id, status, finished_at=started + timedelta(seconds=steps))
+            ids.append(job.id)
     finally:
         store.close()
     return ids

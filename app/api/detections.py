@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api import is_head, root_of, until_disconnected
 from app.api.deps import DetectionsDep, JobsDep, SettingsDep
+from app.domain import Job
 from app.services.dataset_browser import image_url
 from app.services.detections import Split
 
@@ -95,7 +96,7 @@ async def job_detections_upload(
     return await run_in_threadpool(service.upload, job, data, score=score)
 
 
-async def head_answer(service: DetectionsDep, job: dict[str, Any]) -> Response:
+async def head_answer(service: DetectionsDep, job: Job) -> Response:
     """A HEAD's answer: the GET's status for this job's checkpoint (404/409 as the GET would), no model run."""
     await run_in_threadpool(service.checkpoint, job)
     return Response(media_type="application/json")

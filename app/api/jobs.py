@@ -49,7 +49,7 @@ def submit_job(
     body: Annotated[ConfigIn | None, Body(openapi_examples=BODY_EXAMPLES)] = None,
 ) -> dict[str, Any]:
     """Queue a training job; every config key is optional (defaults: the ``default`` preset)."""
-    return jobs.submit(body.model_dump(exclude_unset=True) if body is not None else {})
+    return jobs.submit(body.model_dump(exclude_unset=True) if body is not None else {}).to_dict()
 
 
 SORT_HELP = (
@@ -91,31 +91,31 @@ def list_jobs(
         offset=offset,
     )
     response.headers["X-Total-Count"] = str(total)
-    return items
+    return [job.to_dict() for job in items]
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
 def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     """One job."""
-    return jobs.get(job_id)
+    return jobs.get(job_id).to_dict()
 
 
 @router.patch("/{job_id}", response_model=JobOut, responses={**NOT_FOUND, 422: {}})
 def update_job(job_id: str, body: JobPatch, jobs: JobsDep) -> dict[str, Any]:
     """Rename a job, replace its tags, or its notes; fields left out stay as they are."""
-    return jobs.update_meta(job_id, name=body.name, tags=body.tags, notes=body.notes)
+    return jobs.update_meta(job_id, name=body.name, tags=body.tags, notes=body.notes).to_dict()
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT})
 def cancel_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     """Cancel: a queued job at once; a running one after its current step (``cancel_requested``)."""
-    return jobs.cancel(job_id)
+    return jobs.cancel(job_id).to_dict()
 
 
 @router.post("/{job_id}/resume", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT})
 def resume_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     """Queue a failed, cancelled or interrupted job again; it continues from its last checkpoint."""
-    return jobs.resume(job_id)
+    return jobs.resume(job_id).to_dict()
 
 
 @router.delete(

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.domain import RESUMABLE, Conflict, JobStatus, NotFound
+from app.domain import RESUMABLE, Conflict, Job, JobStatus, NotFound
 from app.execution.events import Broadcaster
 from app.execution.executors import Executor, make_executor
 from app.execution.executors.base import Lost
@@ -115,7 +115,7 @@ class JobRunner:
             if handle is None:
                 events.append(self._set_status(job_id, JobStatus.interrupted, finished_at=utcnow()))
                 continue
-            cancelled = bool(self.get(job_id)["cancel_requested"])
+            cancelled = self.get(job_id).cancel_requested
             kill_at = time.monotonic() + self.settings.ray_cancel_grace_s if cancelled else None
             self._running[job_id] = _Run(job_id, handle, hashed, True, cancelled, kill_at)
             log.info("job %s: still running in %s (%s): reattached", job_id, self.executor.name, ref)
@@ -155,32 +155,30 @@ class JobRunner:
         self.executor.close()
 
     # ------------------------------------------------------------------ operations
-    def submit(
-        self, *, name: str, config: dict[str, Any], total_steps: int, sweep_id: str | None = None
-    ) -> dict[str, Any]:
+    def submit(self, *, name: str, config: dict[str, Any], total_steps: int, sweep_id: str | None = None) -> Job:
         """Queue a job for a resolved config (one of sweep ``sweep_id``); returns the job."""
         job, event = self.store.create_job(name=name, config=config, total_steps=total_steps, sweep_id=sweep_id)
         self._publish([event])
         with self._lock:
-            self._pending.append(job["id"])
+            self._pending.append(job.id)
         self._schedule()
-        return self.get(job["id"])
+        return self.get(job.id)
 
-    def get(self, job_id: str) -> dict[str, Any]:
+    def get(self, job_id: str) -> Job:
         """The job; raises :class:`~app.domain.NotFound`."""
         job = self.store.get_job(job_id)
         if job is None:
             raise NotFound(f"no job {job_id}")
         return job
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str) -> Job:
         """A queued job is cancelled at once; a running one stops after its current step."""
         with self._lock:
             job = self.get(job_id)
-            if job["status"] == JobStatus.queued:
+            if job.status == JobStatus.queued:
                 self._pending.remove(job_id)
                 self._publish([self._set_status(job_id, JobStatus.cancelled, finished_at=utcnow())])
-            elif job["status"] == JobStatus.running:
+            elif job.status == JobStatus.running:
                 run = self._running[job_id]
                 run.cancel_requested = True
                 self.executor.request_stop(run.handle)
@@ -188,18 +186,18 @@ class JobRunner:
                     run.kill_at = time.monotonic() + self.settings.ray_cancel_grace_s
                 self.store.update_job(job_id, cancel_requested=True)
             else:
-                raise Conflict(f"job {job_id} is {job['status']}; only queued or running jobs can be cancelled")
+                raise Conflict(f"job {job_id} is {job.status}; only queued or running jobs can be cancelled")
         return self.get(job_id)
 
-    def resume(self, job_id: str) -> dict[str, Any]:
+    def resume(self, job_id: str) -> Job:
         """Queue a failed, cancelled or interrupted job again; it continues from its checkpoint."""
         with self._lock:
             job = self.get(job_id)
-            if job["status"] not in RESUMABLE:
+            if job.status not in RESUMABLE:
                 raise Conflict(
-                    f"job {job_id} is {job['status']}; only failed, cancelled or interrupted jobs can be resumed"
+                    f"job {job_id} is {job.status}; only failed, cancelled or interrupted jobs can be resumed"
                 )
-            step = job["checkpoint_step"] or 0
+            step = job.checkpoint_step or 0
             self.store.reset_to_step(job_id, step)
             event = self._set_status(
                 job_id,
@@ -218,8 +216,8 @@ class JobRunner:
         """Remove a job that is not queued or running, with its rows and files."""
         with self._lock:
             job = self.get(job_id)
-            if job["status"] in (JobStatus.queued, JobStatus.running):
-                raise Conflict(f"job {job_id} is {job['status']}; cancel it before deleting it")
+            if job.status in (JobStatus.queued, JobStatus.running):
+                raise Conflict(f"job {job_id} is {job.status}; cancel it before deleting it")
             self.store.delete_job(job_id)
         shutil.rmtree(self.settings.jobs_dir / job_id, ignore_errors=True)
 
@@ -254,9 +252,9 @@ class JobRunner:
             if run is None:
                 return {"cancel": True}  # the job is not running (any more): its worker should stop
             job = self.get(job_id)
-            messages = parse_batch(job_id, items, max_step=job["total_steps"])
-            known = job["step"]
-            evaluated = (job["last_eval"] or {}).get("step", -1)
+            messages = parse_batch(job_id, items, max_step=job.total_steps)
+            known = job.step
+            evaluated = (job.last_eval or {}).get("step", -1)
             kept: list[Message] = []
             for message in messages:
                 if isinstance(message, Started):
@@ -293,15 +291,15 @@ class JobRunner:
             while self._pending and len(self._running) < self.settings.max_concurrent_jobs and not self._stopping:
                 job_id = self._pending.popleft()
                 job = self.store.get_job(job_id)
-                if job is None or job["status"] != JobStatus.queued:
+                if job is None or job.status != JobStatus.queued:
                     continue
                 self._spawn(job)
 
-    def _spawn(self, job: dict[str, Any]) -> None:
-        job_id = job["id"]
+    def _spawn(self, job: Job) -> None:
+        job_id = job.id
         token = secrets.token_urlsafe(32)  # this run's worker alone holds it; the store keeps its hash
         hashed = token_hash(token)
-        step = job["checkpoint_step"] or 0
+        step = job.checkpoint_step or 0
         event = self._set_status(
             job_id, JobStatus.running, event={"step": step}, started_at=utcnow(), worker_token_hash=hashed
         )
@@ -357,7 +355,7 @@ class JobRunner:
             case Started(step=step, history=history):
                 job = self.get(job_id)
                 self.store.reset_to_step(job_id, step, history)
-                if step != (job["checkpoint_step"] or 0):
+                if step != (job.checkpoint_step or 0):
                     self.store.update_job(job_id, checkpoint_step=step or None)
                     return [self._set_status(job_id, JobStatus.running, event={"step": step})]
                 return []

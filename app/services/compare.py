@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from app.domain import TERMINAL, Invalid, NotFound
+from app.domain import TERMINAL, Invalid, Job, NotFound
 from app.figures.dataset import CLASS_COLORS
 from app.store.jobs import JobStore
 
@@ -230,15 +230,15 @@ class CompareService:
         configs = []
         for index, (job_id, job) in enumerate(found):
             assert job is not None
-            config = job["config"] or {}
+            config = job.config or {}
             configs.append(config)
             light = {
                 "id": job_id,
-                "name": job["name"],
-                "status": job["status"],
+                "name": job.name,
+                "status": job.status.value,
                 "color": COLORS[index % len(COLORS)],
-                "step": job["step"],
-                "total_steps": job["total_steps"],
+                "step": job.step,
+                "total_steps": job.total_steps,
                 "batch_size": (config.get("train") or {}).get("batch_size"),
                 "config": config,
             }
@@ -246,17 +246,17 @@ class CompareService:
             entries.append(_encode(light)[:-1] + "," + self._heavy_json(job, points)[1:])
         return f'{{"points":{points},"jobs":[{",".join(entries)}],"config":{_encode(config_table(configs))}}}'
 
-    def _heavy_json(self, job: Mapping[str, Any], points: int) -> str:
-        if job["status"] not in TERMINAL:
-            return _encode(heavy_part(self.store, job["id"], points))
-        key = (job["id"], points)
-        version = (job["status"], job["step"], job["finished_at"])
+    def _heavy_json(self, job: Job, points: int) -> str:
+        if job.status not in TERMINAL:
+            return _encode(heavy_part(self.store, job.id, points))
+        key = (job.id, points)
+        version = (job.status, job.step, job.finished_at)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None and hit[0] == version:
                 self._cache.move_to_end(key)
                 return hit[1]
-        text = _encode(heavy_part(self.store, job["id"], points))
+        text = _encode(heavy_part(self.store, job.id, points))
         with self._lock:
             old = self._cache.pop(key, None)
             if old is not None:

@@ -213,10 +213,10 @@ class DatasetService:
         if meta.get("builtin"):
             raise Conflict(f"{meta['id']} is the built-in dataset: it cannot be deleted")
         users = [
-            job["id"]
+            job.id
             for status in sorted(ACTIVE)
             for job in self.jobs.list(status=status, limit=100_000)
-            if (job.get("config") or {}).get("data", {}).get("dataset") == meta["id"]
+            if (job.config or {}).get("data", {}).get("dataset") == meta["id"]
         ]
         if users:
             raise Conflict(f"the dataset {meta['name']!r} is used by queued or running jobs: {', '.join(users)}")

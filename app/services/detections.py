@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from app.domain import ACTIVE, Broken, Conflict, Invalid, NotFound
+from app.domain import ACTIVE, Broken, Conflict, Invalid, Job, NotFound
 from app.figures.detections import confusion_figure, image_figure, pr_figure
 from app.services.heavy import HeavyWork, check_stop
 from app.services.images import MAX_UPLOAD_PIXELS, data_url, decode_upload, letterbox
@@ -153,21 +153,21 @@ class DetectionService:
         self._images, self._evaluations, self._responses = LRU(IMAGE_CACHE_SIZE), LRU(self._detectors.size), LRU(16)
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint(self, job: dict[str, Any]) -> Checkpoint:
+    def checkpoint(self, job: Job) -> Checkpoint:
         """The job's latest checkpoint; :class:`Conflict` while it trains without one, else :class:`NotFound`."""
-        directory = self.jobs_dir / job["id"]
+        directory = self.jobs_dir / job.id
         try:
             stat = (directory / WEIGHTS_FILE).stat()
         except OSError:
-            if job["status"] in ACTIVE:
-                every = (job.get("config") or {}).get("train", {}).get("checkpoint_every")
+            if job.status in ACTIVE:
+                every = (job.config or {}).get("train", {}).get("checkpoint_every")
                 when = f"every {every} steps and " if every else ""
                 raise Conflict(
-                    f"job {job['id']} is {job['status']} and has no checkpoint yet; "
+                    f"job {job.id} is {job.status} and has no checkpoint yet; "
                     f"it saves one {when}when it stops: try again later",
                 ) from None
-            raise NotFound(f"job {job['id']} ({job['status']}) has no checkpoint") from None
-        return Checkpoint(job["id"], directory, stat.st_mtime_ns, stat.st_size, job.get("checkpoint_step"))
+            raise NotFound(f"job {job.id} ({job.status}) has no checkpoint") from None
+        return Checkpoint(job.id, directory, stat.st_mtime_ns, stat.st_size, job.checkpoint_step)
 
     def detector(self, ckpt: Checkpoint) -> Predictor:
         """The loaded detector of ``ckpt`` (cached); a broken checkpoint is :class:`Broken`, naming the file."""
@@ -259,7 +259,7 @@ class DetectionService:
     # ------------------------------------------------------------------ validation images
     def detections(
         self,
-        job: dict[str, Any],
+        job: Job,
         *,
         split: Split = "val",
         offset: int = 0,
@@ -287,8 +287,8 @@ class DetectionService:
             )
             images.append({"index": index, "image_url": url, "width": size, "height": size, **item, "figure": figure})
         return {
-            "job_id": job["id"],
-            "job_status": job["status"],
+            "job_id": job.id,
+            "job_status": job.status.value,
             "checkpoint": ckpt.to_dict(),
             "split": split,
             "offset": offset,
@@ -304,7 +304,7 @@ class DetectionService:
 
     # ------------------------------------------------------------------ evaluation
     def evaluation(
-        self, job: dict[str, Any], *, n: int = 100, score: float = 0.5, stop: threading.Event | None = None
+        self, job: Job, *, n: int = 100, score: float = 0.5, stop: threading.Event | None = None
     ) -> dict[str, Any]:
         """COCO metrics, per-class AP, PR curves and a confusion matrix on validation images 0..n-1."""
         if n > self.max_eval_images:
@@ -352,7 +352,7 @@ class DetectionService:
                 )
             ]
             return {
-                "job_id": job["id"],
+                "job_id": job.id,
                 "checkpoint": ckpt.to_dict(),
                 "n": n,
                 "score": score,
@@ -374,7 +374,7 @@ class DetectionService:
         return self._responses.get_or_make(("eval", ckpt.key, n, score), respond)
 
     # ------------------------------------------------------------------ uploads
-    def upload(self, job: dict[str, Any], data: bytes, *, score: float = 0.3) -> dict[str, Any]:
+    def upload(self, job: Job, data: bytes, *, score: float = 0.3) -> dict[str, Any]:
         """Detections on an uploaded PNG/JPEG, letterboxed to the model's size, boxes in its own pixels."""
         # TooLarge, UnsupportedMedia or Undecodable before any model work.
         image = decode_upload(data, max_bytes=self.max_upload_bytes, max_pixels=self.max_upload_pixels)
@@ -382,7 +382,7 @@ class DetectionService:
         detector = self.detector(ckpt)
         size = detector.config.data.image_size
         square, box = letterbox(image, size)
-        with self.heavy.slot(f"detections on an upload to job {job['id']}"):
+        with self.heavy.slot(f"detections on an upload to job {job.id}"):
             det = self._predict(detector, square[None])[0]
         boxes = box.unmap(det.boxes)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # drop boxes wholly in the padding
@@ -403,7 +403,7 @@ class DetectionService:
             showlegend=True,
         )
         return {
-            "job_id": job["id"],
+            "job_id": job.id,
             "checkpoint": ckpt.to_dict(),
             "width": width,
             "height": height,

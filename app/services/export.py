@@ -36,7 +36,7 @@ from pathlib import Path
 
 from anyio.to_thread import run_sync
 
-from app.domain import Broken, Conflict, Unavailable
+from app.domain import Broken, Conflict, Job, Unavailable
 from app.services.heavy import HeavyWork
 from app.services.jobs import JobService
 from ssd.checkpoint import CONFIG_FILE, WEIGHTS_FILE
@@ -111,13 +111,13 @@ class ExportService:
         target = job_dir / EXPORTS_DIR / f"{fmt}-{key}.{spec.extension}"
         return ExportFile(target, spec.media_type, _filename(job, fmt))
 
-    def _key(self, job_dir: Path, job: dict[str, object]) -> str:
+    def _key(self, job_dir: Path, job: Job) -> str:
         """``{mtime_ns}-{size}`` of the weights file; :class:`Conflict` when there is no checkpoint."""
         try:
             stat = (job_dir / WEIGHTS_FILE).stat()
         except OSError:
             raise Conflict(
-                f"job {job['id']} is {job['status']} and has no checkpoint yet: nothing to export; "
+                f"job {job.id} is {job.status} and has no checkpoint yet: nothing to export; "
                 "a job saves one every train.checkpoint_every steps and when it stops"
             ) from None
         return f"{stat.st_mtime_ns}-{stat.st_size}"
@@ -164,10 +164,10 @@ class ExportService:
             raise Broken(f"the {fmt} export failed: {message}")
 
 
-def _filename(job: dict[str, object], fmt: str) -> str:
+def _filename(job: Job, fmt: str) -> str:
     """What the browser saves an export as: ``ssdboard-{id}-{name}.{ext}``, the name made safe."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", str(job.get("name") or "ssd")).strip("-.") or "ssd"
-    return f"ssdboard-{job['id']}-{name}.{FORMATS[fmt].extension}"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", job.name or "ssd").strip("-.") or "ssd"
+    return f"ssdboard-{job.id}-{name}.{FORMATS[fmt].extension}"
 
 
 def _snapshot(job_dir: Path, snapshot: Path, key: str) -> None:

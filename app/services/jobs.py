@@ -1,8 +1,8 @@
 """Training jobs: submit, look up, cancel, resume, delete, their metrics, checkpoint and live events.
 
 A thin layer over the runner (life cycle), the store (history) and the broadcaster (live events):
-it validates configs against the server's limits, answers in plain dicts and raises the domain
-errors of :mod:`app.domain`.
+it validates configs against the server's limits, answers in :class:`~app.domain.Job` objects and plain
+dicts and raises the domain errors of :mod:`app.domain`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from anyio.to_thread import run_sync
 
-from app.domain import Invalid, NotFound
+from app.domain import Invalid, Job, NotFound
 from app.execution.events import Broadcaster, event_stream
 from app.execution.runner import JobRunner
 from app.services import configs
@@ -25,7 +25,7 @@ from ssd.checkpoint import CHECKPOINT_FILES, has_checkpoint, read_run_info
 from ssd.config import Config
 
 # One page of the runs table and how many jobs match in all.
-JobPage = tuple[list[dict[str, Any]], int]
+JobPage = tuple[list[Job], int]
 
 
 def downsample(rows: list[dict[str, Any]], max_points: int | None) -> list[dict[str, Any]]:
@@ -55,20 +55,20 @@ class JobService:
 
     def config_of(self, job_id: str, *, loc: tuple[str, ...] = ("query", "job")) -> Config:
         """The config a job was submitted with; :class:`NotFound` for an unknown job."""
-        return self.resolve(self.get(job_id)["config"], loc=loc)
+        return self.resolve(self.get(job_id).config, loc=loc)
 
     # ------------------------------------------------------------------ life cycle
-    def submit(self, data: Mapping[str, Any]) -> dict[str, Any]:
+    def submit(self, data: Mapping[str, Any]) -> Job:
         """Queue a job for a client's config (every key optional); returns the job."""
         return self.submit_config(self.resolve(data))
 
-    def submit_config(self, config: Config, *, sweep_id: str | None = None) -> dict[str, Any]:
+    def submit_config(self, config: Config, *, sweep_id: str | None = None) -> Job:
         """Queue a job for a config already resolved (:meth:`resolve`), one of sweep ``sweep_id``."""
         return self.runner.submit(
             name=config.name, config=config.to_dict(), total_steps=config.train.steps, sweep_id=sweep_id
         )
 
-    def list(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list(self, *, status: str | None = None, limit: int = 100) -> list[Job]:
         """Jobs, newest first."""
         return self.store.list_jobs(status=status, limit=limit)
 
@@ -102,22 +102,21 @@ class JobService:
 
     def update_meta(
         self, job_id: str, *, name: str | None = None, tags: Sequence[str] | None = None, notes: str | None = None
-    ) -> dict[str, Any]:
+    ) -> Job:
         """Rename a job, replace its tags, or its notes (None: unchanged); :class:`NotFound`."""
         if self.store.update_job_meta(job_id, name=name, tags=tags, notes=notes) is None:
             raise NotFound(f"no job {job_id}")
         return self.get(job_id)
 
-    def get(self, job_id: str) -> dict[str, Any]:
+    def get(self, job_id: str) -> Job:
         """One job, with how it computes once it started (``run``); :class:`NotFound`."""
-        job = self.runner.get(job_id)
-        return {**job, "run": read_run_info(self.settings.jobs_dir / job_id)}
+        return self.runner.get(job_id).with_run(read_run_info(self.settings.jobs_dir / job_id))
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str) -> Job:
         """A queued job at once, a running one after its current step; :class:`~app.domain.Conflict` otherwise."""
         return self.runner.cancel(job_id)
 
-    def resume(self, job_id: str) -> dict[str, Any]:
+    def resume(self, job_id: str) -> Job:
         """Queue a failed, cancelled or interrupted job again from its last checkpoint."""
         return self.runner.resume(job_id)
 

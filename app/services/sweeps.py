@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.domain import ACTIVE, Conflict, Invalid, JobStatus, NotFound
+from app.domain import ACTIVE, Conflict, Invalid, Job, JobStatus, NotFound
 from app.services import sweep_spec
 from app.services.jobs import JobService
 from app.services.sweep_spec import Spec, show
@@ -114,12 +114,9 @@ def sweep_status(counts: Mapping[str, int], cancel_requested: bool) -> str:
     return "running" if started else "queued"
 
 
-def best_of(job: Mapping[str, Any]) -> dict[str, Any] | None:
+def best_of(job: Job) -> dict[str, float | int | None] | None:
     """A job's best validation mAP@.5 and mAP with their steps, or None before its first evaluation."""
-    best = job.get("best")
-    if isinstance(best, Mapping) and best.get("map50") is not None:
-        return dict(best)
-    return None
+    return job.best.to_dict() if job.best.map50 is not None else None
 
 
 def _rank(run: Mapping[str, Any]) -> tuple[float, float, int]:
@@ -142,7 +139,7 @@ class SweepService:
         job_ids: list[str] = []
         try:
             for config in checked.configs:
-                job_ids.append(self.jobs.submit_config(config, sweep_id=sweep["id"])["id"])
+                job_ids.append(self.jobs.submit_config(config, sweep_id=sweep["id"]).id)
         finally:  # jobs queued before a failure (the database) still belong to the sweep, to cancel
             self.store.add_sweep_jobs(sweep["id"], job_ids)
         return self.get(sweep["id"])
@@ -167,9 +164,9 @@ class SweepService:
         jobs = [self.store.get_job(job_id) for job_id in sweep["job_ids"]]
         for status in (JobStatus.queued, JobStatus.running):
             for job in jobs:
-                if job is not None and job["status"] == status:
+                if job is not None and job.status == status:
                     try:
-                        self.jobs.cancel(job["id"])
+                        self.jobs.cancel(job.id)
                     except (Conflict, NotFound):  # it ended (or was deleted) meanwhile
                         pass
         return self.get(sweep_id)
@@ -189,23 +186,23 @@ class SweepService:
         counts = {s.value: 0 for s in JobStatus}
         steps = total_steps = 0
         # One query for the sweep's jobs (a get_job per job cost 40 ms for 200 jobs).
-        found = {job["id"]: job for job in self.store.list_jobs(sweep_id=sweep["id"], limit=None)}
+        found = {job.id: job for job in self.store.list_jobs(sweep_id=sweep["id"], limit=None)}
         for i, job_id in enumerate(sweep["job_ids"]):
             job = found.get(job_id)
             row: dict[str, Any] = {"index": i, "job_id": job_id, "values": values[i] if i < len(values) else {}}
             if job is None:  # deleted since
                 row.update(name=None, status="deleted", step=0, total_steps=0, best=None, error=None)
             else:
-                counts[job["status"]] += 1
-                steps += job["step"]
-                total_steps += job["total_steps"]
+                counts[job.status] += 1
+                steps += job.step
+                total_steps += job.total_steps
                 row.update(
-                    name=job["name"],
-                    status=job["status"],
-                    step=job["step"],
-                    total_steps=job["total_steps"],
+                    name=job.name,
+                    status=job.status.value,
+                    step=job.step,
+                    total_steps=job.total_steps,
                     best=best_of(job),
-                    error=job["error"],
+                    error=job.error,
                 )
             runs.append(row)
         ranked = sorted((r for r in runs if r["best"]), key=_rank)

@@ -37,6 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from app.domain import Best, Job, JobStatus
 from app.store import migrations
 from app.store import query as job_query
 from app.store.engine import POOL_SIZE, DatabaseUnavailable, make_engine
@@ -59,11 +60,10 @@ __all__ = [
     "utcnow",
 ]
 
-# Internal bookkeeping columns stay out of a job's dict; the best mAP columns become ``best``.
+# The best mAP columns become a job's ``best`` (:func:`_job_of`); internal bookkeeping stays out of it
+# (``event_seq``, ``run_seconds``; ``dataset`` is in the config; the worker's token hash and the
+# executor's reference are the runner's).
 BEST_COLUMNS = ("best_map50", "best_map50_step", "best_map", "best_map_step")
-# ``dataset`` is in the config; the worker's token hash and the executor's reference are the runner's.
-HIDDEN_COLUMNS = ("event_seq", "run_seconds", "dataset", "worker_token_hash", "executor_ref", *BEST_COLUMNS)
-JOB_COLUMNS = [c.name for c in jobs.columns if c.name not in HIDDEN_COLUMNS]
 
 REPLAY_PAGE = 250  # events a stream reads from the log at a time
 # The largest integer a query binds: SQLite's integers and PostgreSQL's BIGINT are 64-bit, and the
@@ -93,15 +93,36 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _job_dict(row: sa.Row[Any]) -> dict[str, Any]:
-    job = {key: getattr(row, key) for key in JOB_COLUMNS}
-    for key in ("created_at", "started_at", "finished_at"):
-        job[key] = _utc(job[key])
-    job["best"] = {key.removeprefix("best_"): getattr(row, key) for key in BEST_COLUMNS}
-    if job["status"] == "running" and job["started_at"] is not None:
+def _job_of(row: sa.Row[Any]) -> Job:
+    """The :class:`~app.domain.Job` of a ``jobs`` row: the best mAP columns as ``best``, bookkeeping left out."""
+    status = JobStatus(row.status)
+    created_at, started_at = _utc(row.created_at), _utc(row.started_at)
+    assert created_at is not None  # NOT NULL
+    duration_s = row.duration_s
+    if status == JobStatus.running and started_at is not None:
         # Live, rather than through the latest step: a worker loading TensorFlow has no step yet.
-        job["duration_s"] = row.run_seconds + max((utcnow() - job["started_at"]).total_seconds(), 0.0)
-    return job
+        duration_s = row.run_seconds + max((utcnow() - started_at).total_seconds(), 0.0)
+    return Job(
+        id=row.id,
+        name=row.name,
+        config=row.config,
+        status=status,
+        created_at=created_at,
+        step=row.step,
+        total_steps=row.total_steps,
+        started_at=started_at,
+        finished_at=_utc(row.finished_at),
+        error=row.error,
+        checkpoint_step=row.checkpoint_step,
+        cancel_requested=row.cancel_requested,
+        last_metrics=row.last_metrics,
+        last_eval=row.last_eval,
+        tags=tuple(row.tags),
+        notes=row.notes,
+        sweep_id=row.sweep_id,
+        duration_s=duration_s,
+        best=Best(row.best_map50, row.best_map50_step, row.best_map, row.best_map_step),
+    )
 
 
 def _metric_row(job_id: str, step: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +182,7 @@ class JobStore(SweepRecords):
         total_steps: int,
         sweep_id: str | None = None,
         tags: Sequence[str] = (),
-    ) -> tuple[dict[str, Any], Event]:
+    ) -> tuple[Job, Event]:
         """Insert a queued job (of a sweep, with tags) and its first status event."""
         job_id = uuid.uuid4().hex[:12]
         with self._write, self.engine.begin() as conn:
@@ -185,7 +206,7 @@ class JobStore(SweepRecords):
             event = self._append(conn, job_id, [("status", None, {"status": "queued"})])[0]
             return self._get(conn, job_id), event  # type: ignore[return-value]
 
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
+    def get_job(self, job_id: str) -> Job | None:
         """The job, or None."""
         with self.engine.connect() as conn:
             return self._get(conn, job_id)
@@ -201,7 +222,7 @@ class JobStore(SweepRecords):
         sort: str | None = None,
         limit: int | None = 100,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Job]:
         """Jobs matching every given filter (:class:`app.store.query.JobFilter`), in ``sort`` order.
 
         ``sort`` is a key of :data:`app.store.query.SORT_KEYS`, ``-`` first for descending; the
@@ -216,7 +237,7 @@ class JobStore(SweepRecords):
         with self.engine.connect() as conn, conn.begin():
             ids = list(conn.scalars(page))
             rows = {row.id: row for row in conn.execute(sa.select(jobs).where(jobs.c.id.in_(ids)))} if ids else {}
-        return [_job_dict(rows[i]) for i in ids if i in rows]
+        return [_job_of(rows[i]) for i in ids if i in rows]
 
     def count_jobs(
         self,
@@ -239,7 +260,7 @@ class JobStore(SweepRecords):
         name: str | None = None,
         tags: Sequence[str] | None = None,
         notes: str | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> Job | None:
         """Rename a job, replace its tags or notes (None leaves a field as it is); the job, or None."""
         values: dict[str, Any] = {"name": name, "tags": None if tags is None else list(tags), "notes": notes}
         values = {key: value for key, value in values.items() if value is not None}
@@ -474,9 +495,9 @@ class JobStore(SweepRecords):
         return values
 
     @staticmethod
-    def _get(conn: Connection, job_id: str) -> dict[str, Any] | None:
+    def _get(conn: Connection, job_id: str) -> Job | None:
         row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
-        return _job_dict(row) if row else None
+        return _job_of(row) if row else None
 
     @staticmethod
     def _append(conn: Connection, job_id: str, items: Sequence[tuple[str, int | None, dict[str, Any]]]) -> list[Event]:

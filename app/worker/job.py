@@ -1,4 +1,4 @@
-"""The training worker: the body of one job's spawned process.
+"""The training worker: the body of one job's spawned process (:class:`JobRun`, run by :func:`run_job`).
 
 It imports TensorFlow (the server never does), trains with :class:`ssd.train.Trainer` into the
 job directory, resuming from its checkpoint, and ``put``s the typed messages of
@@ -41,10 +41,14 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from app.worker.messages import CheckpointSaved, Done, Message, Record, Started
 from ssd.checkpoint import METRICS_FILE
+
+if TYPE_CHECKING:  # TensorFlow: imported only once a run starts
+    from ssd.distributed import PeerProcess
+    from ssd.train import Trainer
 
 GIB = 2**30
 WATCH_INTERVAL = 0.15  # seconds between two reads of the resident memory
@@ -183,6 +187,194 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+class JobRun:
+    """One run of a job in its worker process: trains ``config`` into ``job_dir``, reporting to ``queue``.
+
+    :meth:`run` is the whole run, and every outcome ends with one ``done`` message
+    (:meth:`finish`), sent by the main thread or by the memory watch's (:meth:`out_of_memory`).
+    The trainer reports its checkpoints here (:meth:`checkpoint_saved`, under :attr:`checkpointing`):
+    a single-process one and a multi-worker chief alike (:mod:`app.worker.trainers`). The arguments
+    are :func:`run_job`'s.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        config: dict[str, Any],
+        job_dir: str,
+        queue: _Reports,
+        cancel: _Flag,
+        parent_pid: int | None,
+        nice: int = 0,
+        known_step: int = 0,
+        memory_limit_gib: float | None = None,
+        *,
+        data_dir: str | None = None,
+        make_peers: Callable[[Any, Path], Any] | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.config = config
+        self.out = Path(job_dir)
+        self.queue = queue
+        self.cancel = cancel
+        self.parent_pid = parent_pid
+        self.nice = nice
+        self.known_step = known_step
+        self.memory_limit_gib = memory_limit_gib
+        self.data_dir = data_dir
+        self.make_peers = make_peers
+        self.checkpointing = threading.Lock()  # held while a checkpoint is written
+        self.reported_step: int | None = None  # the last step reported, None before Started
+        self.peers: list[PeerProcess] = []  # the chief's peer processes, train.workers > 1
+        self.watch: MemoryWatch | None = None
+        self.trainer: Trainer | None = None
+        self._started = False  # the trainer's step means something only once its checkpoint is loaded
+        self._final = threading.Lock()  # one done message, whichever thread sends it
+        self._finished = False
+
+    # ------------------------------------------------------------------ reports
+    def send(self, message: Message) -> None:
+        """Put a message on the reporter."""
+        self.queue.put(message)
+
+    def finish(self, message: Done) -> bool:
+        """Send the done message unless one was sent already; whether this call sent it."""
+        with self._final:
+            if self._finished:
+                return False
+            self._finished = True
+            self.send(message)
+            return True
+
+    def on_step(self, metrics: dict[str, Any]) -> None:
+        """A training step's record."""
+        self.send(Record(self.job_id, "step", metrics))
+        self.reported_step = metrics["step"]
+
+    def on_eval(self, metrics: dict[str, Any]) -> None:
+        """An evaluation's record."""
+        self.send(Record(self.job_id, "eval", metrics))
+
+    def checkpoint_saved(self, step: int) -> None:
+        """The trainer's checkpoint of ``step`` is on disk (:class:`app.worker.trainers.CheckpointSink`)."""
+        self.send(CheckpointSaved(self.job_id, step))
+
+    # ------------------------------------------------------------------ stops
+    def orphaned(self) -> bool:
+        """Whether the server that started this local worker is gone."""
+        return self.parent_pid is not None and os.getppid() != self.parent_pid
+
+    def stop_peers(self) -> None:
+        """Kill the peers still running (they would wait for a chief that no longer steps)."""
+        for process in self.peers:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    def resident(self) -> int:
+        """The largest resident memory of this process and its peers."""
+        local = [p.pid for p in self.peers if p.pid is not None and p.poll() is None]  # a Ray peer elsewhere: None
+        return max([resident_bytes(), *(resident_bytes(pid) for pid in local)])
+
+    def out_of_memory(self, message: str) -> None:
+        """On the watch's thread: the main thread is inside an op; stop the process from here."""
+        # Never leave a half-replaced checkpoint: let one being written finish, and start no other.
+        self.checkpointing.acquire(timeout=CHECKPOINT_WAIT)
+        if not self.finish(Done(self.job_id, "failed", self.reported_step, message)):
+            return  # the main thread has already reported how the job ended
+        self.stop_peers()  # os._exit skips LocalPeers' atexit hook
+        # os._exit skips the reporter's sender thread: flush it first, but never wait forever.
+        threading.Timer(FLUSH_WAIT, os._exit, (EXIT_OUT_OF_MEMORY,)).start()
+        if not self.orphaned():
+            self.queue.close()
+            self.queue.join_thread()
+        os._exit(EXIT_OUT_OF_MEMORY)
+
+    def check_peers(self) -> None:
+        """Fail the job when a peer has died: the chief's next collective would wait for it until
+        TensorFlow's heartbeat check aborts it (seconds), with a message naming no process."""
+        if (message := peer_death([p.poll() for p in self.peers])) is not None:
+            raise PeerDied(message)
+
+    def should_stop(self) -> bool:
+        """Before each step: memory over the limit and a dead peer fail the job; a cancel or a
+        gone server stop it."""
+        if self.watch is not None and (message := self.watch.check()) is not None:
+            raise OutOfMemory(message)  # between steps: fails the job like any other error
+        self.check_peers()
+        return self.cancel.is_set() or self.orphaned()
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> None:
+        """Train; every outcome ends with one ``done`` message."""
+        if self.memory_limit_gib is not None and self.memory_limit_gib > 0:
+            self.watch = MemoryWatch(int(self.memory_limit_gib * GIB), read=self.resident).start(self.out_of_memory)
+        # Ctrl-C in the server's terminal reaches the whole process group: the server's shutdown
+        # cancels this job (which checkpoints first) instead.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if self.nice:
+            os.nice(self.nice)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self.out.mkdir(parents=True, exist_ok=True)
+        lock = open(self.out / "worker.lock", "w")  # noqa: SIM115 - held for the process's life
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            self._train()
+        except BaseException as exc:  # noqa: BLE001 - every failure is reported, then the process ends
+            self._failed(exc)
+        finally:
+            self._end(lock)
+
+    def _train(self) -> None:
+        from app.worker.trainers import reporting_trainer  # TensorFlow loads here (seconds)
+        from ssd.config import from_dict
+        from ssd.distributed import LocalPeers
+
+        parsed = from_dict(self.config)
+        if self.should_stop():  # cancelled (or the server stopped) while TensorFlow was loading
+            self.finish(Done(self.job_id, "cancelled", None))
+            return
+        if parsed.train.workers > 1:  # the peers start now; the strategy must be TF's first work here
+            if self.make_peers is not None:
+                group = self.make_peers(parsed, self.out)
+            else:
+                group = LocalPeers(parsed, self.out, self.data_dir)
+            trainer = reporting_trainer(parsed, self.out, self, peers=group, data_dir=self.data_dir)
+            self.peers.extend(group.processes)
+        else:
+            trainer = reporting_trainer(parsed, self.out, self, data_dir=self.data_dir)
+        self.trainer = trainer
+        if trainer.has_checkpoint():
+            trainer.load_checkpoint()
+        history = read_jsonl(self.out / METRICS_FILE, after_step=self.known_step, up_to_step=trainer.step)
+        self.send(Started(self.job_id, trainer.step, os.getpid(), history))
+        self.reported_step = trainer.step
+        self._started = True
+        result = trainer.fit(on_step=self.on_step, on_eval=self.on_eval, should_stop=self.should_stop)
+        self.finish(Done(self.job_id, result.status, result.step))
+
+    def _failed(self, exc: BaseException) -> None:
+        """Report how the run failed: a peer's death is the cause of TensorFlow's abort of a collective."""
+        death = peer_death([p.poll() for p in self.peers])
+        if isinstance(exc, PeerDied) or (death is not None and type(exc).__module__.startswith("tensorflow")):
+            self.finish(Done(self.job_id, "failed", self.reported_step, death or str(exc)))
+        else:
+            step = self.trainer.step if self._started and self.trainer is not None else None
+            self.finish(Done(self.job_id, "failed", step, describe(exc)))
+
+    def _end(self, lock: IO[str]) -> None:
+        """Stop the watch and the peers, and release the job directory."""
+        if self.watch is not None:
+            self.watch.stop()
+        peer_group = getattr(self.trainer, "peer_group", None)
+        if peer_group is not None:
+            peer_group.close()  # after a failure the peers would wait for the chief for ever
+        if self.orphaned():
+            # Nobody reads the reports any more: exiting must not wait for them to drain.
+            self.queue.cancel_join_thread()
+        lock.close()
+
+
 def run_job(
     job_id: str,
     config: dict[str, Any],
@@ -197,7 +389,7 @@ def run_job(
     data_dir: str | None = None,
     make_peers: Callable[[Any, Path], Any] | None = None,
 ) -> None:
-    """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message.
+    """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message (:class:`JobRun`).
 
     ``make_peers(config, job_dir)``: starts workers ``1..N-1`` of a ``train.workers = N`` job
     elsewhere (:class:`app.worker.ray_peers.RayPeers`) and returns them (:class:`ssd.distributed.Peers`);
@@ -208,148 +400,17 @@ def run_job(
     ``parent_pid``: the server's pid for a local worker, which stops when its parent changes;
     None for a worker that outlives the server (its reports wait for the server to return).
     """
-
-    def orphaned() -> bool:
-        return parent_pid is not None and os.getppid() != parent_pid
-
-    def send(message: Message) -> None:
-        queue.put(message)
-
-    final = threading.Lock()  # one done message, whichever thread sends it
-    finished = False
-    progress: dict[str, int | None] = {"step": None}  # the last step reported, None before Started
-    checkpointing = threading.Lock()  # held while a checkpoint is written
-
-    def finish(message: Done) -> bool:
-        """Send the done message unless one was sent already; whether this call sent it."""
-        nonlocal finished
-        with final:
-            if finished:
-                return False
-            finished = True
-            send(message)
-            return True
-
-    peers: list[Any] = []  # the chief's peer processes (ssd.distributed.PeerProcess), train.workers > 1
-
-    def stop_peers() -> None:
-        """Kill the peers still running (they would wait for a chief that no longer steps)."""
-        for process in peers:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-    def resident() -> int:
-        """The largest resident memory of this process and its peers."""
-        local = [p.pid for p in peers if p.pid is not None and p.poll() is None]  # a Ray peer elsewhere: None
-        return max([resident_bytes(), *(resident_bytes(pid) for pid in local)])
-
-    def out_of_memory(message: str) -> None:
-        """On the watch's thread: the main thread is inside an op; stop the process from here."""
-        # Never leave a half-replaced checkpoint: let one being written finish, and start no other.
-        checkpointing.acquire(timeout=CHECKPOINT_WAIT)
-        if not finish(Done(job_id, "failed", progress["step"], message)):
-            return  # the main thread has already reported how the job ended
-        stop_peers()  # os._exit skips LocalPeers' atexit hook
-        # os._exit skips the reporter's sender thread: flush it first, but never wait forever.
-        threading.Timer(FLUSH_WAIT, os._exit, (EXIT_OUT_OF_MEMORY,)).start()
-        if not orphaned():
-            queue.close()
-            queue.join_thread()
-        os._exit(EXIT_OUT_OF_MEMORY)
-
-    watch = None
-    if memory_limit_gib is not None and memory_limit_gib > 0:
-        watch = MemoryWatch(int(memory_limit_gib * GIB), read=resident).start(out_of_memory)
-
-    # Ctrl-C in the server's terminal reaches the whole process group: the server's shutdown
-    # cancels this job (which checkpoints first) instead.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if nice:
-        os.nice(nice)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    out = Path(job_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    lock = open(out / "worker.lock", "w")  # noqa: SIM115 - held for the process's life
-    fcntl.flock(lock, fcntl.LOCK_EX)
-
-    def check_peers() -> None:
-        """Fail the job when a peer has died: the chief's next collective would wait for it until
-        TensorFlow's heartbeat check aborts it (seconds), with a message naming no process."""
-        if (message := peer_death([p.poll() for p in peers])) is not None:
-            raise PeerDied(message)
-
-    def should_stop() -> bool:
-        if watch is not None and (message := watch.check()) is not None:
-            raise OutOfMemory(message)  # between steps: fails the job like any other error
-        check_peers()
-        return cancel.is_set() or orphaned()
-
-    def on_step(metrics: dict[str, Any]) -> None:
-        send(Record(job_id, "step", metrics))
-        progress["step"] = metrics["step"]
-
-    trainer: Any = None
-    started = False  # the trainer's step means something only once its checkpoint is loaded
-    try:
-        from ssd.config import from_dict
-        from ssd.distributed import DistributedTrainer, LocalPeers
-        from ssd.train import Trainer
-
-        class ReportingTrainer(Trainer):
-            """Tells the server about every checkpoint once it is on disk."""
-
-            def save_checkpoint(self) -> None:
-                with checkpointing:
-                    super().save_checkpoint()
-                    send(CheckpointSaved(job_id, self.step))
-
-        class ReportingChief(DistributedTrainer):
-            """The chief of a multi-worker job (index 0: it alone saves), reporting as above."""
-
-            def save_checkpoint(self) -> None:
-                with checkpointing:
-                    super().save_checkpoint()
-                    send(CheckpointSaved(job_id, self.step))
-
-        parsed = from_dict(config)
-        if should_stop():  # cancelled (or the server stopped) while TensorFlow was loading
-            finish(Done(job_id, "cancelled", None))
-            return
-        if parsed.train.workers > 1:  # the peers start now; the strategy must be TF's first work here
-            if make_peers is not None:
-                group = make_peers(parsed, out)
-            else:
-                group = LocalPeers(parsed, out, data_dir)
-            trainer = ReportingChief.with_peers(parsed, out, group, data_dir=data_dir)
-            peers.extend(trainer.peer_group.processes)
-        else:
-            trainer = ReportingTrainer(parsed, out, data_dir=data_dir)
-        if trainer.has_checkpoint():
-            trainer.load_checkpoint()
-        history = read_jsonl(out / METRICS_FILE, after_step=known_step, up_to_step=trainer.step)
-        send(Started(job_id, trainer.step, os.getpid(), history))
-        progress["step"] = trainer.step
-        started = True
-        result = trainer.fit(
-            on_step=on_step,
-            on_eval=lambda m: send(Record(job_id, "eval", m)),
-            should_stop=should_stop,
-        )
-        finish(Done(job_id, result.status, result.step))
-    except BaseException as exc:  # noqa: BLE001 - every failure is reported, then the process ends
-        death = peer_death([p.poll() for p in peers])
-        if isinstance(exc, PeerDied) or (death is not None and type(exc).__module__.startswith("tensorflow")):
-            # TensorFlow's abort of a collective is the consequence; the peer's death is the cause.
-            finish(Done(job_id, "failed", progress["step"], death or str(exc)))
-        else:
-            finish(Done(job_id, "failed", trainer.step if started else None, describe(exc)))
-    finally:
-        if watch is not None:
-            watch.stop()
-        if trainer is not None and getattr(trainer, "peer_group", None) is not None:
-            trainer.peer_group.close()  # after a failure the peers would wait for the chief for ever
-        if orphaned():
-            # Nobody reads the reports any more: exiting must not wait for them to drain.
-            queue.cancel_join_thread()
-        lock.close()
+    run = JobRun(
+        job_id,
+        config,
+        job_dir,
+        queue,
+        cancel,
+        parent_pid,
+        nice,
+        known_step,
+        memory_limit_gib,
+        data_dir=data_dir,
+        make_peers=make_peers,
+    )
+    run.run()

@@ -129,26 +129,26 @@ def test_job_filters_and_conflicts_without_workers(db_client: TestClient) -> Non
     config = from_dict(TINY).to_dict()
     first, _ = store.create_job(name="a", config=config, total_steps=5)
     second, _ = store.create_job(name="b", config=config, total_steps=5)
-    store.set_status(first["id"], "succeeded")
-    store.set_status(second["id"], "failed", error="boom")
+    store.set_status(first.id, "succeeded")
+    store.set_status(second.id, "failed", error="boom")
     steps = [{"step": s, "pos_clf": 1.0, "neg_clf": 0.5, "loc": 0.2, "total": 1.7, "time": 1.0 + s} for s in (1, 2, 3)]
-    store.record(first["id"], [("step", m) for m in steps] + [("eval", {"step": 3, "map": 0.1})])
+    store.record(first.id, [("step", m) for m in steps] + [("eval", {"step": 3, "map": 0.1})])
 
     listed = db_client.get("/api/jobs").json()
-    assert [j["id"] for j in listed] == [second["id"], first["id"]]
-    assert [j["id"] for j in db_client.get("/api/jobs", params={"status": "failed"}).json()] == [second["id"]]
+    assert [j["id"] for j in listed] == [second.id, first.id]
+    assert [j["id"] for j in db_client.get("/api/jobs", params={"status": "failed"}).json()] == [second.id]
     assert db_client.get("/api/jobs", params={"status": "bogus"}).status_code == 422
     assert len(db_client.get("/api/jobs", params={"limit": 1}).json()) == 1
-    assert db_client.get(f"/api/jobs/{second['id']}").json()["error"] == "boom"
+    assert db_client.get(f"/api/jobs/{second.id}").json()["error"] == "boom"
 
-    assert db_client.post(f"/api/jobs/{first['id']}/cancel").status_code == 409
-    assert db_client.post(f"/api/jobs/{first['id']}/resume").status_code == 409
-    assert db_client.get(f"/api/jobs/{first['id']}/checkpoint").status_code == 404
+    assert db_client.post(f"/api/jobs/{first.id}/cancel").status_code == 409
+    assert db_client.post(f"/api/jobs/{first.id}/resume").status_code == 409
+    assert db_client.get(f"/api/jobs/{first.id}/checkpoint").status_code == 404
 
-    history = db_client.get(f"/api/jobs/{first['id']}/metrics").json()
+    history = db_client.get(f"/api/jobs/{first.id}/metrics").json()
     assert [m["step"] for m in history["metrics"]] == [1, 2, 3]
     assert history["evals"] == [{"step": 3, "map": 0.1}]
-    path = f"/api/jobs/{first['id']}/metrics"
+    path = f"/api/jobs/{first.id}/metrics"
     assert [m["step"] for m in db_client.get(f"{path}?max_points=2").json()["metrics"]] == [1, 3]
     assert [m["step"] for m in db_client.get(f"{path}?after_step=2").json()["metrics"]] == [3]
 
@@ -172,12 +172,10 @@ def _events(client: TestClient, path: str, **kwargs: Any) -> list[tuple[int, str
 def test_event_replay_of_a_finished_job_and_last_event_id(db_client: TestClient) -> None:
     store = db_client.app.state.store  # type: ignore[attr-defined]
     job, _ = store.create_job(name="a", config=from_dict(TINY).to_dict(), total_steps=3)
-    store.set_status(job["id"], "running")
-    store.record(
-        job["id"], [("step", {"step": s, "pos_clf": 1, "neg_clf": 1, "loc": 1, "total": 3}) for s in (1, 2, 3)]
-    )
-    store.set_status(job["id"], "succeeded")
-    path = f"/api/jobs/{job['id']}/events"
+    store.set_status(job.id, "running")
+    store.record(job.id, [("step", {"step": s, "pos_clf": 1, "neg_clf": 1, "loc": 1, "total": 3}) for s in (1, 2, 3)])
+    store.set_status(job.id, "succeeded")
+    path = f"/api/jobs/{job.id}/events"
 
     events = _events(db_client, path)
     assert [(e[0], e[1]) for e in events] == [

@@ -197,7 +197,7 @@ def test_jobs_without_steps_compare_too(client: TestClient) -> None:
     a, b = (
         store.create_job(
             name=name, config=from_dict({"name": name, "train": {"steps": steps}}).to_dict(), total_steps=steps
-        )[0]["id"]
+        )[0].id
         for name, steps in (("a", 5), ("b", 6))
     )
     body = client.get("/api/compare", params={"jobs": f"{a},{b}"}).json()

@@ -81,10 +81,10 @@ def test_stats(client: TestClient) -> None:
 def test_job_query_uses_the_jobs_data_config(client: TestClient) -> None:
     config = from_dict({"data": {"image_size": 64, "scale_range": [0.5, 1.0], "val_images": 20}}).to_dict()
     job, _ = client.app.state.store.create_job(name="small", config=config, total_steps=1)  # type: ignore[attr-defined]
-    body = client.get("/api/datasets/val/images", params={"job": job["id"], "limit": 2}).json()
+    body = client.get("/api/datasets/val/images", params={"job": job.id, "limit": 2}).json()
     assert (body["image_size"], body["total"]) == (64, 20)
-    assert body["items"][0]["url"] == f"/api/datasets/val/images/0.png?job={job['id']}"
-    assert client.get(f"/api/datasets/val/images/20?job={job['id']}").status_code == 404
+    assert body["items"][0]["url"] == f"/api/datasets/val/images/0.png?job={job.id}"
+    assert client.get(f"/api/datasets/val/images/20?job={job.id}").status_code == 404
 
 
 def test_pages_render_and_nav_links_the_browser(client: TestClient) -> None:

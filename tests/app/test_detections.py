@@ -143,13 +143,13 @@ def make_job(client: TestClient, status: str = "succeeded", *, weights: bytes | 
     """A job straight in the store (the runner never sees it), with a checkpoint file if ``weights``."""
     store = client.app.state.store  # type: ignore[attr-defined]
     job, _ = store.create_job(name="viewer", config=CONFIG.to_dict(), total_steps=2)
-    store.set_status(job["id"], status)
+    store.set_status(job.id, status)
     if weights is not None:
-        job_dir = jobs_dir(client) / job["id"]
+        job_dir = jobs_dir(client) / job.id
         job_dir.mkdir(parents=True, exist_ok=True)
         (job_dir / "config.json").write_text(json.dumps(CONFIG.to_dict()))
         (job_dir / "model.weights.h5").write_bytes(weights)
-    return str(job["id"])
+    return job.id
 
 
 @pytest.fixture

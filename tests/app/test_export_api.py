@@ -55,13 +55,13 @@ def make_job(client: TestClient, checkpoint: Path | None, status: str = "succeed
     """A job straight in the store (the runner never sees it), with ``checkpoint``'s files if given."""
     store = client.app.state.store  # type: ignore[attr-defined]
     job, _ = store.create_job(name="tiny", config=CONFIG.to_dict(), total_steps=2)
-    store.set_status(job["id"], status)
-    job_dir = Path(client.app.state.settings.jobs_dir) / job["id"]  # type: ignore[attr-defined]
+    store.set_status(job.id, status)
+    job_dir = Path(client.app.state.settings.jobs_dir) / job.id  # type: ignore[attr-defined]
     job_dir.mkdir(parents=True, exist_ok=True)
     if checkpoint is not None:
         for name in ("config.json", "model.weights.h5"):
             shutil.copy2(checkpoint / name, job_dir / name)
-    return str(job["id"]), job_dir
+    return job.id, job_dir
 
 
 def test_every_format_downloads_and_opens_and_the_second_download_is_cached(

@@ -195,11 +195,11 @@ def test_evaluation_n_is_bounded_by_a_setting(tmp_path: Path) -> None:
 def _job_with_checkpoint(client: TestClient, config: dict[str, Any]) -> str:
     store = client.app.state.store  # type: ignore[attr-defined]
     job, _ = store.create_job(name="eval", config=config, total_steps=2)
-    store.set_status(job["id"], "succeeded")
-    job_dir = Path(client.app.state.settings.jobs_dir) / job["id"]  # type: ignore[attr-defined]
+    store.set_status(job.id, "succeeded")
+    job_dir = Path(client.app.state.settings.jobs_dir) / job.id  # type: ignore[attr-defined]
     job_dir.mkdir(parents=True)
     (job_dir / "model.weights.h5").write_bytes(b"stub")
-    return str(job["id"])
+    return job.id
 
 
 # ---------------------------------------------------------------------------- 5. surrogates and NUL

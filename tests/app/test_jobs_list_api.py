@@ -16,8 +16,8 @@ def _make(client: TestClient, name: str, **kwargs: Any) -> str:
     store = client.app.state.store  # type: ignore[attr-defined]
     config = from_dict({**TINY, "name": name}).to_dict()
     job, _ = store.create_job(name=name, config=config, total_steps=5, **kwargs)
-    store.set_status(job["id"], "succeeded")
-    return str(job["id"])
+    store.set_status(job.id, "succeeded")
+    return job.id
 
 
 def _eval(client: TestClient, job_id: str, step: int, map50: float, map_: float) -> None:

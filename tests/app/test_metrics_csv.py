@@ -44,15 +44,15 @@ def test_steps_and_evals_equal_the_store(db_client: TestClient) -> None:
     steps[1].pop("images_per_sec")  # a value the store lacks is an empty cell
     evaluation = {"step": 3, "images": 8, "time": 1767225700.5, "map": 0.12345678901, "map50": 0.5}
     evaluation.update(val_pos_clf=1.5, val_neg_clf=0.25, val_loc=0.125, val_total=1.875)
-    store.record(job["id"], [("step", m) for m in steps] + [("eval", evaluation)])
+    store.record(job.id, [("step", m) for m in steps] + [("eval", evaluation)])
 
-    response = db_client.get(f"/api/jobs/{job['id']}/metrics.csv")
+    response = db_client.get(f"/api/jobs/{job.id}/metrics.csv")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
-    assert response.headers["content-disposition"] == f'attachment; filename="ssdboard-{job["id"]}-metrics.csv"'
+    assert response.headers["content-disposition"] == f'attachment; filename="ssdboard-{job.id}-metrics.csv"'
     header, rows = _rows(response.text)
     assert header == list(STEP_COLUMNS)
-    stored = store.metrics(job["id"])
+    stored = store.metrics(job.id)
     assert len(rows) == len(stored) == 3
     for row, want in zip(rows, stored, strict=True):
         assert int(row["step"]) == want["step"]
@@ -60,9 +60,9 @@ def test_steps_and_evals_equal_the_store(db_client: TestClient) -> None:
             assert _as_stored(row[key]) == want[key], (want["step"], key)  # exact: repr round-trips
     assert rows[1]["images_per_sec"] == ""
 
-    response = db_client.get(f"/api/jobs/{job['id']}/metrics.csv", params={"kind": "evals"})
+    response = db_client.get(f"/api/jobs/{job.id}/metrics.csv", params={"kind": "evals"})
     assert response.status_code == 200
-    assert response.headers["content-disposition"] == f'attachment; filename="ssdboard-{job["id"]}-evals.csv"'
+    assert response.headers["content-disposition"] == f'attachment; filename="ssdboard-{job.id}-evals.csv"'
     header, rows = _rows(response.text)
     assert header == list(EVAL_COLUMNS)
     assert [{k: _as_stored(v) for k, v in row.items()} for row in rows] == [
@@ -75,9 +75,9 @@ def test_unknown_job_is_404_and_bad_kind_422(client: TestClient) -> None:
     assert client.get("/api/jobs/nope/metrics.csv", params={"kind": "evals"}).status_code == 404
     store = client.app.state.store  # type: ignore[attr-defined]
     job, _ = store.create_job(name="a", config=from_dict(TINY).to_dict(), total_steps=3)
-    response = client.get(f"/api/jobs/{job['id']}/metrics.csv", params={"kind": "bogus"})
+    response = client.get(f"/api/jobs/{job.id}/metrics.csv", params={"kind": "bogus"})
     assert response.status_code == 422
-    empty = client.get(f"/api/jobs/{job['id']}/metrics.csv")  # a queued job: the header alone
+    empty = client.get(f"/api/jobs/{job.id}/metrics.csv")  # a queued job: the header alone
     assert empty.status_code == 200 and empty.text == ",".join(STEP_COLUMNS) + "\r\n"
 
 

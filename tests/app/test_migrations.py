@@ -139,14 +139,14 @@ def test_a_database_from_before_alembic_is_stamped_upgraded_and_keeps_its_rows(d
         assert store.revisions == (None, HEAD)  # no alembic_version before
         job = store.get_job("abc123")
         assert job is not None
-        assert (job["name"], job["status"], job["step"], job["last_eval"]["map50"]) == ("before", "succeeded", 3, 0.7)
-        assert (job["tags"], job["notes"], job["sweep_id"]) == ([], "", None)
+        assert (job.name, job.status, job.step, job.last_eval["map50"]) == ("before", "succeeded", 3, 0.7)
+        assert (job.tags, job.notes, job.sweep_id) == ((), "", None)
         # The best value and its step from the stored evaluations, not the last evaluation.
-        assert job["best"] == {"map50": 0.8, "map50_step": 2, "map": 0.4, "map_step": 3}
-        assert job["duration_s"] == 300.0
+        assert job.best.to_dict() == {"map50": 0.8, "map50_step": 2, "map": 0.4, "map_step": 3}
+        assert job.duration_s == 300.0
         assert store.metrics("abc123")[0]["total"] == 1.5
-        assert store.list_jobs(sort="-best_map50")[0]["id"] == "abc123"
-        assert [j["id"] for j in store.list_jobs(dataset="mnist")] == ["abc123"]  # filled from the config
+        assert store.list_jobs(sort="-best_map50")[0].id == "abc123"
+        assert [j.id for j in store.list_jobs(dataset="mnist")] == ["abc123"]  # filled from the config
         with store.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     finally:
@@ -227,7 +227,7 @@ def test_an_older_revision_is_upgraded(database_url: str) -> None:
     store = JobStore(database_url)
     try:
         assert store.revisions == ("0002_runs_table", HEAD)
-        assert [j["id"] for j in store.list_jobs(dataset="trees")] == ["j2"]
+        assert [j.id for j in store.list_jobs(dataset="trees")] == ["j2"]
     finally:
         store.close()
 

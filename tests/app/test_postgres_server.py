@@ -60,8 +60,8 @@ def test_the_store_outlives_a_postgresql_restart(postgres: PostgresServer, pg_ur
     try:
         job, _ = store.create_job(name="before", config={}, total_steps=1)
         postgres.restart()
-        assert store.get_job(job["id"])["name"] == "before"  # type: ignore[index]
-        assert store.update_job_meta(job["id"], name="after")["name"] == "after"  # type: ignore[index]
-        assert [j["name"] for j in store.list_jobs()] == ["after"]
+        assert store.get_job(job.id).name == "before"  # type: ignore[union-attr]
+        assert store.update_job_meta(job.id, name="after").name == "after"  # type: ignore[union-attr]
+        assert [j.name for j in store.list_jobs()] == ["after"]
     finally:
         store.close()

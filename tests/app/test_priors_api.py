@@ -111,11 +111,11 @@ def test_coverage_changes_with_the_scales_and_job_base(client: TestClient) -> No
     assert small.json()["buckets"][0]["matched"] > base.json()["buckets"][0]["matched"]
     config = from_dict({"preset": "notebook", "matching": {"iou_threshold": 0.3}}).to_dict()
     job, _ = client.app.state.store.create_job(name="nb", config=config, total_steps=1)  # type: ignore[attr-defined]
-    from_job = client.post("/api/priors/coverage", json={"job": job["id"], "n": 100}).json()
+    from_job = client.post("/api/priors/coverage", json={"job": job.id, "n": 100}).json()
     assert from_job["iou_threshold"] == 0.3
     # The draft goes over the job's config.
     draft = client.post(
-        "/api/priors/coverage", json={"job": job["id"], "config": {"matching": {"iou_threshold": 0.6}}, "n": 100}
+        "/api/priors/coverage", json={"job": job.id, "config": {"matching": {"iou_threshold": 0.6}}, "n": 100}
     ).json()
     assert draft["iou_threshold"] == 0.6
     assert client.post("/api/priors/coverage", json={"n": 0}).status_code == 422

@@ -69,7 +69,7 @@ def test_idle_streams_get_pings_and_pings_stop_with_the_last_client(tmp_path: Pa
         frames: list[bytes] = []
 
         async def client() -> None:
-            async for frame in event_stream(store, broadcaster, job["id"]):
+            async for frame in event_stream(store, broadcaster, job.id):
                 frames.append(frame)
                 if frames.count(PING.data) == 3:
                     return
@@ -143,15 +143,15 @@ def _long_job(tmp_path: Path, steps: int) -> tuple[JobStore, str]:
 def _add_long_job(store: JobStore, steps: int) -> str:
     """A running job with ``steps`` step events (seq 1 queued, 2 running, 3.. steps) and an eval every 1000."""
     job, _ = store.create_job(name="long", config={}, total_steps=steps)
-    store.set_status(job["id"], "running")
+    store.set_status(job.id, "running")
     for start in range(1, steps + 1, 500):
         items: list[tuple[str, dict[str, Any]]] = []
         for step in range(start, min(start + 500, steps + 1)):
             items.append(("step", {"step": step, "total": 1.0, "time": 100.0 + step}))
             if step % 1000 == 0:
                 items.append(("eval", {"step": step, "map": 0.5}))
-        store.record(job["id"], items)
-    return str(job["id"])
+        store.record(job.id, items)
+    return job.id
 
 
 def _connect(store: CountingStore, job_id: str, **kwargs: Any) -> list[tuple[int, str, dict[str, Any]]]:
@@ -209,7 +209,7 @@ def test_a_stream_reads_from_the_log_only_what_its_client_asked_for(tmp_path: Pa
 
 
 def _only_job(store: CountingStore) -> str:
-    return str(store.store.list_jobs()[0]["id"])
+    return str(store.store.list_jobs()[0].id)
 
 
 def test_a_long_replay_comes_in_pages_without_a_gap_while_the_job_runs(store: JobStore) -> None:

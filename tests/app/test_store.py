@@ -37,20 +37,20 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 def test_records_upsert_by_step_and_event_ids_never_repeat(store: JobStore) -> None:
     job, first = store.create_job(name="a", config={"x": 1}, total_steps=4)
     assert first.seq == 1 and first.data == {"status": "queued"}
-    events = store.record(job["id"], [("step", _step(1)), ("step", _step(2)), ("step", _step(3))])
+    events = store.record(job.id, [("step", _step(1)), ("step", _step(2)), ("step", _step(3))])
     assert [e.seq for e in events] == [2, 3, 4]
-    assert store.get_job(job["id"])["step"] == 3  # type: ignore[index]
+    assert store.get_job(job.id).step == 3  # type: ignore[union-attr]
 
     # A resume from the checkpoint at step 1 forgets steps 2-3, then redoes them with new values.
-    store.reset_to_step(job["id"], 1)
-    assert [m["step"] for m in store.metrics(job["id"])] == [1]
-    assert store.get_job(job["id"])["last_metrics"]["step"] == 1  # type: ignore[index]
-    redone = store.record(job["id"], [("step", _step(2, total=9.0)), ("eval", {"step": 2, "map": 0.5})])
+    store.reset_to_step(job.id, 1)
+    assert [m["step"] for m in store.metrics(job.id)] == [1]
+    assert store.get_job(job.id).last_metrics["step"] == 1  # type: ignore[union-attr]
+    redone = store.record(job.id, [("step", _step(2, total=9.0)), ("eval", {"step": 2, "map": 0.5})])
     assert [e.seq for e in redone] == [5, 6]  # ids continue after the dropped ones
-    assert [m["total"] for m in store.metrics(job["id"])] == [1.0, 9.0]
-    store.record(job["id"], [("step", _step(2, total=7.0))])  # the same step again: replaced
-    assert [m["total"] for m in store.metrics(job["id"])] == [1.0, 7.0]
-    replay, status = store.events_after(job["id"], 0)
+    assert [m["total"] for m in store.metrics(job.id)] == [1.0, 9.0]
+    store.record(job.id, [("step", _step(2, total=7.0))])  # the same step again: replaced
+    assert [m["total"] for m in store.metrics(job.id)] == [1.0, 7.0]
+    replay, status = store.events_after(job.id, 0)
     assert status == "queued"
     assert [(e.kind, e.data.get("step")) for e in replay] == [
         ("status", None),
@@ -59,24 +59,24 @@ def test_records_upsert_by_step_and_event_ids_never_repeat(store: JobStore) -> N
         ("eval", 2),
         ("step", 2),
     ]
-    assert store.evals(job["id"]) == [{"step": 2, "map": 0.5}]
+    assert store.evals(job.id) == [{"step": 2, "map": 0.5}]
 
 
 def test_reset_backfills_steps_the_store_never_saw(store: JobStore) -> None:
     job, _ = store.create_job(name="a", config={}, total_steps=10)
-    store.record(job["id"], [("step", _step(1)), ("step", _step(2))])
-    store.reset_to_step(job["id"], 4, backfill=[_step(s) for s in range(1, 6)])
-    assert [m["step"] for m in store.metrics(job["id"])] == [1, 2, 3, 4]
-    assert store.get_job(job["id"])["step"] == 4  # type: ignore[index]
+    store.record(job.id, [("step", _step(1)), ("step", _step(2))])
+    store.reset_to_step(job.id, 4, backfill=[_step(s) for s in range(1, 6)])
+    assert [m["step"] for m in store.metrics(job.id)] == [1, 2, 3, 4]
+    assert store.get_job(job.id).step == 4  # type: ignore[union-attr]
 
 
 def test_delete_removes_every_row(store: JobStore) -> None:
     job, _ = store.create_job(name="a", config={}, total_steps=2)
-    store.record(job["id"], [("step", _step(1)), ("eval", {"step": 1})])
-    store.delete_job(job["id"])
-    assert store.get_job(job["id"]) is None
-    assert store.metrics(job["id"]) == [] and store.evals(job["id"]) == []
-    assert store.events_after(job["id"], 0) == ([], None)
+    store.record(job.id, [("step", _step(1)), ("eval", {"step": 1})])
+    store.delete_job(job.id)
+    assert store.get_job(job.id) is None
+    assert store.metrics(job.id) == [] and store.evals(job.id) == []
+    assert store.events_after(job.id, 0) == ([], None)
     with store.engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(jobs)) == 0
 
@@ -91,15 +91,15 @@ def test_stream_has_no_gap_or_repeat_while_a_writer_races_the_replay(store: JobS
 
         def writer() -> None:
             for step in range(1, 301):
-                events = store.record(job["id"], [("step", _step(step))])
+                events = store.record(job.id, [("step", _step(step))])
                 if step == 300:
-                    events.append(store.set_status(job["id"], "succeeded"))
+                    events.append(store.set_status(job.id, "succeeded"))
                 loop.call_soon_threadsafe(broadcaster.publish, events)
 
         thread = threading.Thread(target=writer)
         thread.start()
         await asyncio.sleep(0.01)  # connect mid-way
-        frames = [f async for f in event_stream(store, broadcaster, job["id"], after_seq=0)]
+        frames = [f async for f in event_stream(store, broadcaster, job.id, after_seq=0)]
         seen = _frames_seqs(frames)
         thread.join()
         assert broadcaster.count() == 0
@@ -170,21 +170,21 @@ def test_one_client_gets_every_event_in_its_own_write() -> None:
 def test_stream_splits_a_chunk_at_the_replay_and_at_the_end(store: JobStore) -> None:
     """A chunk that overlaps the replay loses the replayed events; one with a terminal status ends there."""
     job, _ = store.create_job(name="a", config={}, total_steps=3)  # seq 1: queued
-    store.record(job["id"], [("step", _step(1))])  # seq 2
+    store.record(job.id, [("step", _step(1))])  # seq 2
 
     async def main() -> list[int]:
         broadcaster = Broadcaster(coalesce_s_per_client=10.0)
         frames: list[bytes] = []
 
         async def client() -> None:
-            frames.extend([f async for f in event_stream(store, broadcaster, job["id"], after_seq=0)])
+            frames.extend([f async for f in event_stream(store, broadcaster, job.id, after_seq=0)])
 
         task = asyncio.create_task(client())
         await asyncio.sleep(0.05)  # subscribed and replayed seq 1-2
-        events = store.record(job["id"], [("step", _step(2)), ("step", _step(3))])  # seq 3, 4
-        events.append(store.set_status(job["id"], "succeeded"))  # seq 5: flushes at once
-        again = Event(job["id"], 2, "step", {"step": 1})  # as if raced with the replay
-        broadcaster.publish([again, *events, Event(job["id"], 6, "step", {"step": 4})])
+        events = store.record(job.id, [("step", _step(2)), ("step", _step(3))])  # seq 3, 4
+        events.append(store.set_status(job.id, "succeeded"))  # seq 5: flushes at once
+        again = Event(job.id, 2, "step", {"step": 1})  # as if raced with the replay
+        broadcaster.publish([again, *events, Event(job.id, 6, "step", {"step": 4})])
         await asyncio.wait_for(task, 5)
         return _frames_seqs(frames)
 
@@ -236,7 +236,7 @@ def test_the_store_opens_its_database_files_once(tmp_path: Path) -> None:
     def read() -> None:
         barrier.wait()
         for _ in range(20):
-            assert store.get_job(job["id"]) is not None
+            assert store.get_job(job.id) is not None
         seen.append(_db_files_open(path))
 
     threads = [threading.Thread(target=read) for _ in range(32)]
@@ -253,15 +253,15 @@ def test_the_replay_after_a_step_follows_a_resume(store: JobStore) -> None:
     """After a resume the log's steps are not in seq order (backfilled steps come last): the replay
     after a step still has exactly the steps and evals after it and the newest status, in seq order."""
     job, _ = store.create_job(name="a", config={}, total_steps=10)  # 1
-    store.set_status(job["id"], "running")  # 2
-    store.record(job["id"], [("step", _step(s)) for s in (1, 2, 3, 4)] + [("eval", {"step": 4})])  # 3-7
-    store.set_status(job["id"], "interrupted")  # 8
-    store.reset_to_step(job["id"], 6, backfill=[_step(s) for s in range(1, 7)])  # 9, 10: steps 5 and 6
-    store.set_status(job["id"], "running", event={"step": 6})  # 11
-    store.record(job["id"], [("step", _step(7))])  # 12
-    head = store.replay_head(job["id"])
+    store.set_status(job.id, "running")  # 2
+    store.record(job.id, [("step", _step(s)) for s in (1, 2, 3, 4)] + [("eval", {"step": 4})])  # 3-7
+    store.set_status(job.id, "interrupted")  # 8
+    store.reset_to_step(job.id, 6, backfill=[_step(s) for s in range(1, 7)])  # 9, 10: steps 5 and 6
+    store.set_status(job.id, "running", event={"step": 6})  # 11
+    store.record(job.id, [("step", _step(7))])  # 12
+    head = store.replay_head(job.id)
     assert head == ("running", 12, 11)
-    rows = store.replay_page(job["id"], after_seq=0, up_to_seq=12, after_step=3, keep_seq=11)
+    rows = store.replay_page(job.id, after_seq=0, up_to_seq=12, after_step=3, keep_seq=11)
     assert [(seq, kind) for seq, kind, _ in rows] == [
         (6, "step"),
         (7, "eval"),
@@ -272,9 +272,9 @@ def test_the_replay_after_a_step_follows_a_resume(store: JobStore) -> None:
     ]
     assert json.loads(rows[-2][2]) == {"status": "running", "step": 6}
     # Paged: two at a time, from where the last page ended; never past up_to_seq.
-    page = store.replay_page(job["id"], after_seq=7, up_to_seq=11, after_step=3, keep_seq=11, limit=2)
+    page = store.replay_page(job.id, after_seq=7, up_to_seq=11, after_step=3, keep_seq=11, limit=2)
     assert [seq for seq, _, _ in page] == [9, 10]
-    assert [seq for seq, _, _ in store.replay_page(job["id"], after_seq=9, up_to_seq=11)] == [10, 11]
+    assert [seq for seq, _, _ in store.replay_page(job.id, after_seq=9, up_to_seq=11)] == [10, 11]
     assert store.replay_head("nope") is None
 
 
@@ -282,12 +282,12 @@ def test_times_come_back_in_utc_whatever_the_server_zone(store: JobStore) -> Non
     """The test PostgreSQL runs in America/New_York (pg_server.py); SQLite keeps naive UTC."""
     before = utcnow()
     job, _ = store.create_job(name="a", config={}, total_steps=2)
-    store.set_status(job["id"], "running", started_at=before)
-    got = store.get_job(job["id"])
+    store.set_status(job.id, "running", started_at=before)
+    got = store.get_job(job.id)
     assert got is not None
     for key in ("created_at", "started_at"):
-        assert got[key].utcoffset() == timedelta(0), key
-    assert got["started_at"] == before and 0 <= (got["created_at"] - before).total_seconds() < 60
+        assert getattr(got, key).utcoffset() == timedelta(0), key
+    assert got.started_at == before and 0 <= (got.created_at - before).total_seconds() < 60
     sweep = store.create_sweep(name="s", base={}, spec={})
     assert 0 <= (sweep["created_at"] - before).total_seconds() < 60
 
@@ -295,12 +295,12 @@ def test_times_come_back_in_utc_whatever_the_server_zone(store: JobStore) -> Non
 def test_non_finite_numbers_are_stored_as_null(store: JobStore) -> None:
     """PostgreSQL's json type refuses NaN and SQLite's JSON functions fail on it: both store null."""
     job, _ = store.create_job(name="a", config={}, total_steps=2)
-    events = store.record(job["id"], [("step", _step(1, total=math.nan)), ("eval", {"step": 1, "ap": [0.5, math.inf]})])
-    assert store.evals(job["id"]) == [{"step": 1, "ap": [0.5, None]}]
-    assert store.get_job(job["id"])["last_metrics"]["total"] is None  # type: ignore[index]
-    assert store.metrics(job["id"])[0]["total"] is None  # SQLite's REAL drops a NaN; PostgreSQL would keep it
-    assert [j["id"] for j in store.list_jobs(sort="total")] == [job["id"]]
-    rows = store.replay_page(job["id"], after_seq=0, up_to_seq=events[-1].seq)
+    events = store.record(job.id, [("step", _step(1, total=math.nan)), ("eval", {"step": 1, "ap": [0.5, math.inf]})])
+    assert store.evals(job.id) == [{"step": 1, "ap": [0.5, None]}]
+    assert store.get_job(job.id).last_metrics["total"] is None  # type: ignore[union-attr]
+    assert store.metrics(job.id)[0]["total"] is None  # SQLite's REAL drops a NaN; PostgreSQL would keep it
+    assert [j.id for j in store.list_jobs(sort="total")] == [job.id]
+    rows = store.replay_page(job.id, after_seq=0, up_to_seq=events[-1].seq)
     assert [json.loads(text) for _, _, text in rows[1:]] == [
         {**_step(1), "total": None},
         {"step": 1, "ap": [0.5, None]},

@@ -14,7 +14,7 @@ from app.store.jobs import JobStore, jobs, utcnow
 
 def _job(store: JobStore, name: str, dataset: str = "mnist", **kwargs: Any) -> str:
     job, _ = store.create_job(name=name, config={"data": {"dataset": dataset}}, total_steps=10, **kwargs)
-    return str(job["id"])
+    return job.id
 
 
 def _step(step: int, total: float, time: float = 0.0, images_per_sec: float = 100.0) -> dict[str, Any]:
@@ -24,19 +24,19 @@ def _step(step: int, total: float, time: float = 0.0, images_per_sec: float = 10
 
 def test_the_best_map_is_the_best_value_and_its_first_step_not_the_last(store: JobStore) -> None:
     job_id = _job(store, "a")
-    assert store.get_job(job_id)["best"] == {"map50": None, "map50_step": None, "map": None, "map_step": None}  # type: ignore[index]
+    assert store.get_job(job_id).best.to_dict() == {"map50": None, "map50_step": None, "map": None, "map_step": None}  # type: ignore[union-attr]
     store.record(job_id, [("eval", {"step": 2, "map50": 0.5, "map": 0.2})])
     store.record(job_id, [("eval", {"step": 4, "map50": 0.8, "map": 0.3}), ("eval", {"step": 6, "map50": 0.8})])
     store.record(job_id, [("eval", {"step": 8, "map50": 0.6, "map": 0.35})])
     job = store.get_job(job_id)
     assert job is not None
-    assert job["best"] == {"map50": 0.8, "map50_step": 4, "map": 0.35, "map_step": 8}
-    assert job["last_eval"]["map50"] == 0.6  # the last stays the last
+    assert job.best.to_dict() == {"map50": 0.8, "map50_step": 4, "map": 0.35, "map_step": 8}
+    assert job.last_eval["map50"] == 0.6  # the last stays the last
     # A resume from step 5 forgets the evaluations after it, and the best they held.
     store.reset_to_step(job_id, 5)
-    assert store.get_job(job_id)["best"] == {"map50": 0.8, "map50_step": 4, "map": 0.3, "map_step": 4}  # type: ignore[index]
+    assert store.get_job(job_id).best.to_dict() == {"map50": 0.8, "map50_step": 4, "map": 0.3, "map_step": 4}  # type: ignore[union-attr]
     store.reset_to_step(job_id, 3)
-    assert store.get_job(job_id)["best"] == {"map50": 0.5, "map50_step": 2, "map": 0.2, "map_step": 2}  # type: ignore[index]
+    assert store.get_job(job_id).best.to_dict() == {"map50": 0.5, "map50_step": 2, "map": 0.2, "map_step": 2}  # type: ignore[union-attr]
 
 
 def test_duration_adds_up_the_runs_of_a_job(store: JobStore) -> None:
@@ -46,13 +46,13 @@ def test_duration_adds_up_the_runs_of_a_job(store: JobStore) -> None:
     store.record(job_id, [("step", _step(1, 2.0, time=start.timestamp() + 12.5))])
     with store.engine.connect() as conn:  # through the latest step, for sorting
         assert conn.scalar(jobs.select().with_only_columns(jobs.c.duration_s)) == pytest.approx(12.5)
-    assert 30 <= store.get_job(job_id)["duration_s"] < 35  # type: ignore[index]  # live while it runs
+    assert 30 <= store.get_job(job_id).duration_s < 35  # type: ignore[union-attr]  # live while it runs
     store.set_status(job_id, "cancelled", finished_at=utcnow())
-    first = store.get_job(job_id)["duration_s"]  # type: ignore[index]
+    first = store.get_job(job_id).duration_s  # type: ignore[union-attr]
     assert 30 <= first < 35
     store.set_status(job_id, "running", started_at=utcnow() - timedelta(seconds=10))
     store.set_status(job_id, "succeeded", finished_at=utcnow())
-    assert store.get_job(job_id)["duration_s"] == pytest.approx(first + 10, abs=2)  # type: ignore[index]
+    assert store.get_job(job_id).duration_s == pytest.approx(first + 10, abs=2)  # type: ignore[union-attr]
 
 
 def test_filters_sort_keys_and_paging(store: JobStore) -> None:
@@ -68,7 +68,7 @@ def test_filters_sort_keys_and_paging(store: JobStore) -> None:
     store.set_status(ids["delta"], "failed", error="boom")
 
     def names(**kwargs: Any) -> list[str]:
-        return [job["name"] for job in store.list_jobs(**kwargs)]
+        return [job.name for job in store.list_jobs(**kwargs)]
 
     assert names() == ["delta", "gamma_1", "beta", "Alpha run"]  # newest first
     assert names(sort="created_at") == ["Alpha run", "beta", "gamma_1", "delta"]
@@ -99,11 +99,11 @@ def test_filters_sort_keys_and_paging(store: JobStore) -> None:
 def test_update_job_meta_changes_only_what_is_given(store: JobStore) -> None:
     job_id = _job(store, "a")
     job = store.update_job_meta(job_id, name="renamed", tags=["x", "y"])
-    assert job is not None and (job["name"], job["tags"], job["notes"]) == ("renamed", ["x", "y"], "")
+    assert job is not None and (job.name, job.tags, job.notes) == ("renamed", ("x", "y"), "")
     job = store.update_job_meta(job_id, notes="lr too high?\nretry with 3e-4")
-    assert job is not None and (job["name"], job["tags"]) == ("renamed", ["x", "y"])
-    assert job["notes"] == "lr too high?\nretry with 3e-4"
-    assert store.update_job_meta(job_id, tags=[])["tags"] == []  # type: ignore[index]
+    assert job is not None and (job.name, job.tags) == ("renamed", ("x", "y"))
+    assert job.notes == "lr too high?\nretry with 3e-4"
+    assert store.update_job_meta(job_id, tags=[]).tags == ()  # type: ignore[union-attr]
     assert store.update_job_meta("nope", name="x") is None
 
 
@@ -119,7 +119,7 @@ def test_sweeps(store: JobStore) -> None:
     assert [s["id"] for s in store.list_sweeps()] == ["fixedid", sweep["id"]] and other["job_ids"] == ["j"]
     assert store.set_sweep_cancel(sweep["id"])["cancel_requested"] is True  # type: ignore[index]
     assert store.get_sweep("nope") is None and store.set_sweep_cancel("nope") is None
-    assert store.get_job(first)["sweep_id"] == sweep["id"]  # type: ignore[index]
+    assert store.get_job(first).sweep_id == sweep["id"]  # type: ignore[union-attr]
 
 
 def test_a_job_interrupted_by_a_crash_ran_until_its_last_step(store: JobStore) -> None:
@@ -128,4 +128,20 @@ def test_a_job_interrupted_by_a_crash_ran_until_its_last_step(store: JobStore) -
     store.set_status(job_id, "running", started_at=start)
     store.record(job_id, [("step", _step(1, 2.0, time=start.timestamp() + 40.0))])
     store.set_status(job_id, "interrupted", finished_at=utcnow())
-    assert store.get_job(job_id)["duration_s"] == pytest.approx(40.0)  # type: ignore[index]
+    assert store.get_job(job_id).duration_s == pytest.approx(40.0)  # type: ignore[union-attr]
+
+
+def test_a_jobs_dict_is_the_api_answer_with_every_field(store: JobStore) -> None:
+    """``Job.to_dict`` (the one place a job becomes JSON) has exactly ``JobOut``'s fields, which accept it."""
+    from app.api.schemas import JobOut
+
+    job_id = _job(store, "a", tags=["x"], sweep_id="sw1")
+    store.record(job_id, [("eval", {"step": 2, "map50": 0.5, "map": 0.2})])
+    job = store.get_job(job_id)
+    assert job is not None
+    data = job.to_dict()
+    assert set(data) == set(JobOut.model_fields)
+    assert data["tags"] == ["x"] and data["best"] == {"map50": 0.5, "map50_step": 2, "map": 0.2, "map_step": 2}
+    out = JobOut.model_validate(data).model_dump(mode="json")
+    assert out["status"] == "queued" and out["sweep_id"] == "sw1" and out["run"] is None
+    assert job.with_run({"device": "cpu"}).to_dict()["run"] == {"device": "cpu"}

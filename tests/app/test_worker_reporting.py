@@ -18,9 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 from live_server import tiny, wait_for
 
+from app.domain import Job, JobStatus
 from app.execution.executors.base import Executor
 from app.main import create_app
 from app.settings import Settings
+from app.store.jobs import utcnow
 from app.worker.reporter import HttpReporter
 
 ADMIN = "admin-secret-token"
@@ -38,10 +40,10 @@ class RemoteStandIn(Executor):
         self.alive: set[str] = set()
         self.killed: list[str] = []
 
-    def submit(self, job: dict[str, Any], *, token: str) -> str:
-        self.tokens[job["id"]] = token
-        self.alive.add(job["id"])
-        return str(job["id"])
+    def submit(self, job: Job, *, token: str) -> str:
+        self.tokens[job.id] = token
+        self.alive.add(job.id)
+        return job.id
 
     def ref(self, handle: str) -> str:
         return f"stand-in-{handle}"
@@ -56,8 +58,8 @@ class RemoteStandIn(Executor):
     def poll(self, handle: str) -> str | None:
         return None if handle in self.alive else "the stand-in run ended"
 
-    def reattach(self, job: dict[str, Any], ref: str | None) -> str | None:
-        return str(job["id"]) if job["id"] in self.alive and ref == f"stand-in-{job['id']}" else None
+    def reattach(self, job: Job, ref: str | None) -> str | None:
+        return job.id if job.id in self.alive and ref == f"stand-in-{job.id}" else None
 
 
 @pytest.fixture
@@ -247,7 +249,7 @@ def test_ray_resources_come_from_the_settings_and_the_config(tmp_path: Path) -> 
     assert ray_resources(settings) == {"entrypoint_num_cpus": 2}
     with_gpus = settings.model_copy(update={"ray_gpus_per_job": 0.5})
     assert ray_resources(with_gpus) == {"entrypoint_num_cpus": 2, "entrypoint_num_gpus": 0.5}
-    job = {"id": "abc", "step": 7, "config": tiny(), "name": "n"}
+    job = Job(id="abc", name="n", config=tiny(), status=JobStatus.queued, created_at=utcnow(), step=7, total_steps=5)
     command = RayExecutor(settings).entrypoint(job)
     assert command.startswith("python -m app.worker.main --job abc --server http://10.0.0.5:8000 --job-dir ")
     # A multi-worker job's peers are Ray actors, each asking for one worker's share.

@@ -16,9 +16,9 @@ def test_filled_jobs_have_what_the_runs_table_sorts_on(tmp_path: Path) -> None:
     try:
         assert store.count_jobs() == 6 and len(ids) == 6
         best = store.list_jobs(sort="-best_map50")
-        assert all(job["best"]["map50"] is not None and job["best"]["map50_step"] in (5, 10) for job in best)
-        assert [j["best"]["map50"] for j in best] == sorted((j["best"]["map50"] for j in best), reverse=True)
-        assert all(job["duration_s"] > 0 and job["last_metrics"]["total"] > 0 for job in best)
+        assert all(job.best.map50 is not None and job.best.map50_step in (5, 10) for job in best)
+        assert [j.best.map50 for j in best] == sorted((j.best.map50 for j in best), reverse=True)
+        assert all(job.duration_s > 0 and job.last_metrics["total"] > 0 for job in best)
         assert store.count_jobs(dataset="trees") == 2
     finally:
         store.close()

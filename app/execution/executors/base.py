@@ -20,6 +20,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from app.domain import Job
+
 
 class Lost(str):
     """What :meth:`Executor.poll` returns for a run the executor lost (not the worker's fault):
@@ -43,7 +45,7 @@ class Executor(ABC):
         serving the worker route alone, for an executor whose workers report to a listener of its own."""
 
     @abstractmethod
-    def submit(self, job: dict[str, Any], *, token: str) -> Any:
+    def submit(self, job: Job, *, token: str) -> Any:
         """Start ``job``'s worker (``job`` as the store returns it, with ``config`` and ``step``).
 
         ``token`` is the worker's own credential for reporting over HTTP. Returns the handle.
@@ -72,7 +74,7 @@ class Executor(ABC):
     def forget(self, handle: Any) -> None:  # noqa: B027 - optional hook
         """The runner is done with this run (its job has ended)."""
 
-    def reattach(self, job: dict[str, Any], ref: str | None) -> Any | None:
+    def reattach(self, job: Job, ref: str | None) -> Any | None:
         """After a server restart: a handle to ``job``'s run if it still runs, else None (it is lost)."""
         return None
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from app.domain import Job
 from app.execution.executors.base import Executor
 from app.execution.report_listener import ReportListener
 from app.settings import Settings
@@ -69,18 +70,18 @@ class LocalExecutor(Executor):
             raise RuntimeError("the local executor needs the worker route's app to listen for reports")
         self._listener = ReportListener(report_app).start()
 
-    def submit(self, job: dict[str, Any], *, token: str) -> LocalRun:
+    def submit(self, job: Job, *, token: str) -> LocalRun:
         """Spawn the job's worker, which reports to the listener with ``token``."""
         if self._listener is None:
             raise RuntimeError("the local executor is not open")
-        job_id = job["id"]
+        job_id = job.id
         cancel = self._ctx.Event()
         process = self._ctx.Process(
             target=run_reporting,
-            args=(job_id, job["config"], str(self.settings.jobs_dir / job_id), self._listener.url, token),
+            args=(job_id, job.config, str(self.settings.jobs_dir / job_id), self._listener.url, token),
             kwargs={
                 "data_dir": str(self.settings.artifact_root),  # where an imported dataset is read from
-                "known_step": job["step"],
+                "known_step": job.step,
                 "memory_gib": self.settings.worker_memory_gib,  # the worker stops its job beyond this
                 "parent_pid": os.getpid(),
                 "cancel": cancel,

@@ -26,6 +26,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from app.domain import Job
 from app.execution.executors.base import Executor, Lost
 from app.settings import Settings
 from app.worker.main import CONFIG_ENV, TOKEN_ENV
@@ -82,7 +83,7 @@ class RayExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 - the server starts anyway; submits will say why
             log.warning("the Ray cluster at %s cannot be reached yet: %s", self.settings.ray_address, exc)
 
-    def entrypoint(self, job: dict[str, Any]) -> str:
+    def entrypoint(self, job: Job) -> str:
         """The shell command of a job's Ray job."""
         settings = self.settings
         argv = [
@@ -90,32 +91,32 @@ class RayExecutor(Executor):
             "-m",
             "app.worker.main",
             "--job",
-            job["id"],
+            job.id,
             "--server",
             settings.worker_server_url,
             "--job-dir",
-            str((settings.jobs_dir / job["id"]).resolve()),
+            str((settings.jobs_dir / job.id).resolve()),
             "--data-dir",
             str(settings.artifact_root.resolve()),
             "--known-step",
-            str(job["step"]),
+            str(job.step),
             "--ray-peers",  # a multi-worker job's peers: Ray actors, one share of resources each
             str(settings.ray_cpus_per_job),
             str(settings.ray_gpus_per_job),
         ]
         return shlex.join(argv)
 
-    def submit(self, job: dict[str, Any], *, token: str) -> RayRun:
+    def submit(self, job: Job, *, token: str) -> RayRun:
         """Submit the job's run as a Ray job ``ssdboard-<job id>-<random>``."""
-        submission_id = f"ssdboard-{job['id']}-{secrets.token_hex(4)}"
+        submission_id = f"ssdboard-{job.id}-{secrets.token_hex(4)}"
         self.client.submit_job(
             entrypoint=self.entrypoint(job),
             submission_id=submission_id,
-            runtime_env={"env_vars": {TOKEN_ENV: token, CONFIG_ENV: json.dumps(job["config"])}},
-            metadata={"ssdboard_job": job["id"], "ssdboard_name": str(job["name"])[:100]},
+            runtime_env={"env_vars": {TOKEN_ENV: token, CONFIG_ENV: json.dumps(job.config)}},
+            metadata={"ssdboard_job": job.id, "ssdboard_name": job.name[:100]},
             **ray_resources(self.settings),
         )
-        return RayRun(job["id"], submission_id)
+        return RayRun(job.id, submission_id)
 
     def ref(self, handle: RayRun) -> str:
         """The Ray job's submission id."""
@@ -163,12 +164,12 @@ class RayExecutor(Executor):
         first = message.strip().splitlines()[0][:300] if message.strip() else ""  # Ray appends the log's tail
         return f"the Ray job {handle.submission_id} failed: {first}".rstrip(": ")
 
-    def reattach(self, job: dict[str, Any], ref: str | None) -> RayRun | None:
+    def reattach(self, job: Job, ref: str | None) -> RayRun | None:
         """The run if Ray still runs it (or cannot be asked yet: polls decide later), else None."""
         if not ref:
             return None
         status = self._status(ref)
         if isinstance(status, Lost) or (status is not None and status not in ALIVE):
-            log.info("job %s: its Ray job %s is %s", job["id"], ref, status)
+            log.info("job %s: its Ray job %s is %s", job.id, ref, status)
             return None
-        return RayRun(job["id"], ref)
+        return RayRun(job.id, ref)
