@@ -25,6 +25,7 @@ from app.api import compare, datasets, detections, errors, exports, health, jobs
 from app.execution.events import Broadcaster
 from app.execution.runner import JobRunner
 from app.http import security, sse
+from app.services.analysis import AnalysisService
 from app.services.compare import CompareService
 from app.services.dataset_browser import DatasetBrowser
 from app.services.datasets import DatasetService
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sweeps = SweepService(app.state.jobs)
         heavy = HeavyWork(settings.max_heavy_reads)  # model runs and conversions share one bound
         app.state.exports = ExportService(app.state.jobs, heavy=heavy)
+        app.state.analysis = AnalysisService(app.state.jobs, max_images=settings.max_eval_images, heavy=heavy)
         app.state.dataset_browser = DatasetBrowser(app.state.jobs)
         app.state.priors = PriorService(app.state.dataset_browser, settings)
         app.state.datasets = DatasetService(app.state.jobs, settings)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from app.services.analysis import AnalysisService
 from app.services.compare import CompareService
 from app.services.dataset_browser import DatasetBrowser
 from app.services.datasets import DatasetService
@@ -45,5 +46,7 @@ SweepsDep = Annotated[SweepService, Depends(from_state("sweeps"))]
 DatasetsDep = Annotated[DatasetService, Depends(from_state("datasets"))]
 # The detections viewer's service: loads TensorFlow on the first detector it needs.
 DetectionsDep = Annotated[DetectionService, Depends(from_state("detections"))]
+# Error analyses of checkpoints: computed in a child process (TensorFlow stays out of the server).
+AnalysisDep = Annotated[AnalysisService, Depends(from_state("analysis"))]
 # Exports for download: converted in a child process (TensorFlow stays out of the server).
 ExportsDep = Annotated[ExportService, Depends(from_state("exports"))]

@@ -1,5 +1,6 @@
 """The detections viewer over REST: a job's latest checkpoint on validation images (with
-TP/FP/missed at IoU 0.5), its evaluation (pycocotools), and detections on an upload.
+TP/FP/missed at IoU 0.5), its evaluation (pycocotools), its error analysis (why it misses:
+:mod:`app.services.analysis`, in a child process), and detections on an upload.
 
 Routes are thin: they look the job up and call :class:`app.services.detections.DetectionService`
 in a worker thread (inference must not block the event loop) that stops when the client
@@ -19,7 +20,7 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.api import is_head, root_of, until_disconnected
-from app.api.deps import DetectionsDep, JobsDep, SettingsDep
+from app.api.deps import AnalysisDep, DetectionsDep, JobsDep, SettingsDep
 from app.domain import Job
 from app.services.dataset_browser import image_url
 from app.services.detections import Split
@@ -79,6 +80,32 @@ async def job_evaluation(
     if is_head(request):
         return await head_answer(service, job)
     return await until_disconnected(request, lambda stop: service.evaluation(job, n=n, score=score, stop=stop))
+
+
+ANALYSIS_ERRORS: Responses = {
+    404: {"description": "No such job, or it has no checkpoint."},
+    409: {"description": "The job has no checkpoint yet, or saved a new one during the analysis (try again)."},
+    422: {"description": "More images than SSDBOARD_MAX_EVAL_IMAGES."},
+    500: {"description": "The analysis failed (the message says why, e.g. the job's dataset was deleted)."},
+    503: {"description": "The server runs as many model runs as it allows (SSDBOARD_MAX_HEAVY_READS): Retry-After."},
+}
+
+
+@router.get("/{job_id}/analysis", responses=ANALYSIS_ERRORS, response_model=None)
+async def job_analysis(
+    job_id: str,
+    request: Request,
+    service: AnalysisDep,
+    split: Annotated[Split, Query(description="Validation or training images (unaugmented).")] = "val",
+    n: Annotated[int, Query(ge=1, le=5000, description="The first n images of the split (fewer where it ends).")] = 500,
+) -> dict[str, Any] | Response:
+    """Why the latest checkpoint misses: TIDE's error breakdown (dAP in AP points), AP by object
+    size, every ground truth's story with its priors (misses no prior can match apart), and their
+    figures. Computed in a child process once per checkpoint (the first request waits), then kept."""
+    if is_head(request):
+        await run_in_threadpool(service.head, job_id)
+        return Response(media_type="application/json")
+    return await service.analysis(job_id, split=split, n=n)
 
 
 @router.post("/{job_id}/detections/upload", responses={**ERRORS, **UPLOAD_ERRORS})

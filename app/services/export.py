@@ -90,7 +90,7 @@ class ExportService:
         job_dir = self.jobs.settings.jobs_dir / job_id
         lock = self._locks.setdefault((job_id, fmt), asyncio.Lock())
         async with lock:
-            key = self._key(job_dir, job)
+            key = checkpoint_key(job_dir, job, "nothing to export")
             target = job_dir / EXPORTS_DIR / f"{fmt}-{key}.{spec.extension}"
             if not target.is_file():
                 with self.heavy.slot(f"the {fmt} export of job {job_id}"):
@@ -103,7 +103,7 @@ class ExportService:
         already (else a path that does not exist). Converts nothing."""
         job = await run_sync(self.jobs.get, job_id)
         job_dir = self.jobs.settings.jobs_dir / job_id
-        key = self._key(job_dir, job)
+        key = checkpoint_key(job_dir, job, "nothing to export")
         missing = [m for m in NEEDS.get(fmt, ()) if importlib.util.find_spec(m) is None]
         if missing:
             raise Unavailable(f"{fmt} export needs the package {missing[0]}, which is not installed: {INSTALL_HINT}")
@@ -111,22 +111,11 @@ class ExportService:
         target = job_dir / EXPORTS_DIR / f"{fmt}-{key}.{spec.extension}"
         return ExportFile(target, spec.media_type, _filename(job, fmt))
 
-    def _key(self, job_dir: Path, job: Job) -> str:
-        """``{mtime_ns}-{size}`` of the weights file; :class:`Conflict` when there is no checkpoint."""
-        try:
-            stat = (job_dir / WEIGHTS_FILE).stat()
-        except OSError:
-            raise Conflict(
-                f"job {job.id} is {job.status} and has no checkpoint yet: nothing to export; "
-                "a job saves one every train.checkpoint_every steps and when it stops"
-            ) from None
-        return f"{stat.st_mtime_ns}-{stat.st_size}"
-
     async def _convert(self, job_dir: Path, fmt: str, key: str, target: Path) -> None:
         target.parent.mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{fmt}-", dir=target.parent) as tmp:
             snapshot = Path(tmp) / "checkpoint"
-            await run_sync(_snapshot, job_dir, snapshot, key)
+            await run_sync(snapshot_checkpoint, job_dir, snapshot, key)
             out = Path(tmp) / ("savedmodel" if fmt == "savedmodel" else f"model.{FORMATS[fmt].extension}")
             async with self._one_at_a_time:
                 self.conversions += 1
@@ -158,10 +147,23 @@ class ExportService:
             await process.wait()
             raise
         if process.returncode != 0:
-            message = _error_line(stderr.decode("utf-8", "replace"), str(checkpoint))
+            message = error_line(stderr.decode("utf-8", "replace"), str(checkpoint))
             if INSTALL_HINT in message:
                 raise Unavailable(message)
             raise Broken(f"the {fmt} export failed: {message}")
+
+
+def checkpoint_key(job_dir: Path, job: Job, nothing: str) -> str:
+    """``{mtime_ns}-{size}`` of the weights file, which names what is made from it; :class:`Conflict`
+    when there is no checkpoint (``nothing`` says what that means for the request)."""
+    try:
+        stat = (job_dir / WEIGHTS_FILE).stat()
+    except OSError:
+        raise Conflict(
+            f"job {job.id} is {job.status} and has no checkpoint yet: {nothing}; "
+            "a job saves one every train.checkpoint_every steps and when it stops"
+        ) from None
+    return f"{stat.st_mtime_ns}-{stat.st_size}"
 
 
 def _filename(job: Job, fmt: str) -> str:
@@ -170,7 +172,7 @@ def _filename(job: Job, fmt: str) -> str:
     return f"ssdboard-{job.id}-{name}.{FORMATS[fmt].extension}"
 
 
-def _snapshot(job_dir: Path, snapshot: Path, key: str) -> None:
+def snapshot_checkpoint(job_dir: Path, snapshot: Path, key: str) -> None:
     """Copy the checkpoint's config and weights; :class:`Conflict` if the weights changed meanwhile."""
     snapshot.mkdir()
     try:
@@ -193,7 +195,7 @@ def _zip_directory(directory: Path, archive: Path) -> None:
                 out.write(path, path.relative_to(directory).as_posix())
 
 
-def _error_line(stderr: str, checkpoint: str) -> str:
+def error_line(stderr: str, checkpoint: str) -> str:
     """The converter's ``ssdboard: error: ...`` line (else its last line), without the snapshot's path."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("ssdboard: error: ")]

@@ -71,7 +71,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         gt_labels += [s.labels for s in samples]
         ignore += [data.ignore_regions(i) for i in range(start, start + len(samples))]
     priors = make_priors(config.priors, config.data.image_size).boxes
-    result = analyze(gt_boxes, gt_labels, detections, config, priors, ignore=ignore).to_dict()
+    result = {
+        "dataset": source.id,
+        "dataset_name": source.name,
+        "split": args.split,
+        **analyze(gt_boxes, gt_labels, detections, config, priors, ignore=ignore).to_dict(),
+    }
     for line in describe(result, dataset=source.name, split=args.split):
         print(line)
     if args.json:

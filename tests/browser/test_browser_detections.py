@@ -1,5 +1,5 @@
 """The detections viewer in the browser: open it while a job trains, move the score slider and the
-class toggles (no request), the evaluation panel, an upload, and the page's matcher by hand."""
+class toggles (no request), the evaluation and analysis panels, an upload, and the page's matcher by hand."""
 
 from __future__ import annotations
 
@@ -85,6 +85,17 @@ def test_detections_page_slider_toggles_evaluation_upload(page: Any, shot: Any, 
         assert page.evaluate("document.getElementById('confusion-chart').data[0].type") == "heatmap"
         assert "mAP@.5" in page.locator("#eval-tiles").inner_text()
         shot(page.locator("#eval-card"), "detections_evaluation")
+
+        # Why it missed: an analysis of 8 images in a child process, its tiles and three charts.
+        page.fill("#analysis-n", "8")
+        page.click("#analysis-run")
+        page.wait_for_selector("#analysis-card[data-ready=true]", timeout=180_000)
+        tiles = page.locator("#analysis-tiles").inner_text()
+        assert "AP@.5 (TIDE)" in tiles and "missed: no prior can match" in tiles
+        for chart in ("tide-chart", "size-chart", "prior-recall-chart"):
+            assert page.evaluate(f"document.getElementById('{chart}').data[0].type") == "bar"
+        assert "8 val images" in page.locator("#analysis-status").inner_text()
+        shot(page.locator("#analysis-card"), "detections_analysis")
 
         # Upload: a 64x48 PNG; then a text file, which the server refuses with a clear message.
         page.set_input_files(

@@ -231,6 +231,49 @@ function renderEvaluation(data) {
   $("eval-card").dataset.ready = "true";
 }
 
+// ---------------------------------------------------------------- analysis
+
+async function loadAnalysis(event) {
+  if (event) event.preventDefault();
+  const n = Number($("analysis-n").value) || 200;
+  $("analysis-run").disabled = true;
+  $("analysis-status").textContent = `Analyzing ${n} validation images in a process of its own…`;
+  try {
+    renderAnalysis(await api(`/api/jobs/${jobId}/analysis?n=${n}`));
+  } catch (err) {
+    $("analysis-status").textContent = `Analysis failed: ${err.message}`;
+  } finally {
+    $("analysis-run").disabled = false;
+  }
+}
+
+function renderAnalysis(data) {
+  const tile = (label, value) => el("div", { class: "tile" }, el("span", { class: "tile-value", text: value }), el("span", { class: "tile-label", text: label }));
+  const causes = data.causes;
+  const total = Object.values(causes).reduce((a, b) => a + b, 0);
+  const share = (k) => (total ? `${causes[k]} (${((100 * causes[k]) / total).toFixed(1)}%)` : "0");
+  $("analysis-tiles").replaceChildren(
+    tile("AP@.5 (TIDE)", fmt(data.ap50, 1)),
+    tile("objects", String(total)),
+    tile("found", share("found")),
+    tile("class wrong / box off", `${causes.cls} / ${causes.loc}`),
+    tile("missed", share("missed")),
+    tile("missed: no prior can match", share("no_prior")),
+  );
+  $("analysis-tiles").hidden = false;
+  $("analysis-body").hidden = false;
+  drawFigure($("tide-chart"), data.figures.tide);
+  drawFigure($("size-chart"), data.figures.sizes);
+  drawFigure($("prior-recall-chart"), data.figures.prior_recall);
+  $("analysis-status").textContent =
+    `${data.images} ${data.split} images of ${data.dataset_name}` +
+    (data.checkpoint.step == null ? ". " : `, the checkpoint of step ${data.checkpoint.step}. `) +
+    "dAP: the AP@.5 points gained if only that kind of error were fixed (TIDE). " +
+    "An object whose priors could never match it (no positive prior under the run's matching rule) was never " +
+    "asked of the network: fix the priors or the input size, not the training.";
+  $("analysis-card").dataset.ready = "true";
+}
+
 // ---------------------------------------------------------------- upload
 
 async function upload(event) {
@@ -275,6 +318,7 @@ $("det-next").addEventListener("click", () => {
 });
 $("det-refresh").addEventListener("click", start);
 $("eval-form").addEventListener("submit", loadEvaluation);
+$("analysis-form").addEventListener("submit", loadAnalysis);
 $("upload-form").addEventListener("submit", upload);
 
 /** Detections, then (once a checkpoint answered) the evaluation. */

@@ -1,0 +1,112 @@
+"""``GET /api/jobs/{id}/analysis``: a real analysis in a child process (``ssdboard analyze``: the
+server imports no TensorFlow for it), kept per checkpoint, its figures, and the error answers."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from test_export_api import CONFIG, fake_converter, make_job
+
+from app.main import create_app
+from app.services.analysis import AnalysisService
+from app.settings import Settings
+from ssd.datasets.resolve import resolve
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ssd.train import train
+
+    directory = tmp_path_factory.mktemp("analysis-api") / "run"
+    train(CONFIG, directory)
+    return directory
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data"))) as test_client:
+        yield test_client
+
+
+def service(client: TestClient) -> AnalysisService:
+    return client.app.state.analysis  # type: ignore[attr-defined, no-any-return]
+
+
+def test_an_analysis_is_computed_once_per_checkpoint_in_a_child(client: TestClient, checkpoint: Path) -> None:
+    job_id, job_dir = make_job(client, checkpoint)
+    response = client.get(f"/api/jobs/{job_id}/analysis", params={"n": 6})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["job_id"] == job_id and body["split"] == "val" and body["images"] == 6
+    assert body["dataset"] == "mnist" and set(body["figures"]) == {"tide", "sizes", "prior_recall"}
+    # The ground truths are the validation images' own, in order.
+    val = resolve(CONFIG).split(CONFIG, "val", augment=False)
+    labels = [c for i in range(6) for c in val[i].labels.tolist()]
+    assert [g["class"] for g in body["ground_truths"]] == labels
+    assert sum(body["causes"].values()) == len(labels)
+    assert service(client).runs == 1
+
+    again = client.get(f"/api/jobs/{job_id}/analysis", params={"n": 6})
+    assert again.status_code == 200 and service(client).runs == 1  # the kept file
+    assert again.json()["ground_truths"] == body["ground_truths"]
+    kept = [p.name for p in (job_dir / "analysis").iterdir()]
+    stat = (job_dir / "model.weights.h5").stat()
+    assert kept == [f"val-6-{stat.st_mtime_ns}-{stat.st_size}.json"]
+
+    weights = job_dir / "model.weights.h5"  # a newer checkpoint is analyzed again; the old file goes
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert client.get(f"/api/jobs/{job_id}/analysis", params={"n": 6}).status_code == 200
+    assert service(client).runs == 2
+    assert [p.name for p in (job_dir / "analysis").iterdir()] == [
+        f"val-6-{stat.st_mtime_ns + 10**9}-{stat.st_size}.json"
+    ]
+    assert client.head(f"/api/jobs/{job_id}/analysis").status_code == 200
+
+
+def test_analysis_errors_are_named(client: TestClient, tmp_path: Path) -> None:
+    assert client.get("/api/jobs/nope/analysis").status_code == 404
+    job_id, job_dir = make_job(client, None, status="running")
+    response = client.get(f"/api/jobs/{job_id}/analysis")
+    assert response.status_code == 409 and "nothing to analyze" in response.json()["detail"]
+    assert client.head(f"/api/jobs/{job_id}/analysis").status_code == 409
+    too_many = client.get(f"/api/jobs/{job_id}/analysis", params={"n": 1001})  # SSDBOARD_MAX_EVAL_IMAGES
+    assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["query", "n"]
+    (job_dir / "config.json").write_text(json.dumps(CONFIG.to_dict()))
+    (job_dir / "model.weights.h5").write_bytes(b"stub")
+    service(client).python = fake_converter(tmp_path, "ssdboard: error: option --checkpoint: cannot be read")
+    failed = client.get(f"/api/jobs/{job_id}/analysis", params={"n": 4})
+    assert failed.status_code == 500 and failed.json()["detail"] == (
+        "the analysis failed: option --checkpoint: cannot be read"
+    )
+    assert not list((job_dir / "analysis").glob("*.json"))  # nothing kept of a failure
+
+
+def test_the_figures_carry_the_documents_numbers() -> None:
+    from app.figures.analysis import prior_recall_figure, tide_figure
+
+    tide = {
+        "cls": 18.0,
+        "loc": 1.5,
+        "both": 0.0,
+        "dupe": None,
+        "bkg": 0.25,
+        "missed": 2.0,
+        "false_pos": 30.0,
+        "false_neg": 9.0,
+    }
+    bars = tide_figure(tide)["data"][0]
+    assert list(bars["x"]) == [18.0, 1.5, 0.0, 0.0, 0.25, 2.0, 30.0, 9.0]  # None (no such error) drawn as 0
+    bins = [
+        {"low": 0.0, "high": 0.1, "ground_truths": 3, "found": 0, "no_prior": 2, "recall": 0.0},
+        {"low": 0.1, "high": 0.2, "ground_truths": 0, "found": 0, "no_prior": 0, "recall": None},
+        {"low": 0.6, "high": 0.7, "ground_truths": 5, "found": 4, "no_prior": 0, "recall": 0.8},
+    ]
+    found, not_found, no_prior, recall = prior_recall_figure(bins, 0.5)["data"]
+    assert list(found["x"]) == [0.05, 0.65]  # empty bins are left out
+    assert (list(found["y"]), list(not_found["y"]), list(no_prior["y"])) == ([0, 4], [1, 1], [2, 0])
+    assert list(recall["y"]) == [0.0, 0.8]
