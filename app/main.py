@@ -34,6 +34,7 @@ from app.services.export import ExportService
 from app.services.heavy import HeavyWork
 from app.services.jobs import JobService
 from app.services.priors import PriorService
+from app.services.run_health import RunHealthService
 from app.services.sweeps import SweepService
 from app.settings import Settings, byte_size
 from app.store.jobs import JobStore
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sweeps = SweepService(app.state.jobs)
         heavy = HeavyWork(settings.max_heavy_reads)  # model runs and conversions share one bound
         app.state.exports = ExportService(app.state.jobs, heavy=heavy)
+        app.state.run_health = RunHealthService(app.state.jobs)
         app.state.analysis = AnalysisService(app.state.jobs, max_images=settings.max_eval_images, heavy=heavy)
         app.state.dataset_browser = DatasetBrowser(app.state.jobs)
         app.state.priors = PriorService(app.state.dataset_browser, settings)

@@ -20,6 +20,7 @@ from app.services.detections import DetectionService
 from app.services.export import ExportService
 from app.services.jobs import JobService
 from app.services.priors import PriorService
+from app.services.run_health import RunHealthService
 from app.services.sweeps import SweepService
 from app.settings import Settings
 
@@ -46,6 +47,8 @@ SweepsDep = Annotated[SweepService, Depends(from_state("sweeps"))]
 DatasetsDep = Annotated[DatasetService, Depends(from_state("datasets"))]
 # The detections viewer's service: loads TensorFlow on the first detector it needs.
 DetectionsDep = Annotated[DetectionService, Depends(from_state("detections"))]
+# Health checks of a run: its records and its data (NumPy, in the server).
+RunHealthDep = Annotated[RunHealthService, Depends(from_state("run_health"))]
 # Error analyses of checkpoints: computed in a child process (TensorFlow stays out of the server).
 AnalysisDep = Annotated[AnalysisService, Depends(from_state("analysis"))]
 # Exports for download: converted in a child process (TensorFlow stays out of the server).

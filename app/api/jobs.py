@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import JobsDep
-from app.api.schemas import CONFIG_EXAMPLE, ConfigIn, JobOut, JobPatch, MetricsOut
+from app.api.deps import JobsDep, RunHealthDep
+from app.api.schemas import CONFIG_EXAMPLE, ConfigIn, HealthOut, JobOut, JobPatch, MetricsOut
 from app.domain import JobStatus
 from app.http.sse import EventStreamResponse
 from app.services.metrics_csv import EVAL_COLUMNS, STEP_COLUMNS, CsvKind, metrics_csv
@@ -125,6 +125,14 @@ def delete_job(job_id: str, jobs: JobsDep) -> Response:
     """Delete a job that is not queued or running, with its metrics and files."""
     jobs.delete(job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{job_id}/health", response_model=HealthOut, responses=NOT_FOUND)
+def job_health(job_id: str, health: RunHealthDep) -> dict[str, Any]:
+    """Why the run may learn little: steps with no positive prior, a loss gone NaN or diverging,
+    validation loss rising while training loss falls, boxes no prior can match or smaller than the
+    smallest prior, rare classes, the same image in both splits; each with evidence and advice."""
+    return health.health(job_id)
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsOut, responses=NOT_FOUND)

@@ -382,6 +382,34 @@ class MetricsOut(BaseModel):
     )
 
 
+class HealthCheckOut(BaseModel):
+    """One condition that makes a run learn little (ssd.analysis.health)."""
+
+    check: Literal[
+        "no_positive_priors",
+        "loss_diverged",
+        "overfitting",
+        "unmatched_boxes",
+        "boxes_below_smallest_prior",
+        "rare_classes",
+        "train_val_overlap",
+    ]
+    status: Literal["ok", "warn", "fail", "skipped"] = Field(
+        description="skipped: nothing to judge yet, or not applicable."
+    )
+    evidence: str = Field(description="What was found, in numbers.")
+    advice: str = Field(description="What to try; empty when ok.")
+
+
+class HealthOut(BaseModel):
+    """A job's health checks, from its own steps, evaluations and data."""
+
+    job_id: str
+    step: int
+    status: JobStatus
+    checks: list[HealthCheckOut]
+
+
 class ConfigSchemaOut(BaseModel):
     """What a form needs: both presets resolved, and the JSON schema with help texts."""
 

@@ -6,7 +6,9 @@
 Predicts the first ``N`` images of the split (default ``data.val_images``, fewer where the split
 ends) of the checkpoint's dataset, or of ``--dataset`` (same classes), unaugmented, and prints
 :func:`ssd.analysis.report.analyze`: TIDE's error breakdown, AP by object size, and what became
-of every ground truth, misses that no prior can match counted apart. ``--json`` writes the whole
+of every ground truth, misses that no prior can match counted apart; and the run's health checks
+(:mod:`ssd.analysis.health`, from the checkpoint directory's ``metrics.jsonl`` and ``evals.jsonl``
+and the data). ``--json`` writes the whole
 document (:meth:`ssd.analysis.report.Analysis.to_dict`).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,9 @@ def _config(detector: Any, args: argparse.Namespace) -> Any:
 def cmd_analyze(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ssd.analysis.health import check_data, run_health
     from ssd.analysis.report import analyze
+    from ssd.checkpoint import EVALS_FILE, METRICS_FILE
     from ssd.config import ConfigError
     from ssd.datasets.resolve import resolve
     from ssd.detect import Detector
@@ -71,17 +76,33 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         gt_labels += [s.labels for s in samples]
         ignore += [data.ignore_regions(i) for i in range(start, start + len(samples))]
     priors = make_priors(config.priors, config.data.image_size).boxes
+    analysis = analyze(gt_boxes, gt_labels, detections, config, priors, ignore=ignore)
+    health = run_health(
+        config,
+        _records(Path(args.checkpoint) / METRICS_FILE),
+        _records(Path(args.checkpoint) / EVALS_FILE),
+        check_data(config, source),
+    )
     result = {
         "dataset": source.id,
         "dataset_name": source.name,
         "split": args.split,
-        **analyze(gt_boxes, gt_labels, detections, config, priors, ignore=ignore).to_dict(),
+        **replace(analysis, health=[c.to_dict() for c in health]).to_dict(),
     }
     for line in describe(result, dataset=source.name, split=args.split):
         print(line)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a run's ``metrics.jsonl`` / ``evals.jsonl``; none where the file is missing."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def _num(value: float | None) -> str:
@@ -107,14 +128,18 @@ def describe(result: dict[str, Any], *, dataset: str, split: str) -> list[str]:
     lines += ["", "what became of each ground truth:"]
     names = {
         "found": "found",
-        "cls": "found, wrong class (cls)",
-        "loc": "found, box off (loc)",
+        "cls": "seen, wrong class (cls)",
+        "loc": "seen, box off (loc)",
         "missed": "missed",
         "no_prior": "missed: no prior can match it",
     }
     for cause, count in causes.items():
         share = f"{100 * count / total:.1f}%" if total else "-"
         lines.append(f"  {names[cause]:<30} {count:>8} {share:>7}")
+    problems = [c for c in result["health"] if c["status"] in ("warn", "fail")]
+    lines += ["", "health: " + ("no problem found" if not problems else f"{len(problems)} to look at")]
+    for c in problems:
+        lines += [f"  {c['status']}: {c['check']}: {c['evidence']}", f"    try: {c['advice']}"]
     lines += ["", "recall by best prior IoU:"]
     for b in result["recall_by_prior_iou"]:
         if b["ground_truths"]:

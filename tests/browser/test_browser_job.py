@@ -65,6 +65,16 @@ def test_submit_watch_cancel_reload(page: Any, shot: Any) -> None:
     page.wait_for_selector("#job-root[data-ready=true]")
     page.wait_for_function(f"{TRACE_LENGTH} >= {drawn}", timeout=15_000)
     assert page.locator("#job-status").inner_text() == "cancelled"
+    # The health card: every check, problems first, each with a status and its evidence.
+    page.wait_for_selector("#health-card[data-ready=true]", timeout=30_000)
+    items = page.locator("#health-list .health-item")
+    assert items.count() == 7
+    statuses = [items.nth(i).get_attribute("class") for i in range(7)]
+    ranks = [next(k for k, s in enumerate(("fail", "warn", "ok", "skipped")) if f"health-{s}" in c) for c in statuses]
+    assert ranks == sorted(ranks)
+    # This tiny config's 8 px priors cannot match most of its 14-28 px digits: the check says so, in numbers.
+    evidence = page.locator('[data-check="no_positive_priors"] .health-evidence').inner_text()
+    assert re.match(r"\d+ of \d+ \([\d.]+%\) steps had no positive prior in their batch", evidence), evidence
 
     # The list shows the job with its status and losses.
     page.goto("/")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 CORE_MODULES = (
+    "ssd.analysis.health",
     "ssd.analysis.report",
     "ssd.analysis.sizes",
     "ssd.analysis.story",

@@ -78,6 +78,44 @@ function addEval(record) {
   if (record.step <= lastEvalStep) return;
   lastEvalStep = record.step;
   mapChart.push(record);
+  if (root.dataset.ready === "true") loadHealth(); // a new evaluation: the overfitting check may change
+}
+
+// ---- health -------------------------------------------------------------------------------
+
+const HEALTH_TITLES = {
+  no_positive_priors: "Steps with no positive prior",
+  loss_diverged: "Loss diverged or went NaN",
+  overfitting: "Overfitting",
+  unmatched_boxes: "Boxes no prior can match",
+  boxes_below_smallest_prior: "Boxes smaller than the smallest prior",
+  rare_classes: "Classes with few boxes",
+  train_val_overlap: "Same image in train and val",
+};
+const HEALTH_EVERY_MS = 30_000; // while the job can change; and after each evaluation
+let healthTimer = null;
+
+/** The run's health checks (GET /api/jobs/{id}/health): problems first, each with its evidence and advice. */
+async function loadHealth() {
+  let data;
+  try {
+    data = await api(`${jobUrl}/health`);
+  } catch (err) {
+    $("health-list").replaceChildren(el("li", { class: "muted", text: `Could not check: ${err.message}` }));
+    return;
+  }
+  const order = { fail: 0, warn: 1, ok: 2, skipped: 3 };
+  const checks = [...data.checks].sort((a, b) => order[a.status] - order[b.status]);
+  $("health-list").replaceChildren(...checks.map((c) => el("li", { class: `health-item health-${c.status}`, "data-check": c.check },
+    el("span", { class: `badge health-badge health-${c.status}`, text: c.status }),
+    el("span", { class: "health-title", text: HEALTH_TITLES[c.check] ?? c.check }),
+    el("span", { class: "health-evidence", text: c.evidence }),
+    c.advice ? el("span", { class: "health-advice", text: `Try: ${c.advice}` }) : null,
+  )));
+  $("health-when").textContent = `at step ${data.step}`;
+  $("health-card").dataset.ready = "true";
+  clearTimeout(healthTimer);
+  if (!TERMINAL.has(data.status)) healthTimer = setTimeout(loadHealth, HEALTH_EVERY_MS);
 }
 
 // ---- rendering ----------------------------------------------------------------------------
@@ -382,6 +420,7 @@ async function init() {
   });
   mapChart.setXRange(job.total_steps);
   drawHistory(await fetchHistory());
+  loadHealth();
   if (!TERMINAL.has(job.status)) openStream();
   root.dataset.ready = "true";
   // The elapsed time and ETA tick between steps too.
