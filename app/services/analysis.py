@@ -78,6 +78,7 @@ class AnalysisService:
         threshold = (job.config.get("matching") or {}).get("iou_threshold")
         return {
             "job_id": job_id,
+            "image_size": (job.config.get("data") or {}).get("image_size"),
             "checkpoint": {"step": job.checkpoint_step, "key": key},
             **document,
             "figures": analysis_figures(document, threshold),

@@ -27,12 +27,15 @@ import numpy as np
 from ssd.analysis.sizes import APBySize, SizeAP, ap_by_size
 from ssd.analysis.story import Stories, ground_truth_stories, recall_by_prior_iou
 from ssd.analysis.tide import TideResult, tide_errors
+from ssd.coverage import BUCKET_LABELS, size_bucket
 
 if TYPE_CHECKING:
     from ssd.analysis.tide import DetectionSet
     from ssd.config import Config
 
-__all__ = ["Analysis", "analyze"]
+__all__ = ["MAX_LISTED_FALSE_POSITIVES", "Analysis", "analyze", "false_positive_list"]
+
+MAX_LISTED_FALSE_POSITIVES = 1000  # the document lists the best-scored ones (a gallery shows the worst first)
 
 
 def _points(value: float) -> float | None:
@@ -51,6 +54,7 @@ class Analysis:
     tide: TideResult
     sizes: APBySize
     stories: Stories
+    false_positives: list[dict[str, Any]] = field(default_factory=list)
     health: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +70,8 @@ class Analysis:
             "causes": self.stories.counts(),
             "recall_by_prior_iou": recall_by_prior_iou(self.stories),
             "ground_truths": self.stories.to_list(),
+            "false_positives": self.false_positives[:MAX_LISTED_FALSE_POSITIVES],
+            "false_positives_total": len(self.false_positives),
             "health": list(self.health),
         }
 
@@ -103,4 +109,38 @@ def analyze(
     stories = ground_truth_stories(
         gt_boxes, gt_labels, tide, priors, iou_threshold=m.iou_threshold, force_best=m.force_best
     )
-    return Analysis(images=len(gt_boxes), tide=tide, sizes=sizes, stories=stories)
+    return Analysis(
+        images=len(gt_boxes),
+        tide=tide,
+        sizes=sizes,
+        stories=stories,
+        false_positives=false_positive_list(tide, detections),
+    )
+
+
+def false_positive_list(tide: TideResult, detections: Sequence[DetectionSet]) -> list[dict[str, Any]]:
+    """Every false positive of ``tide``, best scored first: ``image``, ``detection`` (its index in
+    the image's detections), ``box`` (``[x, y, w, h]``), ``class``, ``score``, ``type`` (TIDE's),
+    ``gt`` (the object the error is about, or -1), ``iou`` with it, and ``size_bucket``."""
+    out: list[dict[str, Any]] = []
+    for image, det, kind, gt, overlap in zip(
+        tide.fp_image, tide.fp_detection, tide.fp_type, tide.fp_gt, tide.fp_iou, strict=True
+    ):
+        d = detections[int(image)]
+        box = np.asarray(d.boxes, np.float32)[int(det)]
+        x1, y1, x2, y2 = (float(v) for v in box)
+        out.append(
+            {
+                "image": int(image),
+                "detection": int(det),
+                "box": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                "class": int(np.asarray(d.labels)[int(det)]),
+                "score": round(float(np.asarray(d.scores)[int(det)]), 4),
+                "type": str(kind),
+                "gt": int(gt),
+                "iou": round(float(overlap), 4),
+                "size_bucket": BUCKET_LABELS[int(size_bucket(box[None])[0])],
+            }
+        )
+    out.sort(key=lambda f: -f["score"])
+    return out

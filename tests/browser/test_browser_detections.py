@@ -95,6 +95,20 @@ def test_detections_page_slider_toggles_evaluation_upload(page: Any, shot: Any, 
         for chart in ("tide-chart", "size-chart", "prior-recall-chart"):
             assert page.evaluate(f"document.getElementById('{chart}').data[0].type") == "bar"
         assert "8 val images" in page.locator("#analysis-status").inner_text()
+        # The gallery: crops of false positives, then of the objects not found; a filter narrows them.
+        doc = page.request.get(f"/api/jobs/{job_id}/analysis?n=8").json()  # the kept document: no new run
+        tiles = "#gallery .gallery-tile"
+        assert page.locator(tiles).count() == min(48, len(doc["false_positives"]))
+        page.select_option("#gallery-kind", "miss")
+        missed = [g for g in doc["ground_truths"] if g["cause"] != "found"]
+        assert page.locator(tiles).count() == min(48, len(missed))
+        if missed:
+            k = missed[0]["class"]
+            page.select_option("#gallery-class", str(k))
+            assert page.locator(tiles).count() == min(48, sum(g["class"] == k for g in missed))
+            href = page.locator(f"{tiles} a").first.get_attribute("href")
+            assert href is not None and href.startswith("?offset=")
+
         shot(page.locator("#analysis-card"), "detections_analysis")
 
         # Upload: a 64x48 PNG; then a text file, which the server refuses with a clear message.

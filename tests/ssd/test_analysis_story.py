@@ -88,4 +88,21 @@ def test_the_analysis_document() -> None:
         "detection": 0,
     }
     assert b["box"] == [100.0, 100.0, 4.0, 4.0] and b["cause"] == "no_prior"
-    assert doc["health"] == []
+    assert doc["health"] == [] and doc["false_positives"] == [] and doc["false_positives_total"] == 0
+
+
+def test_false_positives_are_listed_best_scored_first() -> None:
+    """Image 0: A found at 0.9, then a box 0.4 IoU-off A (loc, 0.8) and one on background (bkg, 0.3)."""
+    dets = _dets()
+    dets[0] = Dets(
+        np.array([[0, 0, 10, 10], [50, 100, 60, 110], [0, 0, 10, 4]], np.float32),
+        np.array([0.9, 0.3, 0.8], np.float32),
+        np.array([0, 0, 0]),
+    )
+    config = from_dict({"model": {"num_classes": 2}})
+    doc = analyze(GT_BOXES, GT_LABELS, dets, config, PRIORS).to_dict()
+    assert doc["false_positives_total"] == 2
+    loc, bkg = doc["false_positives"]
+    assert loc == {"image": 0, "detection": 2, "box": [0.0, 0.0, 10.0, 4.0], "class": 0, "score": 0.8,
+                   "type": "loc", "gt": 0, "iou": 0.4, "size_bucket": "< 16 px"}  # fmt: skip
+    assert (bkg["detection"], bkg["type"], bkg["gt"], bkg["score"]) == (1, "bkg", -1, 0.3)

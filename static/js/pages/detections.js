@@ -5,7 +5,7 @@
 // the IoU matrix of detections against ground truth; a change of score or classes re-runs the
 // matching (lib/match.js) and restyles the shapes and hover points with Plotly.react.
 
-import { ApiError, api } from "../lib/api.js";
+import { ApiError, ROOT, api } from "../lib/api.js";
 import { $, el, showMessage as showError } from "../lib/dom.js";
 import { fmtFixed as fmt } from "../lib/format.js";
 import { statusBadge } from "../lib/jobs.js";
@@ -271,7 +271,84 @@ function renderAnalysis(data) {
     "dAP: the AP@.5 points gained if only that kind of error were fixed (TIDE). " +
     "An object whose priors could never match it (no positive prior under the run's matching rule) was never " +
     "asked of the network: fix the priors or the input size, not the training.";
+  analysis = data;
+  fillGalleryFilters();
+  renderGallery();
   $("analysis-card").dataset.ready = "true";
+}
+
+// ---------------------------------------------------------------- gallery
+
+let analysis = null;
+const GALLERY_SIZE = 48; // tiles shown; the filters narrow them
+const TILE_PX = 112;
+const SIZE_BUCKETS = ["< 16 px", "16-24 px", "24-32 px", "32-48 px", ">= 48 px"]; // ssd.coverage.BUCKET_LABELS
+const ERROR_TYPES = { fp: ["cls", "loc", "both", "dupe", "bkg"], miss: ["missed", "no_prior", "cls", "loc"] };
+const TYPE_NAMES = {
+  cls: "class wrong (cls)", loc: "box off (loc)", both: "both", dupe: "duplicate", bkg: "background",
+  missed: "missed", no_prior: "no prior can match",
+};
+
+function options(select, entries) {
+  const keep = select.value;
+  select.replaceChildren(el("option", { value: "", text: "all" }), ...entries.map(([value, text]) => el("option", { value, text })));
+  if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+}
+
+function fillGalleryFilters() {
+  const kind = $("gallery-kind").value;
+  options($("gallery-type"), ERROR_TYPES[kind].map((t) => [t, TYPE_NAMES[t]]));
+  const classes = new Set([...analysis.ground_truths.map((g) => g.class), ...analysis.false_positives.map((f) => f.class)]);
+  options($("gallery-class"), [...classes].sort((a, b) => a - b).map((k) => [String(k), className(k)]));
+  options($("gallery-size"), SIZE_BUCKETS.map((b) => [b, b]));
+}
+
+/** The items the filters keep, the worst first: false positives by score, misses by area. */
+function galleryItems() {
+  const kind = $("gallery-kind").value;
+  const type = $("gallery-type").value;
+  const cls = $("gallery-class").value;
+  const size = $("gallery-size").value;
+  const items = kind === "fp"
+    ? analysis.false_positives.map((f) => ({ ...f, why: f.type }))
+    : analysis.ground_truths.filter((g) => g.cause !== "found").map((g) => ({ ...g, why: g.cause }))
+      .sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);
+  return items.filter((it) => (!type || it.why === type) && (!cls || String(it.class) === cls) && (!size || it.size_bucket === size));
+}
+
+/** A crop around the box: the image (the dataset browser's PNG at the input size) moved and scaled in CSS. */
+function tile(item) {
+  const S = analysis.image_size;
+  const [x, y, w, h] = item.box;
+  const side = Math.min(S, Math.max(w, h) * 1.8 + 8);
+  const left = Math.min(Math.max(x + w / 2 - side / 2, 0), S - side);
+  const top = Math.min(Math.max(y + h / 2 - side / 2, 0), S - side);
+  const k = TILE_PX / side;
+  const url = `${ROOT}/api/datasets/${analysis.split}/images/${item.image}.png?job=${encodeURIComponent(jobId)}`;
+  const crop = el("span", { class: "crop", role: "img", "aria-label": `image ${item.image}, ${TYPE_NAMES[item.why]}` });
+  crop.style.backgroundImage = `url("${url}")`;
+  crop.style.backgroundSize = `${S * k}px ${S * k}px`;
+  crop.style.backgroundPosition = `${-left * k}px ${-top * k}px`;
+  const box = el("span", { class: `crop-box why-${item.why}` });
+  Object.assign(box.style, { left: `${(x - left) * k}px`, top: `${(y - top) * k}px`, width: `${w * k}px`, height: `${h * k}px` });
+  crop.append(box);
+  const detail = "score" in item ? `${className(item.class)} · ${fmt(item.score, 2)}` : `${className(item.class)} · ${Math.round(w)}×${Math.round(h)} px`;
+  const page = Math.floor(item.image / LIMIT) * LIMIT;
+  return el("figure", { class: "gallery-tile" },
+    el("a", { href: `?offset=${page}`, target: "_blank", rel: "noopener", title: "open this image in the viewer (a new tab)" }, crop),
+    el("figcaption", {}, el("span", { class: `why why-${item.why}`, text: TYPE_NAMES[item.why] }), el("span", { text: detail }),
+      el("a", { href: `${ROOT}/priors?job=${encodeURIComponent(jobId)}&split=${analysis.split}&index=${item.image}`, text: `image ${item.image}: its priors` })));
+}
+
+function renderGallery() {
+  const items = galleryItems();
+  const fp = $("gallery-kind").value === "fp";
+  const total = fp ? analysis.false_positives_total : analysis.ground_truths.filter((g) => g.cause !== "found").length;
+  const listed = fp && total > analysis.false_positives.length ? ` (the ${analysis.false_positives.length} best-scored are listed)` : "";
+  const what = fp ? "false positives" : "objects not found";
+  $("gallery-count").textContent = `${items.length} of ${total} ${what}${listed} match the filters` +
+    (items.length > GALLERY_SIZE ? `; the worst ${GALLERY_SIZE} are shown.` : ".");
+  $("gallery").replaceChildren(...items.slice(0, GALLERY_SIZE).map(tile));
 }
 
 // ---------------------------------------------------------------- upload
@@ -319,6 +396,11 @@ $("det-next").addEventListener("click", () => {
 $("det-refresh").addEventListener("click", start);
 $("eval-form").addEventListener("submit", loadEvaluation);
 $("analysis-form").addEventListener("submit", loadAnalysis);
+$("gallery-kind").addEventListener("change", () => { fillGalleryFilters(); renderGallery(); });
+for (const id of ["gallery-type", "gallery-class", "gallery-size"]) $(id).addEventListener("change", renderGallery);
+// ?offset=N (a gallery tile's link): open the page of the viewer that holds image N.
+const startOffset = Number(new URLSearchParams(location.search).get("offset"));
+if (Number.isInteger(startOffset) && startOffset > 0) state.offset = startOffset - (startOffset % LIMIT);
 $("upload-form").addEventListener("submit", upload);
 
 /** Detections, then (once a checkpoint answered) the evaluation. */

@@ -336,6 +336,7 @@ async function init() {
   $("preset").value = preset;
   fillForm(job ? state.base.job : state.base[preset]);
   if (params.get("split") === "train") $("split").value = "train";
+  if (Number(params.get("index")) > 0) $("index").value = String(Math.floor(Number(params.get("index"))));
   if (!job) await fillDatasetSelect($("dataset-select"), params.get("dataset") || "mnist");
   $("preset").addEventListener("change", () => {
     fillForm(state.base[$("preset").value]);
