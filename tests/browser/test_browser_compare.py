@@ -98,6 +98,15 @@ def test_compare_three_jobs(page: Any, server: str, shot: Any, tiny_job: Any) ->
     # The hyperparameter plot: one marker per job that has an evaluation.
     page.wait_for_selector('.hparam-chart[data-key="train.learning_rate"]')
 
+    # Why they missed: each job analyzed (one at a time), TIDE's dAP side by side, a bar group per job.
+    page.fill("#why-n", "4")
+    page.click("#why-run")
+    page.wait_for_selector("#why-card[data-ready=true]", timeout=300_000)
+    assert page.locator("#why-status").inner_text().startswith("3 of 3 jobs analyzed on their first 4")
+    names = page.evaluate("document.getElementById('why-chart').data.map((t) => t.name)")
+    assert [n.split(" (")[0] for n in names] == ["cmp-lr1e-3", "cmp-lr3e-3", "cmp-lr1e-2"]
+    assert page.evaluate("document.getElementById('why-chart').data[0].x.length") == 8
+
     # A reload keeps the selection and the axis (the URL holds them).
     page.reload()
     page.wait_for_selector("#compare-root[data-ready=true]")

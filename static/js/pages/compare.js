@@ -14,6 +14,7 @@ import { fmtFixed, fmtLoss } from "../lib/format.js";
 import { TERMINAL, statusBadge } from "../lib/jobs.js";
 import { renderConfigDiff, renderHparams } from "../lib/config_diff.js";
 import { OverlayChart } from "../lib/overlay.js";
+import { drawFigure } from "../lib/plots.js";
 
 const PARTS = ["pos_clf", "neg_clf", "loc", "total"];
 const MIN_JOBS = 2;
@@ -298,6 +299,49 @@ async function openPicker() {
   });
 }
 
+// ---- why they missed --------------------------------------------------------------------------
+
+const WHY_TYPES = ["cls", "loc", "both", "dupe", "bkg", "missed", "false_pos", "false_neg"];
+const WHY_NAMES = { cls: "Cls", loc: "Loc", both: "Both", dupe: "Dupe", bkg: "Bkg", missed: "Missed", false_pos: "all FP", false_neg: "all FN" };
+
+/** Each job's analysis (GET /api/jobs/{id}/analysis, one at a time: the server runs one), then TIDE's dAP side by side. */
+async function analyzeAll(event) {
+  event.preventDefault();
+  const n = Number($("why-n").value) || 200;
+  $("why-run").disabled = true;
+  const results = [];
+  const failed = [];
+  for (const [i, job] of jobs.entries()) {
+    $("why-status").textContent = `Analyzing ${job.name || job.id} (${i + 1} of ${jobs.length}) on ${n} validation images…`;
+    try {
+      results.push({ job, doc: await api(`/api/jobs/${encodeURIComponent(job.id)}/analysis?n=${n}`) });
+    } catch (err) {
+      failed.push(`${job.name || job.id}: ${err.message}`);
+    }
+  }
+  $("why-run").disabled = false;
+  const traces = results.map(({ job, doc }) => ({
+    type: "bar",
+    name: `${job.name || job.id} (AP@.5 ${fmtFixed(doc.ap50, 1)})`,
+    x: WHY_TYPES.map((t) => WHY_NAMES[t]),
+    y: WHY_TYPES.map((t) => doc.tide[t] ?? 0),
+    marker: { color: job.color },
+    hovertemplate: `${job.name || job.id}<br>%{x}: +%{y:.2f} AP@.5 if fixed<extra></extra>`,
+  }));
+  $("why-chart").hidden = !traces.length;
+  if (traces.length) {
+    const layout = {
+      template: "plotly_white", barmode: "group", margin: { l: 55, r: 10, t: 10, b: 40 },
+      yaxis: { title: { text: "dAP (AP@.5 points)" }, rangemode: "tozero" }, legend: { orientation: "h", y: 1.12 },
+    };
+    await drawFigure($("why-chart"), { data: traces, layout });
+  }
+  $("why-status").textContent = `${results.length} of ${jobs.length} jobs analyzed on their first ${n} validation images.` +
+    (failed.length ? ` Not analyzed: ${failed.join("; ")}` : "");
+  $("why-card").dataset.ready = "true";
+}
+
+$("why-form").addEventListener("submit", analyzeAll);
 $("picker").addEventListener("toggle", () => $("picker").open && openPicker());
 
 if (ids.length < MIN_JOBS || ids.length > MAX_JOBS) {
