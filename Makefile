@@ -52,6 +52,7 @@ bench: venv
 	$(VENV)/bin/python -m benchmarks.load $(LOAD_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.sse_clients $(CLIENTS_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.detect
+	$(VENV)/bin/python -m benchmarks.analysis
 	$(VENV)/bin/python -m benchmarks.export
 	$(VENV)/bin/python -m benchmarks.compare $(COMPARE_BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.jobs_list $(JOBS_LIST_BENCH_ARGS)
