@@ -215,7 +215,11 @@ def non_max_suppression(boxes: Any, scores: Any, *, config: DetectConfig = DEFAU
         raise ValueError(f"scores must be [B, P, C] with B, P = {tuple(boxes.shape[:2])}, got {tuple(scores.shape)}")
     if int(boxes.shape[0]) == 0:
         return []
-    nms = batched_nms(boxes, scores, config=config)
+    return unpad(batched_nms(boxes, scores, config=config))
+
+
+def unpad(nms: NmsResult) -> list[Detections]:
+    """One :class:`Detections` per image of a padded :func:`batched_nms` result."""
     out_boxes, out_scores = nms.boxes.numpy(), nms.scores.numpy()
     out_labels, counts = nms.classes.numpy().astype(np.int32), nms.num_detections.numpy()
     return [
@@ -292,6 +296,7 @@ class Detector:
         self.model = model
         self.config = config
         self._priors: dict[int, np.ndarray] = {}
+        self._graphs: dict[int, Any] = {}
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path) -> Detector:
@@ -347,19 +352,25 @@ class Detector:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         n, height, width = images.shape[:3]
         self.check_image_size(height, width)
-        priors = self.priors(height)
+        graph = self._graph(height)
         out: list[Detections] = []
         for start in range(0, n, batch_size):
-            batch = tf.convert_to_tensor(images[start : start + batch_size], tf.float32)
-            y_pred = self.model(batch, training=False)
-            out.extend(
-                postprocess(
-                    y_pred,
-                    priors,
-                    num_classes=self.config.model.num_classes,
-                    variances=self.config.matching.variances,
-                    config=self.config.detect,
-                    image_size=height,
-                )
-            )
+            out.extend(unpad(graph(tf.convert_to_tensor(images[start : start + batch_size], tf.float32))))
         return out
+
+    def _graph(self, size: int) -> Any:
+        """The model, decoding and NMS of :func:`postprocess` as one graph for ``size`` px images
+        (traced once per size; any batch). Eagerly, op by op, they took 92.7 ms an image one at a
+        time against the SavedModel export's 17.5 (docs/guide/export.md): the same ops."""
+        if size not in self._graphs:
+            priors = tf.constant(self.priors(size))
+            config, model = self.config, self.model
+
+            @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+            def detect(images: tf.Tensor) -> NmsResult:
+                scores, offsets = split_predictions(model(images, training=False))
+                boxes = decode_boxes(offsets, priors, variances=config.matching.variances, image_size=size)
+                return batched_nms(boxes, scores[..., : config.model.num_classes], config=config.detect)
+
+            self._graphs[size] = detect
+        return self._graphs[size]
