@@ -61,8 +61,10 @@ def tide_figure(tide: Mapping[str, float | None]) -> dict[str, Any]:
     return fig.to_plotly_json()
 
 
-def size_figure(sizes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Grouped bars: AP@.5 and AP@[.5:.95] of each size range, objects per range in the hover."""
+def size_figure(sizes: Sequence[Mapping[str, Any]], covered: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Grouped bars: AP@.5 and AP@[.5:.95] of each size range (COCO's, then the coverage report's
+    buckets), objects per range in the label; ``covered`` (bucket label -> share of its objects
+    owning a prior) draws the buckets' prior coverage as a line, so AP and coverage read together."""
     labels = [f"{s['label']} ({s['num_gt']})" for s in sizes]
     fig = go.Figure()
     for key, name, color in (("ap50", "AP@.5", "#2563eb"), ("ap", "AP@[.5:.95]", "#93c5fd")):
@@ -75,13 +77,35 @@ def size_figure(sizes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 hovertemplate=f"%{{x}} objects<br>{name} %{{y:.2f}}<extra></extra>",
             )
         )
+    if covered:
+        shown = [(label, s) for label, s in zip(labels, sizes, strict=True) if s["label"] in covered]
+        fig.add_trace(
+            go.Scatter(
+                x=[label for label, _ in shown],
+                y=[100 * covered[s["label"]] for _, s in shown],
+                mode="lines+markers",
+                name="objects owning a prior (%)",
+                line={"color": "#7c3aed"},
+                hovertemplate="%{x}<br>%{y:.1f}% own a prior<extra></extra>",
+            )
+        )
     fig.update_layout(
         **{**LAYOUT, "margin": {"l": 55, "r": 10, "t": 10, "b": 45}},
         barmode="group",
-        yaxis={"title": {"text": "AP points"}, "range": [0, 100]},
-        legend={"orientation": "h", "y": 1.08},
+        yaxis={"title": {"text": "AP points, %"}, "range": [0, 105]},
+        legend={"orientation": "h", "y": 1.1},
     )
     return fig.to_plotly_json()
+
+
+def bucket_coverage(ground_truths: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Per size bucket, the share of its objects owning a positive prior under the run's rule."""
+    totals: dict[str, list[int]] = {}
+    for g in ground_truths:
+        counts = totals.setdefault(g["size_bucket"], [0, 0])
+        counts[0] += 1
+        counts[1] += g["positives"] > 0
+    return {label: owned / total for label, (total, owned) in totals.items()}
 
 
 def prior_recall_figure(bins: Sequence[Mapping[str, Any]], iou_threshold: float | None = None) -> dict[str, Any]:
@@ -147,6 +171,9 @@ def analysis_figures(document: Mapping[str, Any], iou_threshold: float | None = 
     """The three figures of an analysis document, by name."""
     return {
         "tide": tide_figure(document["tide"]),
-        "sizes": size_figure([document["ap_by_size"][k] for k in ("small", "medium", "large")]),
+        "sizes": size_figure(
+            [*(document["ap_by_size"][k] for k in ("small", "medium", "large")), *document["ap_by_bucket"]],
+            bucket_coverage(document["ground_truths"]),
+        ),
         "prior_recall": prior_recall_figure(document["recall_by_prior_iou"], iou_threshold),
     }

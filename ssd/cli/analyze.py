@@ -125,6 +125,9 @@ def describe(result: dict[str, Any], *, dataset: str, split: str) -> list[str]:
     ]
     for label, size in result["ap_by_size"].items():
         lines.append(f"  {label:<30} {_num(size['ap50']):>6} {_num(size['ap']):>12} {size['num_gt']:>8}")
+    lines.append("AP by size bucket (prior coverage's):")
+    for size in result["ap_by_bucket"]:
+        lines.append(f"  {size['label']:<30} {_num(size['ap50']):>6} {_num(size['ap']):>12} {size['num_gt']:>8}")
     lines += ["", "what became of each ground truth:"]
     names = {
         "found": "found",

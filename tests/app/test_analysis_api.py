@@ -110,3 +110,23 @@ def test_the_figures_carry_the_documents_numbers() -> None:
     assert list(found["x"]) == [0.05, 0.65]  # empty bins are left out
     assert (list(found["y"]), list(not_found["y"]), list(no_prior["y"])) == ([0, 4], [1, 1], [2, 0])
     assert list(recall["y"]) == [0.0, 0.8]
+
+
+def test_the_size_figure_reads_ap_and_prior_coverage_together() -> None:
+    from app.figures.analysis import bucket_coverage, size_figure
+
+    stories = [
+        {"size_bucket": "< 16 px", "positives": 0},
+        {"size_bucket": "< 16 px", "positives": 2},
+        {"size_bucket": "24-32 px", "positives": 1},
+    ]
+    covered = bucket_coverage(stories)
+    assert covered == {"< 16 px": 0.5, "24-32 px": 1.0}
+    sizes = [
+        {"label": "small", "ap": 40.0, "ap50": 60.0, "num_gt": 3},
+        {"label": "< 16 px", "ap": 10.0, "ap50": 20.0, "num_gt": 2},
+        {"label": "24-32 px", "ap": None, "ap50": None, "num_gt": 1},
+    ]
+    ap50, ap, coverage = size_figure(sizes, covered)["data"]
+    assert list(ap50["x"]) == ["small (3)", "< 16 px (2)", "24-32 px (1)"] and list(ap50["y"]) == [60.0, 20.0, None]
+    assert list(coverage["x"]) == ["< 16 px (2)", "24-32 px (1)"] and list(coverage["y"]) == [50.0, 100.0]
