@@ -20,8 +20,10 @@ Errors are :mod:`app.domain`'s: an unknown job (:class:`NotFound`), no checkpoin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -35,6 +37,7 @@ from app.services.export import checkpoint_key, error_line, snapshot_checkpoint
 from app.services.heavy import HeavyWork
 from app.services.jobs import JobService
 from app.services.lru import LRU
+from ssd.checkpoint import EVALS_FILE, METRICS_FILE
 
 ANALYSIS_DIR = "analysis"
 ANALYZE_TIMEOUT_S = 1800.0  # a 5,000-image analysis of a large backbone on 2 CPU cores, with headroom
@@ -101,6 +104,7 @@ class AnalysisService:
         with tempfile.TemporaryDirectory(prefix=".analysis-", dir=target.parent) as tmp:
             snapshot = Path(tmp) / "checkpoint"
             await run_sync(snapshot_checkpoint, job_dir, snapshot, key)
+            await run_sync(_copy_records, job_dir, snapshot)
             out = Path(tmp) / target.name
             async with self._one_at_a_time:
                 self.runs += 1
@@ -130,3 +134,11 @@ class AnalysisService:
             raise
         if process.returncode != 0:
             raise Broken(f"the analysis failed: {error_line(stderr.decode('utf-8', 'replace'), str(checkpoint))}")
+
+
+def _copy_records(job_dir: Path, snapshot: Path) -> None:
+    """The run's step and evaluation records beside the snapshot, for the health checks (a running
+    job may be writing a line: the analysis skips a line it cannot read)."""
+    for name in (METRICS_FILE, EVALS_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            shutil.copyfile(job_dir / name, snapshot / name)

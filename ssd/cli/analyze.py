@@ -15,6 +15,7 @@ document (:meth:`ssd.analysis.report.Analysis.to_dict`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -97,12 +98,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
-    """The JSON lines of a run's ``metrics.jsonl`` / ``evals.jsonl``; none where the file is missing."""
+    """The JSON lines of a run's ``metrics.jsonl`` / ``evals.jsonl`` (none where the file is missing)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    records = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):  # a line a running job is still writing
+            records.append(json.loads(line))
+    return records
 
 
 def _num(value: float | None) -> str:

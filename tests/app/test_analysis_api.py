@@ -39,6 +39,7 @@ def service(client: TestClient) -> AnalysisService:
 
 def test_an_analysis_is_computed_once_per_checkpoint_in_a_child(client: TestClient, checkpoint: Path) -> None:
     job_id, job_dir = make_job(client, checkpoint)
+    (job_dir / "metrics.jsonl").write_text((checkpoint / "metrics.jsonl").read_text())  # what a worker writes
     response = client.get(f"/api/jobs/{job_id}/analysis", params={"n": 6})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -49,6 +50,9 @@ def test_an_analysis_is_computed_once_per_checkpoint_in_a_child(client: TestClie
     labels = [c for i in range(6) for c in val[i].labels.tolist()]
     assert [g["class"] for g in body["ground_truths"]] == labels
     assert sum(body["causes"].values()) == len(labels)
+    # The health checks read the run's records too (copied beside the snapshot).
+    health = {c["check"]: c for c in body["health"]}
+    assert health["no_positive_priors"]["status"] != "skipped" and health["loss_diverged"]["status"] == "skipped"
     assert service(client).runs == 1
 
     again = client.get(f"/api/jobs/{job_id}/analysis", params={"n": 6})
