@@ -161,9 +161,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"images        {num}")
     print(f"mAP@[.5:.95]  {result.map:.4f}")
     print(f"mAP@.5        {result.map50:.4f}")
-    print("class  AP@[.5:.95]  AP@.5")
+    names = source.class_names  # the dataset's names (the digits for the generator)
+    width = max(5, *(len(n) for n in names[: len(result.ap_per_class)]))
+    print(f"{'class':<{width}}  AP@[.5:.95]  AP@.5")
     for k, (ap, ap50) in enumerate(zip(result.ap_per_class, result.ap50_per_class, strict=True)):
-        print(f"{k:>5}  {ap:>11.4f}  {ap50:>5.4f}")
+        name = names[k] if k < len(names) else str(k)
+        print(f"{name:>{width}}  {ap:>11.4f}  {ap50:>5.4f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
     return 0

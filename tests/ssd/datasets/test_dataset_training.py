@@ -92,3 +92,27 @@ def test_loader_processes_make_the_imports_batches(data_dir: Path) -> None:
     for start, batch in zip(starts, made, strict=True):
         for got, expected in zip(batch, dataset.batch(start, 3)[:3], strict=True):
             np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.slow
+def test_evaluate_prints_the_datasets_class_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ssd.datasets.export import export_generator
+
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    out = export_generator(tmp_path / "export", "coco", images=12, val_fraction=0.25, seed=0)
+    for path in out.rglob("*.json"):  # the digits, named in words
+        data = json.loads(path.read_text())
+        data["categories"] = [{**c, "name": words[int(c["name"])]} for c in data["categories"]]
+        path.write_text(json.dumps(data))
+    data_dir = tmp_path / "data"
+    assert main(["datasets", "import", str(out), "--name", "words", "--data-dir", str(data_dir), "--json"]) == 0
+    config = tmp_path / "tiny.json"
+    config.write_text(
+        json.dumps({**TINY, "data": {**TINY["data"], "dataset": "words"}, "train": {**TINY["train"], "steps": 1}})
+    )
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data-dir", str(data_dir), "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(run), "--data-dir", str(data_dir)]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[4:]]
+    assert rows == words
