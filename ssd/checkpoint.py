@@ -16,11 +16,17 @@ A run directory holds:
 - :data:`EVALS_FILE` ``evals.jsonl``: one JSON object per evaluation.
 - :data:`RUN_FILE` ``run.json``: how the run computes (``precision``, ``precision_reason``,
   ``xla`` ``"on"``/``"off"``, ``xla_reason``, ``loader_processes``, ``loader_reason``,
-  ``device``), written when training starts; the job page shows it.
+  ``device``), written when training starts; the job page shows it. A run that early stopping
+  ended adds ``stop_reason``.
+- :data:`BEST_WEIGHTS_FILE` ``best.weights.h5``: the weights at the evaluation with the highest
+  ``map50`` so far (ties keep the earlier), beside the last checkpoint's.
+- :data:`BEST_FILE` ``best.json``: which evaluation that was, ``{"step", "map50", "map"}``.
 
 The first three are the checkpoint (:data:`CHECKPOINT_FILES`): with them a run resumes, or its
 model detects. Weights and state are replaced atomically (written to a temporary file, then
-renamed), so a reader sees either the previous checkpoint or the new one.
+renamed), so a reader sees either the previous checkpoint or the new one. The best weights are
+written the same way, before ``best.json``. :func:`weights_path` is the file a reader loads:
+the best when there is one, unless asked for the last (``--weights last``).
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ssd.config import Config, from_dict
 
 __all__ = [
+    "BEST_FILE",
+    "BEST_WEIGHTS_FILE",
     "CHECKPOINT_FILES",
     "CONFIG_FILE",
     "EVALS_FILE",
@@ -39,9 +48,13 @@ __all__ = [
     "STATE_FILE",
     "WEIGHTS_FILE",
     "RUN_FILE",
+    "WEIGHTS_CHOICES",
     "has_checkpoint",
+    "read_best",
     "read_config",
     "read_run_info",
+    "weights_path",
+    "write_best",
     "write_config",
     "write_run_info",
 ]
@@ -53,6 +66,12 @@ METRICS_FILE = "metrics.jsonl"
 EVALS_FILE = "evals.jsonl"
 RUN_FILE = "run.json"
 CHECKPOINT_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE)
+BEST_WEIGHTS_FILE = "best.weights.h5"
+"""The weights at the evaluation with the highest mAP@.5 so far (ties keep the earlier)."""
+BEST_FILE = "best.json"
+"""Which evaluation :data:`BEST_WEIGHTS_FILE` holds: ``{"step": int, "map50": float, "map": float}``."""
+WEIGHTS_CHOICES: tuple[str, ...] = ("best", "last")
+"""What a reader may ask for: ``best`` (the best weights where there are some, else the last) or ``last``."""
 
 
 def has_checkpoint(directory: str | Path) -> bool:
@@ -104,3 +123,41 @@ def read_run_info(directory: str | Path) -> dict[str, str] | None:
     except (OSError, ValueError):
         return None
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
+
+
+def weights_path(directory: str | Path, weights: str = "best") -> Path:
+    """The weights file to load from ``directory``: for ``"best"`` :data:`BEST_WEIGHTS_FILE` when
+    it exists, else :data:`WEIGHTS_FILE`; for ``"last"`` :data:`WEIGHTS_FILE`.
+
+    Raises:
+        ValueError: ``weights`` is not one of :data:`WEIGHTS_CHOICES`.
+    """
+    if weights not in WEIGHTS_CHOICES:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS_CHOICES)}, got {weights!r}")
+    directory = Path(directory)
+    best = directory / BEST_WEIGHTS_FILE
+    if weights == "best" and best.is_file():
+        return best
+    return directory / WEIGHTS_FILE
+
+
+def read_best(directory: str | Path) -> dict[str, Any] | None:
+    """``best.json`` of a run directory (``step``, ``map50``, ``map``), or None where there is none
+    (or it is unreadable)."""
+    try:
+        data = json.loads((Path(directory) / BEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("step"), int) or "map50" not in data:
+        return None
+    return {"step": int(data["step"]), "map50": float(data["map50"]), "map": float(data.get("map", 0.0))}
+
+
+def write_best(directory: str | Path, record: dict[str, Any]) -> Path:
+    """Write ``best.json`` (``step``, ``map50``, ``map`` of ``record``) atomically; return the path."""
+    path = Path(directory) / BEST_FILE
+    tmp = path.with_name(f"tmp-{BEST_FILE}")
+    best = {"step": int(record["step"]), "map50": float(record["map50"]), "map": float(record["map"])}
+    tmp.write_text(json.dumps(best) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssd.boxes import Variances, decode
-from ssd.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_config
+from ssd.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_config, weights_path
 from ssd.config import Config, DetectConfig
 from ssd.geometry import ImageSize, image_hw, xyxy_to_xywh
 from ssd.model import build_ssd
@@ -295,30 +295,37 @@ class Detector:
         """Wrap ``model`` (built by :func:`ssd.model.build_ssd` from ``config``)."""
         self.model = model
         self.config = config
+        self.weights_path: Path | None = None  # the file from_checkpoint loaded
         self._priors: dict[int, np.ndarray] = {}
         self._graphs: dict[int, Any] = {}
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path) -> Detector:
-        """Load ``directory/config.json`` (``Config.to_dict()``) and ``directory/model.weights.h5``.
+    def from_checkpoint(cls, directory: str | Path, weights: str = "best") -> Detector:
+        """Load ``directory/config.json`` (``Config.to_dict()``) and the weights: for ``"best"``
+        ``best.weights.h5`` (the evaluation with the highest mAP@.5) when it exists, else the
+        last, ``model.weights.h5``; for ``"last"`` the last (:func:`ssd.checkpoint.weights_path`).
 
-        The file names are :mod:`ssd.checkpoint`'s; the config is read first.
+        The file names are :mod:`ssd.checkpoint`'s; the config is read first. The file loaded is
+        :attr:`weights_path`.
 
         Raises:
             FileNotFoundError: either file is missing (the message names it).
-            ValueError: either file is unreadable or does not fit (the message names it);
+            ValueError: either file is unreadable or does not fit (the message names it), or
+                ``weights`` is neither ``"best"`` nor ``"last"``;
                 :class:`ssd.config.ConfigError` for an invalid config.
         """
+        path = weights_path(directory, weights)
         config = read_config(directory)
-        weights_path = Path(directory) / WEIGHTS_FILE
-        if not weights_path.is_file():
-            raise FileNotFoundError(f"checkpoint weights not found: {weights_path}")
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint weights not found: {path}")
         model = build_ssd(config.model, config.priors, None, pretrained=False)
         try:
-            model.load_weights(str(weights_path))
+            model.load_weights(str(path))
         except Exception as exc:  # h5py/keras raise many types for a bad file
-            raise ValueError(f"checkpoint weights {weights_path} could not be loaded: {exc}") from exc
-        return cls(model, config)
+            raise ValueError(f"checkpoint weights {path} could not be loaded: {exc}") from exc
+        detector = cls(model, config)
+        detector.weights_path = path
+        return detector
 
     def priors(self, image_size: int) -> np.ndarray:
         """float32 [P, 4] pixel ``xyxy`` priors for square images of ``image_size`` (cached)."""

@@ -254,6 +254,15 @@ class DistributedTrainer(Trainer):
         if self.is_chief:
             super().save_checkpoint()
 
+    def save_best(self, evaluation: dict[str, Any]) -> None:
+        """The chief's alone, as :meth:`save_checkpoint`."""
+        if self.is_chief:
+            super().save_best(evaluation)
+
+    def _stop_vote(self, stop: bool) -> bool:
+        """The chief's wish to stop (cancelled or stopped early), agreed with the workers'."""
+        return self.stop_agreed(stop)
+
     def fit(
         self,
         *,
@@ -268,11 +277,8 @@ class DistributedTrainer(Trainer):
         """
         if not self.is_chief:
             return self._follow(steps)
-
-        def agreed() -> bool:
-            return self.stop_agreed(should_stop is not None and should_stop())
-
-        result = super().fit(on_step=on_step, on_eval=on_eval, should_stop=agreed, steps=steps)
+        # Every stop (asked, or early stopping's) is voted on by _stop_vote before every step.
+        result = super().fit(on_step=on_step, on_eval=on_eval, should_stop=should_stop, steps=steps)
         if self.peer_group is not None:
             codes = self.peer_group.wait()
             if any(code != 0 for code in codes):

@@ -153,8 +153,9 @@ SAVERS: dict[str, Callable[[Detector, Path], None]] = {
 }
 
 
-def export(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:
-    """Export the checkpoint in ``checkpoint`` (``config.json`` + ``model.weights.h5``) as ``fmt``.
+def export(checkpoint: str | Path, fmt: str, out: str | Path, *, weights: str = "best") -> Path:
+    """Export the checkpoint in ``checkpoint`` (``config.json`` + its best weights, else the last;
+    ``weights="last"``: the last, ``model.weights.h5``) as ``fmt``.
 
     ``out`` is a directory for ``savedmodel`` (it must not exist or be empty) and a file for
     ``onnx`` and ``tflite`` (replaced). It is written in a temporary sibling first and moved
@@ -173,7 +174,7 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:
     out = Path(out)
     if out.is_dir() and (fmt != "savedmodel" or any(out.iterdir())):
         raise ValueError(f"{out} is a directory that is not empty" if fmt == "savedmodel" else f"{out} is a directory")
-    detector = Detector.from_checkpoint(checkpoint)
+    detector = Detector.from_checkpoint(checkpoint, weights)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
         staged = Path(tmp) / out.name

@@ -329,6 +329,8 @@ class TrainConfig:
     eval_every: int = 0  # 0: only at the end
     eval_images: int = 100
     checkpoint_every: int = 200
+    # Stop after this many evaluations (train.eval_every) without a new best mAP@.5; 0: never.
+    early_stop_patience: int = 0
     # auto: bf16 on CPUs with bf16 units, float16 + loss scaling on GPUs with tensor cores (ssd.precision)
     precision: Requested = "float32"
     # auto: XLA compiles the training step on GPUs, not on CPUs (ssd.precision.choose_xla)
@@ -348,6 +350,11 @@ class TrainConfig:
         _check(self.eval_every >= 0, "train.eval_every", "must be >= 0")
         _check(1 <= self.eval_images <= 100_000, "train.eval_images", "must be in 1..100000")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
+        _check(
+            0 <= self.early_stop_patience <= MAX_STEPS,
+            "train.early_stop_patience",
+            f"must be in 0..{MAX_STEPS} (0: off), got {self.early_stop_patience}",
+        )
         _check(self.precision in PRECISIONS, "train.precision", f"must be one of {', '.join(PRECISIONS)}")
         _check(self.xla in XLA_MODES, "train.xla", f"must be one of {', '.join(XLA_MODES)}")
         _check(

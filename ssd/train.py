@@ -36,11 +36,15 @@ import numpy as np
 import tensorflow as tf
 
 from ssd.checkpoint import (
+    BEST_FILE,
+    BEST_WEIGHTS_FILE,
     EVALS_FILE,
     METRICS_FILE,
     STATE_FILE,
     WEIGHTS_FILE,
     has_checkpoint,
+    read_best,
+    write_best,
     write_config,
     write_run_info,
 )
@@ -74,12 +78,15 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainResult:
-    """How a run ended: ``status`` is ``"succeeded"`` or ``"cancelled"``; ``step`` the last step done."""
+    """How a run ended: ``status`` is ``"succeeded"`` or ``"cancelled"``; ``step`` the last step done;
+    ``best`` the best evaluation (``best.json``), ``stop_reason`` why early stopping ended it (else None)."""
 
     status: Literal["succeeded", "cancelled"]
     step: int
     last_metrics: dict[str, Any] | None
     last_eval: dict[str, Any] | None
+    best: dict[str, Any] | None = None
+    stop_reason: str | None = None
 
 
 def datasets(config: Config, data_dir: Path | None = None) -> tuple[TrainData, TrainData]:
@@ -330,6 +337,37 @@ class Trainer:
             var.assign(value)
         self.step = step
 
+    @property
+    def best_weights_path(self) -> Path:
+        return self.out_dir / BEST_WEIGHTS_FILE
+
+    def save_best(self, evaluation: dict[str, Any]) -> None:
+        """Write the model's weights as ``best.weights.h5``, then ``best.json`` (each atomically)."""
+        tmp = self.out_dir / f"tmp-{BEST_WEIGHTS_FILE}"
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.best_weights_path)
+        write_best(self.out_dir, evaluation)
+
+    def _read_best(self, evals_file: Path) -> tuple[dict[str, Any] | None, int]:
+        """The best evaluation so far (``best.json``) and the evaluations since it, for a resumed
+        run; a fresh run (step 0) drops a best an earlier run in the directory left."""
+        if self.step == 0:
+            for name in (BEST_FILE, BEST_WEIGHTS_FILE):
+                (self.out_dir / name).unlink(missing_ok=True)
+            return None, 0
+        best = read_best(self.out_dir)
+        if best is None or not self.best_weights_path.is_file():
+            return None, 0
+        since = 0
+        if evals_file.exists():
+            steps = [json.loads(line)["step"] for line in evals_file.read_text().splitlines() if line.strip()]
+            since = sum(1 for step in steps if step > best["step"])
+        return best, since
+
+    def _stop_vote(self, stop: bool) -> bool:
+        """Whether to stop before the next step (every worker of a distributed run agrees)."""
+        return stop
+
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, num_images: int) -> dict[str, Any]:
         """Validation loss parts and COCO mAP on the first ``num_images`` validation images."""
@@ -395,8 +433,12 @@ class Trainer:
         """Train from ``self.step`` to ``steps`` (default ``train.steps``).
 
         Calls ``on_step(metrics)`` after every step and ``on_eval(metrics)`` after every
-        evaluation (every ``train.eval_every`` steps and at the end). Checks ``should_stop()``
-        before every step: when it is true the run saves a checkpoint and returns ``cancelled``.
+        evaluation (every ``train.eval_every`` steps and at the end). An evaluation whose
+        ``map50`` beats the best so far (``best.json``, read again on resume) is saved as
+        ``best.weights.h5``. Checks ``should_stop()`` before every step: when it is true the run
+        saves a checkpoint and returns ``cancelled``. With ``train.early_stop_patience`` N > 0 the
+        run ends ``succeeded`` after N evaluations in a row without a new best, its
+        ``stop_reason`` said in the result and in ``run.json``.
 
         Raises:
             NonFiniteLossError: a loss part became NaN or infinite (the last checkpoint stays).
@@ -409,18 +451,19 @@ class Trainer:
         _truncate_jsonl(evals_file, self.step)
         write_config(self.out_dir, self.config)
         device = f"GPU: {self.gpu.name}" if self.gpu else f"CPU: {cpu_info()[0]}"
-        write_run_info(
-            self.out_dir,
-            {
-                "precision": self.precision.policy,
-                "precision_reason": self.precision.reason,
-                "xla": self.xla.setting,
-                "xla_reason": self.xla.reason,
-                "loader_processes": str(self.loader.processes),
-                "loader_reason": self.loader.reason,
-                "device": device,
-            },
-        )
+        run_info = {
+            "precision": self.precision.policy,
+            "precision_reason": self.precision.reason,
+            "xla": self.xla.setting,
+            "xla_reason": self.xla.reason,
+            "loader_processes": str(self.loader.processes),
+            "loader_reason": self.loader.reason,
+            "device": device,
+        }
+        write_run_info(self.out_dir, run_info)
+        best, since_best = self._read_best(evals_file)
+        patience = t.early_stop_patience
+        stop_reason: str | None = None
         record: dict[str, Any] | None = None
         evaluation: dict[str, Any] | None = None
         status: Literal["succeeded", "cancelled"] = "succeeded"
@@ -430,8 +473,10 @@ class Trainer:
             mf = stack.enter_context(open(metrics_file, "a"))
             tb = stack.enter_context(TensorBoardLog(self.out_dir, self.config.to_dict(), self.step))
             while self.step < last:
-                if should_stop is not None and should_stop():
-                    status = "cancelled"
+                asked = should_stop is not None and should_stop()
+                if self._stop_vote(asked or stop_reason is not None):
+                    if stop_reason is None:
+                        status = "cancelled"
                     break
                 images, y_true = next(pipeline)
                 lr = current_lr(self.optimizer)
@@ -456,6 +501,21 @@ class Trainer:
                     self.save_checkpoint()
                 if done or (t.eval_every and self.step % t.eval_every == 0):
                     evaluation = self.evaluate(t.eval_images)
+                    map50 = float(evaluation["map50"])
+                    if math.isfinite(map50) and (best is None or map50 > best["map50"]):
+                        self.save_best(evaluation)
+                        best = {"step": self.step, "map50": map50, "map": float(evaluation["map"])}
+                        since_best = 0
+                    else:
+                        since_best += 1
+                    if patience and since_best >= patience and not done:
+                        stop_reason = (
+                            f"early stop: no new best mAP@.5 in {since_best} evaluations "
+                            f"(best {best['map50']:.4f} at step {best['step']})"
+                            if best is not None
+                            else f"early stop: no finite mAP@.5 in {since_best} evaluations"
+                        )
+                        write_run_info(self.out_dir, {**run_info, "stop_reason": stop_reason})
                     with open(evals_file, "a") as ef:
                         ef.write(json.dumps(evaluation) + "\n")
                     tb.eval(evaluation)
@@ -463,7 +523,14 @@ class Trainer:
                         on_eval(evaluation)
                     tick = time.perf_counter()  # evaluation time is not training time
         self.save_checkpoint()
-        return TrainResult(status=status, step=self.step, last_metrics=record, last_eval=evaluation)
+        return TrainResult(
+            status=status,
+            step=self.step,
+            last_metrics=record,
+            last_eval=evaluation,
+            best=best,
+            stop_reason=stop_reason,
+        )
 
 
 def _truncate_jsonl(path: Path, step: int) -> None:

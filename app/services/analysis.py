@@ -6,8 +6,9 @@ never imports it for this. It runs ``python -m ssd.cli analyze`` in a child proc
 with asyncio so the event loop keeps serving, on a snapshot of the checkpoint (config and weights
 copied, as :mod:`app.services.export` does, so a job saving meanwhile cannot hand it half a file).
 
-The document is kept as ``jobs/{id}/analysis/{split}-{n}-{mtime_ns}-{size}.json``, named after
-the weights file: a newer checkpoint misses the cache and is analyzed again, and a second request
+The weights are the job's best where training kept them, else the last (as the export's). The
+document is kept as ``jobs/{id}/analysis/{split}-{n}-{best|last}-{mtime_ns}-{size}.json``, named
+after the weights file: a newer checkpoint misses the cache and is analyzed again, and a second request
 for the same checkpoint reads the file (older analyses of that split and size are then deleted).
 A request for an analysis being computed waits for it. One analysis runs at a time, holding a
 slot of the server's heavy work (:class:`app.services.heavy.HeavyWork`): beyond its limit a
@@ -33,7 +34,7 @@ from anyio.to_thread import run_sync
 
 from app.domain import Broken, Invalid
 from app.figures.analysis import analysis_figures
-from app.services.export import checkpoint_key, error_line, snapshot_checkpoint
+from app.services.export import checkpoint_key, checkpoint_step, error_line, snapshot_checkpoint
 from app.services.heavy import HeavyWork
 from app.services.jobs import JobService
 from app.services.lru import LRU
@@ -82,7 +83,11 @@ class AnalysisService:
         return {
             "job_id": job_id,
             "image_size": (job.config.get("data") or {}).get("image_size"),
-            "checkpoint": {"step": job.checkpoint_step, "key": key},
+            "checkpoint": {
+                "step": checkpoint_step(job_dir, job),
+                "key": key,
+                "weights": key.split("-", 1)[0],
+            },
             **document,
             "figures": analysis_figures(document, threshold),
         }

@@ -2,7 +2,9 @@
 evaluated with pycocotools, and on uploaded images.
 
 TensorFlow is imported only when a detector is first loaded (``load_detector``), never when the
-app is imported. Loaded detectors are cached per (job id, weights file mtime and size) in a small
+app is imported. The viewer runs the job's best weights (``best.weights.h5``, the evaluation with
+the highest mAP@.5) where training kept them, else the last (:func:`ssd.checkpoint.weights_path`).
+Loaded detectors are cached per (job id, the loaded weights file's name, mtime and size) in a small
 LRU, so a running job's newer checkpoint is picked up by the next request; one lock serialises
 inference (two CPU cores: parallel model calls would only contend). Every method blocks: routes
 call them in a worker thread.
@@ -42,7 +44,7 @@ from app.figures.detections import confusion_figure, image_figure, pr_figure
 from app.services.heavy import HeavyWork, check_stop
 from app.services.images import MAX_UPLOAD_PIXELS, data_url, decode_upload, letterbox
 from app.services.lru import LRU
-from ssd.checkpoint import WEIGHTS_FILE
+from ssd.checkpoint import BEST_WEIGHTS_FILE, read_best, weights_path
 from ssd.config import Config, ConfigError
 from ssd.datasets.resolve import resolve
 from ssd.datasets.source import DataSource, SplitData
@@ -80,11 +82,12 @@ def batch_size(pixels_per_image: int) -> int:
     return max(1, min(32, BATCH_PIXELS // max(1, pixels_per_image)))
 
 
-def load_detector(directory: Path) -> Predictor:
-    """The detector of a checkpoint directory (imports TensorFlow on first use)."""
+def load_detector(directory: Path, weights: str = "best") -> Predictor:
+    """The detector of a checkpoint directory with its ``best`` or ``last`` weights (imports
+    TensorFlow on first use)."""
     from ssd.detect import Detector
 
-    return Detector.from_checkpoint(directory)
+    return Detector.from_checkpoint(directory, weights)
 
 
 def split_size(config: Config, source: DataSource, split: Split) -> int | None:
@@ -98,21 +101,23 @@ def split_size(config: Config, source: DataSource, split: Split) -> int | None:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A job's latest checkpoint on disk; ``key`` changes whenever the weights file is replaced."""
+    """A job's checkpoint on disk, with the weights the viewer loads (``weights``: ``best`` or
+    ``last``); ``key`` changes whenever that weights file is replaced."""
 
     job_id: str
     directory: Path
     mtime_ns: int
     size: int
     step: int | None
+    weights: str = "last"
 
     @property
-    def key(self) -> tuple[str, int, int]:
-        return (self.job_id, self.mtime_ns, self.size)
+    def key(self) -> tuple[str, str, int, int]:
+        return (self.job_id, self.weights, self.mtime_ns, self.size)
 
     def to_dict(self) -> dict[str, Any]:
         saved = datetime.fromtimestamp(self.mtime_ns / 1e9, UTC).isoformat()
-        return {"step": self.step, "saved_at": saved}
+        return {"step": self.step, "saved_at": saved, "weights": self.weights}
 
 
 def _r(value: float, digits: int = 2) -> float:
@@ -154,10 +159,12 @@ class DetectionService:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, job: Job) -> Checkpoint:
-        """The job's latest checkpoint; :class:`Conflict` while it trains without one, else :class:`NotFound`."""
+        """The job's checkpoint, its best weights where there are some (else the last);
+        :class:`Conflict` while it trains without one, else :class:`NotFound`."""
         directory = self.jobs_dir / job.id
+        path = weights_path(directory, "best")
         try:
-            stat = (directory / WEIGHTS_FILE).stat()
+            stat = path.stat()
         except OSError:
             if job.status in ACTIVE:
                 every = (job.config or {}).get("train", {}).get("checkpoint_every")
@@ -167,7 +174,11 @@ class DetectionService:
                     f"it saves one {when}when it stops: try again later",
                 ) from None
             raise NotFound(f"job {job.id} ({job.status}) has no checkpoint") from None
-        return Checkpoint(job.id, directory, stat.st_mtime_ns, stat.st_size, job.checkpoint_step)
+        if path.name == BEST_WEIGHTS_FILE:
+            best = read_best(directory)
+            step = best["step"] if best is not None else None
+            return Checkpoint(job.id, directory, stat.st_mtime_ns, stat.st_size, step, "best")
+        return Checkpoint(job.id, directory, stat.st_mtime_ns, stat.st_size, job.checkpoint_step, "last")
 
     def detector(self, ckpt: Checkpoint) -> Predictor:
         """The loaded detector of ``ckpt`` (cached); a broken checkpoint is :class:`Broken`, naming the file."""
@@ -175,7 +186,7 @@ class DetectionService:
         def load() -> Predictor:
             with self.heavy.slot(f"loading the checkpoint of job {ckpt.job_id}"), self._load_lock:
                 try:
-                    return load_detector(ckpt.directory)
+                    return load_detector(ckpt.directory, ckpt.weights)
                 except FileNotFoundError as exc:
                     raise NotFound(self._clean(ckpt, exc)) from None
                 except Exception as exc:  # ValueError (bad file), ConfigError, anything Keras raises

@@ -3,9 +3,12 @@
 The conversion (:mod:`ssd.export`) needs TensorFlow, which the server process never imports:
 it runs ``python -m ssd.cli export`` in a child process, awaited with asyncio so the event loop
 keeps serving, on a snapshot of the checkpoint (its config and weights copied, so a training
-job that saves meanwhile cannot hand the converter half a file). The result is kept as
-``jobs/{id}/exports/{format}-{mtime_ns}-{size}.{ext}``, named after the weights file it came
-from: a newer checkpoint misses the cache and is converted, and a second download of the same
+job that saves meanwhile cannot hand the converter half a file). The weights are the job's best
+(``best.weights.h5``, the evaluation with the highest mAP@.5) where training kept them, else the
+last (:func:`ssd.checkpoint.weights_path`); the snapshot holds that file under its own name, so
+the converter's default ``--weights best`` loads it. The result is kept as
+``jobs/{id}/exports/{format}-{best|last}-{mtime_ns}-{size}.{ext}``, named after the weights file it
+came from: a newer checkpoint (or a new best) misses the cache and is converted, and a second download of the same
 checkpoint is the file (older exports of that format are then deleted). One conversion runs at a
 time: each is a TensorFlow process beside the training workers, and a big one (measured peak
 resident: 0.55-0.65 GiB for a 4-unit 64 px notebook network, 7.0 GiB for a resnet50 ONNX
@@ -39,7 +42,7 @@ from anyio.to_thread import run_sync
 from app.domain import Broken, Conflict, Job, Unavailable
 from app.services.heavy import HeavyWork
 from app.services.jobs import JobService
-from ssd.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from ssd.checkpoint import BEST_WEIGHTS_FILE, CONFIG_FILE, read_best, weights_path
 
 EXPORTS_DIR = "exports"
 CONVERT_TIMEOUT_S = 600.0  # measured here: resnet50 at 128 px 11-30 s a format, so 20x headroom
@@ -153,17 +156,32 @@ class ExportService:
             raise Broken(f"the {fmt} export failed: {message}")
 
 
+def _key(path: Path) -> str:
+    """``{best|last}-{mtime_ns}-{size}`` of a weights file (raises ``OSError`` when it is missing)."""
+    stat = path.stat()
+    which = "best" if path.name == BEST_WEIGHTS_FILE else "last"
+    return f"{which}-{stat.st_mtime_ns}-{stat.st_size}"
+
+
+def checkpoint_step(job_dir: Path, job: Job) -> int | None:
+    """The step of the weights :func:`checkpoint_key` names: the best's (``best.json``) or the last checkpoint's."""
+    if weights_path(job_dir, "best").name == BEST_WEIGHTS_FILE:
+        best = read_best(job_dir)
+        return best["step"] if best is not None else None
+    return job.checkpoint_step
+
+
 def checkpoint_key(job_dir: Path, job: Job, nothing: str) -> str:
-    """``{mtime_ns}-{size}`` of the weights file, which names what is made from it; :class:`Conflict`
-    when there is no checkpoint (``nothing`` says what that means for the request)."""
+    """``{best|last}-{mtime_ns}-{size}`` of the weights file used (the best where there is one,
+    else the last), which names what is made from it; :class:`Conflict` when there is no
+    checkpoint (``nothing`` says what that means for the request)."""
     try:
-        stat = (job_dir / WEIGHTS_FILE).stat()
+        return _key(weights_path(job_dir, "best"))
     except OSError:
         raise Conflict(
             f"job {job.id} is {job.status} and has no checkpoint yet: {nothing}; "
             "a job saves one every train.checkpoint_every steps and when it stops"
         ) from None
-    return f"{stat.st_mtime_ns}-{stat.st_size}"
 
 
 def _filename(job: Job, fmt: str) -> str:
@@ -173,17 +191,20 @@ def _filename(job: Job, fmt: str) -> str:
 
 
 def snapshot_checkpoint(job_dir: Path, snapshot: Path, key: str) -> None:
-    """Copy the checkpoint's config and weights; :class:`Conflict` if the weights changed meanwhile."""
+    """Copy the checkpoint's config and the weights file :func:`checkpoint_key` names, under its own
+    name (the CLI's default ``--weights best`` then loads it); :class:`Conflict` if the weights
+    changed meanwhile."""
     snapshot.mkdir()
+    weights = weights_path(job_dir, "best")
     try:
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
+        for name in (CONFIG_FILE, weights.name):
             shutil.copyfile(job_dir / name, snapshot / name)
-        stat = (job_dir / WEIGHTS_FILE).stat()
+        copied = _key(weights)
     except FileNotFoundError as exc:
         raise Broken(f"the checkpoint of job {job_dir.name} lacks {Path(str(exc.filename)).name}") from None
     # The trainer replaces the file atomically, so the copy is one whole checkpoint, but it may be
     # a newer one than the key names: then the cache would file it under the wrong checkpoint.
-    if f"{stat.st_mtime_ns}-{stat.st_size}" != key:
+    if copied != key:
         raise Conflict("the job saved a new checkpoint during the export: try again")
 
 

@@ -1,7 +1,9 @@
 """``ssdboard analyze`` (contract in DESIGN.md): why a checkpoint misses what it misses.
 
 - ``analyze --checkpoint DIR [--dataset NAME|ID] [--split val|train] [--images N]
-  [--data-dir DIR] [--json FILE]``
+  [--data-dir DIR] [--json FILE] [--weights best|last]``
+
+The checkpoint's best weights where training kept them, unless ``--weights last``.
 
 Predicts the first ``N`` images of the split (default ``data.val_images``, fewer where the split
 ends) of the checkpoint's dataset, or of ``--dataset`` (same classes), unaugmented, and prints
@@ -17,11 +19,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ssd.cli.common import DATA_DIR_HELP, CliError
+from ssd.cli.common import DATA_DIR_HELP, CliError, add_weights_argument, describe_weights
 
 BATCH = 32  # images predicted at a time: memory stays one batch of images and their detections
 
@@ -56,9 +59,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.images is not None and args.images < 1:
         raise CliError(f"option --images: must be >= 1, got {args.images}")
     try:
-        detector = Detector.from_checkpoint(args.checkpoint)
+        detector = Detector.from_checkpoint(args.checkpoint, args.weights)
     except (FileNotFoundError, ValueError) as exc:
         raise CliError(f"option --checkpoint: {exc}") from exc
+    print(describe_weights(args.checkpoint, detector.weights_path), file=sys.stderr)
     config = _config(detector, args)
     try:
         source = resolve(config, Path(args.data_dir) if args.data_dir else None)
@@ -167,4 +171,5 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--images", type=int, help="images to analyze (default data.val_images; fewer where the split ends)")
     p.add_argument("--json", help="also write the whole analysis (every number, every ground truth) here")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    add_weights_argument(p)
     p.set_defaults(func=cmd_analyze)

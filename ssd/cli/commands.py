@@ -2,12 +2,13 @@
 and run a detector.
 
 - ``ssdboard train [--config FILE] [--steps N] [--out DIR] [--seed S]``
-- ``ssdboard detect --checkpoint DIR --images FILE.npz --out FILE.json``
-- ``ssdboard evaluate --checkpoint DIR``
+- ``ssdboard detect --checkpoint DIR --images FILE.npz --out FILE.json [--weights best|last]``
+- ``ssdboard evaluate --checkpoint DIR [--weights best|last]``
 - ``ssdboard analyze ...`` (:mod:`ssd.cli.analyze`)
 - ``ssdboard datasets import|list|show|remove|export ...`` (:mod:`ssd.cli.datasets`)
 - ``ssdboard priors suggest --dataset ID [--config FILE] [--per-cell K]`` (:mod:`ssd.cli.priors`)
-- ``ssdboard export --checkpoint DIR --format savedmodel|onnx|tflite --out PATH`` (:mod:`ssd.cli.export`)
+- ``ssdboard export --checkpoint DIR --format savedmodel|onnx|tflite --out PATH [--weights best|last]``
+  (:mod:`ssd.cli.export`)
 - ``ssdboard serve ...`` is added by :mod:`app.cli` (the library never imports the web layer)
 
 Heavy imports (TensorFlow) happen inside the commands, so ``--help`` and errors are instant.
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd.cli.analyze import add_parser as add_analyze_parser
-from ssd.cli.common import DATA_DIR_HELP, CliError
+from ssd.cli.common import DATA_DIR_HELP, CliError, add_weights_argument, describe_weights
 from ssd.cli.datasets import add_parser as add_datasets_parser
 from ssd.cli.export import add_parser as add_export_parser
 from ssd.cli.priors import add_parser as add_priors_parser
@@ -107,17 +108,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"interrupted at step {trainer.step}; checkpoint saved in {out}", file=sys.stderr)
         return 130
     bar.close()
+    if result.stop_reason:
+        print(result.stop_reason, file=sys.stderr)
+    if result.best is not None:
+        best = result.best
+        print(f"best: mAP@.5 {best['map50']:.4f} at step {best['step']} (best.weights.h5)", file=sys.stderr)
     print(f"{result.status} at step {result.step} in {time.perf_counter() - started:.0f} s; checkpoint in {out}")
     return 0
 
 
-def _detector(checkpoint: str) -> Any:
+def load_detector(checkpoint: str, weights: str = "best") -> Any:
+    """The checkpoint's detector with the ``--weights`` asked for; says on stderr which file it loaded."""
     from ssd.detect import Detector
 
     try:
-        return Detector.from_checkpoint(checkpoint)
+        detector = Detector.from_checkpoint(checkpoint, weights)
     except (FileNotFoundError, ValueError) as exc:
         raise CliError(f"option --checkpoint: {exc}") from exc
+    print(describe_weights(checkpoint, detector.weights_path), file=sys.stderr)
+    return detector
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -125,7 +134,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from ssd.detect import to_coco_results
 
-    detector = _detector(args.checkpoint)
+    detector = load_detector(args.checkpoint, args.weights)
     try:
         with np.load(args.images) as data:
             images = data["images"]
@@ -151,7 +160,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.images is not None and args.images < 1:
         raise CliError(f"option --images: must be >= 1, got {args.images}")
-    detector = _detector(args.checkpoint)
+    detector = load_detector(args.checkpoint, args.weights)
     try:
         source = resolve(detector.config, Path(args.data_dir) if args.data_dir else None)
     except ConfigError as exc:
@@ -190,6 +199,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     p.add_argument("--checkpoint", required=True, help="a training output directory")
     p.add_argument("--images", required=True, help=".npz with 'images' uint8 [N, H, W, 3]")
     p.add_argument("--out", required=True, help="output .json (COCO results list)")
+    add_weights_argument(p)
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("evaluate", help="COCO mAP of a checkpoint on the validation split")
@@ -197,6 +207,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     p.add_argument("--images", type=int, help="validation images (default data.val_images, 500)")
     p.add_argument("--json", help="also write the full result (per-class AP, PR curves) here")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    add_weights_argument(p)
     p.set_defaults(func=cmd_evaluate)
 
     add_analyze_parser(sub)

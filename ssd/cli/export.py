@@ -1,6 +1,8 @@
-"""``ssdboard export --checkpoint DIR --format savedmodel|onnx|tflite --out PATH`` (contract in DESIGN.md).
+"""``ssdboard export --checkpoint DIR --format savedmodel|onnx|tflite --out PATH [--weights best|last]``
+(contract in DESIGN.md).
 
-Writes the checkpoint's detector in a deployment format (:mod:`ssd.export`): a SavedModel
+Writes the checkpoint's detector (its best weights where training kept them, unless
+``--weights last``) in a deployment format (:mod:`ssd.export`): a SavedModel
 directory, an ``.onnx`` or a ``.tflite`` file. A bad option is ``ssdboard: error: option
 --NAME: ...`` with exit status 2, a missing optional package included (it names the package and
 ``pip install 'ssdboard[export]'``).
@@ -9,12 +11,13 @@ directory, an ``.onnx`` or a ``.tflite`` file. A bad option is ``ssdboard: error
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ssd.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from ssd.cli.common import CliError
+from ssd.checkpoint import CONFIG_FILE, WEIGHTS_FILE, weights_path
+from ssd.cli.common import CliError, add_weights_argument, describe_weights
 
 FORMATS = ("savedmodel", "onnx", "tflite")  # ssd.export.FORMATS, without importing TensorFlow for --help
 
@@ -30,9 +33,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from ssd.export import MissingPackageError, export
 
+    print(describe_weights(checkpoint, weights_path(checkpoint, args.weights)), file=sys.stderr)
     started = time.perf_counter()
     try:
-        export(checkpoint, args.format, out)
+        export(checkpoint, args.format, out, weights=args.weights)
     except MissingPackageError as exc:
         raise CliError(f"option --format: {exc}") from exc
     except (FileNotFoundError, ValueError) as exc:  # an unreadable config or weights file
@@ -47,4 +51,5 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--checkpoint", required=True, help="a training output directory")
     p.add_argument("--format", required=True, choices=FORMATS, help="savedmodel (a directory), onnx or tflite (a file)")
     p.add_argument("--out", required=True, help="the SavedModel directory (new or empty) or the model file")
+    add_weights_argument(p)
     p.set_defaults(func=cmd_export)

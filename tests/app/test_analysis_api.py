@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from test_export_api import CONFIG, fake_converter, make_job
+from test_export_api import CONFIG, fake_converter, listing_converter, make_job
 
 from app.main import create_app
 from app.services.analysis import AnalysisService
@@ -60,14 +60,14 @@ def test_an_analysis_is_computed_once_per_checkpoint_in_a_child(client: TestClie
     assert again.json()["ground_truths"] == body["ground_truths"]
     kept = [p.name for p in (job_dir / "analysis").iterdir()]
     stat = (job_dir / "model.weights.h5").stat()
-    assert kept == [f"val-6-{stat.st_mtime_ns}-{stat.st_size}.json"]
+    assert kept == [f"val-6-last-{stat.st_mtime_ns}-{stat.st_size}.json"]
 
     weights = job_dir / "model.weights.h5"  # a newer checkpoint is analyzed again; the old file goes
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert client.get(f"/api/jobs/{job_id}/analysis", params={"n": 6}).status_code == 200
     assert service(client).runs == 2
     assert [p.name for p in (job_dir / "analysis").iterdir()] == [
-        f"val-6-{stat.st_mtime_ns + 10**9}-{stat.st_size}.json"
+        f"val-6-last-{stat.st_mtime_ns + 10**9}-{stat.st_size}.json"
     ]
     assert client.head(f"/api/jobs/{job_id}/analysis").status_code == 200
 
@@ -88,6 +88,36 @@ def test_analysis_errors_are_named(client: TestClient, tmp_path: Path) -> None:
         "the analysis failed: option --checkpoint: cannot be read"
     )
     assert not list((job_dir / "analysis").glob("*.json"))  # nothing kept of a failure
+
+
+def test_the_analysis_uses_the_best_weights_and_follows_that_file(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.services.analysis as analysis_module
+
+    snapshots: list[list[str]] = []
+
+    def read(target: Path) -> dict[str, object]:
+        snapshots.append(target.read_text().split())
+        return {"split": "val"}
+
+    monkeypatch.setattr(AnalysisService, "_read", lambda self, target: read(target))
+    monkeypatch.setattr(analysis_module, "analysis_figures", lambda document, threshold: {})
+    job_id, job_dir = make_job(client, None)
+    (job_dir / "config.json").write_text(json.dumps(CONFIG.to_dict()))
+    (job_dir / "model.weights.h5").write_bytes(b"last")
+    service(client).python = listing_converter(tmp_path)
+    url, params = f"/api/jobs/{job_id}/analysis", {"n": 4}
+    last = client.get(url, params=params)
+    assert last.status_code == 200 and last.json()["checkpoint"]["weights"] == "last"
+    assert "model.weights.h5" in snapshots[-1]
+    (job_dir / "best.weights.h5").write_bytes(b"the best")
+    (job_dir / "best.json").write_text(json.dumps({"step": 3, "map50": 0.5, "map": 0.3}))
+    best = client.get(url, params=params).json()["checkpoint"]
+    assert (best["weights"], best["step"]) == ("best", 3) and "best.weights.h5" in snapshots[-1]
+    assert service(client).runs == 2
+    (job_dir / "model.weights.h5").write_bytes(b"a newer last")  # not the file analyzed: the kept one
+    assert client.get(url, params=params).status_code == 200 and service(client).runs == 2
 
 
 def test_the_figures_carry_the_documents_numbers() -> None:

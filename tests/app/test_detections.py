@@ -160,7 +160,7 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> StubPredictor:
         return dets(DET0) if image[0, 0, 0] % 2 == 0 else dets([])
 
     predictor = StubPredictor(CONFIG, by_image)
-    monkeypatch.setattr(detections_module, "load_detector", lambda directory: predictor)
+    monkeypatch.setattr(detections_module, "load_detector", lambda directory, weights="best": predictor)
     monkeypatch.setattr(detections_module, "resolve", fake_data(FakeDataset([GT0, GT1])))
     return predictor
 
@@ -221,7 +221,7 @@ def test_detections_paging_and_the_image(app_client: TestClient, stub: StubPredi
 def test_the_detector_is_cached_per_checkpoint_file(app_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     loads: list[Path] = []
 
-    def load(directory: Path) -> StubPredictor:
+    def load(directory: Path, weights: str = "best") -> StubPredictor:
         loads.append(directory)
         return StubPredictor(CONFIG, lambda image: dets([]))
 
@@ -235,6 +235,32 @@ def test_the_detector_is_cached_per_checkpoint_file(app_client: TestClient, monk
     weights.write_bytes(b"a newer checkpoint")  # a new size and mtime, as a training save gives
     assert app_client.get(f"/api/jobs/{job_id}/detections", params={"limit": 1}).status_code == 200
     assert len(loads) == 2
+
+
+def test_the_viewer_runs_the_best_weights_and_follows_that_file(
+    app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[str] = []
+
+    def load(directory: Path, weights: str = "best") -> StubPredictor:
+        loads.append(weights)
+        return StubPredictor(CONFIG, lambda image: dets([]))
+
+    monkeypatch.setattr(detections_module, "load_detector", load)
+    monkeypatch.setattr(detections_module, "resolve", fake_data(FakeDataset([GT1])))
+    job_id = make_job(app_client)
+    url, params = f"/api/jobs/{job_id}/detections", {"limit": 1}
+    first = app_client.get(url, params=params)
+    assert first.status_code == 200 and first.json()["checkpoint"]["weights"] == "last" and loads == ["last"]
+    job_dir = jobs_dir(app_client) / job_id
+    (job_dir / "best.weights.h5").write_bytes(b"the best so far")
+    (job_dir / "best.json").write_text(json.dumps({"step": 7, "map50": 0.5, "map": 0.3}))
+    best = app_client.get(url, params=params).json()["checkpoint"]
+    assert (best["weights"], best["step"], loads) == ("best", 7, ["last", "best"])
+    (job_dir / "model.weights.h5").write_bytes(b"a newer last checkpoint")  # not the file the viewer uses
+    assert app_client.get(url, params=params).status_code == 200 and len(loads) == 2
+    (job_dir / "best.weights.h5").write_bytes(b"a newer best")  # a new best is loaded again
+    assert app_client.get(url, params=params).status_code == 200 and loads == ["last", "best", "best"]
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -291,7 +317,9 @@ def pycocotools_direct() -> COCOeval:
 def test_evaluation_matches_pycocotools_and_the_hand_count(
     app_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(detections_module, "load_detector", lambda directory: StubPredictor(CONFIG, eval_by_image))
+    monkeypatch.setattr(
+        detections_module, "load_detector", lambda directory, weights="best": StubPredictor(CONFIG, eval_by_image)
+    )
     monkeypatch.setattr(detections_module, "resolve", fake_data(FakeDataset(EVAL_GTS)))
     job_id = make_job(app_client)
     response = app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 4, "score": 0.5})
@@ -327,7 +355,7 @@ def test_evaluation_matches_pycocotools_and_the_hand_count(
 
 def test_each_image_is_predicted_once_per_checkpoint(app_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     predictor = StubPredictor(CONFIG, eval_by_image)
-    monkeypatch.setattr(detections_module, "load_detector", lambda directory: predictor)
+    monkeypatch.setattr(detections_module, "load_detector", lambda directory, weights="best": predictor)
     monkeypatch.setattr(detections_module, "resolve", fake_data(FakeDataset(EVAL_GTS)))
     job_id = make_job(app_client)
     assert app_client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 2}).json()["num_images"] == 2
@@ -365,7 +393,7 @@ def upload_stub(monkeypatch: pytest.MonkeyPatch) -> StubPredictor:
 
     predictor = StubPredictor(CONFIG, by_image)
     predictor.seen = seen  # type: ignore[attr-defined]
-    monkeypatch.setattr(detections_module, "load_detector", lambda directory: predictor)
+    monkeypatch.setattr(detections_module, "load_detector", lambda directory, weights="best": predictor)
     return predictor
 
 

@@ -107,7 +107,7 @@ def test_every_format_downloads_and_opens_and_the_second_download_is_cached(
     newer = client.get(url, params={"format": "onnx"})
     assert newer.status_code == 200 and service(client).conversions == 4
     onnx_files = [p.name for p in (job_dir / "exports").iterdir() if p.name.startswith("onnx-")]
-    assert onnx_files == [f"onnx-{stat.st_mtime_ns + 10**9}-{stat.st_size}.onnx"]
+    assert onnx_files == [f"onnx-last-{stat.st_mtime_ns + 10**9}-{stat.st_size}.onnx"]
 
 
 def test_unknown_job_no_checkpoint_and_bad_format(client: TestClient) -> None:
@@ -128,6 +128,41 @@ def fake_converter(tmp_path: Path, stderr: str) -> str:
     script.write_text(f"#!/bin/sh\ncat >&2 <<'EOF'\n{stderr}\nEOF\nexit 2\n")
     script.chmod(0o755)
     return str(script)
+
+
+def listing_converter(tmp_path: Path) -> str:
+    """An executable that stands in for the Python interpreter: it writes the names of the
+    ``--checkpoint`` snapshot's files to ``--out`` (or ``--json``) and exits 0."""
+    script = tmp_path / "listing-python"
+    script.write_text(
+        "#!/bin/sh\n"
+        'while [ $# -gt 0 ]; do case "$1" in --checkpoint) ck="$2"; shift;; --out|--json) out="$2"; shift;; esac; '
+        "shift; done\n"
+        'ls "$ck" > "$out"\n'
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_the_export_converts_the_best_weights_and_follows_that_file(client: TestClient, tmp_path: Path) -> None:
+    job_id, job_dir = make_job(client, None)
+    (job_dir / "config.json").write_text(json.dumps(CONFIG.to_dict()))
+    (job_dir / "model.weights.h5").write_bytes(b"last")
+    service(client).python = listing_converter(tmp_path)
+    url = f"/api/jobs/{job_id}/export"
+    last = client.get(url, params={"format": "onnx"})
+    assert last.status_code == 200 and last.text.split() == ["config.json", "model.weights.h5"]
+    (job_dir / "best.weights.h5").write_bytes(b"the best")
+    (job_dir / "best.json").write_text(json.dumps({"step": 3, "map50": 0.5, "map": 0.3}))
+    best = client.get(url, params={"format": "onnx"})
+    assert best.status_code == 200 and best.text.split() == ["best.weights.h5", "config.json"]
+    stat = (job_dir / "best.weights.h5").stat()
+    assert [p.name for p in (job_dir / "exports").iterdir()] == [f"onnx-best-{stat.st_mtime_ns}-{stat.st_size}.onnx"]
+    assert service(client).conversions == 2
+    (job_dir / "model.weights.h5").write_bytes(b"a newer last")  # not the file exported: still cached
+    assert client.get(url, params={"format": "onnx"}).status_code == 200 and service(client).conversions == 2
+    os.utime(job_dir / "best.weights.h5", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a new best
+    assert client.get(url, params={"format": "onnx"}).status_code == 200 and service(client).conversions == 3
 
 
 def test_converter_errors_become_501_and_500_naming_the_cause(client: TestClient, tmp_path: Path) -> None:

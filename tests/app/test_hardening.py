@@ -174,7 +174,7 @@ def test_evaluation_predicts_in_bounded_batches(
 ) -> None:
     """n=64 at 1024 px was one 64-image stack and one call (21 GiB); now a pixel budget per call."""
     recorder = _Recorder(size)
-    monkeypatch.setattr(inference, "load_detector", lambda directory: recorder)
+    monkeypatch.setattr(inference, "load_detector", lambda directory, weights="best": recorder)
     monkeypatch.setattr(inference, "resolve", fake_data(_Blank(size)))
     job_id = _job_with_checkpoint(client, recorder.config.to_dict())
     response = client.get(f"/api/jobs/{job_id}/evaluation", params={"n": 64})
@@ -251,7 +251,7 @@ def _png_header(width: int, height: int) -> bytes:
 
 @pytest.fixture
 def upload(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(inference, "load_detector", lambda directory: _Recorder(32))
+    monkeypatch.setattr(inference, "load_detector", lambda directory, weights="best": _Recorder(32))
     job_id = _job_with_checkpoint(client, from_dict({}).to_dict())
 
     def post(content: bytes) -> Any:
@@ -342,7 +342,7 @@ def test_the_views_of_a_job_whose_dataset_was_deleted_are_409(
 ) -> None:
     predictor = _Recorder(128)
     predictor.config = from_dict({"data": {"dataset": "d0123456789a"}})  # no longer in the registry
-    monkeypatch.setattr(inference, "load_detector", lambda directory: predictor)
+    monkeypatch.setattr(inference, "load_detector", lambda directory, weights="best": predictor)
     job_id = _job_with_checkpoint(client, predictor.config.to_dict())
     response = client.get(f"/api/jobs/{job_id}/{view}")
     assert response.status_code == 409, response.text

@@ -63,7 +63,7 @@ def one_image_batches(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def use(monkeypatch: pytest.MonkeyPatch, predictor: StubPredictor) -> StubPredictor:
-    monkeypatch.setattr(detections_module, "load_detector", lambda directory: predictor)
+    monkeypatch.setattr(detections_module, "load_detector", lambda directory, weights="best": predictor)
     return predictor
 
 
