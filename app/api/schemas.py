@@ -163,6 +163,13 @@ class TrainIn(_Section):
     checkpoint_every: int = Field(
         _d("train", "checkpoint_every"), description="Save a checkpoint every N steps (and at the end); 0: end only."
     )
+    early_stop_patience: int = Field(
+        _d("train", "early_stop_patience"),
+        description=(
+            "Stop after N evaluations in a row without a new best mAP@.5 (the run succeeds; "
+            "best.weights.h5 holds the best); 0: off."
+        ),
+    )
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
         _d("train", "precision"),
         description=(

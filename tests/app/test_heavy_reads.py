@@ -148,7 +148,7 @@ def test_export_head_converts_nothing_and_a_converted_file_needs_no_slot(client:
     )
     weights = jobs_dir(client) / job_id / "model.weights.h5"
     stat = weights.stat()
-    converted = jobs_dir(client) / job_id / "exports" / f"tflite-{stat.st_mtime_ns}-{stat.st_size}.tflite"
+    converted = jobs_dir(client) / job_id / "exports" / f"tflite-last-{stat.st_mtime_ns}-{stat.st_size}.tflite"
     converted.parent.mkdir()
     converted.write_bytes(b"x" * 1234)
     with exports.heavy.slot("another conversion"):
