@@ -501,7 +501,7 @@ class Trainer:
                     self.save_checkpoint()
                 if done or (t.eval_every and self.step % t.eval_every == 0):
                     evaluation = self.evaluate(t.eval_images)
-                    map50 = float(evaluation["map50"])
+                    map50 = float(evaluation.get("map50", math.nan))  # a stand-in evaluation may have none
                     if math.isfinite(map50) and (best is None or map50 > best["map50"]):
                         self.save_best(evaluation)
                         best = {"step": self.step, "map50": map50, "map": float(evaluation["map"])}

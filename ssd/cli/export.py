@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ssd.checkpoint import CONFIG_FILE, WEIGHTS_FILE, weights_path
+from ssd.checkpoint import CONFIG_FILE, weights_path
 from ssd.cli.common import CliError, add_weights_argument, describe_weights
 
 FORMATS = ("savedmodel", "onnx", "tflite")  # ssd.export.FORMATS, without importing TensorFlow for --help
@@ -24,9 +24,10 @@ FORMATS = ("savedmodel", "onnx", "tflite")  # ssd.export.FORMATS, without import
 
 def cmd_export(args: argparse.Namespace) -> int:
     checkpoint, out = Path(args.checkpoint), Path(args.out)
-    for name in (CONFIG_FILE, WEIGHTS_FILE):  # checked before TensorFlow loads (seconds)
-        if not (checkpoint / name).is_file():
-            raise CliError(f"option --checkpoint: {checkpoint / name} not found (a training output directory?)")
+    # Checked before TensorFlow loads (seconds): the config and the weights --weights picks.
+    for path in (checkpoint / CONFIG_FILE, weights_path(checkpoint, args.weights)):
+        if not path.is_file():
+            raise CliError(f"option --checkpoint: {path} not found (a training output directory?)")
     if out.is_dir() and (args.format != "savedmodel" or any(out.iterdir())):
         what = "a directory that is not empty" if args.format == "savedmodel" else "a directory, not a file"
         raise CliError(f"option --out: {out} is {what}")

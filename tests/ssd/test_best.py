@@ -148,3 +148,16 @@ def test_early_stop_patience_is_validated() -> None:
         with pytest.raises(ConfigError) as info:
             from_dict({"train": {"early_stop_patience": bad}})
         assert info.value.field == "train.early_stop_patience"
+
+
+def test_every_command_runs_on_a_snapshot_holding_only_the_best(best_run: Any, tmp_path: Path) -> None:
+    """What the server hands its export and analysis processes: the config and the best weights."""
+    import shutil
+
+    run = best_run[0]
+    for name in ("config.json", "best.weights.h5"):
+        shutil.copyfile(run / name, tmp_path / name)
+    out = tmp_path / "model.tflite"
+    assert main(["export", "--checkpoint", str(tmp_path), "--format", "tflite", "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000
+    assert main(["analyze", "--checkpoint", str(tmp_path), "--images", "2"]) == 0
