@@ -16,29 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.detect import train_checkpoint
+from benchmarks.detect import median_seconds, train_checkpoint
 from benchmarks.flops import cpu_description
 
 TARGET_S = 30.0  # issue 23: a 500-image analysis in at most 30 s on 2 cores
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs), runs
 
 
 def run(checkpoint: Path, *, images: int, repeats: int) -> dict[str, Any]:
@@ -54,7 +43,9 @@ def run(checkpoint: Path, *, images: int, repeats: int) -> dict[str, Any]:
     argv = [sys.executable, "-m", "ssd.cli", "analyze", "--checkpoint", str(checkpoint)]
     argv += ["--images", str(images), "--json", str(out)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command_s, command_runs = timed(lambda: subprocess.run(argv, check=True, capture_output=True, env=env), repeats)
+    command_s, command_runs = median_seconds(
+        lambda: subprocess.run(argv, check=True, capture_output=True, env=env), repeats
+    )
     document = json.loads(out.read_text())
 
     detector = Detector.from_checkpoint(checkpoint)
@@ -63,12 +54,14 @@ def run(checkpoint: Path, *, images: int, repeats: int) -> dict[str, Any]:
     samples = [data[i] for i in range(images)]
     batch = np.stack([s.image for s in samples])
     detector.predict(batch[:32])  # the first call traces the graph
-    predict_s, predict_runs = timed(lambda: detector.predict(batch), repeats)
+    predict_s, predict_runs = median_seconds(lambda: detector.predict(batch), repeats)
     detections = detector.predict(batch)
     priors = make_priors(config.priors, config.data.image_size).boxes
     boxes, labels = [s.boxes for s in samples], [s.labels for s in samples]
     regions = [data.ignore_regions(i) for i in range(images)]
-    analyze_s, analyze_runs = timed(lambda: analyze(boxes, labels, detections, config, priors, ignore=regions), repeats)
+    analyze_s, analyze_runs = median_seconds(
+        lambda: analyze(boxes, labels, detections, config, priors, ignore=regions), repeats
+    )
     return {
         "images": images,
         "ground_truths": len(document["ground_truths"]),

@@ -34,7 +34,7 @@ from ssd.datasets.resolve import for_config
 from ssd.evaluate import coco_evaluate, confusion_matrix
 
 
-def _median(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
+def median_seconds(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
     """Median seconds of ``repeats`` calls of ``fn``, and every call's seconds."""
     runs = []
     for _ in range(repeats):
@@ -93,10 +93,10 @@ def run(checkpoint: Path, *, images: int, repeats: int) -> dict[str, Any]:
         service.forget_results()
         service.detections(job, limit=12, image_url=lambda i: f"/img/{i}.png")
 
-    detect_s, detect_runs = _median(detect, repeats)
-    evaluate_s, evaluate_runs = _median(evaluate, repeats)
-    endpoint_s, endpoint_runs = _median(endpoint, repeats)
-    page_s, page_runs = _median(page, repeats)
+    detect_s, detect_runs = median_seconds(detect, repeats)
+    evaluate_s, evaluate_runs = median_seconds(evaluate, repeats)
+    endpoint_s, endpoint_runs = median_seconds(endpoint, repeats)
+    page_s, page_runs = median_seconds(page, repeats)
     return {
         "checkpoint": str(checkpoint),
         "images": images,

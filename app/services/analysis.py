@@ -32,9 +32,9 @@ from typing import Any
 
 from anyio.to_thread import run_sync
 
-from app.domain import Broken, Invalid
+from app.domain import Invalid
 from app.figures.analysis import analysis_figures
-from app.services.export import checkpoint_key, checkpoint_step, error_line, snapshot_checkpoint
+from app.services.export import checkpoint_key, checkpoint_step, run_command, snapshot_checkpoint
 from app.services.heavy import HeavyWork
 from app.services.jobs import JobService
 from app.services.lru import LRU
@@ -123,22 +123,7 @@ class AnalysisService:
     async def _run(self, checkpoint: Path, split: str, n: int, out: Path) -> None:
         argv = ["-m", "ssd.cli", "analyze", "--checkpoint", str(checkpoint), "--split", split]
         argv += ["--images", str(n), "--json", str(out), "--data-dir", str(self.jobs.settings.artifact_root)]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        process = await asyncio.create_subprocess_exec(
-            self.python, *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env
-        )
-        try:
-            _, stderr = await asyncio.wait_for(process.communicate(), ANALYZE_TIMEOUT_S)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise Broken(f"the analysis took longer than {ANALYZE_TIMEOUT_S:.0f} s and was stopped") from None
-        except asyncio.CancelledError:  # the client went away: do not leave the process running
-            process.kill()
-            await process.wait()
-            raise
-        if process.returncode != 0:
-            raise Broken(f"the analysis failed: {error_line(stderr.decode('utf-8', 'replace'), str(checkpoint))}")
+        await run_command(self.python, argv, checkpoint, timeout=ANALYZE_TIMEOUT_S, what="the analysis")
 
 
 def _copy_records(job_dir: Path, snapshot: Path) -> None:

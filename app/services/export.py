@@ -135,25 +135,33 @@ class ExportService:
 
     async def _run_converter(self, checkpoint: Path, fmt: str, out: Path) -> None:
         argv = ["-m", "ssd.cli", "export", "--checkpoint", str(checkpoint), "--format", fmt, "--out", str(out)]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        process = await asyncio.create_subprocess_exec(
-            self.python, *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env
-        )
-        try:
-            _, stderr = await asyncio.wait_for(process.communicate(), CONVERT_TIMEOUT_S)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise Broken(f"the {fmt} export took longer than {CONVERT_TIMEOUT_S:.0f} s and was stopped") from None
-        except asyncio.CancelledError:  # the client went away: do not leave a converter running
-            process.kill()
-            await process.wait()
-            raise
-        if process.returncode != 0:
-            message = error_line(stderr.decode("utf-8", "replace"), str(checkpoint))
-            if INSTALL_HINT in message:
-                raise Unavailable(message)
-            raise Broken(f"the {fmt} export failed: {message}")
+        await run_command(self.python, argv, checkpoint, timeout=CONVERT_TIMEOUT_S, what=f"the {fmt} export")
+
+
+async def run_command(python: str, argv: list[str], checkpoint: Path, *, timeout: float, what: str) -> None:
+    """Run ``python *argv`` (an ``ssdboard`` command on a checkpoint snapshot) in a child process,
+    awaited so the event loop keeps serving; killed past ``timeout`` seconds or when the request is
+    cancelled. A failure is :class:`Broken` with the command's error line (:class:`Unavailable`
+    when it names a missing optional package), ``what`` saying what ran."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = await asyncio.create_subprocess_exec(
+        python, *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise Broken(f"{what} took longer than {timeout:.0f} s and was stopped") from None
+    except asyncio.CancelledError:  # the client went away: do not leave the process running
+        process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0:
+        message = error_line(stderr.decode("utf-8", "replace"), str(checkpoint))
+        if INSTALL_HINT in message:
+            raise Unavailable(message)
+        raise Broken(f"{what} failed: {message}")
 
 
 def _key(path: Path) -> str:
