@@ -36,6 +36,7 @@ __all__ = [
     "confusion_matrix",
     "evaluate_model",
     "match_detections",
+    "mean_defined",
     "run_cocoeval",
     "to_coco_gt",
 ]
@@ -148,7 +149,7 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
-def _mean_valid(values: np.ndarray) -> float:
+def mean_defined(values: np.ndarray) -> float:
     """Mean of the entries > -1 (pycocotools' "undefined" marker); NaN when there are none."""
     valid = values[values > -1]
     return float(np.mean(valid)) if valid.size else float("nan")
@@ -240,8 +241,8 @@ def coco_evaluate(
     area_all = params.areaRngLbl.index("all")
     iou50 = int(np.argmin(np.abs(np.asarray(params.iouThrs) - 0.5)))
     prec = precision[:, :, :, area_all, -1]  # [T, R, K]
-    ap = [_mean_valid(prec[:, :, k]) for k in range(num_classes)]
-    ap50 = [_mean_valid(prec[iou50, :, k]) for k in range(num_classes)]
+    ap = [mean_defined(prec[:, :, k]) for k in range(num_classes)]
+    ap50 = [mean_defined(prec[iou50, :, k]) for k in range(num_classes)]
     curves = [[float("nan") if p < 0 else float(p) for p in prec[iou50, :, k].tolist()] for k in range(num_classes)]
     num_gt = np.bincount(
         np.concatenate([np.asarray(lab, dtype=np.int64).reshape(-1) for lab in gt_labels] or [np.zeros(0, np.int64)]),

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ssd.coverage import BUCKET_EDGES, BUCKET_LABELS
-from ssd.evaluate import run_cocoeval
+from ssd.evaluate import mean_defined, run_cocoeval
 from ssd.geometry import ImageSize, box_area
 
 if TYPE_CHECKING:
@@ -88,11 +88,6 @@ class APBySize:
         return {"coco": {s.label: clean(s) for s in self.coco}, "buckets": [clean(s) for s in self.buckets]}
 
 
-def _mean_valid(values: np.ndarray) -> float:
-    valid = values[values > -1]
-    return float(np.mean(valid)) if valid.size else float("nan")
-
-
 def ap_by_size(
     gt_boxes: Sequence[np.ndarray],
     gt_labels: Sequence[np.ndarray],
@@ -134,8 +129,8 @@ def ap_by_size(
             label=label,
             min_area=lo,
             max_area=hi,
-            ap=_mean_valid(precision[:, :, :, a]),
-            ap50=_mean_valid(precision[iou50, :, :, a]),
+            ap=mean_defined(precision[:, :, :, a]),
+            ap50=mean_defined(precision[iou50, :, :, a]),
             num_gt=int(((areas >= lo) & (areas <= hi)).sum()),
         )
         for a, (label, lo, hi) in enumerate(ranges)
