@@ -69,10 +69,13 @@ def keras_backbone(
         except Exception as exc:  # Keras raises a bare Exception for a failed download
             if weights == "none":
                 raise
+            if weights != "imagenet":
+                raise ConfigError("model.init", f"the weights file {weights} does not fit {name}: {exc}") from exc
             raise ConfigError(
                 "model.weights",
                 f"the ImageNet weights of {name} could not be had ({exc}); this machine may not reach the "
-                f'internet: put Keras\' weight file in ~/.keras/models, or use "none"',
+                f"internet: download Keras' weights file once and set model.init to its path, or put it in "
+                f'~/.keras/models, or use "none"',
             ) from exc
     return keras.Model(inputs, net.output, name=f"{name}_backbone")
 

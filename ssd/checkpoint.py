@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ssd.config import Config, from_dict
+from ssd.config import Config, ConfigError, from_dict
+from ssd.sections import JOB_PREFIX
 
 __all__ = [
     "BEST_FILE",
@@ -49,7 +51,11 @@ __all__ = [
     "WEIGHTS_FILE",
     "RUN_FILE",
     "WEIGHTS_CHOICES",
+    "InitKind",
+    "check_init",
     "has_checkpoint",
+    "init_kind",
+    "init_source",
     "read_best",
     "read_config",
     "read_run_info",
@@ -161,3 +167,78 @@ def write_best(directory: str | Path, record: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(best) + "\n")
     os.replace(tmp, path)
     return path
+
+
+# ----------------------------------------------------------------- model.init
+InitKind = Literal["none", "imagenet", "job", "checkpoint", "file"]
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+JOBS_DIR = "jobs"  # the dashboard's job directories under the artifact root (app.settings)
+
+
+def init_kind(init: str) -> InitKind:
+    """What ``model.init`` names: ``none``, ``imagenet``, ``job`` (``job:<id>``), ``checkpoint``
+    (a run directory) or ``file`` (a Keras weights file of the backbone); a path that does not
+    exist counts as a file (:func:`check_init` refuses it)."""
+    if init in ("none", "imagenet"):
+        return init  # type: ignore[return-value]
+    if init.startswith(JOB_PREFIX):
+        return "job"
+    return "checkpoint" if Path(init).expanduser().is_dir() else "file"
+
+
+def init_source(init: str, data_dir: str | Path) -> Path | None:
+    """The directory or file ``model.init`` reads: ``job:<id>`` is ``data_dir/jobs/<id>`` (the
+    dashboard's run directory of that job, ``data_dir`` the artifact root); None for ``none`` and
+    ``imagenet``."""
+    kind = init_kind(init)
+    if kind in ("none", "imagenet"):
+        return None
+    if kind == "job":
+        return Path(data_dir) / JOBS_DIR / init.removeprefix(JOB_PREFIX)
+    return Path(init).expanduser()
+
+
+def check_init(config: Config, data_dir: str | Path, *, within: str | Path | None = None) -> None:
+    """Refuse a ``model.init`` that cannot start this run, before it is queued.
+
+    ``job:<id>`` and a directory must hold a checkpoint (:func:`has_checkpoint`) of the same
+    backbone; a file must exist and is for a keras.applications backbone. ``within``: a path
+    must lie under it (the server reads no file outside its artifact root).
+
+    Raises:
+        ConfigError: on ``model.init``, saying what is wrong.
+    """
+    init, backbone = config.model.init, config.model.backbone
+    kind = init_kind(init)
+    source = init_source(init, data_dir)
+    if source is None:
+        return
+    if kind == "job":
+        job = init.removeprefix(JOB_PREFIX)
+        if not JOB_ID.fullmatch(job):
+            raise ConfigError("model.init", f"{job!r} is not a job id")
+        if not has_checkpoint(source):
+            what = "no checkpoint yet" if source.is_dir() else "no run directory"
+            raise ConfigError("model.init", f"job {job} has {what} to start from")
+    elif within is not None and not source.resolve().is_relative_to(Path(within).resolve()):
+        raise ConfigError("model.init", f"{init} is outside {within}: put the file or run directory there")
+    if kind == "file":
+        if not source.is_file():
+            raise ConfigError("model.init", f"no such file or directory: {init}")
+        if backbone == "notebook":
+            raise ConfigError(
+                "model.init",
+                "a weights file starts a mobilenet_v2 or resnet50 backbone; the notebook backbone "
+                "starts from a run: job:<id> or a checkpoint directory",
+            )
+        return
+    if kind == "checkpoint" and not has_checkpoint(source):
+        raise ConfigError("model.init", f"{init} holds no checkpoint ({', '.join(CHECKPOINT_FILES)})")
+    try:
+        theirs = read_config(source).model.backbone
+    except (OSError, ValueError) as exc:
+        raise ConfigError("model.init", f"the run in {init} cannot be read: {exc}") from None
+    if theirs != backbone:
+        raise ConfigError(
+            "model.init", f"{init} trained a {theirs} backbone, this run has {backbone}: the backbone must match"
+        )

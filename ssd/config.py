@@ -118,6 +118,11 @@ class Config:
             f"needs one entry per source layer ({len(layers)}), got {len(p.strides)}",
         )
         object.__setattr__(self, "priors", p)
+        _check(
+            self.train.freeze_backbone_steps == 0 or self.model.init != "none",
+            "train.freeze_backbone_steps",
+            "freezes the weights model.init loads; with model.init none the backbone is random",
+        )
         for i, (layer, stride) in enumerate(zip(layers, p.strides, strict=True)):
             own = stride_of(self.model.backbone, layer)
             _check(own == stride, "priors.strides", f"entry {i} is {stride} but source layer {layer} has stride {own}")

@@ -9,11 +9,14 @@ predicted offsets, in the prior order of :mod:`ssd.priors`. Apply a softmax over
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 from keras import layers
 
 from ssd.backbone_nets import add_extra_layers, keras_backbone
 from ssd.backbones import EXTRA_WIDTH
+from ssd.checkpoint import init_kind
 from ssd.config import BLOCK_WIDTHS, ModelConfig, PriorConfig
 from ssd.layers import FusedBatchNormalization
 
@@ -76,6 +79,15 @@ def attach_multibox_head(
     return keras.Model(base.input, out, name="ssd")
 
 
+def backbone_weights(model: ModelConfig) -> str:
+    """What keras.applications loads for ``model.init``: ``"imagenet"``, a weights file's path, or
+    ``"none"`` (no init, or a run's weights, which :func:`ssd.init.apply_init` copies after)."""
+    kind = init_kind(model.init)
+    if kind == "imagenet":
+        return "imagenet"
+    return str(Path(model.init).expanduser()) if kind == "file" else "none"
+
+
 def build_ssd(
     model: ModelConfig,
     priors: PriorConfig,
@@ -87,7 +99,9 @@ def build_ssd(
 ) -> keras.Model:
     """The whole detector for a config; ``image_size`` fixes the input shape (None: any size).
 
-    ``pretrained=False`` skips ``model.weights = "imagenet"`` (a checkpoint's weights follow).
+    ``pretrained=True`` gives a keras.applications backbone the weights ``model.init`` names for
+    it: ``imagenet`` or a weights file (:func:`backbone_weights`); ``pretrained=False`` skips them
+    (a checkpoint's weights follow). Weights from another run are :func:`ssd.init.apply_init`'s.
     The output is float32 whatever ``dtype`` policy the layers compute in.
 
     Raises:
@@ -98,7 +112,7 @@ def build_ssd(
         base = build_base_network(model.num_units, shape, dtype, fused_batchnorm)
         extra_width = model.num_units * BLOCK_WIDTHS[-1]
     else:
-        base = keras_backbone(model.backbone, model.weights if pretrained else "none", shape, dtype)
+        base = keras_backbone(model.backbone, backbone_weights(model) if pretrained else "none", shape, dtype)
         extra_width = EXTRA_WIDTH
     if model.extra_layers:
         base = add_extra_layers(base, model.extra_layers, extra_width, dtype, fused_batchnorm)

@@ -30,6 +30,8 @@ MAX_IMAGE_SIZE = 1024
 MAX_STEPS = 10_000_000
 MAX_BATCH = 4096
 MAX_WORKERS = 16
+MAX_INIT_LENGTH = 1000
+JOB_PREFIX = "job:"  # model.init = "job:<id>": another run's weights (ssd.init)
 
 
 class ConfigError(ValueError):
@@ -91,6 +93,9 @@ class ModelConfig:
 
     backbone: BackboneName = "notebook"
     weights: Literal["none", "imagenet"] = "none"  # imagenet: Keras' own download, or an error naming this key
+    # Where the weights start (ssd.init): none, imagenet, job:<id>, a checkpoint directory, or
+    # a Keras weights file of the backbone. "imagenet" and model.weights say the same thing.
+    init: str = "none"
     num_units: int = DEFAULT_UNITS  # the notebook network's width; the others have their own
     extra_layers: int = 0
     source_layers: tuple[str, ...] = ()
@@ -105,9 +110,29 @@ class ModelConfig:
         spec = BACKBONES[self.backbone]
         _check(self.weights in ("none", "imagenet"), "model.weights", "must be 'none' or 'imagenet'")
         _check(
+            0 < len(self.init) <= MAX_INIT_LENGTH and printable_text(self.init),
+            "model.init",
+            "must be none, imagenet, job:<id>, a checkpoint directory or a Keras weights file "
+            f"(1..{MAX_INIT_LENGTH} printable characters)",
+        )
+        # model.weights is the older name of model.init = "imagenet": either says it, both agree.
+        _check(
+            self.weights == "none" or self.init in ("none", "imagenet"),
+            "model.weights",
+            f"is imagenet but model.init is {self.init!r}: set one of them",
+        )
+        if self.weights == "imagenet" or self.init == "imagenet":
+            object.__setattr__(self, "weights", "imagenet")
+            object.__setattr__(self, "init", "imagenet")
+        _check(
             self.weights == "none" or spec.pretrained,
             "model.weights",
             f"the {self.backbone} backbone has no ImageNet weights (mobilenet_v2 and resnet50 do)",
+        )
+        _check(
+            not self.init.startswith(JOB_PREFIX) or len(self.init) > len(JOB_PREFIX),
+            "model.init",
+            "job: needs a job id, e.g. job:3f2a9c1b",
         )
         _check(1 <= self.num_units <= 256, "model.num_units", f"must be in 1..256, got {self.num_units}")
         _check(
@@ -326,6 +351,12 @@ class TrainConfig:
     schedule: Literal["constant", "cosine"] = "constant"
     warmup_steps: int = 0  # capped at steps // 2 when steps is smaller
     weight_decay: float = 0.0
+    # Exponential moving average of the weights (ssd.ema): evaluated, kept as best, saved and
+    # exported in their stead; 0: off. The decay ramps up as (1 + n) / (10 + n) over the first steps.
+    ema_decay: float = 0.0
+    # Train only the layers after the backbone (extra layers and heads) for the first N steps:
+    # the weights model.init loaded stay as they are while the new layers settle.
+    freeze_backbone_steps: int = 0
     eval_every: int = 0  # 0: only at the end
     eval_images: int = 100
     checkpoint_every: int = 200
@@ -347,6 +378,12 @@ class TrainConfig:
         _check(self.schedule in ("constant", "cosine"), "train.schedule", "must be 'constant' or 'cosine'")
         _check(0 <= self.warmup_steps <= MAX_STEPS, "train.warmup_steps", f"must be in 0..{MAX_STEPS}")
         _check(0 <= self.weight_decay < 1, "train.weight_decay", "must be in [0, 1)")
+        _check(0 <= self.ema_decay < 1, "train.ema_decay", f"must be in [0, 1) (0: off), got {self.ema_decay}")
+        _check(
+            0 <= self.freeze_backbone_steps <= MAX_STEPS,
+            "train.freeze_backbone_steps",
+            f"must be in 0..{MAX_STEPS}, got {self.freeze_backbone_steps}",
+        )
         _check(self.eval_every >= 0, "train.eval_every", "must be >= 0")
         _check(1 <= self.eval_images <= 100_000, "train.eval_images", "must be in 1..100000")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
@@ -363,6 +400,10 @@ class TrainConfig:
             "must not be 'on' with train.workers > 1: the workers' collectives run outside XLA",
         )
         _check(1 <= self.workers <= MAX_WORKERS, "train.workers", f"must be in 1..{MAX_WORKERS}, got {self.workers}")
+        # Not built for multi-worker training: the average and the frozen step would need the
+        # workers' mirrored variables (ssd.distributed).
+        for name, value in (("ema_decay", self.ema_decay), ("freeze_backbone_steps", self.freeze_backbone_steps)):
+            _check(value == 0 or self.workers == 1, f"train.{name}", "needs train.workers 1 (not built for several)")
         _check(
             self.batch_size % self.workers == 0,
             "train.workers",

@@ -44,13 +44,16 @@ from ssd.checkpoint import (
     WEIGHTS_FILE,
     has_checkpoint,
     read_best,
+    read_run_info,
     write_best,
     write_config,
     write_run_info,
 )
 from ssd.config import Config
-from ssd.datasets.resolve import resolve
+from ssd.datasets.resolve import default_data_dir, resolve
 from ssd.datasets.source import DataSource, SplitData
+from ssd.ema import WeightAverage
+from ssd.init import InitReport, apply_init, backbone_variables
 from ssd.loader_pool import BatchPool
 from ssd.loss import loss_components
 from ssd.matching import match
@@ -250,12 +253,15 @@ class Trainer:
         policy = self.precision.policy
         dtype = None if policy == "float32" else policy
         keras.utils.set_random_seed(config.seed)
-        # ImageNet weights only for a fresh run: a checkpoint's weights replace them anyway.
-        pretrained = not has_checkpoint(self.out_dir)
-        self.model = build_ssd(config.model, config.priors, config.data.image_size, dtype, pretrained=pretrained)
+        # model.init only for a fresh run: a checkpoint's weights replace them anyway.
+        fresh = not has_checkpoint(self.out_dir)
+        self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        self.model = build_ssd(config.model, config.priors, config.data.image_size, dtype, pretrained=fresh)
+        self.init_report: InitReport | None = apply_init(self.model, config, self.data_dir) if fresh else None
         self.optimizer = make_optimizer(config, policy)
         self.optimizer.build(self.model.trainable_variables)
-        self.source = source if source is not None else resolve(config, Path(data_dir) if data_dir else None)
+        self.ema = WeightAverage(self.model, config.train.ema_decay) if config.train.ema_decay else None
+        self.source = source if source is not None else resolve(config, self.data_dir)
         self.train_data = self.source.split(config, "train")
         self.val_data = self.source.split(config, "val")
         self.priors = make_priors(config.priors, config.data.image_size).boxes  # [P, 4] xyxy
@@ -274,18 +280,24 @@ class Trainer:
                 mining=loss_cfg.mining,
             )
 
-        # Under XLA the loss mines negatives with a sort (ssd.loss: XLA rejects top_k's tensor k).
-        @tf.function(reduce_retracing=True, jit_compile=self.xla.enabled)
-        def train_step(images: tf.Tensor, y_true: tf.Tensor) -> dict[str, tf.Tensor]:
-            with tf.GradientTape() as tape:
-                parts = losses(y_true, self.model(images, training=True))
-                total = parts["total"]
-                if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-                    total = self.optimizer.scale_loss(total)  # unscaled (or the step skipped) in apply
-            variables = self.model.trainable_variables
-            grads = tape.gradient(total, variables)
-            self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-            return parts
+        def make_train_step(variables: list[keras.Variable]) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
+            """The compiled step that trains ``variables`` (all, or all but a frozen backbone's)."""
+
+            # Under XLA the loss mines negatives with a sort (ssd.loss: XLA rejects top_k's tensor k).
+            @tf.function(reduce_retracing=True, jit_compile=self.xla.enabled)
+            def train_step(images: tf.Tensor, y_true: tf.Tensor) -> dict[str, tf.Tensor]:
+                with tf.GradientTape() as tape:
+                    parts = losses(y_true, self.model(images, training=True))
+                    total = parts["total"]
+                    if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                        total = self.optimizer.scale_loss(total)  # unscaled (or the step skipped) in apply
+                grads = tape.gradient(total, variables)
+                self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+                if self.ema is not None:
+                    self.ema.update()
+                return parts
+
+            return train_step
 
         @tf.function(reduce_retracing=True)
         def eval_step(images: tf.Tensor, y_true: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
@@ -293,8 +305,23 @@ class Trainer:
             return losses(y_true, y_pred), y_pred
 
         self._losses = losses  # ssd.distributed's step computes the same loss on the gathered batch
-        self._train_step = train_step
+        self._train_step = make_train_step(self.model.trainable_variables)
         self._eval_step = eval_step
+        # train.freeze_backbone_steps: the first steps train the layers after the backbone only
+        # (a second graph, traced only when used; the optimizer has slots for every variable).
+        frozen = {id(v) for v in backbone_variables(self.model)}
+        self._frozen_step = make_train_step([v for v in self.model.trainable_variables if id(v) not in frozen])
+
+    def step_function(self) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
+        """The training step for ``self.step``: the frozen backbone's during ``train.freeze_backbone_steps``."""
+        return self._frozen_step if self.step < self.config.train.freeze_backbone_steps else self._train_step
+
+    @contextlib.contextmanager
+    def averaged(self) -> Iterator[None]:
+        """The model holds the weights to evaluate and keep inside: the moving average's with
+        ``train.ema_decay`` (:mod:`ssd.ema`), else its own."""
+        with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
+            yield
 
     # ----------------------------------------------------------------- checkpoints
     @property
@@ -309,9 +336,12 @@ class Trainer:
         """Write config, weights, optimizer state and step atomically (temp file, then rename)."""
         write_config(self.out_dir, self.config)
         tmp_w = self.out_dir / f"tmp-{WEIGHTS_FILE}"
-        self.model.save_weights(tmp_w)
+        with self.averaged():  # the weights file holds what detection and export should use
+            self.model.save_weights(tmp_w)
         tmp_s = self.out_dir / "train_state.tmp.npz"
         slots = {f"v{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)}
+        if self.ema is not None:  # the weights the optimizer trains on, for a resume
+            slots.update({f"raw{i}": value for i, value in enumerate(self.ema.raw())})
         with open(tmp_s, "wb") as f:
             np.savez(f, step=np.int64(self.step), **slots)
         os.replace(tmp_w, self.weights_path)
@@ -331,11 +361,15 @@ class Trainer:
             with np.load(self.state_path) as state:
                 values = [state[f"v{i}"] for i in range(len(self.optimizer.variables))]
                 step = int(state["step"])
+                raw = [state[f"raw{i}"] for i in range(len(self.ema.weights))] if self.ema is not None else []
         except Exception as exc:
             raise ValueError(f"checkpoint {self.state_path} cannot be read: {exc}") from exc
         for var, value in zip(self.optimizer.variables, values, strict=True):
             var.assign(value)
         self.step = step
+        if self.ema is not None:  # the file held the average; the state the weights under it
+            self.ema.reset(step)
+            self.ema.restore(raw)
 
     @property
     def best_weights_path(self) -> Path:
@@ -344,7 +378,8 @@ class Trainer:
     def save_best(self, evaluation: dict[str, Any]) -> None:
         """Write the model's weights as ``best.weights.h5``, then ``best.json`` (each atomically)."""
         tmp = self.out_dir / f"tmp-{BEST_WEIGHTS_FILE}"
-        self.model.save_weights(tmp)
+        with self.averaged():
+            self.model.save_weights(tmp)
         os.replace(tmp, self.best_weights_path)
         write_best(self.out_dir, evaluation)
 
@@ -363,6 +398,13 @@ class Trainer:
             steps = [json.loads(line)["step"] for line in evals_file.read_text().splitlines() if line.strip()]
             since = sum(1 for step in steps if step > best["step"])
         return best, since
+
+    def _init_info(self) -> dict[str, str]:
+        """``run.json``'s ``init`` keys: this run's :class:`~ssd.init.InitReport`, or for a resumed
+        run what the run.json of its start said."""
+        if self.init_report is not None:
+            return self.init_report.run_info()
+        return {k: v for k, v in (read_run_info(self.out_dir) or {}).items() if k.startswith("init")}
 
     def _stop_vote(self, stop: bool) -> bool:
         """Whether to stop before the next step (every worker of a distributed run agrees)."""
@@ -459,6 +501,7 @@ class Trainer:
             "loader_processes": str(self.loader.processes),
             "loader_reason": self.loader.reason,
             "device": device,
+            **self._init_info(),
         }
         write_run_info(self.out_dir, run_info)
         best, since_best = self._read_best(evals_file)
@@ -480,7 +523,7 @@ class Trainer:
                     break
                 images, y_true = next(pipeline)
                 lr = current_lr(self.optimizer)
-                parts = self._train_step(images, y_true)
+                parts = self.step_function()(images, y_true)
                 values = {k: float(v) for k, v in parts.items()}
                 self.step += 1
                 for key in LOSS_KEYS:
@@ -500,7 +543,8 @@ class Trainer:
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0 and not done:
                     self.save_checkpoint()
                 if done or (t.eval_every and self.step % t.eval_every == 0):
-                    evaluation = self.evaluate(t.eval_images)
+                    with self.averaged():
+                        evaluation = self.evaluate(t.eval_images)
                     map50 = float(evaluation.get("map50", math.nan))  # a stand-in evaluation may have none
                     if math.isfinite(map50) and (best is None or map50 > best["map50"]):
                         self.save_best(evaluation)

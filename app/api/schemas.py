@@ -46,7 +46,15 @@ class ModelIn(_Section):
     )
     weights: Literal["none", "imagenet"] = Field(
         _d("model", "weights"),
-        description="imagenet: Keras' pretrained weights (mobilenet_v2, resnet50).",
+        description="imagenet: Keras' pretrained weights (mobilenet_v2, resnet50); the older name of model.init.",
+    )
+    init: str = Field(
+        _d("model", "init"),
+        description=(
+            "Where the weights start: none; imagenet; job:<id> (another job's best weights: the backbone, "
+            "and the heads where their shapes match); a checkpoint directory or a Keras weights file of "
+            "the backbone under the server's artifact root."
+        ),
     )
     num_units: int = Field(
         _d("model", "num_units"),
@@ -158,6 +166,17 @@ class TrainIn(_Section):
     )
     warmup_steps: int = Field(_d("train", "warmup_steps"), description="Linear warm-up steps (cosine only).")
     weight_decay: float = Field(_d("train", "weight_decay"), description="AdamW weight decay; 0 means plain Adam.")
+    ema_decay: float = Field(
+        _d("train", "ema_decay"),
+        description=(
+            "Exponential moving average of the weights (e.g. 0.998): evaluated, kept as best, saved and "
+            "exported in their stead; 0: off."
+        ),
+    )
+    freeze_backbone_steps: int = Field(
+        _d("train", "freeze_backbone_steps"),
+        description="Train only the layers after the backbone for the first N steps (needs model.init).",
+    )
     eval_every: int = Field(_d("train", "eval_every"), description="Evaluate every N steps; 0: at the end only.")
     eval_images: int = Field(_d("train", "eval_images"), description="Validation images per evaluation.")
     checkpoint_every: int = Field(

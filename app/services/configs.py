@@ -14,6 +14,7 @@ from typing import Any
 from app.domain import Invalid
 from app.services.limits import check_limits
 from app.settings import Settings
+from ssd.checkpoint import check_init
 from ssd.config import Config, ConfigError, from_dict
 from ssd.datasets.resolve import apply_dataset
 from ssd.datasets.resolve import resolve as resolve_dataset
@@ -39,3 +40,18 @@ def resolve(data: Mapping[str, Any], settings: Settings, *, loc: tuple[str, ...]
     except ConfigError as exc:
         raise Invalid((*loc, *exc.field.split(".")), exc.message) from exc
     return config
+
+
+def check_start(config: Config, settings: Settings, *, loc: tuple[str, ...] = ("body",)) -> None:
+    """Refuse, before a job is queued, a ``model.init`` it could not start from: an unknown job or
+    one without a checkpoint, another backbone, a path outside the artifact root
+    (:func:`ssd.checkpoint.check_init`). Only at submission: a stored job's config is not checked
+    again once its source is gone.
+
+    Raises:
+        Invalid: at ``loc`` + ``model.init``.
+    """
+    try:
+        check_init(config, settings.artifact_root, within=settings.artifact_root)
+    except ConfigError as exc:
+        raise Invalid((*loc, *exc.field.split(".")), exc.message) from exc

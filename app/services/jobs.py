@@ -60,7 +60,9 @@ class JobService:
     # ------------------------------------------------------------------ life cycle
     def submit(self, data: Mapping[str, Any]) -> Job:
         """Queue a job for a client's config (every key optional); returns the job."""
-        return self.submit_config(self.resolve(data))
+        config = self.resolve(data)
+        configs.check_start(config, self.settings)
+        return self.submit_config(config)
 
     def submit_config(self, config: Config, *, sweep_id: str | None = None) -> Job:
         """Queue a job for a config already resolved (:meth:`resolve`), one of sweep ``sweep_id``."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from app.domain import ACTIVE, Conflict, Invalid, Job, JobStatus, NotFound
 from app.services import sweep_spec
+from app.services.configs import check_start
 from app.services.jobs import JobService
 from app.services.sweep_spec import Spec, show
 from ssd.config import Config
@@ -65,6 +66,8 @@ def plan(
             configs.append(jobs.resolve(data))
         except Invalid as exc:
             raise _blame(jobs, exc, base, spec, assignment, i, len(values)) from exc
+        where = ("body", "grid") if "model.init" in assignment else ("body", "base")
+        check_start(configs[-1], jobs.settings, loc=where)
     return Plan(name=name, base=dict(base), spec=spec, values=values, configs=configs)
 
 

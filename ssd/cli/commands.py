@@ -79,6 +79,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CliError(f"option --out: cannot resume: {exc}") from exc
         print(f"resuming {out} at step {trainer.step}", file=sys.stderr)
+    if trainer.init_report is not None and trainer.init_report.init != "none":
+        for key, value in trainer.init_report.run_info().items():
+            print(f"{key.replace('_', ' ')}: {value}", file=sys.stderr)
     print(f"precision: {trainer.precision.describe()}", file=sys.stderr)
     print(f"xla: {trainer.xla.describe()}", file=sys.stderr)
     print(f"loader processes: {trainer.loader.describe()}", file=sys.stderr)

@@ -240,6 +240,14 @@ export function createConfigForm({ container, decorate = null, onInput = null })
   }
 
   /** Whether a field's value differs from `preset`'s (unparseable text counts as changed). */
+  /** Put a config's values in the fields it has (a job's, to train again); the defaults shown stay. */
+  function setValues(config) {
+    for (const field of fields.values()) {
+      const value = getPath(config, field.path);
+      if (value !== undefined) writeField(field, value);
+    }
+  }
+
   function isChanged(field, preset) {
     try {
       return !sameValue(readField(field), getPath(presets[preset], field.path));
@@ -300,6 +308,7 @@ export function createConfigForm({ container, decorate = null, onInput = null })
     fields,
     build,
     fillFrom,
+    setValues,
     readField,
     isChanged,
     changedConfig,

@@ -137,6 +137,8 @@ function renderJob() {
     $("job-summary").append(" · ", el("a", { href, id: "sweep-link", style: "text-decoration: underline", text: `sweep ${job.sweep_id}` }));
   }
 
+  renderWeights();
+
   const failed = job.status === "failed" && job.error;
   $("job-error").hidden = !failed;
   $("job-error-text").textContent = failed ? job.error : "";
@@ -149,6 +151,36 @@ function renderJob() {
   $("delete-btn").disabled = active; // the server refuses to delete a queued or running job
   renderExport();
   renderProgress();
+}
+
+/**
+ * Where the weights started (model.init, run.json's "init"), the best evaluation the detections
+ * and exports use, and why early stopping ended the run.
+ */
+function renderWeights() {
+  const parts = [];
+  const run = job.run || {};
+  if (run.init && !run.init.startsWith("none")) parts.push(`started from ${run.init}`);
+  const best = job.best || {};
+  if (best.map50 !== null && best.map50 !== undefined) {
+    parts.push(`best mAP@.5 ${Number(best.map50).toFixed(3)} at step ${best.map50_step}: the weights detections and exports use`);
+  }
+  if (run.stop_reason) parts.push(run.stop_reason);
+  const line = $("job-weights");
+  line.replaceChildren();
+  for (const [i, text] of parts.entries()) line.append(i ? " · " : "", text);
+  if (run.init_new && run.init_new !== "none") {
+    const details = el("details", { class: "init-details" }, el("summary", { text: "layers" }),
+      el("p", { text: `Loaded: ${run.init_loaded}` }), el("p", { text: `New: ${run.init_new}` }));
+    line.append(" ", details);
+  }
+  line.hidden = parts.length === 0;
+  const ready = job.checkpoint_step !== null && job.checkpoint_step !== undefined;
+  const link = $("finetune-link");
+  if (ready) link.href = `${ROOT}/jobs/new?from=${encodeURIComponent(job.id)}&fine_tune=1`;
+  else link.removeAttribute("href");
+  link.setAttribute("aria-disabled", String(!ready));
+  link.title = ready ? `A new job that starts from this run's best weights (model.init = job:${job.id})` : "No checkpoint yet";
 }
 
 /** The export link: the chosen format of the latest checkpoint, none before the first one (409). */

@@ -104,12 +104,46 @@ async function init() {
     return;
   }
   const presets = { default: data.defaults, notebook: data.notebook };
-  const wanted = new URLSearchParams(location.search).get("preset");
+  const params = new URLSearchParams(location.search);
+  const wanted = params.get("preset");
   if (wanted && presets[wanted]) presetSelect.value = wanted;
   shownPreset = presetSelect.value;
   config.build(presets, data.json_schema, presetSelect.value);
+  if (params.get("from")) await fillFromJob(params.get("from"), params.get("fine_tune") === "1");
   updateChanged();
   form.dataset.ready = "true";
+}
+
+/**
+ * ?from=<job id>: the form holds that job's config (Train again); with &fine_tune=1 its weights
+ * start the run too (model.init = job:<id>: its best weights, the heads where their shapes match).
+ */
+async function fillFromJob(id, fineTune) {
+  const note = $("from-job");
+  let job;
+  try {
+    job = await api(`/api/jobs/${encodeURIComponent(id)}`);
+  } catch (err) {
+    note.textContent = `Could not load job ${id}: ${err.message}`;
+    note.className = "notice error";
+    note.hidden = false;
+    return;
+  }
+  const values = structuredClone(job.config || {});
+  values.name = `${job.name || job.id} ${fineTune ? "fine-tuned" : "again"}`;
+  if (fineTune) {
+    values.model = { ...(values.model || {}), init: `job:${job.id}`, weights: "none" };
+  }
+  config.setValues(values);
+  const link = el("a", { href: `${ROOT}/jobs/${encodeURIComponent(job.id)}`, text: job.name || job.id });
+  note.replaceChildren(
+    fineTune ? "Fine-tuning from " : "The config of ",
+    link,
+    fineTune
+      ? ": model.init is job:" + job.id + " (its best weights; heads whose shapes differ start fresh). Change the data or steps below."
+      : ". Change what you want to try below.",
+  );
+  note.hidden = false;
 }
 
 init();
