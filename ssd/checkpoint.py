@@ -58,7 +58,9 @@ __all__ = [
     "init_source",
     "read_best",
     "read_config",
+    "read_recipe",
     "read_run_info",
+    "write_recipe",
     "weights_path",
     "write_best",
     "write_config",
@@ -71,6 +73,8 @@ STATE_FILE = "train_state.npz"
 METRICS_FILE = "metrics.jsonl"
 EVALS_FILE = "evals.jsonl"
 RUN_FILE = "run.json"
+RECIPE_FILE = "recipe.json"
+"""What the data-fitted recipe chose (:mod:`ssd.recipe`): ``{"choices": [{"key", "value", "reason", "text"}]}``."""
 CHECKPOINT_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE)
 BEST_WEIGHTS_FILE = "best.weights.h5"
 """The weights at the evaluation with the highest mAP@.5 so far (ties keep the earlier)."""
@@ -120,6 +124,25 @@ def write_run_info(directory: str | Path, info: dict[str, str]) -> Path:
     tmp.write_text(json.dumps(info, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def write_recipe(directory: str | Path, choices: list[dict[str, Any]]) -> Path:
+    """Write ``recipe.json`` (the recipe's choices, :meth:`ssd.recipe.Choice.to_dict`) atomically."""
+    path = Path(directory) / RECIPE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"choices": choices}, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_recipe(directory: str | Path) -> list[str] | None:
+    """The recipe's choices of a run directory as lines (``key = value: reason``), or None."""
+    try:
+        data = json.loads((Path(directory) / RECIPE_FILE).read_text())
+        return [str(choice["text"]) for choice in data["choices"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def read_run_info(directory: str | Path) -> dict[str, str] | None:

@@ -18,6 +18,7 @@ from ssd.checkpoint import check_init
 from ssd.config import Config, ConfigError, from_dict
 from ssd.datasets.resolve import apply_dataset
 from ssd.datasets.resolve import resolve as resolve_dataset
+from ssd.recipe import Choice, fit_recipe
 
 
 def resolve(data: Mapping[str, Any], settings: Settings, *, loc: tuple[str, ...] = ("body",)) -> Config:
@@ -55,3 +56,20 @@ def check_start(config: Config, settings: Settings, *, loc: tuple[str, ...] = ("
         check_init(config, settings.artifact_root, within=settings.artifact_root)
     except ConfigError as exc:
         raise Invalid((*loc, *exc.field.split(".")), exc.message) from exc
+
+
+def resolve_fitted(
+    data: Mapping[str, Any], settings: Settings, *, loc: tuple[str, ...] = ("body",)
+) -> tuple[Config, list[Choice]]:
+    """:func:`resolve` after the data-fitted recipe (:func:`ssd.recipe.fit_recipe`) chose the keys
+    ``data`` leaves unset for its imported dataset; the choices made. For a new job, not a stored one.
+
+    Raises:
+        Invalid: as :func:`resolve`.
+    """
+    try:
+        bound = apply_dataset(data, settings.artifact_root)
+        fitted, choices = fit_recipe(bound, resolve_dataset(from_dict(bound), settings.artifact_root))
+    except ConfigError as exc:
+        raise Invalid((*loc, *exc.field.split(".")), exc.message) from exc
+    return resolve(fitted, settings, loc=loc), choices

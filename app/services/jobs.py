@@ -21,8 +21,9 @@ from app.services import configs
 from app.settings import Settings
 from app.store import query as job_query
 from app.store.jobs import JobStore
-from ssd.checkpoint import CHECKPOINT_FILES, has_checkpoint, read_run_info
+from ssd.checkpoint import CHECKPOINT_FILES, has_checkpoint, read_recipe, read_run_info, write_recipe
 from ssd.config import Config
+from ssd.recipe import Choice
 
 # One page of the runs table and how many jobs match in all.
 JobPage = tuple[list[Job], int]
@@ -60,15 +61,25 @@ class JobService:
     # ------------------------------------------------------------------ life cycle
     def submit(self, data: Mapping[str, Any]) -> Job:
         """Queue a job for a client's config (every key optional); returns the job."""
-        config = self.resolve(data)
+        config, choices = self.resolve_fitted(data)
         configs.check_start(config, self.settings)
-        return self.submit_config(config)
+        return self.submit_config(config, choices=choices)
 
-    def submit_config(self, config: Config, *, sweep_id: str | None = None) -> Job:
-        """Queue a job for a config already resolved (:meth:`resolve`), one of sweep ``sweep_id``."""
-        return self.runner.submit(
+    def resolve_fitted(
+        self, data: Mapping[str, Any], *, loc: tuple[str, ...] = ("body",)
+    ) -> tuple[Config, list[Choice]]:
+        """A new job's config with the data-fitted recipe's choices (:func:`app.services.configs.resolve_fitted`)."""
+        return configs.resolve_fitted(data, self.settings, loc=loc)
+
+    def submit_config(self, config: Config, *, sweep_id: str | None = None, choices: Sequence[Choice] = ()) -> Job:
+        """Queue a job for a config already resolved (:meth:`resolve`), one of sweep ``sweep_id``;
+        ``choices``, what the recipe chose, are kept in its directory (``recipe.json``)."""
+        job = self.runner.submit(
             name=config.name, config=config.to_dict(), total_steps=config.train.steps, sweep_id=sweep_id
         )
+        if choices:  # the job's directory, which its worker writes too (not this file)
+            write_recipe(self.settings.jobs_dir / job.id, [c.to_dict() for c in choices])
+        return job
 
     def list(self, *, status: str | None = None, limit: int = 100) -> list[Job]:
         """Jobs, newest first."""
@@ -112,7 +123,12 @@ class JobService:
 
     def get(self, job_id: str) -> Job:
         """One job, with how it computes once it started (``run``); :class:`NotFound`."""
-        return self.runner.get(job_id).with_run(read_run_info(self.settings.jobs_dir / job_id))
+        directory = self.settings.jobs_dir / job_id
+        run = read_run_info(directory)
+        recipe = read_recipe(directory)
+        if recipe:  # chosen at submission, shown before the run starts too
+            run = {**(run or {}), "recipe": "\n".join(recipe)}
+        return self.runner.get(job_id).with_run(run)
 
     def cancel(self, job_id: str) -> Job:
         """A queued job at once, a running one after its current step; :class:`~app.domain.Conflict` otherwise."""

@@ -20,6 +20,7 @@ from app.services.configs import check_start
 from app.services.jobs import JobService
 from app.services.sweep_spec import Spec, show
 from ssd.config import Config
+from ssd.recipe import Choice
 
 COMPARE_LIMIT = 10  # the compare page takes up to this many jobs
 
@@ -33,6 +34,7 @@ class Plan:
     spec: Spec
     values: list[dict[str, Any]]
     configs: list[Config]
+    choices: list[list[Choice]]  # each job's data-fitted recipe (ssd.recipe)
 
 
 def plan(
@@ -57,18 +59,20 @@ def plan(
         grid=grid, random=random, samples=samples, seed=seed, max_jobs=max_jobs, defaults=_types(jobs, base)
     )
     values = sweep_spec.expand(spec)
-    configs = []
+    configs, choices = [], []
     for i, assignment in enumerate(values):
         data = sweep_spec.apply(base, assignment)
         if "name" not in assignment:
             data["name"] = f"{name} #{i + 1}"
         try:
-            configs.append(jobs.resolve(data))
+            config, chosen = jobs.resolve_fitted(data)
         except Invalid as exc:
             raise _blame(jobs, exc, base, spec, assignment, i, len(values)) from exc
         where = ("body", "grid") if "model.init" in assignment else ("body", "base")
-        check_start(configs[-1], jobs.settings, loc=where)
-    return Plan(name=name, base=dict(base), spec=spec, values=values, configs=configs)
+        check_start(config, jobs.settings, loc=where)
+        configs.append(config)
+        choices.append(chosen)
+    return Plan(name=name, base=dict(base), spec=spec, values=values, configs=configs, choices=choices)
 
 
 def _types(jobs: JobService, base: Mapping[str, Any]) -> dict[str, Any]:
@@ -141,8 +145,8 @@ class SweepService:
         sweep = self.store.create_sweep(name=name, base=checked.base, spec=spec, job_ids=[])
         job_ids: list[str] = []
         try:
-            for config in checked.configs:
-                job_ids.append(self.jobs.submit_config(config, sweep_id=sweep["id"]).id)
+            for config, chosen in zip(checked.configs, checked.choices, strict=True):
+                job_ids.append(self.jobs.submit_config(config, sweep_id=sweep["id"], choices=chosen).id)
         finally:  # jobs queued before a failure (the database) still belong to the sweep, to cancel
             self.store.add_sweep_jobs(sweep["id"], job_ids)
         return self.get(sweep["id"])

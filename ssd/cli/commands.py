@@ -35,14 +35,23 @@ from ssd.cli.priors import add_parser as add_priors_parser
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _config_arg(args: argparse.Namespace) -> Any:
+def _config_arg(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    """The config of ``--config`` (and ``--steps``, ``--seed``) with the data-fitted recipe's
+    choices for the keys it leaves unset (:mod:`ssd.recipe`), and those choices."""
     from ssd.config import Config, ConfigError, from_dict, read_mapping
-    from ssd.datasets.resolve import apply_dataset
+    from ssd.datasets.resolve import apply_dataset, resolve
+    from ssd.recipe import fit_recipe
 
+    data_dir = Path(args.data_dir) if args.data_dir else None
     try:
         data = read_mapping(args.config) if args.config else {}
-        config: Config = from_dict(apply_dataset(data, Path(args.data_dir) if args.data_dir else None))
-        if args.steps is not None:
+        train = data.get("train", {})
+        if args.steps is not None and isinstance(train, dict):  # a key the user set: the recipe leaves it
+            data = {**data, "train": {**train, "steps": args.steps}}
+        bound = apply_dataset(data, data_dir)
+        bound, choices = fit_recipe(bound, resolve(from_dict(bound), data_dir))
+        config: Config = from_dict(bound)
+        if args.steps is not None:  # over a train section from_dict will refuse anyway
             config = replace(config, train=replace(config.train, steps=args.steps))
         if args.seed is not None:
             config = replace(config, seed=args.seed)
@@ -52,7 +61,7 @@ def _config_arg(args: argparse.Namespace) -> Any:
         raise CliError(f"option {option}: {exc.field}: {exc.message}") from exc
     except FileNotFoundError as exc:
         raise CliError(f"option --config: no such file: {args.config}") from exc
-    return config
+    return config, choices
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -60,9 +69,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from ssd.train import NonFiniteLossError, Trainer
 
-    config = _config_arg(args)
+    config, choices = _config_arg(args)
     out = Path(args.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from ssd.checkpoint import write_recipe
     from ssd.config import ConfigError
+
+    for choice in choices:
+        print(f"recipe: {choice.text}", file=sys.stderr)
 
     try:
         if config.train.workers > 1:  # this process is the chief; it starts the other workers itself
@@ -73,6 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             trainer = Trainer(config, out, data_dir=args.data_dir)
     except ConfigError as exc:  # found only when building: e.g. ImageNet weights this machine cannot fetch
         raise CliError(f"option --config: {exc.field}: {exc.message}") from exc
+    if choices and not trainer.has_checkpoint():  # a resumed run keeps the choices of its start
+        write_recipe(out, [c.to_dict() for c in choices])
     if trainer.has_checkpoint():
         try:
             trainer.load_checkpoint()

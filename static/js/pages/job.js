@@ -174,7 +174,14 @@ function renderWeights() {
       el("p", { text: `Loaded: ${run.init_loaded}` }), el("p", { text: `New: ${run.init_new}` }));
     line.append(" ", details);
   }
-  line.hidden = parts.length === 0;
+  if (run.recipe) {
+    const choices = run.recipe.split("\n");
+    const details = el("details", { class: "recipe-details", id: "recipe-details" },
+      el("summary", { text: `${choices.length} choice${choices.length === 1 ? "" : "s"} fitted to the data` }),
+      el("ul", {}, ...choices.map((text) => el("li", { text }))));
+    line.append(parts.length ? " · " : "", details);
+  }
+  line.hidden = parts.length === 0 && !run.recipe;
   const ready = job.checkpoint_step !== null && job.checkpoint_step !== undefined;
   const link = $("finetune-link");
   if (ready) link.href = `${ROOT}/jobs/new?from=${encodeURIComponent(job.id)}&fine_tune=1`;
@@ -197,7 +204,12 @@ function renderExport() {
 /** One line: "image 128 px · batch 32 · 1200 steps · lr 0.001 cosine · norm3_2, norm4_2 · seed 0". */
 function summarize(c) {
   const parts = [];
-  if (c.data) parts.push(`image ${c.data.image_size} px`, `${c.data.min_digits}–${c.data.max_digits} digits`);
+  if (c.data) {
+    parts.push(`image ${c.data.image_size} px`);
+    // The generator's digits only for the generator: an imported dataset is named instead.
+    if (!c.data.dataset || c.data.dataset === "mnist") parts.push(`${c.data.min_digits}–${c.data.max_digits} digits`);
+    else parts.push(`dataset ${c.data.dataset}`);
+  }
   if (c.train) parts.push(`batch ${c.train.batch_size}`, `${c.train.steps} steps`, `lr ${c.train.learning_rate} ${c.train.schedule || ""}`.trim());
   if (c.model) {
     const net = c.model.backbone && c.model.backbone !== "notebook" ? c.model.backbone : `${c.model.num_units} units`;

@@ -1,4 +1,5 @@
-"""Submitting a job that starts from weights (``model.init``): what the server refuses before queueing."""
+"""What the server decides when a job is submitted: the recipe fitted to an imported dataset
+(kept with the job, shown before it starts) and the ``model.init`` it refuses before queueing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from fastapi.testclient import TestClient
 
 from ssd.checkpoint import CHECKPOINT_FILES, write_config
 from ssd.config import from_dict
+from ssd.datasets.export import export_generator
+from ssd.datasets.registry import Registry
+from ssd.recipe import EMA_DECAY
 
 
 def fake_checkpoint(directory: Path, backbone: str = "notebook") -> None:
@@ -48,3 +52,21 @@ def test_a_sweep_checks_its_base_init(client: TestClient) -> None:
     assert response.status_code == 422, response.text
     (detail,) = response.json()["detail"]
     assert detail["loc"] == ["body", "base", "model", "init"]
+
+
+def test_a_job_on_an_import_keeps_the_recipes_choices(client: TestClient, tmp_path: Path) -> None:
+    export_generator(tmp_path / "export", "coco", images=12, val_fraction=0.25, seed=0)
+    Registry(tmp_path / "data").import_dataset(tmp_path / "export", name="digits")
+    body = {"data": {"dataset": "digits"}, "train": {"steps": 2, "eval_images": 2, "batch_size": 2}}
+    job = client.post("/api/jobs", json=body).json()
+    assert job["config"]["train"]["steps"] == 2  # the user's
+    assert job["config"]["train"]["ema_decay"] == EMA_DECAY and job["config"]["data"]["image_size"] == 128
+    lines = client.get(f"/api/jobs/{job['id']}").json()["run"]["recipe"].split("\n")
+    assert [line.split(" = ")[0] for line in lines] == ["data.image_size", "priors", "train.ema_decay"]
+    shown = lines[1].split("ratios: [")[1].split("]")[0].split(", ")
+    assert job["config"]["priors"]["ratios"] == [float(r) for r in shown]
+    client.post(f"/api/jobs/{job['id']}/cancel")
+    # the generator gets no choices: no recipe on its job
+    plain = client.post("/api/jobs", json={"train": {"steps": 1}}).json()
+    assert (client.get(f"/api/jobs/{plain['id']}").json()["run"] or {}).get("recipe") is None
+    client.post(f"/api/jobs/{plain['id']}/cancel")

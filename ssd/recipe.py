@@ -1,0 +1,161 @@
+"""A recipe fitted to the data: the choices a run on an imported dataset makes from its boxes.
+
+The ``default`` preset was tuned on the generator (``mnist``); nothing in it looks at the data.
+When a job names an imported dataset and leaves a key unset, :func:`fit_recipe` chooses it from
+the training split and says why:
+
+- ``data.image_size``: the smallest of :data:`SIZES` at which the 10th percentile of the boxes'
+  shorter sides is at least :data:`MIN_SIDE` px, the smallest box a stride-4 layer's priors
+  match at IoU 0.5 wherever it lies (:func:`ssd.prior_grid.full_cover_size`), no larger than the
+  images are (upscaling adds no detail) nor than :data:`SIZES`' last;
+- ``priors``: fitted to the training boxes at that size by :func:`ssd.suggest.fit`, as many per
+  cell as the preset has;
+- ``train.steps``: for a small dataset, :data:`EPOCHS` passes over it rather than a fixed step
+  count (within :data:`MIN_STEPS` .. the preset's steps x :data:`MAX_STEPS_FACTOR`);
+- ``train.ema_decay``: :data:`EMA_DECAY` for a small dataset, whose last steps' weights vary most.
+
+A key the user set is never changed; the generator gets no choices. NumPy only (no TensorFlow):
+the server fits a recipe when a job is submitted, and the choices are kept with the run
+(:data:`ssd.checkpoint.RECIPE_FILE`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ssd.config import from_dict
+from ssd.datasets.source import DataSource
+from ssd.prior_grid import full_cover_size
+from ssd.suggest import fit, priors_section
+
+SIZES = (128, 160, 192, 224, 256, 320, 384)
+MIN_SIDE = full_cover_size(4, 0.5)  # 10.9 px
+SMALL_DATASET = 2000  # training images: below this, the schedule is counted in epochs
+EPOCHS = 60
+MIN_STEPS = 600
+MAX_STEPS_FACTOR = 4
+EMA_DECAY = 0.998
+FIT_IMAGES = 2000  # images whose boxes the choices read (a seeded suggester samples further)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One key the recipe set: its dotted name, its value and the reason in words."""
+
+    key: str
+    value: Any
+    reason: str
+
+    @property
+    def text(self) -> str:
+        """``key = value: reason`` (a priors section without its strides)."""
+        return f"{self.key} = {_short(self.value)}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "value": self.value, "reason": self.reason, "text": self.text}
+
+
+def _given(data: Mapping[str, Any], section: str, key: str) -> bool:
+    part = data.get(section)
+    return isinstance(part, Mapping) and key in part
+
+
+def fit_recipe(data: Mapping[str, Any], source: DataSource) -> tuple[dict[str, Any], list[Choice]]:
+    """``data`` (a config mapping bound to ``source``) with the keys it leaves unset chosen from the
+    dataset, and the choices made. The generator's configs come back as they are.
+
+    Raises:
+        ssd.config.ConfigError: ``data`` is no valid config (as :func:`ssd.config.from_dict`).
+    """
+    out = copy.deepcopy(dict(data))
+    config = from_dict(out)
+    if source.meta.get("builtin"):
+        return out, []
+    choices: list[Choice] = []
+    n_boxes = source.count("train", FIT_IMAGES)
+    boxes = source.boxes(config, "train", n_boxes)
+    if not boxes.valid.any():
+        return out, []
+    if not _given(data, "data", "image_size"):
+        size, reason = choose_image_size(boxes.boxes[boxes.valid], config.data.image_size, _image_side(source))
+        out.setdefault("data", {})["image_size"] = size
+        choices.append(Choice("data.image_size", size, reason))
+        if size != config.data.image_size:
+            config = from_dict(out)
+            boxes = source.boxes(config, "train", n_boxes)
+    if not (_given(data, "priors", "scales") or _given(data, "priors", "ratios")):
+        fitted = fit(boxes, config, per_cell=max(config.priors.priors_per_cell), seed=config.seed)
+        section = priors_section(fitted.suggestion.priors)
+        out["priors"] = {**out.get("priors", {}), **section}
+        before = fitted.before.matched / max(fitted.before.num_gt, 1)
+        after = fitted.after.matched / max(fitted.after.num_gt, 1)
+        reason = (
+            f"fitted to {fitted.after.num_gt} training boxes at {config.data.image_size} px: they match a "
+            f"prior at IoU {config.matching.iou_threshold:g} {before:.1%} -> {after:.1%}"
+        )
+        choices.append(Choice("priors", section, reason))
+    train_images = source.size("train") or 0
+    small = 0 < train_images < SMALL_DATASET
+    if small and not _given(data, "train", "steps"):
+        steps, reason = choose_steps(train_images, config.train.batch_size, config.train.steps)
+        out.setdefault("train", {})["steps"] = steps
+        choices.append(Choice("train.steps", steps, reason))
+    if small and not _given(data, "train", "ema_decay"):
+        out.setdefault("train", {})["ema_decay"] = EMA_DECAY
+        reason = f"{train_images} training images: the moving average of the weights evens out the last steps"
+        choices.append(Choice("train.ema_decay", EMA_DECAY, reason))
+    from_dict(out)  # every choice is a valid config
+    return out, choices
+
+
+def choose_image_size(boxes: np.ndarray, image_size: int, image_side: float | None) -> tuple[int, str]:
+    """The input size for boxes ``[N, 4]`` pixel ``xyxy`` at ``image_size`` px, and why.
+
+    ``image_side``: the images' median side in pixels (None: unknown), the size past which a
+    larger input only upscales.
+    """
+    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) / image_size
+    p10 = float(np.percentile(sides, 10))  # share of the input side
+    cap = SIZES[-1]
+    if image_side is not None:
+        cap = max(SIZES[0], min(cap, next((s for s in SIZES if s >= image_side), SIZES[-1])))
+    fits = [s for s in SIZES if s <= cap and p10 * s >= MIN_SIDE]
+    size = fits[0] if fits else cap
+    at = f"the 10th percentile of the boxes' shorter sides is {p10 * size:.1f} px at {size} px"
+    if fits:
+        why = f"{at}, at least {MIN_SIDE:.1f} px (the smallest box a stride-4 layer's priors match anywhere)"
+        if size > SIZES[0]:
+            why += f"; at {SIZES[0]} px it would be {p10 * SIZES[0]:.1f} px"
+        return size, why
+    limit = "the images' own size" if image_side is not None and cap < SIZES[-1] else "the largest size chosen"
+    return size, f"{at} ({limit}); smaller boxes than {MIN_SIDE:.1f} px may be missed"
+
+
+def choose_steps(train_images: int, batch_size: int, preset_steps: int) -> tuple[int, str]:
+    """Steps for :data:`EPOCHS` passes over ``train_images`` at ``batch_size``, within bounds; and why."""
+    wanted = math.ceil(EPOCHS * train_images / batch_size)
+    top = preset_steps * MAX_STEPS_FACTOR
+    steps = min(max(wanted, MIN_STEPS), top)
+    why = f"{EPOCHS} epochs of {train_images} training images at batch {batch_size}"
+    if steps != wanted:
+        why += f" would be {wanted} steps; kept within {MIN_STEPS}..{top}"
+    return steps, why
+
+
+def _image_side(source: DataSource) -> float | None:
+    """The median of the training images' longer sides, where the dataset records them."""
+    records = [source.record("train", i) for i in range(min(source.size("train") or 0, FIT_IMAGES))]
+    sides = [max(r.width, r.height) for r in records if r is not None]
+    return float(np.median(sides)) if sides else None
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in value.items() if k != "strides") + "}"
+    return str(value)
