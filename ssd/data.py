@@ -8,7 +8,8 @@ one sample, all draws from ``np.random.default_rng([seed, split_id, index])``:
 2. Digit count ``n`` uniform in ``[min_digits, max_digits]``.
 3. For each digit: a digit from the split's pool (train and val pools are
    disjoint), a scale ``s`` uniform in ``scale_range`` (the digit becomes a
-   ``round(28 * s)`` square, resized with an antialiased bilinear filter), and
+   ``round(28 * s)`` square, resized with an antialiased bilinear filter, or
+   with nearest-neighbour for a share ``nearest_share`` of the digits), and
    a colour whose RGB components are each uniform in ``COLOUR_RANGE``
    (0.3-0.7). The tinted digit is ``intensity * colour`` with intensity in
    ``[0, 1]``; it is composited onto the canvas with ``np.maximum`` (so
@@ -156,6 +157,18 @@ def _resize_matrix(out_size: int, in_size: int = DIGIT_SIZE) -> np.ndarray:
     return matrix
 
 
+@functools.lru_cache(maxsize=512)
+def _nearest_matrix(out_size: int, in_size: int = DIGIT_SIZE) -> np.ndarray:
+    """float32 ``[out_size, in_size]`` nearest-neighbour resampling: output pixel ``x`` takes input
+    pixel ``floor((x + 0.5) * in_size / out_size)`` (centres aligned, as PIL's ``NEAREST``), so
+    strokes come out blocky when enlarged and lose pixels when shrunk. ``M @ image @ M.T``."""
+    source = np.minimum(((np.arange(out_size) + 0.5) * in_size / out_size).astype(np.int64), in_size - 1)
+    matrix = np.zeros((out_size, in_size), np.float32)
+    matrix[np.arange(out_size), source] = 1.0
+    matrix.setflags(write=False)
+    return matrix
+
+
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         # ValueError (not TypeError) by design: every bad argument is a ValueError.
@@ -182,6 +195,7 @@ class DetectionDataset:
         scale_range: tuple[float, float] = (0.8, 2.5),
         seed: int = 0,
         max_cover: float = MAX_COVER,
+        nearest_share: float = 0.0,
     ) -> None:
         """Configure the generator.
 
@@ -197,6 +211,9 @@ class DetectionDataset:
             max_cover: the largest share of a digit's box that another digit's box
                 may cover, in ``[0, 1]``; box IoU is capped at ``0.4 * max_cover``
                 (the default 0.25 gives IoU <= 0.1). 1 lets digits occlude each other.
+            nearest_share: the share of digits resized nearest-neighbour instead of
+                antialiased bilinear, in ``[0, 1]``: a detector trained on one resampling
+                alone learns its look (``data.train_nearest``).
 
         Raises:
             ValueError: naming the offending argument.
@@ -225,6 +242,9 @@ class DetectionDataset:
         if not 0.0 <= float(max_cover) <= 1.0:
             raise ValueError(f"max_cover must be in [0, 1], got {max_cover!r}")
         self.max_cover = float(max_cover)
+        if not 0.0 <= float(nearest_share) <= 1.0:
+            raise ValueError(f"nearest_share must be in [0, 1], got {nearest_share!r}")
+        self.nearest_share = float(nearest_share)
         self._split_id = _SPLIT_IDS[split]
         self._pool_images, self._pool_labels = load_digits(split)
 
@@ -266,7 +286,9 @@ class DetectionDataset:
                 pick = int(rng.integers(n_pool))
                 side = max(1, round(DIGIT_SIZE * float(rng.uniform(low, high))))
                 colour = rng.uniform(COLOUR_RANGE[0], COLOUR_RANGE[1], 3).astype(np.float32)
-                matrix = _resize_matrix(side)
+                # The draw only when asked for: samples without it stay as they were.
+                nearest = self.nearest_share > 0 and float(rng.random()) < self.nearest_share
+                matrix = _nearest_matrix(side) if nearest else _resize_matrix(side)
                 digit = matrix @ self._pool_images[pick].astype(np.float32) @ matrix.T
                 digit *= np.float32(1.0 / 255.0)
                 # Tiny relative margin: float32 rounding must not put box-edge ink
@@ -399,4 +421,5 @@ def for_config(config: Config, split: Split) -> DetectionDataset:
         scale_range=d.scale_range,
         seed=config.seed if split == "train" else VAL_SEED,
         max_cover=d.train_overlap if split == "train" else MAX_COVER,
+        nearest_share=d.train_nearest if split == "train" else 0.0,
     )

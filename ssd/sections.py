@@ -293,6 +293,9 @@ class DataConfig:
     # Training images only: how much of a digit's box another digit may cover (ssd.data's
     # max_cover). Validation keeps the generator's 0.25, so runs stay comparable.
     train_overlap: float = 0.25
+    # Training images only: the share of digits resized nearest-neighbour rather than antialiased
+    # bilinear (ssd.data's nearest_share), so the detector does not learn one resampling's look.
+    train_nearest: float = 0.0
     # Processes making training batches (ssd.loader_pool); -1: auto, none on CPUs, up to 8 with a GPU
     loader_processes: int = -1
 
@@ -320,6 +323,7 @@ class DataConfig:
         )
         _check(1 <= self.val_images <= 100_000, "data.val_images", "must be in 1..100000")
         _check(0.0 <= self.train_overlap <= 1.0, "data.train_overlap", f"must be in [0, 1], got {self.train_overlap}")
+        _check(0.0 <= self.train_nearest <= 1.0, "data.train_nearest", f"must be in [0, 1], got {self.train_nearest}")
         _check(
             -1 <= self.loader_processes <= MAX_LOADER_PROCESSES,
             "data.loader_processes",

@@ -140,6 +140,10 @@ class DataIn(_Section):
         _d("data", "train_overlap"),
         description="Training images only: how much of a digit's box another digit may cover (0-1).",
     )
+    train_nearest: float = Field(
+        _d("data", "train_nearest"),
+        description="Training images only: the share of digits resized nearest-neighbour, not bilinear (0-1).",
+    )
     loader_processes: int = Field(
         _d("data", "loader_processes"),
         description="Processes that make training batches; -1: auto (none on a CPU, up to 8 with a GPU).",

@@ -180,3 +180,33 @@ def test_max_cover_bounds_overlap() -> None:
     assert max(loose_cover) > 0.5  # digits now occlude each other
     with pytest.raises(ValueError, match="max_cover"):
         DetectionDataset("train", max_cover=1.5)
+
+
+def test_nearest_matrix_by_hand() -> None:
+    # 28 -> 56: every input pixel twice; 28 -> 14: centres (x + 0.5) * 2 are pixels 1, 3, 5, ...
+    up = ssd.data._nearest_matrix(56)
+    assert up.shape == (56, 28) and (up.sum(axis=1) == 1).all()
+    assert [int(i) for i in up.argmax(axis=1)[:6]] == [0, 0, 1, 1, 2, 2]
+    assert [int(i) for i in ssd.data._nearest_matrix(14).argmax(axis=1)] == list(range(1, 28, 2))
+    # 28 -> 35: output pixel x takes floor((x + 0.5) * 0.8): 0.4, 1.2, 2.0, 2.8, 3.6, 4.4, 5.2, 6.0, 6.8, 7.6
+    assert [int(i) for i in ssd.data._nearest_matrix(35).argmax(axis=1)[:10]] == [0, 1, 2, 2, 3, 4, 5, 6, 6, 7]
+
+
+def _distinct_ink(sample: Sample) -> int:
+    x1, y1, x2, y2 = (int(v) for v in sample.boxes[0])
+    peak = sample.image[y1:y2, x1:x2].max(axis=2)
+    return len(np.unique(peak[peak > 40]))
+
+
+def test_nearest_share_resamples_some_digits_nearest_neighbour() -> None:
+    plain = DetectionDataset(seed=3, min_digits=1, max_digits=1, scale_range=(2.5, 2.5))
+    blocky = DetectionDataset(seed=3, min_digits=1, max_digits=1, scale_range=(2.5, 2.5), nearest_share=1.0)
+    nearest_zero = DetectionDataset(seed=3, min_digits=1, max_digits=1, scale_range=(2.5, 2.5), nearest_share=0.0)
+    assert np.array_equal(plain[0].image, nearest_zero[0].image)  # no share, no extra draw: the same samples
+    a, b = plain[0], blocky[0]
+    assert a.labels.tolist() == b.labels.tolist()  # the same digit drawn, another resampling
+    # 70 px digits from 28 px by nearest-neighbour hold 2 or 3 copies of each source value per row,
+    # so far fewer distinct ink intensities inside the box than the bilinear filter's blend
+    assert _distinct_ink(b) < _distinct_ink(a)
+    with pytest.raises(ValueError, match="nearest_share"):
+        DetectionDataset(nearest_share=1.5)
