@@ -12,7 +12,8 @@ the training split and says why:
   cell as the preset has;
 - ``train.steps``: for a small dataset, :data:`EPOCHS` passes over it rather than a fixed step
   count (within :data:`MIN_STEPS` .. the preset's steps x :data:`MAX_STEPS_FACTOR`);
-- ``train.ema_decay``: :data:`EMA_DECAY` for a small dataset, whose last steps' weights vary most.
+- ``train.ema_decay``: :data:`EMA_DECAY` for a small dataset, whose last steps' weights vary most
+  (single-worker runs: the average is not built for several).
 
 A key the user set is never changed; the generator gets no choices. NumPy only (no TensorFlow):
 the server fits a recipe when a job is submitted, and the choices are kept with the run
@@ -106,7 +107,7 @@ def fit_recipe(data: Mapping[str, Any], source: DataSource) -> tuple[dict[str, A
         steps, reason = choose_steps(train_images, config.train.batch_size, config.train.steps)
         out.setdefault("train", {})["steps"] = steps
         choices.append(Choice("train.steps", steps, reason))
-    if small and not _given(data, "train", "ema_decay"):
+    if small and not _given(data, "train", "ema_decay") and config.train.workers == 1:  # EMA: one worker
         out.setdefault("train", {})["ema_decay"] = EMA_DECAY
         reason = f"{train_images} training images: the moving average of the weights evens out the last steps"
         choices.append(Choice("train.ema_decay", EMA_DECAY, reason))

@@ -100,6 +100,9 @@ def test_keys_the_user_set_are_kept_and_the_generator_gets_none(data_dir: Path) 
     config = from_dict(out)
     assert (config.data.image_size, config.priors.ratios, config.train.steps) == (96, (1.0,), 7)
     mnist, none = fit_recipe({}, resolve(from_dict({}), data_dir))
+    # two workers: no moving average (one worker only), the rest as for one
+    _, two = fitted({"data": {"dataset": "digits"}, "train": {"workers": 2}}, data_dir)
+    assert [c.key for c in two] == ["data.image_size", "priors", "train.steps"]
     assert none == [] and mnist == {}
 
 
