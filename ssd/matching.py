@@ -27,6 +27,7 @@ def match(
     iou_threshold: float = 0.5,
     force_best: bool = False,
     variances: Variances = None,
+    neg_iou: float | None = None,
 ) -> tf.Tensor:
     """Targets for a batch of images.
 
@@ -43,6 +44,10 @@ def match(
             is ignored.
         priors: float32 [P, 4] pixel ``xyxy``.
         num_classes: number of object classes (background is extra).
+        neg_iou: a prior that is no positive but overlaps an object by at least this IoU is
+            ignored (all-zero class scores), as RetinaNet ignores its 0.4-0.5 band: it looks too
+            much like the object to teach background. None: every unmatched prior is a negative
+            (SSD, the notebook).
 
     Returns:
         float32 [B, P, num_classes + 1 + 4] ``y_true``.
@@ -78,6 +83,8 @@ def match(
     # Background priors an ignore region claims lose their background score too.
     ignore_iou = tf.reduce_max(tf.where((gt_labels == IGNORE)[..., None], overlap, -1.0), axis=1)  # [B, P]
     ignored = tf.logical_and(tf.logical_not(positive), ignore_iou >= iou_threshold)  # [B, P]
+    if neg_iou is not None:  # the band between a negative and a positive
+        ignored = tf.logical_or(ignored, tf.logical_and(tf.logical_not(positive), best_iou >= neg_iou))
     scores = tf.where(ignored[..., None], 0.0, scores)
     return tf.concat([scores, offsets], axis=-1)
 

@@ -239,11 +239,20 @@ class MatchingConfig:
     iou_threshold: float = 0.5
     force_best: bool = False  # paper: each ground truth also gets its best prior
     variances: tuple[float, float] | None = None  # paper: (0.1, 0.2); notebook: none
+    # Unmatched priors overlapping an object by at least this IoU are ignored, neither positive
+    # nor background (RetinaNet: 0.4); null: all are background (SSD, the notebook).
+    neg_iou: float | None = None
 
     def __post_init__(self) -> None:
         _check(
             0.0 < self.iou_threshold <= 1.0, "matching.iou_threshold", f"must be in (0, 1], got {self.iou_threshold}"
         )
+        if self.neg_iou is not None:
+            _check(
+                0.0 < self.neg_iou < self.iou_threshold,
+                "matching.neg_iou",
+                f"must be in (0, matching.iou_threshold {self.iou_threshold}) or null, got {self.neg_iou}",
+            )
         if self.variances is not None:
             _check(
                 len(self.variances) == 2 and all(v > 0 for v in self.variances),

@@ -121,6 +121,7 @@ def make_targets_fn(config: Config, *, jit_compile: bool = True) -> Callable[[tf
             iou_threshold=m.iou_threshold,
             force_best=m.force_best,
             variances=m.variances,
+            neg_iou=m.neg_iou,
         )
 
     return targets

@@ -103,6 +103,13 @@ class MatchingIn(_Section):
         _pair(_d("matching", "variances")) if _d("matching", "variances") else None,
         description="Offset scaling (centre, size), paper: [0.1, 0.2]; null for none.",
     )
+    neg_iou: float | None = Field(
+        _d("matching", "neg_iou"),
+        description=(
+            "Unmatched priors overlapping a box by at least this IoU are ignored, neither positive nor "
+            "background (RetinaNet: 0.4); null: all are background."
+        ),
+    )
 
 
 class LossIn(_Section):

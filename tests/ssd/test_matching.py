@@ -220,3 +220,18 @@ def test_ignore_regions_take_priors_out_of_the_loss() -> None:
     assert float(parts["num_pos"]) == 2 and float(parts["num_neg"]) == 1  # prior 2 only: min(3 * 2, 1)
     for key in ("pos_clf", "neg_clf", "loc", "total"):
         assert float(same[key]) == pytest.approx(float(parts[key]))
+
+
+def test_neg_iou_ignores_the_band_between_background_and_object() -> None:
+    # Priors 10 px wide against a box (0, 0, 10, h): IoU h / 10 for h <= 10.
+    priors = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [20, 0, 30, 10]], np.float32)
+    ignored = [0.0] * (NUM_CLASSES + 1) + [0.0] * 4
+    for h, expected in ((4.5, ignored), (3.9, BACKGROUND)):  # IoU 0.45 in the band [0.4, 0.5); 0.39 below
+        y = _match([[0, 0, 10, h]], [1], priors[:1], neg_iou=0.4)
+        np.testing.assert_array_equal(y[0], expected)
+    y = _match([[0, 0, 10, 5]], [1], priors, neg_iou=0.4)  # IoU 0.5: positive, as without the band
+    np.testing.assert_array_equal(y[0, :4], _one_hot(1))
+    np.testing.assert_array_equal(y[2], BACKGROUND)  # no overlap: background
+    # force_best's prior stays positive inside the band
+    y = _match([[0, 0, 10, 4.5]], [1], priors[:1], neg_iou=0.4, force_best=True)
+    np.testing.assert_array_equal(y[0, :4], _one_hot(1))
