@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.api.schemas import HealthCheckOut
 from app.main import create_app
 from app.settings import Settings
 from ssd.analysis.health import CHECKS
@@ -42,3 +44,8 @@ def test_a_runs_checks_from_its_records(client: TestClient) -> None:
 
 def test_an_unknown_job_is_404(client: TestClient) -> None:
     assert client.get("/api/jobs/nope/health").status_code == 404
+
+
+def test_the_schemas_checks_are_the_libraries() -> None:
+    """HealthCheckOut names the checks ssd.analysis.health runs, in its order: a new check must be in both."""
+    assert get_args(HealthCheckOut.model_fields["check"].annotation) == CHECKS
