@@ -1,7 +1,7 @@
 """The training input pipeline alone: how many images a second it can feed a fast accelerator.
 
 ``python -m benchmarks.input_pipeline [--processes 0 1 2] [--batches 60] [--repeats 3]``
-(``make bench``) iterates :func:`ssd.train.input_pipeline` for the ``default`` preset at batch 32
+(``make bench``) iterates :func:`ssd.pipeline.input_pipeline` for the ``default`` preset at batch 32
 (generation, then XLA-compiled matching, as a run feeds its step) with no training step
 consuming it, once per ``data.loader_processes`` count, interleaved (0, 1, 2, 0, 1, 2, ...), and
 reports medians and each count's ratio to the in-process pipeline (0: the generator in the
@@ -28,7 +28,7 @@ from ssd.config import Config, from_dict
 from ssd.data import for_config
 from ssd.datasets.source import GeneratedSource
 from ssd.loader_pool import BatchPool
-from ssd.train import input_pipeline
+from ssd.pipeline import input_pipeline
 
 BATCH = 32
 

@@ -3,7 +3,7 @@
 - On a GPU of compute capability 8.0 or more (Ampere on: bf16 tensor cores as fast as float16):
   ``mixed_bfloat16``, whose float32 exponent range needs no loss scaling.
 - On a GPU of compute capability 7.x (Volta, Turing: float16 tensor cores only): ``mixed_float16``,
-  with dynamic loss scaling (:func:`ssd.train.make_optimizer` wraps the optimizer in Keras'
+  with dynamic loss scaling (:func:`ssd.optim.make_optimizer` wraps the optimizer in Keras'
   ``LossScaleOptimizer``).
 - On a CPU with bf16 units (Intel AMX-BF16, or AVX512-BF16 as on AMD Zen 4): ``mixed_bfloat16``,
   where it was measured faster than float32 (``python -m benchmarks.models``, docs/guide/models.md):

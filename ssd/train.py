@@ -1,4 +1,4 @@
-"""The training loop: input pipeline, compiled step, callbacks, checkpoints, resume.
+"""The training loop: compiled step, callbacks, evaluation, checkpoints, resume.
 
 Training reports through callbacks and checks a stop flag; it knows nothing of where the
 metrics go (a progress bar, a database, a web page). Output directory layout (the names are
@@ -10,13 +10,16 @@ metrics go (a progress bar, a database, a web page). Output directory layout (th
 - ``evals.jsonl``: one JSON object per evaluation (``step``, validation loss parts, ``map``,
   ``map50``).
 - ``model.weights.h5`` and ``train_state.npz``: with ``config.json``, the checkpoint (weights,
-  optimizer slots, step). Written atomically, so a crash mid-write leaves the previous
-  checkpoint intact.
+  optimizer slots, step; with ``train.ema_decay`` the weights file holds the moving average and
+  the state the raw weights, :mod:`ssd.ema`). Written atomically, so a crash mid-write leaves
+  the previous checkpoint intact.
+- ``best.weights.h5`` and ``best.json``: the best evaluation's weights; ``run.json``: how the
+  run computes and where its weights started (:mod:`ssd.init`).
 - ``events.out.tfevents.*``: the same metrics, evaluations and config for TensorBoard
   (:mod:`ssd.tensorboard_log`).
 
-Sample ``i`` of step ``s`` is ``DetectionDataset("train")[s * batch_size + i]``: the data a step
-sees depends only on the step, so a resumed run sees the same batches as an uninterrupted one.
+The batches come from :func:`ssd.pipeline.input_pipeline`: the data a step sees depends only on
+the step, so a resumed run sees the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -51,23 +54,21 @@ from ssd.checkpoint import (
 )
 from ssd.config import Config
 from ssd.datasets.resolve import default_data_dir, resolve
-from ssd.datasets.source import DataSource, SplitData
+from ssd.datasets.source import DataSource
 from ssd.ema import WeightAverage
 from ssd.init import InitReport, apply_init, backbone_variables
 from ssd.loader_pool import BatchPool
 from ssd.loss import loss_components
-from ssd.matching import match
 from ssd.model import build_ssd
-from ssd.precision import Choice, Gpu, LoaderChoice, XlaChoice, choose, choose_loader, choose_xla, cpu_info
+from ssd.optim import current_lr, detect_gpu, make_optimizer
+from ssd.pipeline import input_pipeline, make_targets_fn
+from ssd.precision import Choice, LoaderChoice, XlaChoice, choose, choose_loader, choose_xla, cpu_info
 from ssd.priors import make_priors
 from ssd.tensorboard_log import TensorBoardLog
 
 StepCallback = Callable[[dict[str, Any]], None]
 StopFlag = Callable[[], bool]
 LOSS_KEYS = ("pos_clf", "neg_clf", "loc", "total")
-
-
-TrainData = SplitData  # the generator or an imported dataset: one interface (ssd.datasets.source)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -90,138 +91,6 @@ class TrainResult:
     last_eval: dict[str, Any] | None
     best: dict[str, Any] | None = None
     stop_reason: str | None = None
-
-
-def datasets(config: Config, data_dir: Path | None = None) -> tuple[TrainData, TrainData]:
-    """The training and validation data of a config: its dataset (the generator, or an import of
-    the registry in ``data_dir``, default ``SSDBOARD_DATA_DIR`` or ``data``) resolved once."""
-    source = resolve(config, data_dir)
-    return source.split(config, "train"), source.split(config, "val")
-
-
-def make_targets_fn(config: Config, *, jit_compile: bool = True) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """``(boxes [B,K,4] xyxy, labels [B,K]) -> y_true [B,P,C+4]`` for the config's priors.
-
-    XLA-compiled by default: matching is some twenty elementwise passes over [B, K, P] and
-    [B, P, C + 4] tensors, which XLA fuses into a few loops. On the default config's batch of 32
-    that took 13.8 ms of CPU instead of 70.5 (AMD EPYC, one thread), time the input pipeline
-    took from the training step on a 2-core machine (docs/performance.md). XLA compiles once per
-    input shape; the pipeline's shapes are static.
-    """
-    priors = tf.constant(make_priors(config.priors, config.data.image_size).boxes)
-    m = config.matching
-
-    @tf.function(jit_compile=jit_compile)
-    def targets(boxes: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        return match(
-            boxes,
-            labels,
-            priors,
-            num_classes=config.model.num_classes,
-            iou_threshold=m.iou_threshold,
-            force_best=m.force_best,
-            variances=m.variances,
-            neg_iou=m.neg_iou,
-        )
-
-    return targets
-
-
-def input_pipeline(
-    config: Config,
-    dataset: TrainData,
-    first_step: int,
-    last_step: int,
-    shard: tuple[int, int] = (0, 1),
-    pool: BatchPool | None = None,
-) -> tf.data.Dataset:
-    """Batches ``(images uint8 [B,S,S,3], y_true float32 [B,P,C+4])`` for steps ``first..last-1``.
-
-    Images are generated in NumPy (in a ``py_function``, or by ``pool``'s processes: the same
-    batches) and matched to priors in a vectorised TensorFlow map; both run ahead of the
-    training step on the pipeline's threads. ``shard = (i, n)`` gives only the i-th of n equal
-    slices of every batch, ``B / n`` samples (a worker's part in multi-worker training,
-    :mod:`ssd.distributed`).
-    """
-    index, num_shards = shard
-    b, s, k = config.train.batch_size // num_shards, config.data.image_size, dataset.max_digits
-    first_sample = index * b
-
-    def start(step: int) -> int:
-        """The first sample of this worker's slice of the batch of ``step``."""
-        return step * config.train.batch_size + first_sample
-
-    def generate(step: tf.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        images, boxes, labels, _ = dataset.batch(start(int(step)), b)
-        return images, boxes, labels
-
-    def load(step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        images, boxes, labels = tf.py_function(generate, [step], [tf.uint8, tf.float32, tf.int32])
-        images.set_shape([b, s, s, 3])
-        boxes.set_shape([b, k, 4])
-        labels.set_shape([b, k])
-        return images, boxes, labels
-
-    targets = make_targets_fn(config)
-    if pool is None:
-        ds = tf.data.Dataset.range(first_step, last_step)
-        ds = ds.map(load, num_parallel_calls=2, deterministic=True)
-        parallel = 2
-    else:
-
-        def made() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-            return pool.batches(map(start, range(first_step, last_step)), b)
-
-        signature = (
-            tf.TensorSpec([b, s, s, 3], tf.uint8),
-            tf.TensorSpec([b, k, 4], tf.float32),
-            tf.TensorSpec([b, k], tf.int32),
-        )
-        ds = tf.data.Dataset.from_generator(made, output_signature=signature)
-        parallel = max(2, pool.processes)  # a host with a pool has cores to spare for matching
-    ds = ds.map(lambda i, bx, lb: (i, targets(bx, lb)), num_parallel_calls=parallel, deterministic=True)
-    return ds.prefetch(2)
-
-
-def learning_rate_schedule(config: Config) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """Constant, or linear warm-up then cosine decay to zero at ``train.steps``."""
-    t = config.train
-    if t.schedule == "constant":
-        return t.learning_rate
-    warmup = min(t.warmup_steps, t.steps // 2)
-    decay_steps = max(t.steps - warmup, 1)
-    if warmup:
-        return keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps, warmup_target=t.learning_rate, warmup_steps=warmup
-        )
-    return keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps)
-
-
-def make_optimizer(config: Config, policy: str = "float32") -> keras.optimizers.Optimizer:
-    """Adam (the notebook's), or AdamW when ``train.weight_decay`` > 0; under ``mixed_float16``
-    wrapped in Keras' dynamic ``LossScaleOptimizer`` (float16 gradients underflow without it)."""
-    lr = learning_rate_schedule(config)
-    if config.train.weight_decay > 0:
-        inner: keras.optimizers.Optimizer = keras.optimizers.AdamW(lr, weight_decay=config.train.weight_decay)
-    else:
-        inner = keras.optimizers.Adam(lr)
-    return keras.optimizers.LossScaleOptimizer(inner) if policy == "mixed_float16" else inner
-
-
-def detect_gpu() -> Gpu | None:
-    """The first GPU TensorFlow sees, with its compute capability, or None."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return None
-    details = tf.config.experimental.get_device_details(gpus[0])
-    capability = tuple(details.get("compute_capability") or (0, 0))
-    return Gpu(str(details.get("device_name", gpus[0].name)), (int(capability[0]), int(capability[1])))
-
-
-def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
-    """The learning rate the optimizer applies at its next step."""
-    lr = optimizer.learning_rate
-    return float(lr.numpy() if hasattr(lr, "numpy") else lr)
 
 
 class Trainer:

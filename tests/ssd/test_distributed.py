@@ -26,7 +26,8 @@ import pytest
 
 from ssd.config import Config, ConfigError, from_dict
 from ssd.model import build_ssd
-from ssd.train import LOSS_KEYS, Trainer, datasets, input_pipeline
+from ssd.pipeline import datasets, input_pipeline
+from ssd.train import LOSS_KEYS, Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 

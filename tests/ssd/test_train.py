@@ -230,7 +230,7 @@ def test_compiled_targets_equal_the_graph_ones() -> None:
     default-config batch with padding, an ignore region and a box that forces its best prior."""
     from ssd.data import for_config
     from ssd.matching import IGNORE
-    from ssd.train import make_targets_fn
+    from ssd.pipeline import make_targets_fn
 
     config = from_dict({})
     _, boxes, labels, counts = for_config(config, "train").batch(0, 4)
