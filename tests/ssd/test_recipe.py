@@ -125,3 +125,18 @@ def test_train_prints_and_keeps_the_choices(data_dir: Path, tmp_path: Path, caps
     choices = json.loads((out / RECIPE_FILE).read_text())["choices"]
     assert saved["priors"]["ratios"] == choices[1]["value"]["ratios"] and saved["train"]["steps"] == 1
     assert math.isclose(saved["train"]["ema_decay"], EMA_DECAY)
+
+
+def test_a_sweeps_jobs_fit_the_data_once(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs that differ only in keys the data choices do not read (a learning rate) share one fit."""
+    import ssd.recipe
+
+    calls = []
+    real = ssd.recipe.fit
+    monkeypatch.setattr(ssd.recipe, "fit", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(ssd.recipe, "_CACHE", type(ssd.recipe._CACHE)())
+    first = fitted({"data": {"dataset": "digits"}, "train": {"learning_rate": 0.001}}, data_dir)
+    second = fitted({"data": {"dataset": "digits"}, "train": {"learning_rate": 0.003}}, data_dir)
+    assert len(calls) == 1 and first[0]["priors"] == second[0]["priors"]
+    fitted({"data": {"dataset": "digits"}, "matching": {"iou_threshold": 0.4}}, data_dir)  # read by the fit
+    assert len(calls) == 2
