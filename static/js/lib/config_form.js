@@ -74,6 +74,7 @@ export function parseValue(field, text) {
       if (t === "true" || t === "false") return t === "true";
       throw new Error(`write true or false, not ${t}`);
     case "number": {
+      if (t === "" && field.nullable) return null;
       const n = Number(t);
       if (t === "" || Number.isNaN(n)) throw new Error(t === "" ? "a number is required" : `not a number: ${t}`);
       return n;
@@ -134,6 +135,9 @@ export function createConfigForm({ container, decorate = null, onInput = null })
     if (enumOf(node)) return "enum";
     if (values.some((v) => typeof v === "boolean")) return "bool";
     if (values.some((v) => typeof v === "number")) return "number";
+    // A number that may be null (matching.neg_iou): the presets' null says nothing, the schema does.
+    const numeric = (n) => n.type === "number" || n.type === "integer";
+    if (numeric(node) || (node.anyOf || []).some((a) => numeric(resolve(a)))) return "number";
     return "text";
   }
 
@@ -172,6 +176,7 @@ export function createConfigForm({ container, decorate = null, onInput = null })
       input = el("input", { id, name: key, type: "text", spellcheck: "false", autocomplete: "off" });
     }
     const field = { key, path, kind, id, integer: isInteger(node), nullable: allowsNull(node), options, input, words: kind === "list" ? options : [] };
+    if (kind === "number" && field.nullable) input.placeholder = "null (none)";
     if (kind === "list") {
       const word = field.words.length ? `  or  ${field.words.join(" / ")}` : "";
       input.placeholder = field.nullable ? "null (none)" : `e.g. 1, 2, 3  or  [1, 2, 3]${word}`;

@@ -141,6 +141,8 @@ function showReady(d) {
   $("browse-link").hidden = false;
   $("priors-link").href = priorsHref(d.id);
   $("priors-link").hidden = false;
+  $("train-link").href = `${ROOT}/jobs/new?dataset=${encodeURIComponent(d.id)}`;
+  $("train-link").hidden = false;
   showClasses(d.classes);
   if (d.builtin) {
     $("dataset-summary").textContent =

@@ -132,6 +132,7 @@ function renderJob() {
   if (job.run && job.run.xla) run += ` · XLA ${job.run.xla} (${job.run.xla_reason})`;
   if (job.run && Number(job.run.loader_processes) > 0) run += ` · ${job.run.loader_processes} loader processes`;
   $("job-summary").textContent = summarize(job.config || {}) + run;
+  nameDataset(job.config && job.config.data && job.config.data.dataset);
   if (job.sweep_id) {
     const href = `${ROOT}/sweeps/${encodeURIComponent(job.sweep_id)}`;
     $("job-summary").append(" · ", el("a", { href, id: "sweep-link", style: "text-decoration: underline", text: `sweep ${job.sweep_id}` }));
@@ -201,6 +202,21 @@ function renderExport() {
   link.title = ready ? `Download the checkpoint of step ${job.checkpoint_step} as ${format}` : "No checkpoint yet";
 }
 
+const datasetNames = new Map(); // an imported dataset's id -> its name, once looked up
+
+/** Look up the name of the job's imported dataset once, then show the summary with it. */
+async function nameDataset(id) {
+  if (!id || id === "mnist" || datasetNames.has(id)) return;
+  datasetNames.set(id, id);
+  try {
+    const d = await api(`/api/datasets/${encodeURIComponent(id)}`);
+    datasetNames.set(id, d.name);
+    renderJob();
+  } catch {
+    // removed since: the id is all there is
+  }
+}
+
 /** One line: "image 128 px · batch 32 · 1200 steps · lr 0.001 cosine · norm3_2, norm4_2 · seed 0". */
 function summarize(c) {
   const parts = [];
@@ -208,7 +224,7 @@ function summarize(c) {
     parts.push(`image ${c.data.image_size} px`);
     // The generator's digits only for the generator: an imported dataset is named instead.
     if (!c.data.dataset || c.data.dataset === "mnist") parts.push(`${c.data.min_digits}–${c.data.max_digits} digits`);
-    else parts.push(`dataset ${c.data.dataset}`);
+    else parts.push(`dataset ${datasetNames.get(c.data.dataset) ?? c.data.dataset}`);
   }
   if (c.train) parts.push(`batch ${c.train.batch_size}`, `${c.train.steps} steps`, `lr ${c.train.learning_rate} ${c.train.schedule || ""}`.trim());
   if (c.model) {

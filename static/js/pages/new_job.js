@@ -6,6 +6,7 @@
 // `loc` names.
 import { ROOT, api } from "../lib/api.js";
 import { createConfigForm, fieldLink, focusField, isSubmitting, isValidationError, postForm } from "../lib/config_form.js";
+import { mountDatasetPicker } from "../lib/dataset_picker.js";
 import { $, el } from "../lib/dom.js";
 
 const form = $("job-form");
@@ -15,6 +16,9 @@ const summary = $("form-summary");
 const changedCount = $("changed-count");
 
 const config = createConfigForm({ container, onInput: () => updateChanged() });
+let picker = null; // lib/dataset_picker.js, once the form is built
+/** A field the chosen data does not read: hidden, and not sent. */
+const inapplicable = (field) => field.wrapper.dataset.inapplicable === "true" && field.key !== "data.dataset";
 
 function updateChanged() {
   let n = 0;
@@ -68,7 +72,7 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   if (isSubmitting(form)) return;
   clearErrors();
-  const { body, errors } = config.changedConfig(presetSelect.value, { markErrors: true });
+  const { body, errors } = config.changedConfig(presetSelect.value, { skip: inapplicable, markErrors: true });
   if (errors.length) {
     showSummary("Fix these fields first:", errors.map(({ field, msg }) => summaryItem(field, field.key, msg)));
     focusField(errors[0].field, summary);
@@ -84,14 +88,18 @@ let shownPreset = presetSelect.value;
 presetSelect.addEventListener("change", () => {
   clearErrors();
   const presets = config.presets();
+  const chosen = picker ? picker.current() : null;
   config.fillFrom(presets[presetSelect.value], presets[shownPreset]);
   shownPreset = presetSelect.value;
+  if (picker && chosen) picker.choose(chosen.id); // the preset does not change the data
   updateChanged();
 });
 
 $("reset-form").addEventListener("click", () => {
   clearErrors();
+  const chosen = picker ? picker.current() : null;
   config.fillFrom(config.presets()[presetSelect.value]);
+  if (picker && chosen) picker.choose(chosen.id);
   updateChanged();
 });
 
@@ -109,7 +117,13 @@ async function init() {
   if (wanted && presets[wanted]) presetSelect.value = wanted;
   shownPreset = presetSelect.value;
   config.build(presets, data.json_schema, presetSelect.value);
+  picker = await mountDatasetPicker({ select: $("dataset-picker"), help: $("dataset-help"), config, onChange: () => updateChanged() });
   if (params.get("from")) await fillFromJob(params.get("from"), params.get("fine_tune") === "1");
+  if (params.get("dataset") && !params.get("from")) {
+    if (!picker.choose(params.get("dataset"))) picker.sync();
+  } else {
+    picker.sync(); // the form's data.dataset: the preset's, or the job's
+  }
   updateChanged();
   form.dataset.ready = "true";
 }
