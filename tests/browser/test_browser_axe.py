@@ -90,6 +90,7 @@ def test_token_dialog_has_no_axe_violations(page: Any, trained_job: str) -> None
 def test_new_job_form_with_errors_has_no_axe_violations(page: Any, trained_job: str) -> None:
     open_page(page, "new_job", trained_job)
     page.fill('[name="train.steps"]', "")
+    page.click("#advanced > summary")
     page.fill('[name="priors.scales"]', "[[8]")
     page.click("#submit-job")
     page.wait_for_selector("#form-summary:not([hidden])")

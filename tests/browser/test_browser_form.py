@@ -16,12 +16,27 @@ def open_form(page: Any) -> None:
 
 def test_form_shows_every_section_with_defaults_and_help(page: Any, shot: Any) -> None:
     open_form(page)
+    # The run's basic choices up front; every section of the rest under Advanced settings.
+    basic = page.locator("#basic-fields [data-field]").evaluate_all("els => els.map(e => e.dataset.field)")
+    assert basic == [
+        "name",
+        "model.backbone",
+        "model.init",
+        "data.image_size",
+        "train.steps",
+        "train.batch_size",
+        "train.learning_rate",
+    ]
+    assert page.locator('fieldset[data-section="model"]').is_hidden()
+    shot(page, "new_job_basic")
+    page.click("#advanced > summary")
     for section in ("model", "priors", "matching", "loss", "data", "train", "detect"):
         assert page.locator(f'fieldset[data-section="{section}"]').is_visible()
     assert page.locator('[name="train.batch_size"]').input_value() == "16"
     help_text = page.locator('[data-field="train.batch_size"] .help').inner_text()
     assert "Default: 16" in help_text
     assert len(help_text) > len("Default: 16"), "the schema's description is missing"
+    assert page.locator('fieldset[data-section="augment"]').is_hidden()  # the generator takes none
     shot(page, "new_job")
     # The notebook preset refills the fields: constant schedule, no variances.
     page.select_option("#preset", "notebook")
@@ -43,7 +58,7 @@ def test_bad_value_shows_the_servers_message_next_to_the_field(page: Any, shot: 
     assert summary.is_visible() and "train.batch_size" in summary.inner_text()
     assert page.url.endswith("/jobs/new"), "a refused config must not leave the form"
     page.wait_for_timeout(800)  # the smooth scroll to the field
-    shot(page.locator('fieldset[data-section="train"]'), "new_job_error_field")
+    shot(page.locator(".basic-fields"), "new_job_error_field")
     shot(page, "new_job_error")
     # Editing the field clears its message.
     page.fill('[name="train.batch_size"]', "4")
@@ -52,7 +67,9 @@ def test_bad_value_shows_the_servers_message_next_to_the_field(page: Any, shot: 
 
 def test_unparseable_list_is_caught_before_sending(page: Any) -> None:
     open_form(page)
+    page.click("#advanced > summary")
     page.fill('[name="priors.scales"]', "[[8]")
+    page.click("#advanced > summary")  # closed again: the error opens it
     page.click("#submit-job")
     error = page.locator('[data-error-for="priors.scales"]')
     error.wait_for(state="visible")

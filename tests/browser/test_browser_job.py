@@ -33,6 +33,7 @@ def test_submit_watch_cancel_reload(page: Any, shot: Any) -> None:
     page.wait_for_selector("form[data-ready=true]")
     page.select_option("#preset", "notebook")
     page.fill('[name="name"]', "browser-tiny")
+    page.click("#advanced > summary")  # the tiny network's fields are advanced settings
     for name, value in TINY.items():
         page.fill(f'[name="{name}"]', value)
     page.click("#submit-job")

@@ -49,13 +49,14 @@ def test_upload_then_train_on_this_dataset(page: Any, shot: Any, small_zip: Path
     classes = page.locator('[name="model.num_classes"]')
     assert classes.input_value() == "10" and classes.get_attribute("readonly") is not None
     # only the fields that apply: no digit counts for imported data, its augmentation instead
+    page.click("#advanced > summary")
     assert page.locator('[data-field="data.min_digits"]').is_hidden()
     assert page.locator('fieldset[data-section="augment"]').is_visible()
     assert "fitted to the data when the job starts" in page.inner_text("#dataset-help")
     shot(page, "new_job_from_dataset")
     page.fill('[name="train.steps"]', "3")
     page.fill('[name="train.batch_size"]', "2")
-    page.fill('[name="train.eval_images"]', "2")
+    page.fill('[name="train.eval_images"]', "2")  # an advanced setting, open above
     with page.expect_request(lambda r: r.url.endswith("/api/jobs") and r.method == "POST") as request:
         page.click("#submit-job")
     sent = request.value.post_data_json
@@ -74,5 +75,6 @@ def test_upload_then_train_on_this_dataset(page: Any, shot: Any, small_zip: Path
     page.goto("/jobs/new")
     page.wait_for_selector("form[data-ready=true]")
     assert page.locator("#dataset-picker").input_value() == "mnist"
+    page.click("#advanced > summary")
     assert page.locator('[data-field="data.min_digits"]').is_visible()
     assert page.locator('fieldset[data-section="augment"]').is_hidden()

@@ -294,6 +294,7 @@ export function createConfigForm({ container, decorate = null, onInput = null })
   }
 
   function showError(field, msg) {
+    revealField(field);
     field.error.append(el("span", { text: msg }));
     field.error.hidden = false;
     field.wrapper.classList.add("invalid");
@@ -338,11 +339,17 @@ export function fieldLink(field, text = field.key) {
 /** Bring a field (or, without one, `fallback`) into view, focusing the field's input. */
 export function focusField(field, fallback) {
   if (field) {
+    revealField(field);
     field.input.focus({ preventScroll: true });
     field.wrapper.scrollIntoView({ block: "center", behavior: "smooth" });
   } else if (fallback) {
     fallback.scrollIntoView({ block: "center", behavior: "smooth" });
   }
+}
+
+/** Open the closed <details> (the form's Advanced settings) a field sits in, so its message shows. */
+export function revealField(field) {
+  for (let node = field.wrapper.closest("details"); node; node = node.parentElement?.closest("details")) node.open = true;
 }
 
 /**

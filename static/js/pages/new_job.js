@@ -17,6 +17,17 @@ const changedCount = $("changed-count");
 
 const config = createConfigForm({ container, onInput: () => updateChanged() });
 let picker = null; // lib/dataset_picker.js, once the form is built
+/** The choices most runs make, up front; every other field is under Advanced settings. */
+const BASIC_KEYS = ["name", "model.backbone", "model.init", "data.image_size", "train.steps", "train.batch_size", "train.learning_rate"];
+
+/** Move the basic fields out of their sections into "The run" card. */
+function arrangeBasic() {
+  const grid = $("basic-fields");
+  for (const key of BASIC_KEYS) {
+    const field = config.fields.get(key);
+    if (field) grid.append(field.wrapper);
+  }
+}
 /** A field the chosen data does not read: hidden, and not sent. */
 const inapplicable = (field) => field.wrapper.dataset.inapplicable === "true" && field.key !== "data.dataset";
 
@@ -28,6 +39,11 @@ function updateChanged() {
     n += changed ? 1 : 0;
   }
   changedCount.textContent = n ? `${n} field${n > 1 ? "s" : ""} changed from the ${presetSelect.value} preset` : `All fields at the ${presetSelect.value} preset`;
+  let advanced = 0;
+  for (const field of config.fields.values()) {
+    if (!BASIC_KEYS.includes(field.key) && field.wrapper.classList.contains("changed") && !inapplicable(field)) advanced += 1;
+  }
+  $("advanced-count").textContent = advanced ? `(${advanced} changed)` : "";
 }
 
 function clearErrors() {
@@ -117,6 +133,7 @@ async function init() {
   if (wanted && presets[wanted]) presetSelect.value = wanted;
   shownPreset = presetSelect.value;
   config.build(presets, data.json_schema, presetSelect.value);
+  arrangeBasic();
   picker = await mountDatasetPicker({ select: $("dataset-picker"), help: $("dataset-help"), config, onChange: () => updateChanged() });
   if (params.get("from")) await fillFromJob(params.get("from"), params.get("fine_tune") === "1");
   if (params.get("dataset") && !params.get("from")) {
