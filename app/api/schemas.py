@@ -459,3 +459,54 @@ class Health(BaseModel):
     """Liveness."""
 
     status: Literal["ok"] = "ok"
+
+
+class PlanChoiceOut(BaseModel):
+    """One key the data-fitted recipe chose (ssd.recipe)."""
+
+    key: str
+    value: Any
+    reason: str
+    text: str = Field(description="key = value: reason")
+
+
+class PlanCoverageOut(BaseModel):
+    """How the draft's priors cover the first training images' boxes at its input size."""
+
+    images: int
+    boxes: int
+    unmatched_share: float = Field(description="Boxes with no prior at the IoU threshold: never learned.")
+    below_smallest_prior_share: float = Field(description="Boxes (sqrt of area) smaller than the smallest prior.")
+    smallest_prior: float
+    iou_threshold: float
+
+
+class PlanMemoryOut(BaseModel):
+    estimate_gib: float
+    limit_gib: float
+
+
+class PlanTimeOut(BaseModel):
+    """Training time at the median images/s of this server's last finished runs of the same
+    backbone, width, input size and precision; null without such a run."""
+
+    seconds: float | None
+    images: int
+    runs: int
+    images_per_sec: float | None
+
+
+class PlanWarningOut(BaseModel):
+    field: str
+    message: str
+
+
+class PlanOut(BaseModel):
+    """What a draft config will do (POST /api/config/plan)."""
+
+    config: dict[str, Any] = Field(description="The config the job would run: the draft with the recipe's choices.")
+    choices: list[PlanChoiceOut]
+    coverage: PlanCoverageOut
+    memory: PlanMemoryOut
+    time: PlanTimeOut
+    warnings: list[PlanWarningOut]

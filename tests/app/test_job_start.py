@@ -70,3 +70,46 @@ def test_a_job_on_an_import_keeps_the_recipes_choices(client: TestClient, tmp_pa
     plain = client.post("/api/jobs", json={"train": {"steps": 1}}).json()
     assert (client.get(f"/api/jobs/{plain['id']}").json()["run"] or {}).get("recipe") is None
     client.post(f"/api/jobs/{plain['id']}/cancel")
+
+
+def test_plan_of_a_draft(client: TestClient, tmp_path: Path) -> None:
+    export_generator(tmp_path / "export", "coco", images=12, val_fraction=0.25, seed=0)
+    Registry(tmp_path / "data").import_dataset(tmp_path / "export", name="digits")
+    plan = client.post("/api/config/plan", json={"data": {"dataset": "digits"}}).json()
+    assert [c["key"] for c in plan["choices"]] == ["data.image_size", "priors", "train.steps", "train.ema_decay"]
+    assert plan["config"]["train"]["steps"] == 600 and plan["config"]["model"]["num_classes"] == 10
+    cover = plan["coverage"]
+    assert cover["images"] == 9 and cover["boxes"] > 0 and cover["unmatched_share"] == 0.0  # the priors fitted to them
+    assert plan["time"] == {"seconds": None, "images": 600 * 16, "runs": 0, "images_per_sec": None}
+    # 9 training images hold fewer than 10 boxes of each digit
+    (rare,) = plan["warnings"]
+    assert rare["field"] == "data.dataset" and "hardly learned" in rare["message"]
+    assert client.get("/api/jobs").json() == []  # nothing queued
+    # over the memory limit: a warning naming the field, not a refusal
+    big = client.post("/api/config/plan", json={"train": {"batch_size": 4000}}).json()
+    assert [w["field"] for w in big["warnings"]] == ["train.batch_size"]
+    assert big["memory"]["estimate_gib"] > big["memory"]["limit_gib"]
+    # not a config: 422 at the field
+    bad = client.post("/api/config/plan", json={"train": {"steps": 0}})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "train", "steps"]
+
+
+def test_expected_time_is_the_median_speed_of_like_runs() -> None:
+    from types import SimpleNamespace
+
+    from app.services.plan import expected_time
+    from ssd.config import from_dict
+
+    config = from_dict({}).to_dict()
+    like = {"model": dict(config["model"]), "data": dict(config["data"]), "train": dict(config["train"])}
+    other = {**like, "data": {**like["data"], "image_size": 256}}
+    runs = [
+        SimpleNamespace(config=like, last_metrics={"images_per_sec": 80.0}),
+        SimpleNamespace(config=other, last_metrics={"images_per_sec": 10.0}),  # another input size
+        SimpleNamespace(config=like, last_metrics={"images_per_sec": 100.0}),
+        SimpleNamespace(config=like, last_metrics={"images_per_sec": 60.0}),
+        SimpleNamespace(config=like, last_metrics=None),
+    ]
+    jobs = SimpleNamespace(list=lambda status, limit: runs)
+    # 1200 steps of 16 images at the median of 80, 100 and 60 images/s
+    assert expected_time(config, jobs) == {"seconds": 240.0, "images": 19200, "runs": 3, "images_per_sec": 80.0}  # type: ignore[arg-type]

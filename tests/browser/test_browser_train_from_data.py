@@ -78,3 +78,22 @@ def test_upload_then_train_on_this_dataset(page: Any, shot: Any, small_zip: Path
     page.click("#advanced > summary")
     assert page.locator('[data-field="data.min_digits"]').is_visible()
     assert page.locator('fieldset[data-section="augment"]').is_hidden()
+
+
+def test_before_you_start_follows_the_draft(page: Any, shot: Any) -> None:
+    page.goto("/jobs/new")
+    page.wait_for_selector("form[data-ready=true]")
+    panel = page.locator("#plan-panel")
+    page.wait_for_selector("#plan-panel[data-state=ok]")
+    text = panel.inner_text()
+    assert "at 128 px" in text and "GiB of" in text and "Time:" in text
+    # the input size moves the coverage line; a batch too large for the server warns before Start
+    page.fill('[name="data.image_size"]', "256")
+    page.wait_for_function("document.getElementById('plan-panel').textContent.includes('at 256 px')")
+    page.fill('[name="train.batch_size"]', "4000")
+    page.wait_for_selector("#plan-panel[data-state=warn]")
+    warning = page.locator(".plan-warning[data-field='train.batch_size']")
+    assert "the server will refuse it" in warning.inner_text()
+    shot(page, "new_job_plan_warning")
+    page.fill('[name="train.batch_size"]', "16")
+    page.wait_for_selector("#plan-panel[data-state=ok]")

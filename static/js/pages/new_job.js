@@ -7,6 +7,7 @@
 import { ROOT, api } from "../lib/api.js";
 import { createConfigForm, fieldLink, focusField, isSubmitting, isValidationError, postForm } from "../lib/config_form.js";
 import { mountDatasetPicker } from "../lib/dataset_picker.js";
+import { mountPlanPanel } from "../lib/plan_panel.js";
 import { $, el } from "../lib/dom.js";
 
 const form = $("job-form");
@@ -17,6 +18,7 @@ const changedCount = $("changed-count");
 
 const config = createConfigForm({ container, onInput: () => updateChanged() });
 let picker = null; // lib/dataset_picker.js, once the form is built
+let planPanel = null; // lib/plan_panel.js: "Before you start"
 /** The choices most runs make, up front; every other field is under Advanced settings. */
 const BASIC_KEYS = ["name", "model.backbone", "model.init", "data.image_size", "train.steps", "train.batch_size", "train.learning_rate"];
 
@@ -44,6 +46,7 @@ function updateChanged() {
     if (!BASIC_KEYS.includes(field.key) && field.wrapper.classList.contains("changed") && !inapplicable(field)) advanced += 1;
   }
   $("advanced-count").textContent = advanced ? `(${advanced} changed)` : "";
+  if (planPanel) planPanel.update();
 }
 
 function clearErrors() {
@@ -141,6 +144,10 @@ async function init() {
   } else {
     picker.sync(); // the form's data.dataset: the preset's, or the job's
   }
+  planPanel = mountPlanPanel($("plan-panel"), () => {
+    const { body, errors } = config.changedConfig(presetSelect.value, { skip: inapplicable });
+    return errors.length ? null : body;
+  });
   updateChanged();
   form.dataset.ready = "true";
 }
