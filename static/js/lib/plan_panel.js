@@ -9,8 +9,11 @@ import { fmtDuration } from "./format.js";
 const DEBOUNCE_MS = 500;
 const pct = (share) => `${(100 * share).toFixed(1)}%`;
 
-/** Mount on `root`; `draft()` returns the body POST /api/jobs would get (null: the form has errors). */
-export function mountPlanPanel(root, draft) {
+/**
+ * Mount on `root`; `draft()` returns the body POST /api/jobs would get (null: the form has
+ * errors); `onPlan(plan)` runs with each plan shown.
+ */
+export function mountPlanPanel(root, draft, onPlan = null) {
   let timer = null;
   let asked = 0;
 
@@ -59,7 +62,10 @@ export function mountPlanPanel(root, draft) {
     root.dataset.state = "loading";
     try {
       const plan = await api("/api/config/plan", { method: "POST", body });
-      if (mine === asked) render(plan, body);
+      if (mine === asked) {
+        render(plan, body);
+        if (onPlan) onPlan(plan);
+      }
     } catch (err) {
       if (mine !== asked) return;
       const detail = isValidationError(err) ? err.body.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ") : err.message;

@@ -22,6 +22,15 @@ let planPanel = null; // lib/plan_panel.js: "Before you start"
 /** The choices most runs make, up front; every other field is under Advanced settings. */
 const BASIC_KEYS = ["name", "model.backbone", "model.init", "data.image_size", "train.steps", "train.batch_size", "train.learning_rate"];
 
+/** Say under each field the recipe will set what it chose (the field shows the preset's value). */
+function markFitted(choices) {
+  for (const field of config.fields.values()) field.help.querySelector(".fitted")?.remove();
+  for (const choice of choices) {
+    const field = config.fields.get(choice.key);
+    if (field) field.help.append(el("span", { class: "fitted", text: ` Fitted to the data: ${choice.value}.` }));
+  }
+}
+
 /** Move the basic fields out of their sections into "The run" card. */
 function arrangeBasic() {
   const grid = $("basic-fields");
@@ -144,10 +153,14 @@ async function init() {
   } else {
     picker.sync(); // the form's data.dataset: the preset's, or the job's
   }
-  planPanel = mountPlanPanel($("plan-panel"), () => {
-    const { body, errors } = config.changedConfig(presetSelect.value, { skip: inapplicable });
-    return errors.length ? null : body;
-  });
+  planPanel = mountPlanPanel(
+    $("plan-panel"),
+    () => {
+      const { body, errors } = config.changedConfig(presetSelect.value, { skip: inapplicable });
+      return errors.length ? null : body;
+    },
+    (plan) => markFitted(plan.choices),
+  );
   updateChanged();
   form.dataset.ready = "true";
 }
