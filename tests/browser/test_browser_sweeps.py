@@ -40,6 +40,7 @@ def open_form(page: Any) -> None:
     page.goto("/sweeps/new")
     page.wait_for_selector("form[data-ready=true]")
     page.select_option("#preset", "notebook")
+    page.click("#advanced > summary")  # the tiny network's fields are advanced settings
     for key, value in TINY_FIELDS.items():
         page.fill(f'[name="{key}"]', value)
 
@@ -152,3 +153,17 @@ def test_a_sweep_midway_highlights_its_best_run(page: Any, tiny_job: Any, shot: 
     page.wait_for_selector("#sweep-link")
     page.click("#sweep-link")
     page.wait_for_url(f"**/sweeps/{sweep['id']}")
+
+
+def test_sweep_from_this_job_starts_from_its_config(page: Any, tiny_job: Any) -> None:
+    response = page.request.post("/api/jobs", data=tiny_job("sweep-source", 2))
+    assert response.status == 201, response.text()
+    job_id = response.json()["id"]
+    page.goto(f"/jobs/{job_id}")
+    page.wait_for_selector("#job-root[data-ready=true]")
+    page.click("#sweep-from-link")
+    page.wait_for_selector("form[data-ready=true]")
+    assert page.locator("#sweep-name").input_value() == "sweep-source sweep"
+    assert page.locator('[name="model.num_units"]').input_value() == "2"  # the job's config is the base
+    assert "Sweeping around the config of" in page.locator("#from-job").inner_text()
+    assert page.locator("#dataset-picker").input_value() == "mnist"

@@ -9,6 +9,7 @@ import { createConfigForm, fieldLink, focusField, isSubmitting, isValidationErro
 import { mountDatasetPicker } from "../lib/dataset_picker.js";
 import { mountPlanPanel } from "../lib/plan_panel.js";
 import { $, el } from "../lib/dom.js";
+import { BASIC_KEYS, arrangeFields, fillFromJob } from "../lib/job_prefill.js";
 
 const form = $("job-form");
 const container = $("form-fields");
@@ -19,9 +20,6 @@ const changedCount = $("changed-count");
 const config = createConfigForm({ container, onInput: () => updateChanged() });
 let picker = null; // lib/dataset_picker.js, once the form is built
 let planPanel = null; // lib/plan_panel.js: "Before you start"
-/** The choices most runs make, up front; every other field is under Advanced settings. */
-const BASIC_KEYS = ["name", "model.backbone", "model.init", "data.image_size", "train.steps", "train.batch_size", "train.learning_rate"];
-
 /** Say under each field the recipe will set what it chose (the field shows the preset's value). */
 function markFitted(choices) {
   for (const field of config.fields.values()) field.help.querySelector(".fitted")?.remove();
@@ -31,14 +29,7 @@ function markFitted(choices) {
   }
 }
 
-/** Move the basic fields out of their sections into "The run" card. */
-function arrangeBasic() {
-  const grid = $("basic-fields");
-  for (const key of BASIC_KEYS) {
-    const field = config.fields.get(key);
-    if (field) grid.append(field.wrapper);
-  }
-}
+
 /** A field the chosen data does not read: hidden, and not sent. */
 const inapplicable = (field) => field.wrapper.dataset.inapplicable === "true" && field.key !== "data.dataset";
 
@@ -145,9 +136,9 @@ async function init() {
   if (wanted && presets[wanted]) presetSelect.value = wanted;
   shownPreset = presetSelect.value;
   config.build(presets, data.json_schema, presetSelect.value);
-  arrangeBasic();
+  arrangeFields(config, $("basic-fields"), BASIC_KEYS);
   picker = await mountDatasetPicker({ select: $("dataset-picker"), help: $("dataset-help"), config, onChange: () => updateChanged() });
-  if (params.get("from")) await fillFromJob(params.get("from"), params.get("fine_tune") === "1");
+  if (params.get("from")) await fillFromJob(config, $("from-job"), params.get("from"), { fineTune: params.get("fine_tune") === "1" });
   if (params.get("dataset") && !params.get("from")) {
     if (!picker.choose(params.get("dataset"))) picker.sync();
   } else {
@@ -165,36 +156,6 @@ async function init() {
   form.dataset.ready = "true";
 }
 
-/**
- * ?from=<job id>: the form holds that job's config (Train again); with &fine_tune=1 its weights
- * start the run too (model.init = job:<id>: its best weights, the heads where their shapes match).
- */
-async function fillFromJob(id, fineTune) {
-  const note = $("from-job");
-  let job;
-  try {
-    job = await api(`/api/jobs/${encodeURIComponent(id)}`);
-  } catch (err) {
-    note.textContent = `Could not load job ${id}: ${err.message}`;
-    note.className = "notice error";
-    note.hidden = false;
-    return;
-  }
-  const values = structuredClone(job.config || {});
-  values.name = `${job.name || job.id} ${fineTune ? "fine-tuned" : "again"}`;
-  if (fineTune) {
-    values.model = { ...(values.model || {}), init: `job:${job.id}`, weights: "none" };
-  }
-  config.setValues(values);
-  const link = el("a", { href: `${ROOT}/jobs/${encodeURIComponent(job.id)}`, text: job.name || job.id });
-  note.replaceChildren(
-    fineTune ? "Fine-tuning from " : "The config of ",
-    link,
-    fineTune
-      ? ": model.init is job:" + job.id + " (its best weights; heads whose shapes differ start fresh). Change the data or steps below."
-      : ". Change what you want to try below.",
-  );
-  note.hidden = false;
-}
+
 
 init();

@@ -3,8 +3,10 @@
 // draw from, or a min/max range for a number). Posted to POST /api/sweeps; a 422 shows next to
 // the field whose key it names (grid/random entries, the base's fields, or the sweep's own).
 import { ROOT, api } from "../lib/api.js";
-import { createConfigForm, fieldLink, focusField, isSubmitting, isValidationError, parseValue, postForm } from "../lib/config_form.js";
+import { createConfigForm, fieldLink, focusField, isSubmitting, isValidationError, parseValue, postForm, revealField } from "../lib/config_form.js";
+import { mountDatasetPicker } from "../lib/dataset_picker.js";
 import { $, el } from "../lib/dom.js";
+import { BASIC_KEYS, arrangeFields, fillFromJob } from "../lib/job_prefill.js";
 
 const form = $("sweep-form");
 const container = $("form-fields");
@@ -20,6 +22,9 @@ const top = {
 };
 
 const config = createConfigForm({ container, decorate: addSweepControl, onInput: () => update() });
+let picker = null; // lib/dataset_picker.js, once the form is built
+/** A field the chosen data does not read: hidden, and neither sent nor swept. */
+const inapplicable = (field) => field.wrapper.dataset.inapplicable === "true" && field.key !== "data.dataset";
 
 // ---- the per-field sweep control ----------------------------------------------------------
 
@@ -92,6 +97,7 @@ function sweptKeys() {
   const random = {};
   const errors = [];
   for (const field of config.fields.values()) {
+    if (inapplicable(field)) continue;
     const { mode, values, min, max, log } = field.sweep;
     try {
       if (mode.value === "grid") grid[field.key] = parseValues(field, values.value);
@@ -148,6 +154,7 @@ function clearSweepError(field) {
 }
 
 function showSweepError(field, msg) {
+  revealField(field);
   field.sweep.error.append(el("span", { text: msg }));
   field.sweep.error.hidden = false;
   field.wrapper.classList.add("invalid");
@@ -202,7 +209,7 @@ form.addEventListener("submit", (event) => {
   clearErrors();
   const { grid, random, errors: sweepErrors } = sweptKeys();
   for (const { field, msg } of sweepErrors) showSweepError(field, msg);
-  const swept = (field) => field.sweep.mode.value !== "fixed";
+  const swept = (field) => field.sweep.mode.value !== "fixed" || inapplicable(field);
   const { body: base, errors } = config.changedConfig(presetSelect.value, { skip: swept, markErrors: true });
   const all = [...sweepErrors, ...errors];
   if (all.length) {
@@ -225,8 +232,10 @@ form.addEventListener("submit", (event) => {
 let shownPreset = presetSelect.value;
 presetSelect.addEventListener("change", () => {
   const presets = config.presets();
+  const chosen = picker ? picker.current() : null;
   config.fillFrom(presets[presetSelect.value], presets[shownPreset]);
   shownPreset = presetSelect.value;
+  if (picker && chosen) picker.choose(chosen.id); // the preset does not change the data
   update();
 });
 for (const { input } of Object.values(top)) input.addEventListener("input", update);
@@ -240,6 +249,18 @@ async function init() {
     return;
   }
   config.build({ default: data.defaults, notebook: data.notebook }, data.json_schema, presetSelect.value);
+  arrangeFields(config, $("basic-fields"), BASIC_KEYS);
+  picker = await mountDatasetPicker({ select: $("dataset-picker"), help: $("dataset-help"), config, onChange: () => update() });
+  const params = new URLSearchParams(location.search);
+  if (params.get("from")) {
+    const job = await fillFromJob(config, $("from-job"), params.get("from"), { what: "Sweeping around the config of" });
+    if (job) top.name.input.value = `${job.name || job.id} sweep`;
+  }
+  if (params.get("dataset") && !params.get("from")) {
+    if (!picker.choose(params.get("dataset"))) picker.sync();
+  } else {
+    picker.sync();
+  }
   update();
   form.dataset.ready = "true";
 }
