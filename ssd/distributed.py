@@ -47,7 +47,7 @@ import tensorflow as tf
 
 from ssd.config import Config, from_dict, read_mapping
 from ssd.lifetime import exit_with_parent
-from ssd.train import LOSS_KEYS, NonFiniteLossError, StepCallback, StopFlag, Trainer, TrainResult
+from ssd.train import LOSS_KEYS, NonFiniteLossError, PlanCallback, StepCallback, StopFlag, Trainer, TrainResult
 
 PEER_EXIT_TIMEOUT = 120.0  # seconds the chief waits for the others after its last step
 
@@ -270,6 +270,7 @@ class DistributedTrainer(Trainer):
         on_eval: StepCallback | None = None,
         should_stop: StopFlag | None = None,
         steps: int | None = None,
+        on_plan: PlanCallback | None = None,
     ) -> TrainResult:
         """The chief trains and reports as :meth:`Trainer.fit`; the others train in step with it.
 
@@ -278,7 +279,7 @@ class DistributedTrainer(Trainer):
         if not self.is_chief:
             return self._follow(steps)
         # Every stop (asked, or early stopping's) is voted on by _stop_vote before every step.
-        result = super().fit(on_step=on_step, on_eval=on_eval, should_stop=should_stop, steps=steps)
+        result = super().fit(on_step=on_step, on_eval=on_eval, should_stop=should_stop, steps=steps, on_plan=on_plan)
         if self.peer_group is not None:
             codes = self.peer_group.wait()
             if any(code != 0 for code in codes):

@@ -31,6 +31,7 @@ MAX_STEPS = 10_000_000
 MAX_BATCH = 4096
 MAX_WORKERS = 16
 MAX_INIT_LENGTH = 1000
+MAX_BUDGET_MINUTES = 7 * 24 * 60
 JOB_PREFIX = "job:"  # model.init = "job:<id>": another run's weights (ssd.init)
 
 
@@ -358,7 +359,7 @@ class AugmentConfig:
 class TrainConfig:
     """Optimisation schedule."""
 
-    steps: int = 1000
+    steps: int = 1000  # with time_budget: the most steps
     batch_size: int = 32
     learning_rate: float = 1e-3
     schedule: Literal["constant", "cosine"] = "constant"
@@ -373,6 +374,9 @@ class TrainConfig:
     eval_every: int = 0  # 0: only at the end
     eval_images: int = 100
     checkpoint_every: int = 200
+    # Minutes to train (0: off): the run measures its speed and fits its steps and its schedule to
+    # end on time (ssd.budget), train.steps at most.
+    time_budget: float = 0.0
     # Stop after this many evaluations (train.eval_every) without a new best mAP@.5; 0: never.
     early_stop_patience: int = 0
     # auto: bf16 on CPUs with bf16 units, float16 + loss scaling on GPUs with tensor cores (ssd.precision)
@@ -391,6 +395,11 @@ class TrainConfig:
         _check(self.schedule in ("constant", "cosine"), "train.schedule", "must be 'constant' or 'cosine'")
         _check(0 <= self.warmup_steps <= MAX_STEPS, "train.warmup_steps", f"must be in 0..{MAX_STEPS}")
         _check(0 <= self.weight_decay < 1, "train.weight_decay", "must be in [0, 1)")
+        _check(
+            0 <= self.time_budget <= MAX_BUDGET_MINUTES,
+            "train.time_budget",
+            f"must be in 0..{MAX_BUDGET_MINUTES} minutes (0: off), got {self.time_budget}",
+        )
         _check(0 <= self.ema_decay < 1, "train.ema_decay", f"must be in [0, 1) (0: off), got {self.ema_decay}")
         _check(
             0 <= self.freeze_backbone_steps <= MAX_STEPS,
@@ -415,7 +424,12 @@ class TrainConfig:
         _check(1 <= self.workers <= MAX_WORKERS, "train.workers", f"must be in 1..{MAX_WORKERS}, got {self.workers}")
         # Not built for multi-worker training: the average and the frozen step would need the
         # workers' mirrored variables (ssd.distributed).
-        for name, value in (("ema_decay", self.ema_decay), ("freeze_backbone_steps", self.freeze_backbone_steps)):
+        single: tuple[tuple[str, float], ...] = (
+            ("ema_decay", self.ema_decay),
+            ("freeze_backbone_steps", self.freeze_backbone_steps),
+            ("time_budget", self.time_budget),
+        )
+        for name, value in single:
             _check(value == 0 or self.workers == 1, f"train.{name}", "needs train.workers 1 (not built for several)")
         _check(
             self.batch_size % self.workers == 0,

@@ -38,6 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ssd.budget import StepBudget
 from ssd.checkpoint import (
     BEST_FILE,
     BEST_WEIGHTS_FILE,
@@ -60,7 +61,7 @@ from ssd.init import InitReport, apply_init, backbone_variables
 from ssd.loader_pool import BatchPool
 from ssd.loss import loss_components
 from ssd.model import build_ssd
-from ssd.optim import current_lr, detect_gpu, make_optimizer
+from ssd.optim import AdjustableCosine, current_lr, detect_gpu, learning_rate_schedule, make_optimizer
 from ssd.pipeline import input_pipeline, make_targets_fn
 from ssd.precision import Choice, LoaderChoice, XlaChoice, choose, choose_loader, choose_xla, cpu_info
 from ssd.priors import make_priors
@@ -68,6 +69,7 @@ from ssd.tensorboard_log import TensorBoardLog
 
 StepCallback = Callable[[dict[str, Any]], None]
 StopFlag = Callable[[], bool]
+PlanCallback = Callable[[int, str], None]  # a time budget's plan: (steps, reason)
 LOSS_KEYS = ("pos_clf", "neg_clf", "loc", "total")
 
 
@@ -128,7 +130,8 @@ class Trainer:
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.model = build_ssd(config.model, config.priors, config.data.image_size, dtype, pretrained=fresh)
         self.init_report: InitReport | None = apply_init(self.model, config, self.data_dir) if fresh else None
-        self.optimizer = make_optimizer(config, policy)
+        self.schedule = learning_rate_schedule(config)
+        self.optimizer = make_optimizer(config, policy, self.schedule)
         self.optimizer.build(self.model.trainable_variables)
         self.ema = WeightAverage(self.model, config.train.ema_decay) if config.train.ema_decay else None
         self.source = source if source is not None else resolve(config, self.data_dir)
@@ -269,6 +272,11 @@ class Trainer:
             since = sum(1 for step in steps if step > best["step"])
         return best, since
 
+    def _end_schedule(self, total_steps: int) -> None:
+        """The learning-rate schedule ends at ``total_steps`` (a time budget's plan)."""
+        if isinstance(self.schedule, AdjustableCosine):
+            self.schedule.end_at(total_steps)
+
     def _init_info(self) -> dict[str, str]:
         """``run.json``'s ``init`` keys: this run's :class:`~ssd.init.InitReport`, or for a resumed
         run what the run.json of its start said."""
@@ -341,6 +349,7 @@ class Trainer:
         on_eval: StepCallback | None = None,
         should_stop: StopFlag | None = None,
         steps: int | None = None,
+        on_plan: PlanCallback | None = None,
     ) -> TrainResult:
         """Train from ``self.step`` to ``steps`` (default ``train.steps``).
 
@@ -350,20 +359,39 @@ class Trainer:
         ``best.weights.h5``. Checks ``should_stop()`` before every step: when it is true the run
         saves a checkpoint and returns ``cancelled``. With ``train.early_stop_patience`` N > 0 the
         run ends ``succeeded`` after N evaluations in a row without a new best, its
-        ``stop_reason`` said in the result and in ``run.json``.
+        ``stop_reason`` said in the result and in ``run.json``. With ``train.time_budget`` the run
+        plans its step count from its own speed (:mod:`ssd.budget`) and calls
+        ``on_plan(steps, reason)`` with each plan; ``run.json`` keeps ``planned_steps`` and
+        ``time_budget`` (the reason), and a resumed run keeps its plan.
 
         Raises:
             NonFiniteLossError: a loss part became NaN or infinite (the last checkpoint stays).
         """
         t = self.config.train
         last = t.steps if steps is None else steps
+        started = time.perf_counter()
+        budget: StepBudget | None = None
+        kept: dict[str, str] = (read_run_info(self.out_dir) or {}) if self.step else {}
+        if t.time_budget and steps is None and kept.get("planned_steps", "").isdigit():
+            last = min(int(kept["planned_steps"]), t.steps)  # a resumed run keeps its plan
+            self._end_schedule(last)
+        elif t.time_budget and steps is None:
+            budget = StepBudget(
+                seconds=60 * t.time_budget,
+                cap=t.steps,
+                eval_every=t.eval_every,
+                start=started,
+                eval_images=self.source.count("val", t.eval_images),
+                batch_size=t.batch_size,
+                first_step=self.step,
+            )
         metrics_file = self.out_dir / METRICS_FILE
         evals_file = self.out_dir / EVALS_FILE
         _truncate_jsonl(metrics_file, self.step)
         _truncate_jsonl(evals_file, self.step)
         write_config(self.out_dir, self.config)
         device = f"GPU: {self.gpu.name}" if self.gpu else f"CPU: {cpu_info()[0]}"
-        run_info = {
+        run_info: dict[str, str] = {
             "precision": self.precision.policy,
             "precision_reason": self.precision.reason,
             "xla": self.xla.setting,
@@ -372,6 +400,7 @@ class Trainer:
             "loader_reason": self.loader.reason,
             "device": device,
             **self._init_info(),
+            **{k: kept[k] for k in ("planned_steps", "time_budget") if k in kept},
         }
         write_run_info(self.out_dir, run_info)
         best, since_best = self._read_best(evals_file)
@@ -409,12 +438,23 @@ class Trainer:
                 tb.step(record)
                 if on_step is not None:
                     on_step(record)
+                planned = budget.step_done(self.step, time.perf_counter()) if budget is not None else None
+                if planned is not None and budget is not None:
+                    last = planned
+                    self._end_schedule(planned)
+                    run_info.update(planned_steps=str(planned), time_budget=budget.reason)
+                    write_run_info(self.out_dir, run_info)
+                    if on_plan is not None:
+                        on_plan(planned, budget.reason)
                 done = self.step == last
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0 and not done:
                     self.save_checkpoint()
                 if done or (t.eval_every and self.step % t.eval_every == 0):
+                    evaluated = time.perf_counter()
                     with self.averaged():
                         evaluation = self.evaluate(t.eval_images)
+                    if budget is not None:
+                        budget.eval_done(time.perf_counter() - evaluated)
                     map50 = float(evaluation.get("map50", math.nan))  # a stand-in evaluation may have none
                     if math.isfinite(map50) and (best is None or map50 > best["map50"]):
                         self.save_best(evaluation)
@@ -429,7 +469,8 @@ class Trainer:
                             if best is not None
                             else f"early stop: no finite mAP@.5 in {since_best} evaluations"
                         )
-                        write_run_info(self.out_dir, {**run_info, "stop_reason": stop_reason})
+                        run_info["stop_reason"] = stop_reason
+                        write_run_info(self.out_dir, run_info)
                     with open(evals_file, "a") as ef:
                         ef.write(json.dumps(evaluation) + "\n")
                     tb.eval(evaluation)

@@ -177,6 +177,13 @@ class TrainIn(_Section):
     )
     warmup_steps: int = Field(_d("train", "warmup_steps"), description="Linear warm-up steps (cosine only).")
     weight_decay: float = Field(_d("train", "weight_decay"), description="AdamW weight decay; 0 means plain Adam.")
+    time_budget: float = Field(
+        _d("train", "time_budget"),
+        description=(
+            "Minutes to train (0: off): the run measures its speed over its first steps and fits its step "
+            "count (train.steps at most) and the schedule's end to finish on time."
+        ),
+    )
     ema_decay: float = Field(
         _d("train", "ema_decay"),
         description=(

@@ -37,7 +37,7 @@ from app.execution.executors.base import Lost
 from app.execution.executors.local import death_reason
 from app.settings import Settings
 from app.store.jobs import Event, JobStore, utcnow
-from app.worker.messages import CheckpointSaved, Done, Message, Record, Started, parse_batch
+from app.worker.messages import CheckpointSaved, Done, Message, Planned, Record, Started, parse_batch
 
 __all__ = ["JobRunner", "NotAccepting", "death_reason"]
 
@@ -252,7 +252,10 @@ class JobRunner:
             if run is None:
                 return {"cancel": True}  # the job is not running (any more): its worker should stop
             job = self.get(job_id)
-            messages = parse_batch(job_id, items, max_step=job.total_steps)
+            # A time budget's plan may move total_steps, up to the config's train.steps: steps are
+            # checked against the larger (a batch may hold a new plan and the steps it allows).
+            cap = job.config.get("train", {}).get("steps") if isinstance(job.config.get("train"), dict) else None
+            messages = parse_batch(job_id, items, max_step=max(job.total_steps, cap if isinstance(cap, int) else 0))
             known = job.step
             evaluated = (job.last_eval or {}).get("step", -1)
             kept: list[Message] = []
@@ -346,9 +349,12 @@ class JobRunner:
         flush()
         self._publish(events)
 
-    def _control(self, message: Started | CheckpointSaved | Done) -> list[Event]:
+    def _control(self, message: Started | CheckpointSaved | Planned | Done) -> list[Event]:
         job_id = message.job_id
         match message:
+            case Planned(total_steps=total):
+                # A status event that says the new length: the pages redraw the progress.
+                return [self._set_status(job_id, JobStatus.running, event={"total_steps": total}, total_steps=total)]
             case CheckpointSaved(step=step):
                 self.store.update_job(job_id, checkpoint_step=step)
                 return []

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from app.worker.messages import CheckpointSaved, Done, Message, Record, Started
+from app.worker.messages import CheckpointSaved, Done, Message, Planned, Record, Started
 from ssd.checkpoint import METRICS_FILE
 
 if TYPE_CHECKING:  # TensorFlow: imported only once a run starts
@@ -255,6 +255,10 @@ class JobRun:
         """An evaluation's record."""
         self.send(Record(self.job_id, "eval", metrics))
 
+    def on_plan(self, total_steps: int, reason: str) -> None:
+        """A time budget's plan: the job's length (``train.time_budget``)."""
+        self.send(Planned(self.job_id, total_steps, reason))
+
     def checkpoint_saved(self, step: int) -> None:
         """The trainer's checkpoint of ``step`` is on disk (:class:`app.worker.trainers.CheckpointSink`)."""
         self.send(CheckpointSaved(self.job_id, step))
@@ -350,7 +354,9 @@ class JobRun:
         self.send(Started(self.job_id, trainer.step, os.getpid(), history))
         self.reported_step = trainer.step
         self._started = True
-        result = trainer.fit(on_step=self.on_step, on_eval=self.on_eval, should_stop=self.should_stop)
+        result = trainer.fit(
+            on_step=self.on_step, on_eval=self.on_eval, should_stop=self.should_stop, on_plan=self.on_plan
+        )
         self.finish(Done(self.job_id, result.status, result.step))
 
     def _failed(self, exc: BaseException) -> None:

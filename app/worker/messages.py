@@ -11,6 +11,8 @@ batches as JSON (:func:`to_wire`, :func:`parse_batch`) to ``POST /api/jobs/{id}/
 - :class:`Record` per training step (``kind="step"``) and per evaluation (``kind="eval"``): the
   trainer's metrics dict;
 - :class:`CheckpointSaved` after every checkpoint written;
+- :class:`Planned` when a run with ``train.time_budget`` fits its step count to the clock
+  (``total_steps``, at most the config's ``train.steps``, and the reason);
 - :class:`Done` last, whatever happened (``step`` is None when the job failed before its trainer
   existed).
 
@@ -90,6 +92,15 @@ class CheckpointSaved:
 
 
 @dataclass(frozen=True)
+class Planned:
+    """A time budget's plan: the run will take ``total_steps`` steps (:mod:`ssd.budget`)."""
+
+    job_id: str
+    total_steps: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Done:
     """The worker's last message: how the job ended and at which step."""
 
@@ -99,7 +110,7 @@ class Done:
     error: str | None = None
 
 
-Message = Started | Record | CheckpointSaved | Done
+Message = Started | Record | CheckpointSaved | Planned | Done
 
 
 def to_wire(message: Message) -> dict[str, Any]:
@@ -116,6 +127,8 @@ def to_wire(message: Message) -> dict[str, Any]:
             return {"type": kind, "data": _finite(data)}
         case CheckpointSaved(step=step):
             return {"type": "checkpoint", "step": step}
+        case Planned(total_steps=total, reason=reason):
+            return {"type": "planned", "total_steps": total, "reason": scrub(reason)[:MAX_ERROR_CHARS]}
         case Done(status=status, step=step, error=error):
             error = None if error is None else scrub(error)[:MAX_ERROR_CHARS]
             return {"type": "done", "status": status, "step": step, "error": error}
@@ -213,6 +226,12 @@ class _CheckpointWire(_Wire):
     step: JobStep
 
 
+class _PlannedWire(_Wire):
+    type: Literal["planned"]
+    total_steps: TrainedStep
+    reason: MultilineText = Field(max_length=MAX_ERROR_CHARS)
+
+
 class _DoneWire(_Wire):
     type: Literal["done"]
     status: Outcome
@@ -221,7 +240,7 @@ class _DoneWire(_Wire):
 
 
 _WireMessage = Annotated[
-    _StartedWire | _StepWire | _EvalWire | _CheckpointWire | _DoneWire, Field(discriminator="type")
+    _StartedWire | _StepWire | _EvalWire | _CheckpointWire | _PlannedWire | _DoneWire, Field(discriminator="type")
 ]
 _BATCH = TypeAdapter(Annotated[list[_WireMessage], Field(max_length=MAX_MESSAGES)])
 
@@ -247,6 +266,8 @@ def _message(job_id: str, wire: _WireMessage) -> Message:
             return Record(job_id, wire.type, data.model_dump(exclude_unset=True))
         case _CheckpointWire(step=step):
             return CheckpointSaved(job_id, step)
+        case _PlannedWire(total_steps=total, reason=reason):
+            return Planned(job_id, total, reason)
         case _DoneWire(status=status, step=step, error=error):
             return Done(job_id, status, step, error)
     raise TypeError(f"not a wire message: {wire!r}")  # pragma: no cover - exhaustive match

@@ -110,12 +110,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         bar.update(1)
 
+    def on_plan(total_steps: int, reason: str) -> None:
+        bar.total = total_steps  # train.time_budget fitted the run's length
+        bar.refresh()
+        bar.write(f"time budget: {reason}")
+
     def on_eval(m: dict[str, Any]) -> None:
         bar.write(f"step {m['step']}: val total {m['val_total']:.3f}  mAP@.5 {m['map50']:.3f}  mAP {m['map']:.3f}")
 
     started = time.perf_counter()
     try:
-        result = trainer.fit(on_step=on_step, on_eval=on_eval)
+        result = trainer.fit(on_step=on_step, on_eval=on_eval, on_plan=on_plan)
     except NonFiniteLossError as exc:
         bar.close()
         print(f"ssdboard: error: {exc}", file=sys.stderr)

@@ -397,3 +397,27 @@ def test_what_a_trainer_reports_passes_the_check() -> None:
     assert received[:2] == sent[:2] and received[3] == sent[3]
     assert received[2] == Record("j1", "eval", {**evaluation, "map": None})
     assert received[4] == Done("j1", "failed", 2, "\ufffd[31mOOM\ufffd[0m\nat step 2")
+
+
+def test_a_time_budgets_plan_moves_the_jobs_length(tmp_path: Path, executor: RemoteStandIn) -> None:
+    """A ``planned`` message sets total_steps (at most the config's train.steps) and says so in a
+    status event; steps up to train.steps stay accepted after a shorter plan, none beyond."""
+    from app.worker.messages import Planned, to_wire
+
+    with _app(tmp_path) as client:
+        job = client.post("/api/jobs", json=tiny(steps=10), headers=_admin()).json()["id"]
+        token = executor.tokens[job]
+        plan = to_wire(Planned(job, 4, "planned 4 steps to end 1 min after the start"))
+        assert plan == {"type": "planned", "total_steps": 4, "reason": "planned 4 steps to end 1 min after the start"}
+        first = [{"type": "started", "step": 0, "pid": 1, "history": []}, *_steps(1, 2), plan]
+        assert _post(client, job, token, first).status_code == 200
+        assert client.get(f"/api/jobs/{job}").json()["total_steps"] == 4
+        again = to_wire(Planned(job, 6, "planned 6 steps"))  # a later plan, and steps up to it
+        assert _post(client, job, token, [again, *_steps(3, 6)]).status_code == 200
+        assert client.get(f"/api/jobs/{job}").json()["total_steps"] == 6
+        over = to_wire(Planned(job, 11, "more than train.steps"))
+        assert _post(client, job, token, [over]).status_code == 422  # past the config's train.steps
+        _post(client, job, token, [{"type": "done", "status": "succeeded", "step": 6, "error": None}])
+        text = client.get(f"/api/jobs/{job}/events").text  # the whole log: the job has ended
+        plans = [json.loads(line[6:])["total_steps"] for line in text.splitlines() if '"total_steps"' in line]
+        assert plans == [4, 6]

@@ -167,6 +167,7 @@ function renderWeights() {
     parts.push(`best mAP@.5 ${Number(best.map50).toFixed(3)} at step ${best.map50_step}: the weights detections and exports use`);
   }
   if (run.stop_reason) parts.push(run.stop_reason);
+  if (run.time_budget) parts.push(`time budget: ${run.time_budget}`);
   const line = $("job-weights");
   line.replaceChildren();
   for (const [i, text] of parts.entries()) line.append(i ? " · " : "", text);
@@ -348,6 +349,10 @@ async function onStatus(data, eventId) {
   if (typeof data.step === "number" && data.step < lastStep && eventId > resyncedThrough) {
     resyncedThrough = eventId;
     await resync();
+    return;
+  }
+  if (typeof data.total_steps === "number") {
+    await refreshJob(); // a time budget's plan: the job's length and its reason
     return;
   }
   if (data.status === job.status && !TERMINAL.has(data.status)) return;
