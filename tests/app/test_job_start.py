@@ -11,7 +11,6 @@ from ssd.checkpoint import CHECKPOINT_FILES, write_config
 from ssd.config import from_dict
 from ssd.datasets.export import export_generator
 from ssd.datasets.registry import Registry
-from ssd.recipe import EMA_DECAY
 
 
 def fake_checkpoint(directory: Path, backbone: str = "notebook") -> None:
@@ -60,9 +59,9 @@ def test_a_job_on_an_import_keeps_the_recipes_choices(client: TestClient, tmp_pa
     body = {"data": {"dataset": "digits"}, "train": {"steps": 2, "eval_images": 2, "batch_size": 2}}
     job = client.post("/api/jobs", json=body).json()
     assert job["config"]["train"]["steps"] == 2  # the user's
-    assert job["config"]["train"]["ema_decay"] == EMA_DECAY and job["config"]["data"]["image_size"] == 128
+    assert job["config"]["data"]["image_size"] == 128
     lines = client.get(f"/api/jobs/{job['id']}").json()["run"]["recipe"].split("\n")
-    assert [line.split(" = ")[0] for line in lines] == ["data.image_size", "priors", "train.ema_decay"]
+    assert [line.split(" = ")[0] for line in lines] == ["data.image_size", "priors"]
     shown = lines[1].split("ratios: [")[1].split("]")[0].split(", ")
     assert job["config"]["priors"]["ratios"] == [float(r) for r in shown]
     client.post(f"/api/jobs/{job['id']}/cancel")
@@ -76,7 +75,7 @@ def test_plan_of_a_draft(client: TestClient, tmp_path: Path) -> None:
     export_generator(tmp_path / "export", "coco", images=12, val_fraction=0.25, seed=0)
     Registry(tmp_path / "data").import_dataset(tmp_path / "export", name="digits")
     plan = client.post("/api/config/plan", json={"data": {"dataset": "digits"}}).json()
-    assert [c["key"] for c in plan["choices"]] == ["data.image_size", "priors", "train.steps", "train.ema_decay"]
+    assert [c["key"] for c in plan["choices"]] == ["data.image_size", "priors", "train.steps"]
     assert plan["config"]["train"]["steps"] == 600 and plan["config"]["model"]["num_classes"] == 10
     cover = plan["coverage"]
     assert cover["images"] == 9 and cover["boxes"] > 0 and cover["unmatched_share"] == 0.0  # the priors fitted to them

@@ -76,8 +76,8 @@ export async function mountDatasetPicker({ select, help, config, onChange = null
     help.textContent = d.builtin
       ? "Digits drawn on the fly (ssd.data); how many, how large and how they overlap are under Advanced settings (data)."
       : `${d.splits.train} training and ${d.splits.val} validation images; classes: ${d.classes.slice(0, 8).join(", ")}` +
-        `${d.classes.length > 8 ? ", …" : ""}. Left at the preset, the input size, priors, and for a small dataset ` +
-        "the steps and a moving average of the weights are fitted to the data when the job starts; the job page says why.";
+        `${d.classes.length > 8 ? ", …" : ""}. Left at the preset, the input size, the priors and, for a small dataset, ` +
+        "the steps are fitted to the data when the job starts; the job page says why.";
   }
 
   /** Choose a dataset by id or name; the form's data.dataset and model.num_classes follow. */
