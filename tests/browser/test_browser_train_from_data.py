@@ -97,3 +97,15 @@ def test_before_you_start_follows_the_draft(page: Any, shot: Any) -> None:
     shot(page, "new_job_plan_warning")
     page.fill('[name="train.batch_size"]', "16")
     page.wait_for_selector("#plan-panel[data-state=ok]")
+
+
+def test_the_plans_explorer_link_opens_the_draft(page: Any) -> None:
+    page.goto("/jobs/new")
+    page.wait_for_selector("form[data-ready=true]")
+    page.fill('[name="data.image_size"]', "192")
+    page.wait_for_function("document.getElementById('plan-panel').textContent.includes('at 192 px')")
+    page.click("#plan-priors-link")
+    page.wait_for_selector("#priors-root[data-ready=true]", timeout=30_000)
+    page.wait_for_function("document.getElementById('coverage-headline').textContent.length > 0", timeout=30_000)
+    assert "draft at 192 px" in page.inner_text("#priors-summary")
+    assert page.locator("#preset-field").is_hidden()

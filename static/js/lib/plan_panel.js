@@ -2,12 +2,17 @@
 // fields change (debounced; an answer to an older draft is dropped).
 import { api } from "./api.js";
 import { isValidationError } from "./config_form.js";
-import { priorsHref } from "./datasets.js";
+import { ROOT } from "./api.js";
 import { el } from "./dom.js";
 import { fmtDuration } from "./format.js";
 
 const DEBOUNCE_MS = 500;
 const pct = (share) => `${(100 * share).toFixed(1)}%`;
+
+/** The prior explorer on a draft's whole config (priors.js reads ?draft=). */
+export function explorerHref(config) {
+  return `${ROOT}/priors?${new URLSearchParams({ draft: JSON.stringify(config) })}`;
+}
 
 /**
  * Mount on `root`; `draft()` returns the body POST /api/jobs would get (null: the form has
@@ -21,16 +26,15 @@ export function mountPlanPanel(root, draft, onPlan = null) {
     return el("li", {}, el("strong", { text: `${label}: ` }), ...value);
   }
 
-  function render(plan, body) {
+  function render(plan) {
     const c = plan.coverage;
     const items = [];
-    const dataset = (body.data && body.data.dataset) || "mnist";
     items.push(
       line(
         "Priors",
         `${pct(c.unmatched_share)} of ${c.boxes} training boxes (first ${c.images} images) have no prior at IoU ${c.iou_threshold}` +
           ` at ${plan.config.data.image_size} px; ${pct(c.below_smallest_prior_share)} are smaller than the smallest prior (${c.smallest_prior} px) · `,
-        el("a", { href: priorsHref(dataset), text: "open the prior explorer" }),
+        el("a", { href: explorerHref(plan.config), id: "plan-priors-link", text: "open the prior explorer with this draft" }),
       ),
     );
     const m = plan.memory;
@@ -63,7 +67,7 @@ export function mountPlanPanel(root, draft, onPlan = null) {
     try {
       const plan = await api("/api/config/plan", { method: "POST", body });
       if (mine === asked) {
-        render(plan, body);
+        render(plan);
         if (onPlan) onPlan(plan);
       }
     } catch (err) {

@@ -11,6 +11,15 @@ import { ZOOMABLE, drawFigure } from "../lib/plots.js";
 const root = $("priors-root");
 const job = root.dataset.jobId || null;
 const params = new URLSearchParams(location.search);
+// ?draft=<config JSON>: the new-job form's draft (its plan's config), explored as it would train.
+const fromDraft = (() => {
+  try {
+    const parsed = JSON.parse(params.get("draft") || "null");
+    return parsed && typeof parsed === "object" && parsed.priors && parsed.model ? parsed : null;
+  } catch {
+    return null;
+  }
+})();
 const DEBOUNCE_MS = 100;
 const SUGGEST_IMAGES = 1000; // training images the suggestion fits: ~1-3 s on two cores
 
@@ -58,6 +67,11 @@ function draft() {
     },
     matching: { iou_threshold: Number($("iou-threshold").value), force_best: $("force-best").checked },
   };
+  if (fromDraft && !job) {
+    // The form's whole draft (input size, layers, classes), with the priors and matching edited here.
+    const dataset = $("dataset-select").value || fromDraft.data.dataset;
+    return { ...structuredClone(fromDraft), ...config, data: { ...fromDraft.data, dataset } };
+  }
   if (!job) {
     config.preset = $("preset").value;
     const dataset = $("dataset-select").value;
@@ -322,6 +336,10 @@ async function loadBase() {
     return { job: record.config };
   }
   const schema = await api("/api/config/schema");
+  if (fromDraft) {
+    $("preset-field").hidden = true; // the draft holds every key
+    $("priors-summary").textContent = `The new-job form's draft at ${fromDraft.data.image_size} px; edits here change nothing in the form.`;
+  }
   return { notebook: schema.notebook, default: schema.defaults };
 }
 
@@ -334,10 +352,10 @@ async function init() {
   }
   const preset = params.get("preset") === "default" ? "default" : "notebook";
   $("preset").value = preset;
-  fillForm(job ? state.base.job : state.base[preset]);
+  fillForm(job ? state.base.job : fromDraft || state.base[preset]);
   if (params.get("split") === "train") $("split").value = "train";
   if (Number(params.get("index")) > 0) $("index").value = String(Math.floor(Number(params.get("index"))));
-  if (!job) await fillDatasetSelect($("dataset-select"), params.get("dataset") || "mnist");
+  if (!job) await fillDatasetSelect($("dataset-select"), params.get("dataset") || (fromDraft && fromDraft.data.dataset) || "mnist");
   $("preset").addEventListener("change", () => {
     fillForm(state.base[$("preset").value]);
     state.pinned = null;
