@@ -23,9 +23,17 @@ let planPanel = null; // lib/plan_panel.js: "Before you start"
 /** Say under each field the recipe will set what it chose (the field shows the preset's value). */
 function markFitted(choices) {
   for (const field of config.fields.values()) field.help.querySelector(".fitted")?.remove();
+  const mark = (key, value) => {
+    const field = config.fields.get(key);
+    if (field) field.help.append(el("span", { class: "fitted", text: ` Fitted to the data: ${value}.` }));
+  };
   for (const choice of choices) {
-    const field = config.fields.get(choice.key);
-    if (field) field.help.append(el("span", { class: "fitted", text: ` Fitted to the data: ${choice.value}.` }));
+    if (choice.key === "priors") {
+      mark("priors.scales", JSON.stringify(choice.value.scales));
+      mark("priors.ratios", choice.value.ratios.join(", "));
+    } else {
+      mark(choice.key, choice.value);
+    }
   }
 }
 
