@@ -51,3 +51,32 @@ def test_an_import_of_real_tiles_agrees_with_globox(tiles: Path, tmp_path: Path)
         np.testing.assert_allclose(record.boxes, expected, atol=0.051)  # the tool writes one decimal
         total += len(record.labels)
     assert total == meta["counts"]["boxes"] == 835
+
+
+def test_the_raccoon_layout_keeps_its_authors_split(tmp_path: Path) -> None:
+    """tools/raccoon_voc.py on a stand-in checkout: VOC with the CSVs' train/test split, imported as it."""
+    from PIL import Image
+
+    src = tmp_path / "raccoon_dataset"
+    (src / "annotations").mkdir(parents=True)
+    (src / "images").mkdir()
+    (src / "data").mkdir()
+    header = "filename,width,height,class,xmin,ymin,xmax,ymax\n"
+    rows = {"train": "", "test": ""}
+    for i, split in ((1, "train"), (2, "train"), (3, "test")):
+        Image.new("RGB", (64, 48), (80, 90, 100)).save(src / "images" / f"raccoon-{i}.jpg")
+        box = (4 * i, 5, 30 + i, 40)
+        (src / "annotations" / f"raccoon-{i}.xml").write_text(
+            f"<annotation><filename>raccoon-{i}.jpg</filename><size><width>64</width><height>48</height>"
+            "<depth>3</depth></size><object><name>raccoon</name><difficult>0</difficult><bndbox>"
+            f"<xmin>{box[0]}</xmin><ymin>{box[1]}</ymin><xmax>{box[2]}</xmax><ymax>{box[3]}</ymax>"
+            "</bndbox></object></annotation>"
+        )
+        rows[split] += f"raccoon-{i}.jpg,64,48,raccoon,{box[0]},{box[1]},{box[2]},{box[3]}\n"
+    for split, text in rows.items():
+        (src / "data" / f"{split}_labels.csv").write_text(header + text)
+    tool = runpy.run_path(str(ROOT / "tools" / "raccoon_voc.py"))
+    assert tool["main"]([str(src), "--out", str(tmp_path / "voc")]) == 0
+    assert (tmp_path / "voc" / "ImageSets" / "Main" / "val.txt").read_text() == "raccoon-3\n"
+    meta = Registry(tmp_path / "data").import_dataset(tmp_path / "voc", name="raccoon")
+    assert meta["splits"] == {"train": 2, "val": 1} and meta["classes"] == ["raccoon"]
