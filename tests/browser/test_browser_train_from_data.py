@@ -30,6 +30,12 @@ def small_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "digits.zip"
 
 
+def axe_clean(page: Any, what: str) -> None:
+    axe = pytest.importorskip("axe_playwright_python.sync_playwright")
+    results = axe.Axe().run(page)
+    assert results.violations_count == 0, f"{what}: {results.generate_report()}"
+
+
 def test_upload_then_train_on_this_dataset(page: Any, shot: Any, small_zip: Path) -> None:
     name = f"flow-{uuid.uuid4().hex[:6]}"
     page.goto("/datasets")
@@ -53,7 +59,9 @@ def test_upload_then_train_on_this_dataset(page: Any, shot: Any, small_zip: Path
     assert page.locator('[data-field="data.min_digits"]').is_hidden()
     assert page.locator('fieldset[data-section="augment"]').is_visible()
     assert "fitted to the data when the job starts" in page.inner_text("#dataset-help")
+    page.wait_for_selector("#plan-panel[data-state=ok], #plan-panel[data-state=warn]")
     shot(page, "new_job_from_dataset")
+    axe_clean(page, "the new-job form on an imported dataset")
     page.fill('[name="train.steps"]', "3")
     page.fill('[name="train.batch_size"]', "2")
     page.fill('[name="train.eval_images"]', "2")  # an advanced setting, open above
@@ -95,6 +103,8 @@ def test_before_you_start_follows_the_draft(page: Any, shot: Any) -> None:
     warning = page.locator(".plan-warning[data-field='train.batch_size']")
     assert "the server will refuse it" in warning.inner_text()
     shot(page, "new_job_plan_warning")
+    page.click("#advanced > summary")
+    axe_clean(page, "the new-job form with a plan warning, advanced settings open")
     page.fill('[name="train.batch_size"]', "16")
     page.wait_for_selector("#plan-panel[data-state=ok]")
 

@@ -54,7 +54,7 @@ export function mountPlanPanel(root, draft, onPlan = null) {
     const warnings = plan.warnings.map((w) => el("li", { class: "plan-warning", dataset: { field: w.field } }, el("strong", { text: `${w.field}: ` }), w.message));
     root.replaceChildren(
       el("ul", { class: "plan-facts" }, ...items),
-      warnings.length ? el("ul", { class: "plan-warnings", role: "alert" }, ...warnings) : el("p", { class: "muted", text: "No warnings." }),
+      warnings.length ? el("div", { class: "plan-warnings", role: "alert" }, el("ul", {}, ...warnings)) : el("p", { class: "muted", text: "No warnings." }),
     );
     root.dataset.state = warnings.length ? "warn" : "ok";
   }
