@@ -98,6 +98,12 @@ def apply_init(model: keras.Model, config: Config, data_dir: str | Path) -> Init
     layers = weighted_layers(model)
     if kind == "none":
         return InitReport(init, "random initialisers", (), tuple((name, "random") for name in layers))
+    if kind == "file" and config.model.backbone == "notebook":
+        raise ConfigError(
+            "model.init",
+            "a weights file starts a mobilenet_v2 or resnet50 backbone; the notebook backbone starts from a "
+            "run: job:<id> or a checkpoint directory",
+        )
     if kind in ("imagenet", "file"):
         source = f"Keras' ImageNet weights of {config.model.backbone}" if kind == "imagenet" else init
         loaded = tuple(name for name in layers if is_backbone(name))

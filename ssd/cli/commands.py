@@ -39,7 +39,8 @@ def _config_arg(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     """The config of ``--config`` (and ``--steps``, ``--seed``) with the data-fitted recipe's
     choices for the keys it leaves unset (:mod:`ssd.recipe`), and those choices."""
     from ssd.config import Config, ConfigError, from_dict, read_mapping
-    from ssd.datasets.resolve import apply_dataset, resolve
+    from ssd.checkpoint import check_init
+    from ssd.datasets.resolve import apply_dataset, default_data_dir, resolve
     from ssd.recipe import fit_recipe
 
     data_dir = Path(args.data_dir) if args.data_dir else None
@@ -51,6 +52,7 @@ def _config_arg(args: argparse.Namespace) -> tuple[Any, list[Any]]:
         bound = apply_dataset(data, data_dir)
         bound, choices = fit_recipe(bound, resolve(from_dict(bound), data_dir))
         config: Config = from_dict(bound)
+        check_init(config, data_dir or default_data_dir())  # a bad model.init before TensorFlow starts
         if args.steps is not None:  # over a train section from_dict will refuse anyway
             config = replace(config, train=replace(config.train, steps=args.steps))
         if args.seed is not None:

@@ -148,6 +148,16 @@ def test_check_init_refuses_what_cannot_start_a_run(source_run: tuple[Path, Conf
     assert "trained a notebook backbone, this run has mobilenet_v2" in refusal("job:src1", backbone="mobilenet_v2")
 
 
+def test_train_refuses_a_bad_init_naming_the_option(tmp_path: Path, capsys: Any) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"model": {"init": "job:nope"}}))
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--config", str(path), "--out", str(tmp_path / "run"), "--data-dir", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "option --config: model.init: job nope has no run directory to start from" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
 def test_a_backbone_weights_file_loads_into_the_backbone(tmp_path: Path) -> None:
     """The file form: keras.applications reads it (as it reads the file it downloads)."""
     app = keras.applications.MobileNetV2(input_shape=(64, 64, 3), include_top=False, weights=None, alpha=1.0)
