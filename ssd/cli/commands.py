@@ -38,8 +38,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _config_arg(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     """The config of ``--config`` (and ``--steps``, ``--seed``) with the data-fitted recipe's
     choices for the keys it leaves unset (:mod:`ssd.recipe`), and those choices."""
-    from ssd.config import Config, ConfigError, from_dict, read_mapping
     from ssd.checkpoint import check_init
+    from ssd.config import Config, ConfigError, from_dict, read_mapping
     from ssd.datasets.resolve import apply_dataset, default_data_dir, resolve
     from ssd.recipe import fit_recipe
 
