@@ -24,6 +24,7 @@ def test_form_shows_every_section_with_defaults_and_help(page: Any, shot: Any) -
         "model.init",
         "data.image_size",
         "train.steps",
+        "train.time_budget",
         "train.batch_size",
         "train.learning_rate",
     ]

@@ -42,4 +42,4 @@ export function arrangeFields(config, grid, keys) {
 }
 
 /** The choices most runs make, up front; every other field is under Advanced settings. */
-export const BASIC_KEYS = ["name", "model.backbone", "model.init", "data.image_size", "train.steps", "train.batch_size", "train.learning_rate"];
+export const BASIC_KEYS = ["name", "model.backbone", "model.init", "data.image_size", "train.steps", "train.time_budget", "train.batch_size", "train.learning_rate"];
