@@ -501,6 +501,9 @@ class PlanTimeOut(BaseModel):
     images: int
     runs: int
     images_per_sec: float | None
+    budget_minutes: float | None = Field(
+        None, description="train.time_budget: the run fits its steps to end then (seconds is train.steps' time)."
+    )
 
 
 class PlanWarningOut(BaseModel):

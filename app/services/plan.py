@@ -137,7 +137,15 @@ def expected_time(config: dict[str, Any], jobs: JobService) -> dict[str, Any]:
         if len(speeds) == SPEED_RUNS:
             break
     images = train["steps"] * train["batch_size"]
+    budget = float(train.get("time_budget") or 0.0) or None  # the run fits its steps to it
     if not speeds:
-        return {"seconds": None, "images": images, "runs": 0, "images_per_sec": None}
+        return {"seconds": None, "images": images, "runs": 0, "images_per_sec": None, "budget_minutes": budget}
     rate = statistics.median(speeds)
-    return {"seconds": round(images / rate, 1), "images": images, "runs": len(speeds), "images_per_sec": round(rate, 1)}
+    seconds = round(images / rate, 1)
+    return {
+        "seconds": seconds,
+        "images": images,
+        "runs": len(speeds),
+        "images_per_sec": round(rate, 1),
+        "budget_minutes": budget,
+    }

@@ -79,7 +79,8 @@ def test_plan_of_a_draft(client: TestClient, tmp_path: Path) -> None:
     assert plan["config"]["train"]["steps"] == 600 and plan["config"]["model"]["num_classes"] == 10
     cover = plan["coverage"]
     assert cover["images"] == 9 and cover["boxes"] > 0 and cover["unmatched_share"] == 0.0  # the priors fitted to them
-    assert plan["time"] == {"seconds": None, "images": 600 * 16, "runs": 0, "images_per_sec": None}
+    no_run = {"seconds": None, "images": 600 * 16, "runs": 0, "images_per_sec": None, "budget_minutes": None}
+    assert plan["time"] == no_run
     # 9 training images hold fewer than 10 boxes of each digit
     (rare,) = plan["warnings"]
     assert rare["field"] == "data.dataset" and "hardly learned" in rare["message"]
@@ -111,4 +112,5 @@ def test_expected_time_is_the_median_speed_of_like_runs() -> None:
     ]
     jobs = SimpleNamespace(list=lambda status, limit: runs)
     # 1200 steps of 16 images at the median of 80, 100 and 60 images/s
-    assert expected_time(config, jobs) == {"seconds": 240.0, "images": 19200, "runs": 3, "images_per_sec": 80.0}  # type: ignore[arg-type]
+    expected = {"seconds": 240.0, "images": 19200, "runs": 3, "images_per_sec": 80.0, "budget_minutes": None}
+    assert expected_time(config, jobs) == expected  # type: ignore[arg-type]

@@ -40,9 +40,11 @@ export function mountPlanPanel(root, draft, onPlan = null) {
     const m = plan.memory;
     items.push(line("Memory", `about ${m.estimate_gib} GiB of ${m.limit_gib} GiB allowed`));
     const t = plan.time;
+    const budget = t.budget_minutes ? `the run fits its steps to end after ${t.budget_minutes} min (train.time_budget); at most ` : "";
     items.push(
       line(
         "Time",
+        budget,
         t.seconds === null
           ? `${t.images.toLocaleString()} training images; no finished run of this backbone at this input size on this server yet to time it by`
           : `about ${fmtDuration(t.seconds)} of training (${t.images.toLocaleString()} images at ${t.images_per_sec} images/s, the median of ${t.runs} earlier run${t.runs === 1 ? "" : "s"}), evaluations aside`,
