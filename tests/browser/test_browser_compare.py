@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from axe_check import assert_no_axe_violations
 
 from app.domain import TERMINAL
 
@@ -17,13 +18,6 @@ MAIN_TRACES = "(id) => document.getElementById(id).data.filter((t) => t.meta.rol
 POINTS_OF = (
     "([id, job]) => document.getElementById(id).data.find((t) => t.meta.role === 'main' && t.meta.job === job).x.length"
 )
-
-
-def assert_no_axe_violations(page: Any, what: str) -> None:
-    """axe-core over the page as drawn (as tests/browser/test_browser_axe.py does for the others)."""
-    axe_sync = pytest.importorskip("axe_playwright_python.sync_playwright")
-    results = axe_sync.Axe().run(page)
-    assert results.violations_count == 0, f"{what}: {results.generate_report()}"
 
 
 def _submit(server: str, config: dict[str, Any]) -> str:

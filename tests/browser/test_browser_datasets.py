@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from axe_check import assert_no_axe_violations
 
 from ssd.datasets.export import export_generator
 
@@ -42,18 +43,12 @@ def dataset_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-def axe_clean(page: Any, what: str) -> None:
-    axe = pytest.importorskip("axe_playwright_python.sync_playwright")
-    results = axe.Axe().run(page)
-    assert results.violations_count == 0, f"{what}: {results.generate_report()}"
-
-
 def test_upload_a_zip_and_read_its_report(page: Any, shot: Any, dataset_zip: Path) -> None:
     name = f"digits-{uuid.uuid4().hex[:6]}"
     page.goto("/datasets")
     page.wait_for_selector("#datasets-body[data-ready=true]")
     assert page.locator("#datasets-body tr[data-dataset-id=mnist]").count() == 1
-    axe_clean(page, "/datasets")
+    assert_no_axe_violations(page, "/datasets")
     page.set_input_files("#upload-file", str(dataset_zip))
     page.fill("#upload-name", name)
     page.select_option("#upload-format", "coco")
@@ -79,7 +74,7 @@ def test_upload_a_zip_and_read_its_report(page: Any, shot: Any, dataset_zip: Pat
     dropped = page.locator("#problems-body tr[data-reason=missing_image]")
     assert dropped.locator("a").count() == 0 and "(dropped)" in dropped.inner_text()
     shot(page, "dataset_report")
-    axe_clean(page, "the dataset's report")
+    assert_no_axe_violations(page, "the dataset's report")
 
     page.click("#problems-body tr[data-reason=clipped] td a")
     page.wait_for_selector("#problem-root[data-ready=true]")
@@ -87,7 +82,7 @@ def test_upload_a_zip_and_read_its_report(page: Any, shot: Any, dataset_zip: Pat
     facts = page.inner_text("#problem-facts")
     assert "90, 80, 150, 150" in facts and "annotations/instances_train.json" in facts
     shot(page, "dataset_problem")
-    axe_clean(page, "a problem over its image")
+    assert_no_axe_violations(page, "a problem over its image")
 
     page.click("#dataset-link")
     page.wait_for_selector("#report-root[data-ready=true]")
@@ -97,7 +92,7 @@ def test_upload_a_zip_and_read_its_report(page: Any, shot: Any, dataset_zip: Pat
     assert page.locator("#thumbs .thumb").count() == 6  # the validation split
     page.wait_for_selector("#stats-classes .main-svg")
     shot(page, "dataset_browser_imported")
-    axe_clean(page, "the browser on an imported dataset")
+    assert_no_axe_violations(page, "the browser on an imported dataset")
     page.locator("#thumbs .thumb").first.click()
     page.wait_for_selector("#image-root[data-ready=true]")
     assert "images/val/" in page.inner_text("#image-summary")

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from axe_check import assert_no_axe_violations
 
 pytestmark = pytest.mark.browser
 
@@ -27,13 +28,6 @@ TINY_FIELDS = {
     "train.eval_images": "4",
     "train.checkpoint_every": "20",
 }
-
-
-def assert_no_axe_violations(page: Any, what: str) -> None:
-    """axe-core over the page as it is (as tests/browser/test_browser_axe.py does for the other pages)."""
-    axe = pytest.importorskip("axe_playwright_python.sync_playwright")
-    results = axe.Axe().run(page)
-    assert results.violations_count == 0, f"{what}: {results.generate_report()}"
 
 
 def open_form(page: Any) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from axe_check import assert_no_axe_violations
 
 from ssd.datasets.export import export_generator
 
@@ -28,12 +29,6 @@ def small_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 archive.write(file, file.relative_to(out).as_posix())
     (root / "digits.zip").write_bytes(buffer.getvalue())
     return root / "digits.zip"
-
-
-def axe_clean(page: Any, what: str) -> None:
-    axe = pytest.importorskip("axe_playwright_python.sync_playwright")
-    results = axe.Axe().run(page)
-    assert results.violations_count == 0, f"{what}: {results.generate_report()}"
 
 
 def test_upload_then_train_on_this_dataset(page: Any, shot: Any, small_zip: Path) -> None:
@@ -61,7 +56,7 @@ def test_upload_then_train_on_this_dataset(page: Any, shot: Any, small_zip: Path
     assert "fitted to the data when the job starts" in page.inner_text("#dataset-help")
     page.wait_for_selector("#plan-panel[data-state=ok], #plan-panel[data-state=warn]")
     shot(page, "new_job_from_dataset")
-    axe_clean(page, "the new-job form on an imported dataset")
+    assert_no_axe_violations(page, "the new-job form on an imported dataset")
     page.fill('[name="train.steps"]', "3")
     page.fill('[name="train.batch_size"]', "2")
     page.fill('[name="train.eval_images"]', "2")  # an advanced setting, open above
@@ -104,7 +99,7 @@ def test_before_you_start_follows_the_draft(page: Any, shot: Any) -> None:
     assert "the server will refuse it" in warning.inner_text()
     shot(page, "new_job_plan_warning")
     page.click("#advanced > summary")
-    axe_clean(page, "the new-job form with a plan warning, advanced settings open")
+    assert_no_axe_violations(page, "the new-job form with a plan warning, advanced settings open")
     page.fill('[name="train.batch_size"]', "16")
     page.wait_for_selector("#plan-panel[data-state=ok]")
 
