@@ -50,6 +50,7 @@ __all__ = [
     "STATE_FILE",
     "WEIGHTS_FILE",
     "RUN_FILE",
+    "TRACEBACK_FILE",
     "WEIGHTS_CHOICES",
     "InitKind",
     "check_init",
@@ -73,6 +74,8 @@ STATE_FILE = "train_state.npz"
 METRICS_FILE = "metrics.jsonl"
 EVALS_FILE = "evals.jsonl"
 RUN_FILE = "run.json"
+TRACEBACK_FILE = "error.txt"
+"""A failed run's whole traceback (the dashboard's worker writes it; the job page shows it)."""
 RECIPE_FILE = "recipe.json"
 """What the data-fitted recipe chose (:mod:`ssd.recipe`): ``{"choices": [{"key", "value", "reason", "text"}]}``."""
 CHECKPOINT_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE)

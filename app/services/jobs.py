@@ -21,7 +21,14 @@ from app.services import configs
 from app.settings import Settings
 from app.store import query as job_query
 from app.store.jobs import JobStore
-from ssd.checkpoint import CHECKPOINT_FILES, has_checkpoint, read_recipe, read_run_info, write_recipe
+from ssd.checkpoint import (
+    CHECKPOINT_FILES,
+    TRACEBACK_FILE,
+    has_checkpoint,
+    read_recipe,
+    read_run_info,
+    write_recipe,
+)
 from ssd.config import Config
 from ssd.recipe import Choice
 
@@ -128,6 +135,11 @@ class JobService:
         recipe = read_recipe(directory)
         if recipe:  # chosen at submission, shown before the run starts too
             run = {**(run or {}), "recipe": "\n".join(recipe)}
+        try:  # a failed run's whole traceback, under its one-line error
+            trace = (directory / TRACEBACK_FILE).read_text(errors="replace")
+            run = {**(run or {}), "traceback": trace}
+        except OSError:
+            pass
         return self.runner.get(job_id).with_run(run)
 
     def cancel(self, job_id: str) -> Job:

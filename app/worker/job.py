@@ -36,15 +36,20 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import signal
 import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from app.worker.messages import CheckpointSaved, Done, Message, Planned, Record, Started
-from ssd.checkpoint import METRICS_FILE
+from app.worker.messages import CheckpointSaved, Done, Message, Outcome, Planned, Record, Started
+from ssd.checkpoint import METRICS_FILE, TRACEBACK_FILE
+
+log = logging.getLogger(__name__)
+MAX_TRACEBACK_CHARS = 20_000  # the end of a traceback kept in TRACEBACK_FILE
 
 if TYPE_CHECKING:  # TensorFlow: imported only once a run starts
     from ssd.distributed import PeerProcess
@@ -231,6 +236,7 @@ class JobRun:
         self._started = False  # the trainer's step means something only once its checkpoint is loaded
         self._final = threading.Lock()  # one done message, whichever thread sends it
         self._finished = False
+        self.outcome: Outcome | None = None  # the done message's status, once sent
 
     # ------------------------------------------------------------------ reports
     def send(self, message: Message) -> None:
@@ -243,6 +249,7 @@ class JobRun:
             if self._finished:
                 return False
             self._finished = True
+            self.outcome = message.status
             self.send(message)
             return True
 
@@ -322,6 +329,7 @@ class JobRun:
         self.out.mkdir(parents=True, exist_ok=True)
         lock = open(self.out / "worker.lock", "w")  # noqa: SIM115 - held for the process's life
         fcntl.flock(lock, fcntl.LOCK_EX)
+        (self.out / TRACEBACK_FILE).unlink(missing_ok=True)  # an earlier attempt's (this one resumes it)
         try:
             self._train()
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, then the process ends
@@ -360,7 +368,17 @@ class JobRun:
         self.finish(Done(self.job_id, result.status, result.step))
 
     def _failed(self, exc: BaseException) -> None:
-        """Report how the run failed: a peer's death is the cause of TensorFlow's abort of a collective."""
+        """Report how the run failed: a peer's death is the cause of TensorFlow's abort of a collective.
+
+        The whole traceback goes to the worker's log (stderr: a Ray job's logs) and to
+        :data:`TRACEBACK_FILE` in the job directory, which the job page shows under the one-line error.
+        """
+        trace = "".join(traceback.format_exception(exc))
+        log.error("job %s failed:\n%s", self.job_id, trace)
+        try:
+            (self.out / TRACEBACK_FILE).write_text(trace[-MAX_TRACEBACK_CHARS:])
+        except OSError:
+            log.exception("job %s: the traceback could not be written", self.job_id)
         death = peer_death([p.poll() for p in self.peers])
         if isinstance(exc, PeerDied) or (death is not None and type(exc).__module__.startswith("tensorflow")):
             self.finish(Done(self.job_id, "failed", self.reported_step, death or str(exc)))
@@ -394,8 +412,9 @@ def run_job(
     *,
     data_dir: str | None = None,
     make_peers: Callable[[Any, Path], Any] | None = None,
-) -> None:
-    """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message (:class:`JobRun`).
+) -> Outcome | None:
+    """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message (:class:`JobRun`),
+    and is returned (None: none was sent).
 
     ``make_peers(config, job_dir)``: starts workers ``1..N-1`` of a ``train.workers = N`` job
     elsewhere (:class:`app.worker.ray_peers.RayPeers`) and returns them (:class:`ssd.distributed.Peers`);
@@ -420,3 +439,4 @@ def run_job(
         make_peers=make_peers,
     )
     run.run()
+    return run.outcome

@@ -8,7 +8,9 @@ over HTTP through :class:`app.worker.reporter.HttpReporter`. The job's config an
 come from the environment (``SSDBOARD_WORKER_CONFIG``, JSON; ``SSDBOARD_WORKER_TOKEN``), not the
 command line, which process lists and Ray's job table show. SIGTERM (Ray stopping the job) asks
 the trainer to stop after its current step, which checkpoints. The exit status is 0 once every
-report was delivered, 1 when the server could not be reached within ``--flush-timeout`` seconds.
+report was delivered and the job did not fail, 3 when it failed (its traceback is in this
+process's log, so in ``ray job logs``, and Ray's status says FAILED as the job's does), 1 when
+the server could not be reached within ``--flush-timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from app.worker.job import run_job
+from app.worker.messages import Outcome
 from app.worker.reporter import HttpReporter
 
 TOKEN_ENV = "SSDBOARD_WORKER_TOKEN"
@@ -65,6 +69,17 @@ class _Either:
         return any(flag.is_set() for flag in self.flags)
 
 
+FAILED_EXIT = 3  # the job failed: Ray lists the job FAILED, as the dashboard does
+
+
+@dataclass(frozen=True)
+class Reported:
+    """How a worker's run ended: whether every report reached the server, and the job's outcome."""
+
+    delivered: bool
+    outcome: Outcome | None
+
+
 def run_reporting(
     job_id: str,
     config: dict[str, Any],
@@ -82,9 +97,9 @@ def run_reporting(
     flush_timeout: float = 600.0,
     on_reporter: Callable[[HttpReporter], None] | None = None,
     make_peers: Callable[[Any, Path], Any] | None = None,
-) -> bool:
+) -> Reported:
     """Train one job with :func:`app.worker.job.run_job`, reporting over HTTP; whether every report
-    reached the server. Every worker runs this, wherever it is placed.
+    reached the server, and how the job ended. Every worker runs this, wherever it is placed.
 
     ``parent_pid``/``cancel``/``nice``: a local worker's server pid (it stops when the server is
     gone), its executor's cancel event (faster than the next report's answer) and niceness.
@@ -95,7 +110,7 @@ def run_reporting(
     if on_reporter is not None:
         on_reporter(reporter)
     flag = reporter.cancel if cancel is None else _Either(reporter.cancel, cancel)
-    run_job(
+    outcome = run_job(
         job_id,
         config,
         job_dir,
@@ -113,7 +128,7 @@ def run_reporting(
     delivered = reporter.close(timeout=ORPHAN_FLUSH_S if orphaned else flush_timeout)
     if not delivered:
         log.error("some reports of job %s never reached %s", job_id, server_url)
-    return delivered
+    return Reported(delivered, outcome)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return RayPeers(parsed, out, args.data_dir, cpus=cpus, gpus=gpus)
 
-    delivered = run_reporting(
+    reported = run_reporting(
         args.job,
         config,
         args.job_dir,
@@ -154,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         on_reporter=on_reporter,
         make_peers=make_peers,
     )  # no parent pid: the server may restart while this job trains on
-    return 0 if delivered else 1
+    if not reported.delivered:
+        return 1
+    return FAILED_EXIT if reported.outcome == "failed" else 0
 
 
 if __name__ == "__main__":

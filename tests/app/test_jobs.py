@@ -217,6 +217,10 @@ def test_a_diverging_loss_fails_the_job_with_the_step_and_part(api: httpx.Client
     failed = wait_for(api, job["id"], lambda j: j["status"] in TERMINAL, timeout=120)
     assert failed["status"] == "failed"
     assert re.fullmatch(r"loss component '\w+' became (nan|inf|-inf) at step \d+; training stopped", failed["error"])
+    # the whole traceback, for the page's details under the one-line error
+    trace = failed["run"]["traceback"]
+    assert trace.startswith("Traceback (most recent call last):") and "NonFiniteLossError" in trace
+    assert trace.rstrip().endswith(failed["error"])
     bad_step = int(failed["error"].split("at step ")[1].split(";")[0])
     kept = api.get(f"/api/jobs/{job['id']}/metrics").json()["metrics"]
     assert [m["step"] for m in kept] == list(range(1, bad_step))  # the finite steps before it stay

@@ -207,3 +207,21 @@ def test_a_two_worker_job_trains_with_its_peer_as_a_ray_actor(
     peers = list_actors(address=ray_cluster, filters=[("class_name", "=", "PeerActor")], detail=True)
     assert len(peers) >= 1 and all(a.state == "DEAD" for a in peers)  # it ran, then ended with the job
     assert (tmp_path / "shared" / "jobs" / job["id"] / "train_state.npz").exists()
+
+
+def test_a_worker_that_raises_leaves_its_traceback_and_a_failed_ray_job(
+    ray_server: ServerProcess, ray_cluster: str
+) -> None:
+    """The traceback is in the Ray job's logs and on the job, and Ray's status agrees: FAILED."""
+    config = tiny(steps=50, learning_rate=10, schedule="constant", precision="float32", checkpoint_every=0)
+    config["loss"] = {"alpha": 1000}
+    config["matching"] = {"variances": [1e-38, 1e-38]}  # the loss overflows (test_jobs.py's recipe)
+    with httpx.Client(base_url=ray_server.url, timeout=30) as http:
+        job = http.post("/api/jobs", json=config).json()
+        failed = wait_for(http, job["id"], lambda j: j["status"] in TERMINAL, timeout=240)
+        assert failed["status"] == "failed" and "became" in failed["error"], failed
+        assert "NonFiniteLossError" in failed["run"]["traceback"]
+    ray_job = _ray_job_ended(ray_cluster, job["id"])
+    assert ray_job.status == "FAILED", ray_job
+    logs = job_submission.JobSubmissionClient(ray_cluster).get_job_logs(ray_job.submission_id)
+    assert "Traceback (most recent call last):" in logs and "NonFiniteLossError" in logs

@@ -421,3 +421,20 @@ def test_a_time_budgets_plan_moves_the_jobs_length(tmp_path: Path, executor: Rem
         text = client.get(f"/api/jobs/{job}/events").text  # the whole log: the job has ended
         plans = [json.loads(line[6:])["total_steps"] for line in text.splitlines() if '"total_steps"' in line]
         assert plans == [4, 6]
+
+
+@pytest.mark.parametrize(
+    ("delivered", "outcome", "code"),
+    [(True, "succeeded", 0), (True, "cancelled", 0), (True, "failed", 3), (False, "failed", 1), (False, None, 1)],
+)
+def test_the_workers_exit_status_says_a_failed_job(
+    monkeypatch: pytest.MonkeyPatch, delivered: bool, outcome: str | None, code: int
+) -> None:
+    """A failed job's worker exits 3, so Ray lists the job FAILED as the dashboard does."""
+    import app.worker.main as worker_main
+
+    monkeypatch.setenv(worker_main.TOKEN_ENV, "t")
+    monkeypatch.setenv(worker_main.CONFIG_ENV, "{}")
+    monkeypatch.setattr(worker_main, "run_reporting", lambda *a, **k: worker_main.Reported(delivered, outcome))
+    argv = ["--job", "j", "--server", "http://127.0.0.1:9", "--job-dir", "/tmp/x", "--data-dir", "/tmp/y"]
+    assert worker_main.main(argv) == code

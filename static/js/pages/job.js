@@ -143,6 +143,9 @@ function renderJob() {
   const failed = job.status === "failed" && job.error;
   $("job-error").hidden = !failed;
   $("job-error-text").textContent = failed ? job.error : "";
+  const trace = failed && job.run && job.run.traceback;
+  $("job-traceback").hidden = !trace;
+  $("job-traceback-text").textContent = trace || "";
 
   const active = job.status === "queued" || job.status === "running";
   const cancelling = active && job.cancel_requested;
