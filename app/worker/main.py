@@ -8,7 +8,7 @@ over HTTP through :class:`app.worker.reporter.HttpReporter`. The job's config an
 come from the environment (``SSDBOARD_WORKER_CONFIG``, JSON; ``SSDBOARD_WORKER_TOKEN``), not the
 command line, which process lists and Ray's job table show. SIGTERM (Ray stopping the job) asks
 the trainer to stop after its current step, which checkpoints. The exit status is 0 once every
-report was delivered and the job did not fail, 3 when it failed (its traceback is in this
+report was delivered and the job did not fail, 4 when it failed (its traceback is in this
 process's log, so in ``ray job logs``, and Ray's status says FAILED as the job's does), 1 when
 the server could not be reached within ``--flush-timeout`` seconds.
 """
@@ -69,7 +69,7 @@ class _Either:
         return any(flag.is_set() for flag in self.flags)
 
 
-FAILED_EXIT = 3  # the job failed: Ray lists the job FAILED, as the dashboard does
+FAILED_EXIT = 4  # the job failed in training: Ray lists the job FAILED, as the dashboard does (3: out of memory)
 
 
 @dataclass(frozen=True)

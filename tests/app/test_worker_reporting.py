@@ -425,12 +425,12 @@ def test_a_time_budgets_plan_moves_the_jobs_length(tmp_path: Path, executor: Rem
 
 @pytest.mark.parametrize(
     ("delivered", "outcome", "code"),
-    [(True, "succeeded", 0), (True, "cancelled", 0), (True, "failed", 3), (False, "failed", 1), (False, None, 1)],
+    [(True, "succeeded", 0), (True, "cancelled", 0), (True, "failed", 4), (False, "failed", 1), (False, None, 1)],
 )
 def test_the_workers_exit_status_says_a_failed_job(
     monkeypatch: pytest.MonkeyPatch, delivered: bool, outcome: str | None, code: int
 ) -> None:
-    """A failed job's worker exits 3, so Ray lists the job FAILED as the dashboard does."""
+    """A failed job's worker exits 4, so Ray lists the job FAILED as the dashboard does."""
     import app.worker.main as worker_main
 
     monkeypatch.setenv(worker_main.TOKEN_ENV, "t")
