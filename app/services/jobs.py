@@ -130,7 +130,8 @@ class JobService:
 
     def get(self, job_id: str) -> Job:
         """One job, with how it computes once it started (``run``); :class:`NotFound`."""
-        directory = self.settings.jobs_dir / job_id
+        job = self.runner.get(job_id)  # an unknown id (any text a client sends) ends here, before a path
+        directory = self.settings.jobs_dir / job.id
         run = read_run_info(directory)
         recipe = read_recipe(directory)
         if recipe:  # chosen at submission, shown before the run starts too
@@ -138,9 +139,9 @@ class JobService:
         try:  # a failed run's whole traceback, under its one-line error
             trace = (directory / TRACEBACK_FILE).read_text(errors="replace")
             run = {**(run or {}), "traceback": trace}
-        except OSError:
+        except (OSError, ValueError):
             pass
-        return self.runner.get(job_id).with_run(run)
+        return job.with_run(run)
 
     def cancel(self, job_id: str) -> Job:
         """A queued job at once, a running one after its current step; :class:`~app.domain.Conflict` otherwise."""
