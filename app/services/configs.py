@@ -18,6 +18,7 @@ from ssd.checkpoint import check_init
 from ssd.config import Config, ConfigError, from_dict
 from ssd.datasets.resolve import apply_dataset
 from ssd.datasets.resolve import resolve as resolve_dataset
+from ssd.datasets.source import DataSource
 from ssd.recipe import Choice, fit_recipe
 
 
@@ -67,9 +68,23 @@ def resolve_fitted(
     Raises:
         Invalid: as :func:`resolve`.
     """
+    fitted, choices, _ = fit(data, settings, loc=loc)
+    return resolve(fitted, settings, loc=loc), choices
+
+
+def fit(
+    data: Mapping[str, Any], settings: Settings, *, loc: tuple[str, ...] = ("body",)
+) -> tuple[dict[str, Any], list[Choice], DataSource]:
+    """``data`` bound to its dataset with the recipe's choices (:func:`ssd.recipe.fit_recipe`),
+    the choices, and the dataset; the server's limits are not checked (a plan shows them).
+
+    Raises:
+        Invalid: a bad value, or no such dataset; ``loc`` + the field's dotted path.
+    """
     try:
         bound = apply_dataset(data, settings.artifact_root)
-        fitted, choices = fit_recipe(bound, resolve_dataset(from_dict(bound), settings.artifact_root))
+        source = resolve_dataset(from_dict(bound), settings.artifact_root)
+        fitted, choices = fit_recipe(bound, source)
     except ConfigError as exc:
         raise Invalid((*loc, *exc.field.split(".")), exc.message) from exc
-    return resolve(fitted, settings, loc=loc), choices
+    return fitted, choices, source

@@ -16,14 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from app.domain import Invalid
+from app.services import configs
 from app.services.jobs import JobService
 from app.services.limits import GIB, memory_estimate, prior_count
-from ssd.analysis.health import RARE_CLASS_BOXES
-from ssd.config import ConfigError, from_dict
-from ssd.datasets.resolve import apply_dataset
-from ssd.datasets.resolve import resolve as resolve_dataset
-from ssd.recipe import fit_recipe
+from ssd.analysis.health import RARE_CLASS_BOXES, rare_classes
+from ssd.config import from_dict
 from ssd.suggest import measure
 
 PLAN_IMAGES = 500  # training images whose boxes the coverage reads
@@ -37,13 +34,8 @@ def plan(data: Mapping[str, Any], jobs: JobService) -> dict[str, Any]:
         Invalid: the draft is no valid config, or names no dataset (``loc`` ``body`` + field).
     """
     settings = jobs.settings
-    try:
-        bound = apply_dataset(data, settings.artifact_root)
-        source = resolve_dataset(from_dict(bound), settings.artifact_root)
-        fitted, choices = fit_recipe(bound, source)
-        config = from_dict(fitted)
-    except ConfigError as exc:
-        raise Invalid(("body", *exc.field.split(".")), exc.message) from exc
+    fitted, choices, source = configs.fit(data, settings)
+    config = from_dict(fitted)  # fit_recipe checked it
     warnings: list[dict[str, str]] = []
     n = source.count("train", PLAN_IMAGES)
     boxes = source.boxes(config, "train", n)
@@ -79,9 +71,7 @@ def plan(data: Mapping[str, Any], jobs: JobService) -> dict[str, Any]:
                 f"at {config.data.image_size} px and match none: raise data.image_size or add smaller scales",
             }
         )
-    labels = boxes.labels[boxes.valid]
-    counts = np.bincount(labels[labels >= 0], minlength=config.model.num_classes) if labels.size else np.zeros(0)
-    rare = [int(c) for c in np.flatnonzero(counts < RARE_CLASS_BOXES)]
+    _, rare = rare_classes(boxes, config.model.num_classes)
     if report.num_gt and rare:
         names = source.class_names
         shown = ", ".join(str(names[c]) if c < len(names) else str(c) for c in rare[:6])
@@ -108,12 +98,13 @@ def plan(data: Mapping[str, Any], jobs: JobService) -> dict[str, Any]:
         warnings.append(
             {"field": "priors", "message": f"{priors} priors exceed this server's limit of {settings.max_priors}"}
         )
+    resolved = config.to_dict()
     return {
-        "config": config.to_dict(),
+        "config": resolved,
         "choices": [c.to_dict() for c in choices],
         "coverage": cover,
         "memory": memory,
-        "time": expected_time(config.to_dict(), jobs),
+        "time": expected_time(resolved, jobs),
         "warnings": warnings,
     }
 

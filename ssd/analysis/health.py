@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ssd.coverage import coverage
+from ssd.coverage import DatasetBoxes, coverage
 from ssd.geometry import box_size
 from ssd.priors import make_priors
 
@@ -173,6 +173,13 @@ def _file_hashes(source: DataSource, split: Literal["train", "val"], limit: int)
     return out
 
 
+def rare_classes(data: DatasetBoxes, num_classes: int) -> tuple[np.ndarray, list[int]]:
+    """Boxes per class in ``data`` (int [num_classes]) and the classes with fewer than
+    :data:`RARE_CLASS_BOXES`, hardly learned (the health check's and the new-job plan's rule)."""
+    counts = np.bincount(data.labels[data.valid], minlength=num_classes)
+    return counts, [k for k in range(num_classes) if counts[k] < RARE_CLASS_BOXES]
+
+
 def check_data(config: Config, source: DataSource, *, max_images: int = 2000) -> list[Check]:
     """The data checks: ``unmatched_boxes``, ``boxes_below_smallest_prior``, ``rare_classes``,
     ``train_val_overlap``, on the first ``max_images`` training (and validation) images."""
@@ -215,8 +222,7 @@ def check_data(config: Config, source: DataSource, *, max_images: int = 2000) ->
             else "raise data.image_size, or add a finer layer or smaller scales to the priors",
         )
     )
-    counts = np.bincount(data.labels[data.valid], minlength=config.model.num_classes)
-    rare = [k for k in range(config.model.num_classes) if counts[k] < RARE_CLASS_BOXES]
+    counts, rare = rare_classes(data, config.model.num_classes)
     names = source.class_names
     named = ", ".join(f"{names[k] if k < len(names) else k} ({counts[k]})" for k in rare[:8])
     out.append(
