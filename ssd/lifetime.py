@@ -15,9 +15,18 @@ import time
 POLL_S = 1.0
 
 
-def exit_with_parent(code: int) -> None:
-    """Watch, on a daemon thread, for this process's parent to go; then exit at once with ``code``."""
-    parent = os.getppid()
+def exit_with_parent(code: int, parent: int | None = None) -> None:
+    """Watch, on a daemon thread, for this process's parent to go; then exit at once with ``code``.
+
+    ``parent``: the pid of the process that started this one, passed down by it. Without it the
+    parent is whatever ``getppid()`` says now, which is already the reaper's pid when the parent
+    was killed while this process was still starting (a spawned process imports for seconds on a
+    busy machine); with it, that case exits at once instead of waiting forever.
+    """
+    if parent is None:
+        parent = os.getppid()
+    elif os.getppid() != parent:
+        os._exit(code)
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
+import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -32,9 +33,9 @@ Batch = tuple[np.ndarray, np.ndarray, np.ndarray]  # images uint8 [B,S,S,3], box
 _dataset: SplitData | None = None  # the worker process's training split (one per process, made by _start)
 
 
-def _start(config: Config, source: DataSource) -> None:
+def _start(config: Config, source: DataSource, parent: int) -> None:
     global _dataset
-    exit_with_parent(0)  # a worker killed mid-run: nothing left to make batches for
+    exit_with_parent(0, parent)  # a worker killed mid-run: nothing left to make batches for
     _dataset = source.split(config, "train")
 
 
@@ -62,7 +63,7 @@ class BatchPool:
             processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start,
-            initargs=(config, source),
+            initargs=(config, source, os.getpid()),
         )
 
     def batches(self, starts: Iterable[int], size: int) -> Iterator[Batch]:

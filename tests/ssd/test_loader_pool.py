@@ -97,3 +97,14 @@ def test_loader_processes_is_checked() -> None:
     with pytest.raises(ConfigError) as bad:
         from_dict({"data": {"loader_processes": -2}})
     assert bad.value.field == "data.loader_processes" and "-1 (auto)" in bad.value.message
+
+
+def test_a_helper_whose_parent_died_while_it_started_exits_at_once() -> None:
+    """The race the daemon test above once lost: the parent killed while a loader still imported,
+    so ``getppid()`` already named the reaper; given the parent's pid, the helper exits at once."""
+    import subprocess
+    import sys
+
+    code = "from ssd.lifetime import exit_with_parent; exit_with_parent(7, parent=-5); import time; time.sleep(60)"
+    done = subprocess.run([sys.executable, "-c", code], timeout=30)
+    assert done.returncode == 7
