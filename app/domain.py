@@ -81,6 +81,7 @@ class Job:
     duration_s: float = 0.0
     best: Best = Best()
     run: dict[str, str] | None = None
+    waiting: str | None = None
 
     def with_run(self, run: dict[str, str] | None) -> Job:
         """This job with its ``run`` read from its directory."""
@@ -109,6 +110,7 @@ class Job:
             "duration_s": self.duration_s,
             "best": self.best.to_dict(),
             "run": self.run,
+            "waiting": self.waiting,
         }
 
 

@@ -156,6 +156,12 @@ class Settings(BaseSettings):
         0.0, ge=0, description="GPUs per worker process of a Ray job (entrypoint_num_gpus; each peer actor's too)."
     )
     ray_python: str = Field("python", description="The Python a Ray job's entrypoint runs (ssdboard installed).")
+    ray_placement_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds a multi-worker Ray job's chief waits for the cluster to have room for its other "
+        "workers; the job page says it is waiting meanwhile, and the job fails after it, saying so.",
+    )
     ray_cancel_grace_s: float = Field(
         60.0, gt=0, description="Seconds a cancelled Ray job's worker has to checkpoint before its Ray job is stopped."
     )

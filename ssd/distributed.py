@@ -94,9 +94,11 @@ class PeerProcess(Protocol):
 
 
 class Peers(Protocol):
-    """Workers ``1..N-1`` of a job, started for the chief; ``peers`` are all N addresses."""
+    """Workers ``1..N-1`` of a job, started for the chief; ``peers`` are all N addresses and
+    ``placement`` says where the workers run (``run.json``'s ``placement``)."""
 
     peers: list[str]
+    placement: str
 
     @property
     def processes(self) -> Sequence[PeerProcess]: ...
@@ -111,6 +113,7 @@ class LocalPeers:
 
     def __init__(self, config: Config, out_dir: Path, data_dir: str | Path | None) -> None:
         self.peers = free_addresses(config.train.workers)
+        self.placement = f"{config.train.workers} worker processes on this machine (loopback)"
         self._dir = tempfile.TemporaryDirectory(prefix="ssdboard-workers-")
         config_file = Path(self._dir.name) / "config.json"
         config_file.write_text(json.dumps(config.to_dict()))
@@ -168,6 +171,7 @@ class DistributedTrainer(Trainer):
         if self.strategy.num_replicas_in_sync != n:
             raise ValueError(f"expected one replica per worker ({n}), got {self.strategy.num_replicas_in_sync}")
         self.index = index
+        self.peers = list(peers)
         self.shard = (index, n)
         self.peer_group: Peers | None = None  # workers 1..N-1, when this chief started them
         with self.strategy.scope():  # model and optimizer variables become mirrored ones
@@ -200,6 +204,15 @@ class DistributedTrainer(Trainer):
             raise
         trainer.peer_group = peers
         return trainer
+
+    def _workers_info(self) -> dict[str, str]:
+        """``workers``: every worker's ``host:port`` (the TensorFlow cluster, the chief's first);
+        ``placement``: where they run and why, when the peers say (:class:`Peers`)."""
+        info = {"workers": ", ".join(self.peers)}
+        placement = getattr(self.peer_group, "placement", None)
+        if placement:
+            info["placement"] = placement
+        return info
 
     @property
     def is_chief(self) -> bool:

@@ -284,6 +284,10 @@ class Trainer:
             return self.init_report.run_info()
         return {k: v for k, v in (read_run_info(self.out_dir) or {}).items() if k.startswith("init")}
 
+    def _workers_info(self) -> dict[str, str]:
+        """``run.json``'s keys for the processes that train: none for a single process."""
+        return {}
+
     def _stop_vote(self, stop: bool) -> bool:
         """Whether to stop before the next step (every worker of a distributed run agrees)."""
         return stop
@@ -400,6 +404,7 @@ class Trainer:
             "loader_reason": self.loader.reason,
             "device": device,
             **self._init_info(),
+            **self._workers_info(),
             **{k: kept[k] for k in ("planned_steps", "time_budget") if k in kept},
         }
         write_run_info(self.out_dir, run_info)

@@ -356,7 +356,14 @@ class JobOut(BaseModel):
         None,
         description="How the job computes, once it started: precision (train.precision resolved), "
         "precision_reason, xla (train.xla resolved: on or off), xla_reason, loader_processes "
-        "(data.loader_processes resolved), loader_reason and device.",
+        "(data.loader_processes resolved), loader_reason and device; for a multi-worker job, workers "
+        "(every worker's host:port, the chief's first: the TensorFlow cluster) and placement (which nodes "
+        "they run on, and why).",
+    )
+    waiting: str | None = Field(
+        None,
+        description="Why a running job has not started training yet, with how long it waits (a multi-worker "
+        "Ray job waiting for the cluster to have room for its other workers); null otherwise.",
     )
     tags: list[str] = Field(default_factory=list, description="Labels to filter runs by (PATCH to change).")
     notes: str = Field("", description="Free text about the run (PATCH to change).")

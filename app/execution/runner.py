@@ -37,7 +37,7 @@ from app.execution.executors.base import Lost
 from app.execution.executors.local import death_reason
 from app.settings import Settings
 from app.store.jobs import Event, JobStore, utcnow
-from app.worker.messages import CheckpointSaved, Done, Message, Planned, Record, Started, parse_batch
+from app.worker.messages import CheckpointSaved, Done, Message, Planned, Record, Started, Waiting, parse_batch
 
 __all__ = ["JobRunner", "NotAccepting", "death_reason"]
 
@@ -349,9 +349,11 @@ class JobRunner:
         flush()
         self._publish(events)
 
-    def _control(self, message: Started | CheckpointSaved | Planned | Done) -> list[Event]:
+    def _control(self, message: Started | CheckpointSaved | Planned | Waiting | Done) -> list[Event]:
         job_id = message.job_id
         match message:
+            case Waiting(reason=reason):
+                return [self._set_status(job_id, JobStatus.running, event={"waiting": reason}, waiting=reason)]
             case Planned(total_steps=total):
                 # A status event that says the new length: the pages redraw the progress.
                 return [self._set_status(job_id, JobStatus.running, event={"total_steps": total}, total_steps=total)]
@@ -361,9 +363,10 @@ class JobRunner:
             case Started(step=step, history=history):
                 job = self.get(job_id)
                 self.store.reset_to_step(job_id, step, history)
-                if step != (job.checkpoint_step or 0):
+                if step != (job.checkpoint_step or 0) or job.waiting is not None:
                     self.store.update_job(job_id, checkpoint_step=step or None)
-                    return [self._set_status(job_id, JobStatus.running, event={"step": step})]
+                    event = {"step": step, "waiting": None}  # training starts: it waits no more
+                    return [self._set_status(job_id, JobStatus.running, event=event, waiting=None)]
                 return []
             case Done():
                 return [self._finish(message)]
@@ -379,7 +382,12 @@ class JobRunner:
                 status = JobStatus.interrupted
             values = {"step": done.step} if done.step is not None else {}
             event = self._set_status(
-                done.job_id, status, error=done.error, finished_at=utcnow(), cancel_requested=False, **values
+                done.job_id,
+                status,
+                error=done.error,
+                finished_at=utcnow(),
+                cancel_requested=False,
+                **values,
             )
         log.info("job %s: %s at step %s", done.job_id, status.value, done.step)
         self._schedule()

@@ -122,6 +122,7 @@ def _job_of(row: sa.Row[Any]) -> Job:
         sweep_id=row.sweep_id,
         duration_s=duration_s,
         best=Best(row.best_map50, row.best_map50_step, row.best_map, row.best_map_step),
+        waiting=row.waiting,
     )
 
 
@@ -290,12 +291,15 @@ class JobStore(SweepRecords):
     def set_status(self, job_id: str, status: str, *, event: dict[str, Any] | None = None, **values: Any) -> Event:
         """Change a job's status (and other columns) and log a ``status`` event in one transaction.
 
-        A job that stops running adds the run's wall time to its ``run_seconds`` and ``duration_s``
-        (an interrupted one: through its last step).
+        A job that is not running waits for nothing (``waiting`` is cleared). A job that stops
+        running adds the run's wall time to its ``run_seconds`` and ``duration_s`` (an interrupted
+        one: through its last step).
         """
         data = {"status": status, **(event or {})}
         if values.get("error"):
             data["error"] = values["error"]
+        if status != "running":
+            values.setdefault("waiting", None)  # a job that does not run waits for nothing
         with self._write, self.engine.begin() as conn:
             if status != "running":
                 columns = (jobs.c.status, jobs.c.started_at, jobs.c.run_seconds, jobs.c.duration_s)

@@ -4,7 +4,7 @@ These definitions are what the code reads and writes; the database gets them thr
 Alembic revisions in :mod:`app.store.migrations` (revision 1 is the schema from before Alembic,
 revision 2 adds tags, notes, sweeps and the columns the runs table sorts on, revision 3 the
 dataset column and the index that make the runs table fast, revision 4 the worker's token hash
-and the executor's id of a run). A test checks that
+and the executor's id of a run, revision 5 why a running job waits). A test checks that
 a database migrated to the head revision matches these tables exactly, so the two never drift.
 
 Only plain types (String, Text, Integer, Float, Boolean, DateTime, JSON), composite primary keys
@@ -55,6 +55,8 @@ jobs = sa.Table(
     # executor's id of the run (a Ray job's submission id) for reconciling after a restart.
     sa.Column("worker_token_hash", sa.String(64)),
     sa.Column("executor_ref", sa.String(200)),
+    # Revision 5: why a running job has not started training yet (its worker waits for resources).
+    sa.Column("waiting", sa.Text),
 )
 
 METRIC_KEYS = ("pos_clf", "neg_clf", "loc", "total", "num_pos", "num_neg", "lr", "images_per_sec", "time")

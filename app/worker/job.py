@@ -40,12 +40,14 @@ import logging
 import os
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from app.worker.messages import CheckpointSaved, Done, Message, Outcome, Planned, Record, Started
+from app.worker.messages import CheckpointSaved, Done, Message, Outcome, Planned, Record, Started, Waiting
+from app.worker.peer_failures import PeerDied, collective_failure, peer_death
 from ssd.checkpoint import METRICS_FILE, TRACEBACK_FILE
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,13 @@ if TYPE_CHECKING:  # TensorFlow: imported only once a run starts
     from ssd.train import Trainer
 
 GIB = 2**30
+# Starts workers 1..N-1 of a multi-worker job elsewhere: (config, job_dir, waiting) -> ssd.distributed.Peers,
+# where waiting(reason) tells the job page why the run has not started training yet.
+MakePeers = Callable[[Any, Path, Callable[[str], None]], Any]
 WATCH_INTERVAL = 0.15  # seconds between two reads of the resident memory
+# After TensorFlow aborts a collective, how long the chief waits for a dead peer's exit to show:
+# the abort often comes first, and a peer's own exit status says more than the abort.
+PEER_DEATH_WAIT = 3.0
 OUT_OF_MEMORY = "out of memory: "
 EXIT_OUT_OF_MEMORY = 3  # the exit status of a worker its memory watch stopped
 # How long the memory watch waits for a checkpoint being written, then for the reports to flush.
@@ -116,27 +124,6 @@ def out_of_memory_message(resident: int, limit: int) -> str:
 
 class OutOfMemory(RuntimeError):
     """The worker's resident memory went over its limit; the message is the job's error."""
-
-
-class PeerDied(RuntimeError):
-    """A peer worker process of a multi-worker job ended badly; the message is the job's error."""
-
-
-def peer_death(exit_codes: list[int | None]) -> str | None:
-    """``worker process 1 of 2 died: killed by signal 9 (SIGKILL)`` for the first peer (workers
-    ``1..N-1``) that ended badly, else None; a peer exits 0 by itself only after the last step."""
-    for index, code in enumerate(exit_codes, start=1):
-        if code is None or code == 0:
-            continue
-        if code < 0:
-            try:
-                how = f"killed by signal {-code} ({signal.Signals(-code).name})"
-            except ValueError:
-                how = f"killed by signal {-code}"
-        else:
-            how = f"exit code {code}"
-        return f"worker process {index} of {len(exit_codes) + 1} died: {how}"
-    return None
 
 
 class MemoryWatch:
@@ -215,7 +202,7 @@ class JobRun:
         memory_limit_gib: float | None = None,
         *,
         data_dir: str | None = None,
-        make_peers: Callable[[Any, Path], Any] | None = None,
+        make_peers: MakePeers | None = None,
     ) -> None:
         self.job_id = job_id
         self.config = config
@@ -231,6 +218,7 @@ class JobRun:
         self.checkpointing = threading.Lock()  # held while a checkpoint is written
         self.reported_step: int | None = None  # the last step reported, None before Started
         self.peers: list[PeerProcess] = []  # the chief's peer processes, train.workers > 1
+        self.peer_addresses: list[str] = []  # every worker's host:port, the chief's first
         self.watch: MemoryWatch | None = None
         self.trainer: Trainer | None = None
         self._started = False  # the trainer's step means something only once its checkpoint is loaded
@@ -301,11 +289,19 @@ class JobRun:
             self.queue.join_thread()
         os._exit(EXIT_OUT_OF_MEMORY)
 
+    def peer_death(self) -> str | None:
+        """Why the first peer that ended badly ended (:func:`~app.worker.peer_failures.peer_death`), else None."""
+        return peer_death([p.poll() for p in self.peers], [getattr(p, "ended_because", None) for p in self.peers])
+
     def check_peers(self) -> None:
         """Fail the job when a peer has died: the chief's next collective would wait for it until
         TensorFlow's heartbeat check aborts it (seconds), with a message naming no process."""
-        if (message := peer_death([p.poll() for p in self.peers])) is not None:
+        if (message := self.peer_death()) is not None:
             raise PeerDied(message)
+
+    def waiting(self, reason: str) -> None:
+        """The run waits before training (e.g. for a cluster's resources): the job page says why."""
+        self.send(Waiting(self.job_id, reason))
 
     def should_stop(self) -> bool:
         """Before each step: memory over the limit and a dead peer fail the job; a cancel or a
@@ -348,11 +344,12 @@ class JobRun:
             return
         if parsed.train.workers > 1:  # the peers start now; the strategy must be TF's first work here
             if self.make_peers is not None:
-                group = self.make_peers(parsed, self.out)
+                group = self.make_peers(parsed, self.out, self.waiting)
             else:
                 group = LocalPeers(parsed, self.out, self.data_dir)
             trainer = reporting_trainer(parsed, self.out, self, peers=group, data_dir=self.data_dir)
             self.peers.extend(group.processes)
+            self.peer_addresses = list(group.peers)
         else:
             trainer = reporting_trainer(parsed, self.out, self, data_dir=self.data_dir)
         self.trainer = trainer
@@ -379,12 +376,22 @@ class JobRun:
             (self.out / TRACEBACK_FILE).write_text(trace[-MAX_TRACEBACK_CHARS:])
         except OSError:
             log.exception("job %s: the traceback could not be written", self.job_id)
-        death = peer_death([p.poll() for p in self.peers])
-        if isinstance(exc, PeerDied) or (death is not None and type(exc).__module__.startswith("tensorflow")):
+        death = self.peer_death()
+        if self.peers and death is None and type(exc).__module__.startswith("tensorflow"):
+            death = self._collective_failure(str(exc))
+        if isinstance(exc, PeerDied) or death is not None:
             self.finish(Done(self.job_id, "failed", self.reported_step, death or str(exc)))
         else:
             step = self.trainer.step if self._started and self.trainer is not None else None
             self.finish(Done(self.job_id, "failed", step, describe(exc)))
+
+    def _collective_failure(self, message: str) -> str | None:
+        """Why TensorFlow aborted a collective: a peer's death once it shows (within
+        :data:`PEER_DEATH_WAIT`), else the silent peer the abort names, else None (another error)."""
+        deadline = time.monotonic() + PEER_DEATH_WAIT
+        while (death := self.peer_death()) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return death or collective_failure(message, self.peer_addresses)
 
     def _end(self, lock: IO[str]) -> None:
         """Stop the watch and the peers, and release the job directory."""
@@ -411,14 +418,15 @@ def run_job(
     memory_limit_gib: float | None = None,
     *,
     data_dir: str | None = None,
-    make_peers: Callable[[Any, Path], Any] | None = None,
+    make_peers: MakePeers | None = None,
 ) -> Outcome | None:
     """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message (:class:`JobRun`),
     and is returned (None: none was sent).
 
-    ``make_peers(config, job_dir)``: starts workers ``1..N-1`` of a ``train.workers = N`` job
-    elsewhere (:class:`app.worker.ray_peers.RayPeers`) and returns them (:class:`ssd.distributed.Peers`);
-    None: they are this process's children on loopback.
+    ``make_peers(config, job_dir, waiting)``: starts workers ``1..N-1`` of a ``train.workers = N``
+    job elsewhere (:class:`app.worker.ray_peers.RayPeers`), calling ``waiting(reason)`` while it
+    waits for room, and returns them (:class:`ssd.distributed.Peers`); None: they are this
+    process's children on loopback.
 
     ``memory_limit_gib``: the resident memory at which the worker stops the job (None: no limit).
     ``data_dir``: the artifact root, whose registry holds the job's imported dataset.

@@ -2,7 +2,7 @@
 entrypoint). A local worker process runs the same function (:mod:`app.execution.executors.local`).
 
 ``python -m app.worker.main --job ID --server URL --job-dir DIR --data-dir DIR [--known-step N]
-[--ray-peers CPUS GPUS]``
+[--ray-peers CPUS GPUS] [--ray-placement-timeout S]``
 trains the job with :func:`app.worker.job.run_job`, the same function a local worker runs, reporting
 over HTTP through :class:`app.worker.reporter.HttpReporter`. The job's config and its worker token
 come from the environment (``SSDBOARD_WORKER_CONFIG``, JSON; ``SSDBOARD_WORKER_TOKEN``), not the
@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from app.worker.job import run_job
+from app.worker.job import MakePeers, run_job
 from app.worker.messages import Outcome
 from app.worker.reporter import HttpReporter
 
@@ -55,6 +55,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar=("CPUS", "GPUS"),
         default=None,
         help="train.workers > 1: start workers 1..N-1 as Ray actors asking for these resources each",
+    )
+    parser.add_argument(
+        "--ray-placement-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds to wait for the cluster to have room for workers 1..N-1 before the job fails",
     )
     return parser.parse_args(argv)
 
@@ -96,7 +103,7 @@ def run_reporting(
     batch_s: float = 0.2,
     flush_timeout: float = 600.0,
     on_reporter: Callable[[HttpReporter], None] | None = None,
-    make_peers: Callable[[Any, Path], Any] | None = None,
+    make_peers: MakePeers | None = None,
 ) -> Reported:
     """Train one job with :func:`app.worker.job.run_job`, reporting over HTTP; whether every report
     reached the server, and how the job ended. Every worker runs this, wherever it is placed.
@@ -150,11 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     make_peers = None
     if args.ray_peers is not None:
         cpus, gpus = args.ray_peers
+        timeout = args.ray_placement_timeout
 
-        def make_peers(parsed: Any, out: Path) -> Any:
+        def make_peers(parsed: Any, out: Path, waiting: Callable[[str], None]) -> Any:
             from app.worker.ray_peers import RayPeers  # Ray is imported only by a multi-worker job's chief
 
-            return RayPeers(parsed, out, args.data_dir, cpus=cpus, gpus=gpus)
+            return RayPeers(parsed, out, args.data_dir, cpus=cpus, gpus=gpus, timeout=timeout, on_wait=waiting)
 
     reported = run_reporting(
         args.job,

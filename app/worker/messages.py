@@ -13,13 +13,16 @@ batches as JSON (:func:`to_wire`, :func:`parse_batch`) to ``POST /api/jobs/{id}/
 - :class:`CheckpointSaved` after every checkpoint written;
 - :class:`Planned` when a run with ``train.time_budget`` fits its step count to the clock
   (``total_steps``, at most the config's ``train.steps``, and the reason);
+- :class:`Waiting` while the run waits before it can train (a multi-worker job's chief waiting
+  for the cluster to have room for its other workers): the reason, which the job page shows
+  until training starts;
 - :class:`Done` last, whatever happened (``step`` is None when the job failed before its trainer
   existed).
 
 They are frozen dataclasses: they pickle across the process boundary and the runner matches on
 their type, so a misspelt kind is a type error rather than a message silently dropped. On the
 wire each is a JSON object with ``type`` (``started``, ``step``, ``eval``, ``checkpoint``,
-``done``) and its fields, without ``job_id`` (the URL names the job).
+``planned``, ``waiting``, ``done``) and its fields, without ``job_id`` (the URL names the job).
 
 A posted batch is checked against the wire models below (:func:`parse_batch`) before anything of
 it is applied: known keys only, integer steps (``true`` is not one) within the job's
@@ -101,6 +104,14 @@ class Planned:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """The run waits before it can train (e.g. for the cluster's resources), and why."""
+
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Done:
     """The worker's last message: how the job ended and at which step."""
 
@@ -110,7 +121,7 @@ class Done:
     error: str | None = None
 
 
-Message = Started | Record | CheckpointSaved | Planned | Done
+Message = Started | Record | CheckpointSaved | Planned | Waiting | Done
 
 
 def to_wire(message: Message) -> dict[str, Any]:
@@ -129,6 +140,8 @@ def to_wire(message: Message) -> dict[str, Any]:
             return {"type": "checkpoint", "step": step}
         case Planned(total_steps=total, reason=reason):
             return {"type": "planned", "total_steps": total, "reason": scrub(reason)[:MAX_ERROR_CHARS]}
+        case Waiting(reason=reason):
+            return {"type": "waiting", "reason": scrub(reason)[:MAX_ERROR_CHARS]}
         case Done(status=status, step=step, error=error):
             error = None if error is None else scrub(error)[:MAX_ERROR_CHARS]
             return {"type": "done", "status": status, "step": step, "error": error}
@@ -232,6 +245,11 @@ class _PlannedWire(_Wire):
     reason: MultilineText = Field(max_length=MAX_ERROR_CHARS)
 
 
+class _WaitingWire(_Wire):
+    type: Literal["waiting"]
+    reason: MultilineText = Field(max_length=MAX_ERROR_CHARS)
+
+
 class _DoneWire(_Wire):
     type: Literal["done"]
     status: Outcome
@@ -240,7 +258,8 @@ class _DoneWire(_Wire):
 
 
 _WireMessage = Annotated[
-    _StartedWire | _StepWire | _EvalWire | _CheckpointWire | _PlannedWire | _DoneWire, Field(discriminator="type")
+    _StartedWire | _StepWire | _EvalWire | _CheckpointWire | _PlannedWire | _WaitingWire | _DoneWire,
+    Field(discriminator="type"),
 ]
 _BATCH = TypeAdapter(Annotated[list[_WireMessage], Field(max_length=MAX_MESSAGES)])
 
@@ -268,6 +287,8 @@ def _message(job_id: str, wire: _WireMessage) -> Message:
             return CheckpointSaved(job_id, step)
         case _PlannedWire(total_steps=total, reason=reason):
             return Planned(job_id, total, reason)
+        case _WaitingWire(reason=reason):
+            return Waiting(job_id, reason)
         case _DoneWire(status=status, step=step, error=error):
             return Done(job_id, status, step, error)
     raise TypeError(f"not a wire message: {wire!r}")  # pragma: no cover - exhaustive match

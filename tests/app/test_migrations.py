@@ -17,7 +17,7 @@ from app.store import migrations
 from app.store.jobs import JobStore
 from app.store.tables import metadata
 
-HEAD = "0004_worker_auth"
+HEAD = "0005_waiting"
 METRIC_KEYS = ("pos_clf", "neg_clf", "loc", "total", "num_pos", "num_neg", "lr", "images_per_sec", "time")
 
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from live_server import TERMINAL, ServerProcess, sse, tiny, wait_for, wait_for_step
 
-from app.worker.job import peer_death
+from app.worker.peer_failures import peer_death
 
 pytestmark = pytest.mark.slow
 

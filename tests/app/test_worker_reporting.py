@@ -252,8 +252,9 @@ def test_ray_resources_come_from_the_settings_and_the_config(tmp_path: Path) -> 
     job = Job(id="abc", name="n", config=tiny(), status=JobStatus.queued, created_at=utcnow(), step=7, total_steps=5)
     command = RayExecutor(settings).entrypoint(job)
     assert command.startswith("python -m app.worker.main --job abc --server http://10.0.0.5:8000 --job-dir ")
-    # A multi-worker job's peers are Ray actors, each asking for one worker's share.
-    assert command.endswith(f"--data-dir {tmp_path.resolve()} --known-step 7 --ray-peers 2.0 0.0")
+    # A multi-worker job's peers are Ray actors, each asking for one worker's share, placed within the timeout.
+    tail = "--ray-peers 2.0 0.0 --ray-placement-timeout 300.0"
+    assert command.endswith(f"--data-dir {tmp_path.resolve()} --known-step 7 {tail}")
 
 
 FULL_STEP = {

@@ -103,6 +103,8 @@ class RayExecutor(Executor):
             "--ray-peers",  # a multi-worker job's peers: Ray actors, one share of resources each
             str(settings.ray_cpus_per_job),
             str(settings.ray_gpus_per_job),
+            "--ray-placement-timeout",
+            str(settings.ray_placement_timeout_s),
         ]
         return shlex.join(argv)
 

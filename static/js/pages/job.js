@@ -124,13 +124,19 @@ function renderJob() {
   $("job-name").textContent = job.name || `Job ${job.id}`;
   document.title = `${job.name || "Job " + job.id} · ssdboard`;
   const badge = $("job-status");
-  badge.textContent = job.status;
-  badge.className = `badge status-${job.status}`;
+  // A running job whose worker waits (e.g. for a Ray cluster's room for its other workers)
+  // has not started training: say so, and why, rather than show a run that does not move.
+  const waiting = job.status === "running" && job.waiting;
+  badge.textContent = waiting ? "waiting" : job.status;
+  badge.className = `badge status-${waiting ? "queued" : job.status}`;
+  $("job-waiting").hidden = !waiting;
+  $("job-waiting").textContent = waiting ? `Not training yet: ${job.waiting}.` : "";
   root.dataset.status = job.status;
   // How it computes, once the worker said (run.json): "mixed_bfloat16 (auto: AMD EPYC has AVX512-BF16)".
   let run = job.run ? ` · ${job.run.precision} (${job.run.precision_reason})` : "";
   if (job.run && job.run.xla) run += ` · XLA ${job.run.xla} (${job.run.xla_reason})`;
   if (job.run && Number(job.run.loader_processes) > 0) run += ` · ${job.run.loader_processes} loader processes`;
+  if (job.run && job.run.placement) run += ` · ${job.run.placement}`;
   $("job-summary").textContent = summarize(job.config || {}) + run;
   nameDataset(job.config && job.config.data && job.config.data.dataset);
   if (job.sweep_id) {
@@ -354,8 +360,8 @@ async function onStatus(data, eventId) {
     await resync();
     return;
   }
-  if (typeof data.total_steps === "number") {
-    await refreshJob(); // a time budget's plan: the job's length and its reason
+  if (typeof data.total_steps === "number" || "waiting" in data) {
+    await refreshJob(); // a time budget's plan, or the worker waits (or waits no more): say so
     return;
   }
   if (data.status === job.status && !TERMINAL.has(data.status)) return;
