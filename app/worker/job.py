@@ -46,8 +46,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from app.worker.memory import GIB, MemoryWatch, OutOfMemory, resident_bytes
 from app.worker.messages import CheckpointSaved, Done, Message, Outcome, Planned, Record, Started, Waiting
-from app.worker.peer_failures import PeerDied, collective_failure, peer_death
+from app.worker.peer_failures import JobError, PeerDied, collective_failure, peer_death
 from ssd.checkpoint import METRICS_FILE, TRACEBACK_FILE
 
 log = logging.getLogger(__name__)
@@ -57,15 +58,13 @@ if TYPE_CHECKING:  # TensorFlow: imported only once a run starts
     from ssd.distributed import PeerProcess
     from ssd.train import Trainer
 
-GIB = 2**30
-# Starts workers 1..N-1 of a multi-worker job elsewhere: (config, job_dir, waiting) -> ssd.distributed.Peers,
-# where waiting(reason) tells the job page why the run has not started training yet.
-MakePeers = Callable[[Any, Path, Callable[[str], None]], Any]
-WATCH_INTERVAL = 0.15  # seconds between two reads of the resident memory
+# Starts workers 1..N-1 of a multi-worker job elsewhere: (config, job_dir, waiting, cancelled) ->
+# ssd.distributed.Peers, where waiting(reason) tells the job page why the run has not started
+# training yet and cancelled() whether to stop waiting.
+MakePeers = Callable[[Any, Path, Callable[[str], None], Callable[[], bool]], Any]
 # After TensorFlow aborts a collective, how long the chief waits for a dead peer's exit to show:
 # the abort often comes first, and a peer's own exit status says more than the abort.
 PEER_DEATH_WAIT = 3.0
-OUT_OF_MEMORY = "out of memory: "
 EXIT_OUT_OF_MEMORY = 3  # the exit status of a worker its memory watch stopped
 # How long the memory watch waits for a checkpoint being written, then for the reports to flush.
 CHECKPOINT_WAIT = 60.0
@@ -103,76 +102,10 @@ def read_jsonl(path: Path, *, after_step: int = 0, up_to_step: int) -> list[dict
     return out
 
 
-def resident_bytes(pid: int | None = None) -> int:
-    """A process's resident memory (this one's by default): ``/proc/PID/statm``'s second field, in
-    pages (0 if unknown, or the process is gone)."""
-    try:
-        with open(f"/proc/{'self' if pid is None else pid}/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):  # no procfs (not Linux): the watch never trips
-        return 0
-
-
-def out_of_memory_message(resident: int, limit: int) -> str:
-    """The error of a job its worker stopped for memory: the figures and the fields to lower."""
-    return (
-        f"{OUT_OF_MEMORY}the worker's resident memory {resident / GIB:.2f} GiB is over the limit "
-        f"{limit / GIB:.2f} GiB (SSDBOARD_WORKER_MEMORY_GIB); lower train.batch_size, data.image_size, "
-        "data.max_digits, model.num_units or the priors per cell (priors.scales, priors.ratios)"
-    )
-
-
-class OutOfMemory(RuntimeError):
-    """The worker's resident memory went over its limit; the message is the job's error."""
-
-
-class MemoryWatch:
-    """This process's resident memory against a limit in bytes.
-
-    :meth:`check` is the decision (called between steps); :meth:`start` runs it on a daemon
-    thread every ``interval`` seconds and calls ``on_exceeded(message)`` once, the first time
-    it trips. ``read`` returns the resident bytes (a fake in tests).
-    """
-
-    def __init__(
-        self, limit: int, *, read: Callable[[], int] = resident_bytes, interval: float = WATCH_INTERVAL
-    ) -> None:
-        self.limit = limit
-        self.read = read
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def check(self) -> str | None:
-        """The out-of-memory message when the resident memory is over the limit, else None."""
-        resident = self.read()
-        return out_of_memory_message(resident, self.limit) if resident > self.limit else None
-
-    def start(self, on_exceeded: Callable[[str], None]) -> MemoryWatch:
-        """Watch on a daemon thread until :meth:`stop` or the first trip."""
-
-        def watch() -> None:
-            while not self._stop.wait(self.interval):
-                message = self.check()
-                if message is not None:
-                    on_exceeded(message)
-                    return
-
-        self._thread = threading.Thread(target=watch, name="ssdboard-memory-watch", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """End the thread (it trips no more once this returns, unless it already is tripping)."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(self.interval + 1)
-
-
 def describe(exc: BaseException) -> str:
     """A failed job's error text: ``str(exc)`` for the library's errors, else prefixed with the type."""
     message = str(exc)
-    if isinstance(exc, OutOfMemory):
+    if isinstance(exc, OutOfMemory | JobError):
         return message
     if message and (type(exc).__module__.startswith("ssd.") or type(exc) in (ValueError, RuntimeError)):
         return message
@@ -299,6 +232,10 @@ class JobRun:
         if (message := self.peer_death()) is not None:
             raise PeerDied(message)
 
+    def stop_waiting(self) -> bool:
+        """Whether the job was cancelled (or its server is gone) while its peers were being placed."""
+        return self.cancel.is_set() or self.orphaned()
+
     def waiting(self, reason: str) -> None:
         """The run waits before training (e.g. for a cluster's resources): the job page says why."""
         self.send(Waiting(self.job_id, reason))
@@ -344,7 +281,13 @@ class JobRun:
             return
         if parsed.train.workers > 1:  # the peers start now; the strategy must be TF's first work here
             if self.make_peers is not None:
-                group = self.make_peers(parsed, self.out, self.waiting)
+                try:
+                    group = self.make_peers(parsed, self.out, self.waiting, self.stop_waiting)
+                except Exception:
+                    if not self.stop_waiting():
+                        raise
+                    self.finish(Done(self.job_id, "cancelled", None))  # while it waited for room
+                    return
             else:
                 group = LocalPeers(parsed, self.out, self.data_dir)
             trainer = reporting_trainer(parsed, self.out, self, peers=group, data_dir=self.data_dir)
@@ -423,10 +366,10 @@ def run_job(
     """Train ``config`` into ``job_dir``; every outcome ends with one ``done`` message (:class:`JobRun`),
     and is returned (None: none was sent).
 
-    ``make_peers(config, job_dir, waiting)``: starts workers ``1..N-1`` of a ``train.workers = N``
-    job elsewhere (:class:`app.worker.ray_peers.RayPeers`), calling ``waiting(reason)`` while it
-    waits for room, and returns them (:class:`ssd.distributed.Peers`); None: they are this
-    process's children on loopback.
+    ``make_peers(config, job_dir, waiting, cancelled)``: starts workers ``1..N-1`` of a
+    ``train.workers = N`` job elsewhere (:class:`app.worker.ray_peers.RayPeers`), calling
+    ``waiting(reason)`` while it waits for room and stopping when ``cancelled()``, and returns
+    them (:class:`ssd.distributed.Peers`); None: they are this process's children on loopback.
 
     ``memory_limit_gib``: the resident memory at which the worker stops the job (None: no limit).
     ``data_dir``: the artifact root, whose registry holds the job's imported dataset.

@@ -159,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         cpus, gpus = args.ray_peers
         timeout = args.ray_placement_timeout
 
-        def make_peers(parsed: Any, out: Path, waiting: Callable[[str], None]) -> Any:
+        def make_peers(parsed: Any, out: Path, waiting: Callable[[str], None], cancelled: Callable[[], bool]) -> Any:
             from app.worker.ray_peers import RayPeers  # Ray is imported only by a multi-worker job's chief
 
-            return RayPeers(parsed, out, args.data_dir, cpus=cpus, gpus=gpus, timeout=timeout, on_wait=waiting)
+            return RayPeers(
+                parsed, out, args.data_dir, cpus=cpus, gpus=gpus, timeout=timeout, on_wait=waiting, cancelled=cancelled
+            )
 
     reported = run_reporting(
         args.job,

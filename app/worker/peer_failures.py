@@ -26,7 +26,11 @@ _UNHEALTHY = re.compile(r"stopped sending heartbeats\)?:?((?:\s*/job:worker/(?:r
 _TASK = re.compile(r"/job:worker/(?:replica:\d+/)?task:(\d+)")
 
 
-class PeerDied(RuntimeError):
+class JobError(RuntimeError):
+    """An error whose message is the failed job's error as it stands (no type name before it)."""
+
+
+class PeerDied(JobError):
     """A peer worker process of a multi-worker job ended badly; the message is the job's error."""
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.worker.peer_failures import JobError
 from ssd.config import Config
 from ssd.distributed import PEER_EXIT_TIMEOUT, free_addresses
 
@@ -70,7 +71,7 @@ class PeerActor:
             return subprocess.run(command, check=False).returncode
 
 
-class PlacementTimeout(RuntimeError):
+class PlacementTimeout(JobError):
     """The cluster had no room for the job's workers in time; the message is the job's error."""
 
 
@@ -105,48 +106,57 @@ def place(
     *,
     timeout: float = PLACEMENT_TIMEOUT,
     on_wait: Callable[[str], None] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
     name: str = "ssdboard",
 ) -> Placement:
     """Reserve bundle 0 on this (the chief's) node and ``count`` bundles of ``bundle`` for the peers.
 
+    ``on_wait(reason)`` is called once when the group is not placed within :data:`WAIT_NOTICE`;
+    ``cancelled()`` is asked every second meanwhile (the job was cancelled: stop waiting).
+
     Raises:
-        PlacementTimeout: not placed within ``timeout`` seconds (the group is removed).
+        PlacementTimeout: not placed within ``timeout`` seconds, or cancelled (the group is removed).
     """
     import ray
     from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 
     me = ray.util.get_node_ip_address()
     bundles = [{f"node:{me}": NODE_MARKER}] + [dict(bundle)] * count
+    share = ", ".join(f"{v:g} {k}" for k, v in bundle.items())
+    workers = f"{count} more worker{'s' if count > 1 else ''} ({share} each)"
     started = time.monotonic()
     strategies = (["STRICT_SPREAD"] if len(_alive_nodes()) > count else []) + ["SPREAD"]
     for strategy in strategies:
         group = placement_group(bundles, strategy=strategy, name=f"{name}-{strategy.lower()}")
         last = strategy == strategies[-1]
-        budget = timeout - (time.monotonic() - started) if last else min(STRICT_WAIT, timeout)
-        ready, _ = ray.wait([group.ready()], timeout=min(WAIT_NOTICE, max(budget, 0)))
-        if not ready and on_wait is not None and last:
-            share = ", ".join(f"{v:g} {k}" for k, v in bundle.items())
-            on_wait(
-                f"waiting for the Ray cluster to have room for {count} more worker{'s' if count > 1 else ''} "
-                f"({share} each), up to {timeout:.0f} s (SSDBOARD_RAY_PLACEMENT_TIMEOUT_S)"
-            )
-        if not ready:
-            ready, _ = ray.wait([group.ready()], timeout=max(budget - WAIT_NOTICE, 0))
-        if ready:
-            nodes = _alive_nodes()
-            table = placement_group_table(group)["bundles_to_node_id"]
-            return Placement(group, [nodes.get(table[i], "?") for i in range(len(bundles))], strategy)
+        deadline = started + timeout if last else time.monotonic() + min(STRICT_WAIT, timeout)
+        announced = not last or on_wait is None
+        while True:
+            left = deadline - time.monotonic()
+            ready, _ = ray.wait([group.ready()], timeout=max(min(left, WAIT_NOTICE), 0))
+            if ready:
+                nodes = _alive_nodes()
+                table = placement_group_table(group)["bundles_to_node_id"]
+                return Placement(group, [nodes.get(table[i], "?") for i in range(len(bundles))], strategy)
+            if left <= WAIT_NOTICE or cancelled():
+                break
+            if not announced and on_wait is not None:
+                on_wait(f"waiting for the Ray cluster to have room for {workers}, up to {timeout:.0f} s")
+                announced = True
         remove_placement_group(group)
-    share = ", ".join(f"{v:g} {k}" for k, v in bundle.items())
+        if cancelled():
+            raise PlacementTimeout(f"cancelled while waiting for the Ray cluster to have room for {workers}")
     raise PlacementTimeout(
-        f"the Ray cluster had no room for {count} more worker{'s' if count > 1 else ''} ({share} each) within "
-        f"{timeout:.0f} s (SSDBOARD_RAY_PLACEMENT_TIMEOUT_S): add nodes, lower train.workers, or wait for other jobs"
+        f"the Ray cluster had no room for {workers} within {timeout:.0f} s (SSDBOARD_RAY_PLACEMENT_TIMEOUT_S): "
+        "add nodes, lower train.workers, or wait for other jobs"
     )
 
 
 def death_cause(error: BaseException, node: str) -> str:
     """What Ray's error for a gone actor says of its end, for :func:`~app.worker.peer_failures.peer_death`."""
     text = str(error)
+    if type(error).__name__ == "ActorUnavailableError":  # Ray lost contact: the raylet or the link is gone
+        return f"its node {node} was lost or cannot be reached (Ray can no longer reach the worker's actor)"
     if "node" in text.lower() and ("died" in text or "dead" in text):  # Ray 2.x: "...its node has died..."
         return f"its node {node} was lost"
     if "ray.kill" in text:
@@ -212,6 +222,7 @@ class RayPeers:
         gpus: float = 0.0,
         timeout: float = PLACEMENT_TIMEOUT,
         on_wait: Callable[[str], None] | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -222,7 +233,9 @@ class RayPeers:
         bundle = {"CPU": cpus, **({"GPU": gpus} if gpus > 0 else {})}
         self.processes: list[RayPeerProcess] = []
         self._placement: Placement | None = None
-        self._placement = place(count, bundle, timeout=timeout, on_wait=on_wait, name=f"ssdboard-{os.getpid()}")
+        self._placement = place(
+            count, bundle, timeout=timeout, on_wait=on_wait, cancelled=cancelled, name=f"ssdboard-{os.getpid()}"
+        )
         self.placement = self._placement.describe()
         try:
             actor_class: Any = ray.remote(PeerActor)

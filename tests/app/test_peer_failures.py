@@ -50,3 +50,29 @@ def test_a_peer_whose_node_was_lost_is_not_said_to_be_killed_by_a_signal() -> No
     )
     assert peer_death([None, -9], [None, None]) == "worker process 2 of 3 died: killed by signal 9 (SIGKILL)"
     assert peer_death([0, 2], [None, None]) == "worker process 2 of 3 died: exit code 2"
+
+
+def test_ray_s_death_causes_become_words_about_the_node() -> None:
+    from app.worker.job import describe
+    from app.worker.peer_failures import PeerDied
+    from app.worker.ray_peers import PlacementTimeout, death_cause
+
+    class ActorUnavailableError(Exception):  # Ray's name: the raylet or the link to it is gone
+        pass
+
+    class ActorDiedError(Exception):
+        pass
+
+    node = "10.213.0.2"
+    assert death_cause(ActorUnavailableError("Socket closed"), node).startswith(f"its node {node} was lost or cannot")
+    died = ActorDiedError("The actor died because its node has died. Node Id: 5b96f8")
+    assert death_cause(died, node) == f"its node {node} was lost"
+    killed = ActorDiedError("The actor is dead because it was killed by `ray.kill`.")
+    assert death_cause(killed, node) == f"its Ray actor on {node} was killed"
+    assert (
+        death_cause(ActorDiedError("\n  exit code 1\n"), node)
+        == f"its Ray actor on {node} died (ActorDiedError: exit code 1)"
+    )
+    # The job's error is their message as it stands.
+    assert describe(PeerDied("worker process 1 of 2 died: exit code 1")) == "worker process 1 of 2 died: exit code 1"
+    assert describe(PlacementTimeout("no room")) == "no room"

@@ -11,19 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from live_server import TERMINAL, ServerProcess, sse, tiny, wait_for, wait_for_step
-
-from benchmarks.server import free_port
+from ray_nodes import ray_job, ray_job_ended, start_head, stop_ray
 
 pytestmark = pytest.mark.slow
 if os.environ.get("CI"):  # CI installs the ray extra: a missing Ray is a failure there, not a skip
@@ -31,45 +28,16 @@ if os.environ.get("CI"):  # CI installs the ray extra: a missing Ray is a failur
 else:
     job_submission = pytest.importorskip("ray.job_submission")
 
-RAY = str(Path(sys.executable).parent / "ray")
-
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[str]:
-    """The dashboard (Jobs API) address of a one-node Ray cluster on loopback."""
+    """The dashboard (Jobs API) address of a one-node Ray cluster on loopback, 2 CPUs."""
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    dashboard = free_port()
-    ports = {
-        "--port": free_port(),
-        "--dashboard-port": dashboard,
-        "--node-manager-port": free_port(),
-        "--object-manager-port": free_port(),
-        "--dashboard-agent-listen-port": free_port(),
-        "--dashboard-agent-grpc-port": free_port(),
-        "--metrics-export-port": free_port(),
-        "--runtime-env-agent-port": free_port(),
-        "--ray-client-server-port": free_port(),
-    }
-    command = [RAY, "start", "--head", "--num-cpus", "2", "--num-gpus", "0", "--node-ip-address", "127.0.0.1"]
-    command += ["--dashboard-host", "127.0.0.1", "--include-dashboard", "true", "--disable-usage-stats"]
-    command += ["--temp-dir", temp, *(str(x) for item in ports.items() for x in item)]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    started = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
-    assert started.returncode == 0, started.stdout + started.stderr
-    address = f"http://127.0.0.1:{dashboard}"
     try:
-        deadline = time.monotonic() + 60
-        while True:  # the Jobs API answers once the dashboard's job module and the agent are up
-            try:
-                job_submission.JobSubmissionClient(address).list_jobs()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
+        address, _ = start_head("127.0.0.1", 2, temp)
         yield address
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120, env=env)
+        stop_ray()
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -90,22 +58,6 @@ def ray_server(ray_cluster: str, tmp_path: Path) -> Iterator[ServerProcess]:
         server.stop()
 
 
-def _ray_job(address: str, job_id: str) -> Any:
-    """The one Ray job of ``job_id``'s latest run."""
-    client = job_submission.JobSubmissionClient(address)
-    runs = [j for j in client.list_jobs() if (j.metadata or {}).get("ssdboard_job") == job_id]
-    return max(runs, key=lambda j: j.start_time or 0)
-
-
-def _ray_job_ended(address: str, job_id: str, timeout: float = 60) -> Any:
-    """The Ray job of ``job_id``'s latest run once Ray says it ended (the worker exits after its last report)."""
-    deadline = time.monotonic() + timeout
-    while (ray_job := _ray_job(address, job_id)).status not in ("SUCCEEDED", "STOPPED", "FAILED"):
-        assert time.monotonic() < deadline, ray_job
-        time.sleep(0.5)
-    return ray_job
-
-
 def test_a_tiny_job_runs_to_the_end_on_ray(ray_server: ServerProcess, ray_cluster: str, tmp_path: Path) -> None:
     with httpx.Client(base_url=ray_server.url, timeout=30) as http:
         job = http.post("/api/jobs", json=tiny(steps=3)).json()
@@ -116,9 +68,9 @@ def test_a_tiny_job_runs_to_the_end_on_ray(ray_server: ServerProcess, ray_cluste
         assert [e["id"] for e in events] == sorted({e["id"] for e in events})
         done = http.get(f"/api/jobs/{job['id']}").json()
         assert done["step"] == 3 and done["checkpoint_step"] == 3 and done["last_eval"]["step"] == 3
-    ray_job = _ray_job_ended(ray_cluster, job["id"])
-    assert ray_job.status == "SUCCEEDED" and ray_job.submission_id.startswith(f"ssdboard-{job['id']}-")
-    assert "app.worker.main" in ray_job.entrypoint and "TOKEN" not in ray_job.entrypoint
+    ended = ray_job_ended(ray_cluster, job["id"])
+    assert ended.status == "SUCCEEDED" and ended.submission_id.startswith(f"ssdboard-{job['id']}-")
+    assert "app.worker.main" in ended.entrypoint and "TOKEN" not in ended.entrypoint
     assert (tmp_path / "shared" / "jobs" / job["id"] / "train_state.npz").exists()  # the artifact root
 
 
@@ -139,8 +91,8 @@ def test_cancel_checkpoints_and_a_killed_worker_fails_its_job(ray_server: Server
         failed = wait_for(http, doomed["id"], lambda j: j["status"] in TERMINAL, timeout=60)
         assert failed["status"] == "failed" and failed["error"].startswith("the Ray job ssdboard-"), failed
         assert "failed" in failed["error"]
-    assert _ray_job_ended(ray_cluster, job["id"]).status == "SUCCEEDED"  # the worker stopped by itself
-    assert _ray_job_ended(ray_cluster, doomed["id"]).status == "FAILED"
+    assert ray_job_ended(ray_cluster, job["id"]).status == "SUCCEEDED"  # the worker stopped by itself
+    assert ray_job_ended(ray_cluster, doomed["id"]).status == "FAILED"
 
 
 def _worker_pids(job_id: str) -> list[int]:
@@ -166,7 +118,7 @@ def test_a_restarted_server_reattaches_to_running_ray_jobs(ray_server: ServerPro
         wait_for_step(http, lost, 1, timeout=240)
     ray_server.stop(signal.SIGKILL)
     client = job_submission.JobSubmissionClient(ray_cluster)
-    client.stop_job(_ray_job(ray_cluster, lost).submission_id)
+    client.stop_job(ray_job(ray_cluster, lost).submission_id)
     time.sleep(3)  # the kept job's worker keeps training, its reports waiting for the server
     ray_server.start(timeout=60)  # same data dir, same port
     with httpx.Client(base_url=ray_server.url, timeout=30) as http:
@@ -203,7 +155,7 @@ def test_a_two_worker_job_trains_with_its_peer_as_a_ray_actor(
         history = http.get(f"/api/jobs/{job['id']}/metrics").json()
         assert [m["step"] for m in history["metrics"]] == [1, 2, 3, 4]  # the chief alone reports
         assert [e["step"] for e in history["evals"]] == [2, 4]
-    assert _ray_job_ended(ray_cluster, job["id"]).status == "SUCCEEDED"
+    assert ray_job_ended(ray_cluster, job["id"]).status == "SUCCEEDED"
     peers = list_actors(address=ray_cluster, filters=[("class_name", "=", "PeerActor")], detail=True)
     assert len(peers) >= 1 and all(a.state == "DEAD" for a in peers)  # it ran, then ended with the job
     assert (tmp_path / "shared" / "jobs" / job["id"] / "train_state.npz").exists()
@@ -221,7 +173,7 @@ def test_a_worker_that_raises_leaves_its_traceback_and_a_failed_ray_job(
         failed = wait_for(http, job["id"], lambda j: j["status"] in TERMINAL, timeout=240)
         assert failed["status"] == "failed" and "became" in failed["error"], failed
         assert "NonFiniteLossError" in failed["run"]["traceback"]
-    ray_job = _ray_job_ended(ray_cluster, job["id"])
-    assert ray_job.status == "FAILED", ray_job
-    logs = job_submission.JobSubmissionClient(ray_cluster).get_job_logs(ray_job.submission_id)
+    ended = ray_job_ended(ray_cluster, job["id"])
+    assert ended.status == "FAILED", ended
+    logs = job_submission.JobSubmissionClient(ray_cluster).get_job_logs(ended.submission_id)
     assert "Traceback (most recent call last):" in logs and "NonFiniteLossError" in logs

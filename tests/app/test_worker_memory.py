@@ -17,16 +17,9 @@ import numpy as np
 import pytest
 from live_server import TERMINAL, ServerProcess, tiny, wait_for, wait_for_step
 
-from app.worker import job as worker
-from app.worker.job import (
-    EXIT_OUT_OF_MEMORY,
-    OUT_OF_MEMORY,
-    MemoryWatch,
-    OutOfMemory,
-    describe,
-    resident_bytes,
-    run_job,
-)
+from app.worker import memory as worker
+from app.worker.job import EXIT_OUT_OF_MEMORY, describe, run_job
+from app.worker.memory import OUT_OF_MEMORY, MemoryWatch, OutOfMemory, resident_bytes
 from app.worker.messages import CheckpointSaved, Done, Record, Started
 
 GIB = 2**30
