@@ -1,7 +1,8 @@
 """SSD data augmentation (paper, sec. 2.2 "Data augmentation" and 3.6), boxes following every step.
 
 The order is the paper's (and ssd.pytorch's ``SSDAugmentation``): photometric distortion, zoom
-out (expand onto a larger canvas), an IoU-constrained random crop, a horizontal flip; the caller
+out (expand onto a larger canvas), an IoU-constrained random crop, a horizontal flip, and for
+images taken straight down (``top_down``) a vertical flip and quarter turns; the caller
 then resizes to the network's input (:func:`resize`). NumPy and Pillow only, one image at a time
 with an explicit ``np.random.Generator``, so every transform can be checked by hand and any
 sample reproduced from its seed.
@@ -35,6 +36,10 @@ class Augmentation:
     expand: float = 4.0  # largest zoom-out ratio (paper: 16x the area); <= 1 turns it off
     crop: bool = True
     flip: bool = True
+    # Images that look straight down (aerial, satellite, microscopy) have no "up": also a
+    # vertical flip (p 0.5) and a rotation by 0, 90, 180 or 270 degrees, so with ``flip`` every
+    # one of the square's 8 symmetries is drawn equally often.
+    top_down: bool = False
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -138,6 +143,24 @@ def hflip(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return image[:, ::-1].copy(), flipped
 
 
+def vflip(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror top-bottom: ``y -> H - y``, so ``[x0, y0, x1, y1] -> [x0, H - y1, x1, H - y0]``."""
+    height = image.shape[0]
+    flipped = boxes.copy()
+    flipped[:, 1], flipped[:, 3] = height - boxes[:, 3], height - boxes[:, 1]
+    return image[::-1].copy(), flipped
+
+
+def rot90(image: np.ndarray, boxes: np.ndarray, turns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate ``turns`` quarter turns counter-clockwise (``np.rot90``). One turn of a ``W``-wide
+    image takes the point ``(x, y)`` to ``(y, W - x)``, so ``[x0, y0, x1, y1] -> [y0, W - x1, y1, W - x0]``."""
+    for _ in range(turns % 4):
+        width = image.shape[1]
+        image = np.rot90(image)
+        boxes = np.stack([boxes[:, 1], width - boxes[:, 2], boxes[:, 3], width - boxes[:, 0]], 1).astype(np.float32)
+    return np.ascontiguousarray(image), boxes
+
+
 def resize_geometry(
     width: int, height: int, size: int, mode: Literal["stretch", "letterbox"] = "stretch"
 ) -> tuple[float, float, int, int, int, int]:
@@ -187,4 +210,8 @@ def augment(
         image, boxes, labels = random_crop(image, boxes, labels, rng)
     if config.flip and rng.random() < 0.5:
         image, boxes = hflip(image, boxes)
+    if config.top_down:  # draws nothing otherwise: runs without it reproduce as before
+        if rng.random() < 0.5:
+            image, boxes = vflip(image, boxes)
+        image, boxes = rot90(image, boxes, int(rng.integers(4)))
     return image, boxes, labels

@@ -350,6 +350,7 @@ class AugmentConfig:
     expand: float = 4.0  # largest zoom-out ratio; 1 turns zoom-out off
     crop: bool = True  # the IoU-constrained random crop
     flip: bool = True  # horizontal flip
+    top_down: bool = False  # images taken straight down (aerial, microscopy): vertical flips, quarter turns
 
     def __post_init__(self) -> None:
         _check(1.0 <= self.expand <= 16.0, "augment.expand", f"must be in 1..16, got {self.expand}")

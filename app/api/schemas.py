@@ -164,6 +164,11 @@ class AugmentIn(_Section):
     expand: float = Field(_d("augment", "expand"), description="Largest zoom-out ratio (1..16); 1 turns it off.")
     crop: bool = Field(_d("augment", "crop"), description="The paper's IoU-constrained random crop.")
     flip: bool = Field(_d("augment", "flip"), description="Random horizontal flip.")
+    top_down: bool = Field(
+        _d("augment", "top_down"),
+        description="The images look straight down (aerial, satellite, microscopy): also random vertical flips "
+        "and quarter turns.",
+    )
 
 
 class TrainIn(_Section):

@@ -289,7 +289,9 @@ class ImportedSource(DataSource):
             split,
             image_size=config.data.image_size,
             resize_mode=config.data.resize,
-            augmentation=Augmentation(photometric=a.photometric, expand=a.expand, crop=a.crop, flip=a.flip)
+            augmentation=Augmentation(
+                photometric=a.photometric, expand=a.expand, crop=a.crop, flip=a.flip, top_down=a.top_down
+            )
             if augment
             else None,
             seed=config.seed,

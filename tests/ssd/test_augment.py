@@ -115,3 +115,37 @@ def test_colour_matrix_keeps_grey_and_turns_by_the_angle() -> None:
     np.testing.assert_allclose(flat, [0.299 * 200 + 0.587 * 40 + 0.114 * 40] * 3, atol=1e-3)
     # Two turns of 9 degrees make one of 18; a turn keeps the chroma's length (saturation).
     np.testing.assert_allclose(colour_matrix(1.0, 9.0) @ colour_matrix(1.0, 9.0), colour_matrix(1.0, 18.0), atol=1e-5)
+
+
+def test_vertical_flip_and_quarter_turns_worked_by_hand() -> None:
+    from ssd.augment import rot90, vflip
+
+    image, boxes, labels = painted(100, 50, [[10, 20, 30, 40], [60, 0, 100, 5]])
+    flipped, moved = vflip(image, boxes)
+    np.testing.assert_array_equal(moved, [[10, 10, 30, 30], [60, 45, 100, 50]])  # y -> 50 - y
+    assert_boxes_frame_their_colours(flipped, moved, labels, slack=0)
+    turned, moved = rot90(image, boxes, 1)  # (x, y) -> (y, 100 - x): 50 wide, 100 high
+    assert turned.shape == (100, 50, 3)
+    np.testing.assert_array_equal(moved, [[20, 70, 40, 90], [0, 0, 5, 40]])
+    assert_boxes_frame_their_colours(turned, moved, labels, slack=0)
+    for turns in (2, 3, 4):
+        turned, moved = rot90(image, boxes, turns)
+        assert_boxes_frame_their_colours(turned, moved, labels, slack=0)
+    np.testing.assert_array_equal(rot90(image, boxes, 2)[1], [[70, 10, 90, 30], [0, 45, 40, 50]])  # both axes
+    np.testing.assert_array_equal(rot90(image, boxes, 4)[1], boxes)
+
+
+def test_top_down_draws_all_eight_symmetries_and_nothing_when_off() -> None:
+    image, boxes, labels = painted(40, 40, [[2, 4, 12, 10]])
+    config = Augmentation(photometric=False, expand=1.0, crop=False, flip=True, top_down=True)
+    seen = set()
+    for seed in range(200):
+        out, moved, kept = augment(image, boxes, labels, np.random.default_rng(seed), config)
+        assert_boxes_frame_their_colours(out, moved, kept, slack=0)
+        seen.add(tuple(moved[0].tolist()))
+    assert len(seen) == 8  # the box's 8 images under the square's symmetries
+    plain = Augmentation(photometric=False, expand=1.0, crop=False, flip=True)
+    a, b = np.random.default_rng(1), np.random.default_rng(1)
+    augment(image, boxes, labels, a, plain)
+    b.random()  # the flip's draw: the only one without top_down
+    assert a.random() == b.random()
