@@ -131,9 +131,10 @@ def place(
         last = strategy == strategies[-1]
         deadline = started + timeout if last else time.monotonic() + min(STRICT_WAIT, timeout)
         announced = not last or on_wait is None
+        placed = group.ready()  # one check task per group: each call would start another
         while True:
             left = deadline - time.monotonic()
-            ready, _ = ray.wait([group.ready()], timeout=max(min(left, WAIT_NOTICE), 0))
+            ready, _ = ray.wait([placed], timeout=max(min(left, WAIT_NOTICE), 0))
             if ready:
                 nodes = _alive_nodes()
                 table = placement_group_table(group)["bundles_to_node_id"]
