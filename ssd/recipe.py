@@ -10,6 +10,11 @@ the training split and says why:
   images are (upscaling adds no detail) nor than :data:`SIZES`' last;
 - ``priors``: fitted to the training boxes at that size by :func:`ssd.suggest.fit`, as many per
   cell as the preset has;
+- ``augment.expand``: SSD's zoom-out shrinks boxes by up to its ratio (4 in the preset); where
+  that would take the 10th percentile of the boxes' shorter sides below :data:`MIN_SIDE` px at
+  the chosen size, the largest ratio that does not (1: off). Boxes smaller than any prior teach
+  nothing, and on the DeepForest tiles (a 10th percentile of 16 px) zoom-out up to 1.5x ended
+  at mAP@.5 0.280 (best 0.299) against 0.244 (0.245) with the preset's 4x;
 - ``train.steps``: for a small dataset, :data:`EPOCHS` passes over it rather than a fixed step
   count (within :data:`MIN_STEPS` .. the preset's steps x :data:`MAX_STEPS_FACTOR`).
 
@@ -84,10 +89,11 @@ def fit_recipe(data: Mapping[str, Any], source: DataSource) -> tuple[dict[str, A
         return out, []
     choices = [Choice(**c) for c in _data_choices(out, source)]
     for choice in choices:
-        if choice.key == "data.image_size":
-            out.setdefault("data", {})["image_size"] = choice.value
-        else:
+        if choice.key == "priors":
             out["priors"] = {**out.get("priors", {}), **choice.value}
+        else:
+            section, key = choice.key.split(".")
+            out.setdefault(section, {})[key] = choice.value
     config = from_dict(out)
     train_images = source.size("train") or 0
     small = 0 < train_images < SMALL_DATASET
@@ -108,7 +114,7 @@ def _data_choices(data: dict[str, Any], source: DataSource) -> list[dict[str, An
     """The choices read from the boxes (``data.image_size``, ``priors``) as ``Choice`` keyword
     dicts; cached by the dataset and the sections they depend on, so a sweep's jobs, which differ
     in other keys, fit once (a 5,000-image dataset takes seconds)."""
-    sections = {k: data.get(k) for k in ("data", "model", "priors", "matching", "seed", "preset")}
+    sections = {k: data.get(k) for k in ("data", "model", "priors", "matching", "augment", "seed", "preset")}
     key = json.dumps([source.meta.get("id"), source.meta.get("created"), sections], sort_keys=True, default=str)
     with _CACHE_LOCK:
         if key in _CACHE:
@@ -147,7 +153,27 @@ def _fit_data_choices(data: dict[str, Any], source: DataSource) -> list[dict[str
             f"prior at IoU {config.matching.iou_threshold:g} {before:.1%} -> {after:.1%}"
         )
         made.append({"key": "priors", "value": section, "reason": reason})
+    if not _given(data, "augment", "expand"):
+        valid = boxes.boxes[boxes.valid]
+        p10 = float(np.percentile(np.minimum(valid[:, 2] - valid[:, 0], valid[:, 3] - valid[:, 1]), 10))
+        chosen = choose_expand(p10, config.data.image_size, config.augment.expand)
+        if chosen is not None:
+            made.append({"key": "augment.expand", "value": chosen[0], "reason": chosen[1]})
     return made
+
+
+def choose_expand(p10: float, image_size: int, preset: float) -> tuple[float, str] | None:
+    """The zoom-out ratio for boxes whose shorter sides' 10th percentile is ``p10`` px at
+    ``image_size`` px, and why; None where the preset's ratio keeps it at :data:`MIN_SIDE` px."""
+    limit = p10 / MIN_SIDE
+    if limit >= preset:
+        return None
+    ratio = max(1.0, math.floor(limit * 10) / 10)  # one decimal, rounded down: never below MIN_SIDE
+    at = f"the 10th percentile of the boxes' shorter sides is {p10:.1f} px at {image_size} px"
+    shrunk = f"zoom-out by up to {preset:g}x would take it to {p10 / preset:.1f} px, below {MIN_SIDE:.1f} px"
+    if ratio == 1.0:
+        return 1.0, f"{at}: {shrunk}, so zoom-out is off"
+    return ratio, f"{at}: {shrunk}; {ratio:g}x keeps it above"
 
 
 def choose_image_size(boxes: np.ndarray, image_size: int, image_side: float | None) -> tuple[int, str]:

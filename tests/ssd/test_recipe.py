@@ -17,7 +17,7 @@ from ssd.config import from_dict
 from ssd.datasets.export import export_generator
 from ssd.datasets.registry import Registry
 from ssd.datasets.resolve import apply_dataset, resolve
-from ssd.recipe import MIN_SIDE, MIN_STEPS, choose_image_size, choose_steps, fit_recipe
+from ssd.recipe import MIN_SIDE, MIN_STEPS, choose_expand, choose_image_size, choose_steps, fit_recipe
 
 
 def squares(side: float, n: int = 50) -> np.ndarray:
@@ -60,6 +60,23 @@ def test_steps_count_epochs_of_a_small_dataset() -> None:
     assert choose_steps(1900, 16, 1200)[0] == 3600  # 17813 capped at 3 x the preset's
 
 
+def test_zoom_out_stops_where_small_boxes_would_fall_below_min_side() -> None:
+    # DeepForest's tiles: 16 px / 10.9 px = 1.47, one decimal rounded down so 16 / 1.4 = 11.4 px stays above
+    ratio, why = choose_expand(16.0, 128, 4.0)
+    assert ratio == 1.4
+    assert why == (
+        "the 10th percentile of the boxes' shorter sides is 16.0 px at 128 px: zoom-out by up to 4x would "
+        "take it to 4.0 px, below 10.9 px; 1.4x keeps it above"
+    )
+    assert choose_expand(10.0, 128, 4.0) == (
+        1.0,
+        "the 10th percentile of the boxes' shorter sides is 10.0 px at 128 px: zoom-out by up to 4x would "
+        "take it to 2.5 px, below 10.9 px, so zoom-out is off",
+    )
+    assert choose_expand(4 * MIN_SIDE, 128, 4.0) is None  # large boxes: the preset's zoom-out stays
+    assert choose_expand(30.0, 128, 2.0) is None  # 30 / 2 = 15 px: the preset's 2x is fine
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20 generated images imported as the COCO dataset 'digits' (15 train, 5 val)."""
@@ -76,15 +93,16 @@ def fitted(data: dict[str, Any], data_dir: Path) -> tuple[dict[str, Any], list[A
 
 def test_an_import_gets_every_choice_with_its_reason(data_dir: Path) -> None:
     out, choices = fitted({"data": {"dataset": "digits"}}, data_dir)
-    assert [c.key for c in choices] == ["data.image_size", "priors", "train.steps"]
+    assert [c.key for c in choices] == ["data.image_size", "priors", "augment.expand", "train.steps"]
     config = from_dict(out)
+    assert config.augment.expand == choices[2].value == 1.4  # digits' shorter sides: 15.4 px at the 10th percentile
     assert config.data.image_size == 128  # digits of 22 px and more
     assert config.train.steps == MIN_STEPS  # 150 epochs of 15 images at 16 is 141 steps
     assert config.train.ema_decay == 0.0  # not chosen: it did not measurably help
     priors = choices[1]
     assert list(config.priors.ratios) == priors.value["ratios"]
     assert "training boxes at 128 px" in priors.reason and "->" in priors.reason
-    assert choices[2].text == "train.steps = 600: 150 epochs of 15 training images at batch 16 would be 141 steps; " + (
+    assert choices[3].text == "train.steps = 600: 150 epochs of 15 training images at batch 16 would be 141 steps; " + (
         "kept within 600..3600"
     )
 
@@ -94,6 +112,7 @@ def test_keys_the_user_set_are_kept_and_the_generator_gets_none(data_dir: Path) 
         "data": {"dataset": "digits", "image_size": 96},
         "priors": {"ratios": [1.0]},
         "train": {"steps": 7, "ema_decay": 0.0},
+        "augment": {"expand": 4.0},
     }
     out, choices = fitted(given, data_dir)
     assert choices == []
@@ -116,6 +135,7 @@ def test_train_prints_and_keeps_the_choices(data_dir: Path, tmp_path: Path, caps
     assert lines is not None and [line.split(" = ")[0] for line in lines] == [
         "data.image_size",
         "priors",
+        "augment.expand",
     ]
     saved = json.loads((out / "config.json").read_text())
     choices = json.loads((out / RECIPE_FILE).read_text())["choices"]
