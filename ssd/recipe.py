@@ -13,8 +13,8 @@ the training split and says why:
 - ``augment.expand``: SSD's zoom-out shrinks boxes by up to its ratio (4 in the preset); where
   that would take the 10th percentile of the boxes' shorter sides below :data:`MIN_SIDE` px at
   the chosen size, the largest ratio that does not (1: off). Boxes smaller than any prior teach
-  nothing, and on the DeepForest tiles (a 10th percentile of 16 px) zoom-out up to 1.5x ended
-  at mAP@.5 0.280 (best 0.299) against 0.244 (0.245) with the preset's 4x;
+  nothing, and on the DeepForest tiles (a 10th percentile of 16 px) this rule's 1.4x ended at
+  mAP@.5 0.320 against 0.244 with the preset's 4x (docs/guide/small-data.md);
 - ``train.steps``: for a small dataset, :data:`EPOCHS` passes over it rather than a fixed step
   count (within :data:`MIN_STEPS` .. the preset's steps x :data:`MAX_STEPS_FACTOR`).
 
