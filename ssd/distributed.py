@@ -209,9 +209,8 @@ class DistributedTrainer(Trainer):
         """``workers``: every worker's ``host:port`` (the TensorFlow cluster, the chief's first);
         ``placement``: where they run and why, when the peers say (:class:`Peers`)."""
         info = {"workers": ", ".join(self.peers)}
-        placement = getattr(self.peer_group, "placement", None)
-        if placement:
-            info["placement"] = placement
+        if self.peer_group is not None:
+            info["placement"] = self.peer_group.placement
         return info
 
     @property

@@ -111,7 +111,7 @@ CACHE_SIZE = 16
 
 
 def _data_choices(data: dict[str, Any], source: DataSource) -> list[dict[str, Any]]:
-    """The choices read from the boxes (``data.image_size``, ``priors``) as ``Choice`` keyword
+    """The choices read from the boxes (``data.image_size``, ``priors``, ``augment.expand``) as ``Choice`` keyword
     dicts; cached by the dataset and the sections they depend on, so a sweep's jobs, which differ
     in other keys, fit once (a 5,000-image dataset takes seconds)."""
     sections = {k: data.get(k) for k in ("data", "model", "priors", "matching", "augment", "seed", "preset")}
@@ -154,12 +154,16 @@ def _fit_data_choices(data: dict[str, Any], source: DataSource) -> list[dict[str
         )
         made.append({"key": "priors", "value": section, "reason": reason})
     if not _given(data, "augment", "expand"):
-        valid = boxes.boxes[boxes.valid]
-        p10 = float(np.percentile(np.minimum(valid[:, 2] - valid[:, 0], valid[:, 3] - valid[:, 1]), 10))
+        p10 = shorter_side_p10(boxes.boxes[boxes.valid])
         chosen = choose_expand(p10, config.data.image_size, config.augment.expand)
         if chosen is not None:
             made.append({"key": "augment.expand", "value": chosen[0], "reason": chosen[1]})
     return made
+
+
+def shorter_side_p10(boxes: np.ndarray) -> float:
+    """The 10th percentile of the shorter sides of boxes ``[N, 4]`` pixel ``xyxy``, in pixels."""
+    return float(np.percentile(np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]), 10))
 
 
 def choose_expand(p10: float, image_size: int, preset: float) -> tuple[float, str] | None:
@@ -182,8 +186,7 @@ def choose_image_size(boxes: np.ndarray, image_size: int, image_side: float | No
     ``image_side``: the images' median side in pixels (None: unknown), the size past which a
     larger input only upscales.
     """
-    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) / image_size
-    p10 = float(np.percentile(sides, 10))  # share of the input side
+    p10 = shorter_side_p10(boxes) / image_size  # share of the input side
     cap = SIZES[-1]
     if image_side is not None:
         cap = max(SIZES[0], min(cap, next((s for s in SIZES if s >= image_side), SIZES[-1])))

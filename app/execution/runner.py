@@ -382,12 +382,7 @@ class JobRunner:
                 status = JobStatus.interrupted
             values = {"step": done.step} if done.step is not None else {}
             event = self._set_status(
-                done.job_id,
-                status,
-                error=done.error,
-                finished_at=utcnow(),
-                cancel_requested=False,
-                **values,
+                done.job_id, status, error=done.error, finished_at=utcnow(), cancel_requested=False, **values
             )
         log.info("job %s: %s at step %s", done.job_id, status.value, done.step)
         self._schedule()

@@ -233,7 +233,6 @@ class RayPeers:
         count = config.train.workers - 1
         bundle = {"CPU": cpus, **({"GPU": gpus} if gpus > 0 else {})}
         self.processes: list[RayPeerProcess] = []
-        self._placement: Placement | None = None
         self._placement = place(
             count, bundle, timeout=timeout, on_wait=on_wait, cancelled=cancelled, name=f"ssdboard-{os.getpid()}"
         )
@@ -274,5 +273,4 @@ class RayPeers:
         for process in self.processes:
             if process.poll() is None:
                 process.kill()
-        if self._placement is not None:
-            remove_placement_group(self._placement.group)
+        remove_placement_group(self._placement.group)
