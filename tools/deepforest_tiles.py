@@ -5,12 +5,14 @@ DeepForest (MIT licence, https://github.com/weecology/DeepForest) ships NEON air
 script reads them from the installed package (``pip install --no-deps deepforest``: only its data
 is used) and writes ``--tile`` px tiles with the boxes that fall in them:
 
-    python tools/deepforest_tiles.py --out /tmp/trees [--tile 128]
+    python tools/deepforest_tiles.py --out /tmp/trees [--tile 128] [--holdout sites|strips]
 
 A box cut by a tile border is kept, clipped, when at least half of it lies inside, else left
-out. Validation is spatial, so no tree is on both sides: every tile of ``OSBS_029`` and
-``SOAP_061`` (two other NEON sites) and the right-most fifth of each larger image. One class,
-``Tree``.
+out. Validation is spatial, so no tree is on both sides. ``--holdout sites`` (the default): every
+tile of ``OSBS_029`` and ``SOAP_061`` (two NEON sites the training tiles never show) and the
+tiles that reach into the right-most fifth of each larger image. ``--holdout strips``: those
+right-most tiles of every image, the two small sites' included, so each site is seen in training
+(held-out plots of seen sites, as DeepForest's own evaluation has them). One class, ``Tree``.
 """
 
 from __future__ import annotations
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--tile", type=int, default=128)
+    parser.add_argument("--holdout", choices=("sites", "strips"), default="sites", help="what validation holds")
     args = parser.parse_args(argv)
+    held_out_sites = HELD_OUT_SITES if args.holdout == "sites" else ()
     src, out, t = data_dir(), args.out, args.tile
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 name = f"{stem}_{top}_{left}"
                 Image.fromarray(image[top : top + t, left : left + t]).save(out / "JPEGImages" / f"{name}.png")
                 (out / "Annotations" / f"{name}.xml").write_text(voc_xml(name, t, mine))
-                held_out = stem in HELD_OUT_SITES or left + t > 0.8 * width
+                held_out = stem in held_out_sites or left + t > 0.8 * width
                 splits["val" if held_out else "train"].append(name)
                 kept += len(mine)
     for split, names in splits.items():

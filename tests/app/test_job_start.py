@@ -61,7 +61,8 @@ def test_a_job_on_an_import_keeps_the_recipes_choices(client: TestClient, tmp_pa
     assert job["config"]["train"]["steps"] == 2  # the user's
     assert job["config"]["data"]["image_size"] == 128
     lines = client.get(f"/api/jobs/{job['id']}").json()["run"]["recipe"].split("\n")
-    assert [line.split(" = ")[0] for line in lines] == ["data.image_size", "priors", "augment.expand"]
+    keys = [line.split(" = ")[0] for line in lines]
+    assert keys == ["data.image_size", "priors", "augment.expand", "train.ema_decay"]
     shown = lines[1].split("ratios: [")[1].split("]")[0].split(", ")
     assert job["config"]["priors"]["ratios"] == [float(r) for r in shown]
     client.post(f"/api/jobs/{job['id']}/cancel")
@@ -75,7 +76,8 @@ def test_plan_of_a_draft(client: TestClient, tmp_path: Path) -> None:
     export_generator(tmp_path / "export", "coco", images=12, val_fraction=0.25, seed=0)
     Registry(tmp_path / "data").import_dataset(tmp_path / "export", name="digits")
     plan = client.post("/api/config/plan", json={"data": {"dataset": "digits"}}).json()
-    assert [c["key"] for c in plan["choices"]] == ["data.image_size", "priors", "augment.expand", "train.steps"]
+    keys = [c["key"] for c in plan["choices"]]
+    assert keys == ["data.image_size", "priors", "augment.expand", "train.steps", "train.ema_decay"]
     assert plan["config"]["train"]["steps"] == 600 and plan["config"]["model"]["num_classes"] == 10
     cover = plan["coverage"]
     assert cover["images"] == 9 and cover["boxes"] > 0 and cover["unmatched_share"] == 0.0  # the priors fitted to them

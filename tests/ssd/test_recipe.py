@@ -17,7 +17,7 @@ from ssd.config import from_dict
 from ssd.datasets.export import export_generator
 from ssd.datasets.registry import Registry
 from ssd.datasets.resolve import apply_dataset, resolve
-from ssd.recipe import MIN_SIDE, MIN_STEPS, choose_expand, choose_image_size, choose_steps, fit_recipe
+from ssd.recipe import EMA_DECAY, MIN_SIDE, MIN_STEPS, choose_expand, choose_image_size, choose_steps, fit_recipe
 
 
 def squares(side: float, n: int = 50) -> np.ndarray:
@@ -93,12 +93,12 @@ def fitted(data: dict[str, Any], data_dir: Path) -> tuple[dict[str, Any], list[A
 
 def test_an_import_gets_every_choice_with_its_reason(data_dir: Path) -> None:
     out, choices = fitted({"data": {"dataset": "digits"}}, data_dir)
-    assert [c.key for c in choices] == ["data.image_size", "priors", "augment.expand", "train.steps"]
+    assert [c.key for c in choices] == ["data.image_size", "priors", "augment.expand", "train.steps", "train.ema_decay"]
     config = from_dict(out)
     assert config.augment.expand == choices[2].value == 1.4  # digits' shorter sides: 15.4 px at the 10th percentile
     assert config.data.image_size == 128  # digits of 22 px and more
     assert config.train.steps == MIN_STEPS  # 150 epochs of 15 images at 16 is 141 steps
-    assert config.train.ema_decay == 0.0  # not chosen: it did not measurably help
+    assert config.train.ema_decay == choices[4].value == EMA_DECAY == 0.999  # fewer than 2,000 training images
     priors = choices[1]
     assert list(config.priors.ratios) == priors.value["ratios"]
     assert "training boxes at 128 px" in priors.reason and "->" in priors.reason
@@ -122,6 +122,12 @@ def test_keys_the_user_set_are_kept_and_the_generator_gets_none(data_dir: Path) 
     assert none == [] and mnist == {}
 
 
+def test_no_average_of_the_weights_for_several_workers(data_dir: Path) -> None:
+    """``train.ema_decay`` needs one worker (ssd.sections): with two the recipe leaves it off."""
+    out, choices = fitted({"data": {"dataset": "digits"}, "train": {"workers": 2}}, data_dir)
+    assert "train.ema_decay" not in [c.key for c in choices] and from_dict(out).train.ema_decay == 0.0
+
+
 def test_train_prints_and_keeps_the_choices(data_dir: Path, tmp_path: Path, capsys: Any) -> None:
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"data": {"dataset": "digits"}, "train": {"eval_images": 2}}))
@@ -136,6 +142,7 @@ def test_train_prints_and_keeps_the_choices(data_dir: Path, tmp_path: Path, caps
         "data.image_size",
         "priors",
         "augment.expand",
+        "train.ema_decay",
     ]
     saved = json.loads((out / "config.json").read_text())
     choices = json.loads((out / RECIPE_FILE).read_text())["choices"]

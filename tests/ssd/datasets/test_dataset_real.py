@@ -53,6 +53,28 @@ def test_an_import_of_real_tiles_agrees_with_globox(tiles: Path, tmp_path: Path)
     assert total == meta["counts"]["boxes"] == 835
 
 
+def test_holding_out_strips_shows_every_site_in_training(tmp_path: Path) -> None:
+    """``--holdout strips``: the right-most tiles of every image are validation, the two small
+    sites' included (400 px images: the tiles at x = 256 reach past 0.8 x 400 = 320 px)."""
+    tool = runpy.run_path(str(ROOT / "tools" / "deepforest_tiles.py"))
+    assert tool["main"](["--out", str(tmp_path), "--holdout", "strips"]) == 0
+    splits = {s: (tmp_path / "ImageSets" / "Main" / f"{s}.txt").read_text().split() for s in ("train", "val")}
+    assert (len(splits["train"]), len(splits["val"])) == (322 + 12, 91 - 12)
+    for site in ("OSBS_029", "SOAP_061"):
+        val = sorted(n for n in splits["val"] if n.startswith(site))
+        assert val == sorted(f"{site}_{top}_256" for top in (0, 128, 256))
+        assert sum(n.startswith(site) for n in splits["train"]) == 6
+
+
+def test_tiles_are_grouped_by_the_image_they_were_cut_from() -> None:
+    """tools/ap_by_source.py scores each source image's tiles apart: ``<source>_<top>_<left>``."""
+    tool = runpy.run_path(str(ROOT / "tools" / "ap_by_source.py"))
+    assert tool["source_of"]("JPEGImages/OSBS_029_256_128.png") == "OSBS_029"
+    yellowstone = "2019_YELL_2_528000_4978000_image_crop2"
+    assert tool["source_of"](f"{yellowstone}_0_1792.png") == yellowstone
+    assert tool["source_of"]("photo_7.jpg") == "photo_7"  # not a tile: its own group
+
+
 def test_the_raccoon_layout_keeps_its_authors_split(tmp_path: Path) -> None:
     """tools/raccoon_voc.py on a stand-in checkout: VOC with the CSVs' train/test split, imported as it."""
     from PIL import Image
