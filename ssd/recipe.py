@@ -54,7 +54,7 @@ EPOCHS = 150
 MIN_STEPS = 600
 MAX_STEPS_FACTOR = 3
 FIT_IMAGES = 2000  # images whose boxes the choices read (a seeded suggester samples further)
-EMA_DECAY = 0.999  # DeepForest tiles: three seeds' mean mAP@.5 0.258 -> 0.285 (docs/guide/small-data.md)
+EMA_DECAY = 0.999  # DeepForest tiles: four seeds' mean mAP@.5 0.261 -> 0.283 (docs/guide/small-data.md)
 EMA_REASON = (
     f"fewer than {SMALL_DATASET} training images: an average of the weights is evaluated, kept and "
     "exported, steadier on small data than the last step's weights"
