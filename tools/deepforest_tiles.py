@@ -12,7 +12,7 @@ out. Validation is spatial, so no tree is on both sides. ``--holdout sites`` (th
 tile of ``OSBS_029`` and ``SOAP_061`` (two NEON sites the training tiles never show) and the
 tiles that reach into the right-most fifth of each larger image. ``--holdout strips``: those
 right-most tiles of every image, the two small sites' included, so each site is seen in training
-(held-out plots of seen sites, as DeepForest's own evaluation has them). One class, ``Tree``.
+(held-out plots of seen sites). One class, ``Tree``.
 """
 
 from __future__ import annotations

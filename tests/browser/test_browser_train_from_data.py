@@ -73,6 +73,7 @@ def test_upload_then_train_on_this_dataset(page: Any, shot: Any, small_zip: Path
     assert "fitted to the data" in recipe.inner_text()
     recipe.locator("summary").click()
     assert "data.image_size = 128" in recipe.inner_text() and "priors = " in recipe.inner_text()
+    assert "train.ema_decay = 0.999" in recipe.inner_text()  # the form left it to the recipe
     shot(page, "job_on_imported_data")
     # The generator again: its digit fields come back, augmentation goes
     page.goto("/jobs/new")
