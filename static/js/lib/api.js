@@ -43,11 +43,21 @@ export function storeToken(token) {
   }
 }
 
+/** What the token dialog says after the server refused the token it was given. */
+export const TOKEN_REJECTED = "That token was not accepted. Try again:";
+
 let pendingAsk = null;
+let pendingText = null; // the open dialog's message
 
 /** Ask for the token in a small modal; resolves to the token, or null when cancelled. */
 export function askToken(message = "This server needs its access token (SSDBOARD_TOKEN) to change jobs.") {
-  if (pendingAsk) return pendingAsk; // several requests failing at once share one dialog
+  if (pendingAsk) {
+    // Several requests failing at once share one dialog. One whose token was refused may come
+    // second (the form's plan, sent without a token, opened it first): say the token was refused.
+    if (message === TOKEN_REJECTED) pendingText.textContent = message;
+    return pendingAsk;
+  }
+  const text = el("p", { text: message });
   const input = el("input", { type: "password", name: "token", autocomplete: "current-password", required: true });
   const dialog = el(
     "dialog",
@@ -55,7 +65,7 @@ export function askToken(message = "This server needs its access token (SSDBOARD
     el(
       "form",
       { method: "dialog" },
-      el("p", { text: message }),
+      text,
       el("label", {}, "Token ", input),
       el(
         "menu",
@@ -66,11 +76,13 @@ export function askToken(message = "This server needs its access token (SSDBOARD
     ),
   );
   document.body.append(dialog);
+  pendingText = text;
   pendingAsk = new Promise((resolve) => {
     dialog.addEventListener("close", () => {
       const token = dialog.returnValue === "ok" ? input.value.trim() : "";
       dialog.remove();
       pendingAsk = null;
+      pendingText = null;
       resolve(token || null);
     });
   });
@@ -96,7 +108,7 @@ export async function authFetch(url, init = {}) {
   let response = await send(token);
   while (response.status === 401) {
     storeToken(null);
-    token = await askToken(token ? "That token was not accepted. Try again:" : undefined);
+    token = await askToken(token ? TOKEN_REJECTED : undefined);
     if (!token) return response;
     response = await send(token);
     if (response.status !== 401) storeToken(token);

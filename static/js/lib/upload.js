@@ -1,7 +1,7 @@
 // Uploads with progress: fetch() cannot report how much of a request body has gone out, so a
 // large upload goes through XMLHttpRequest (upload.onprogress), with the same bearer-token
 // handling as api.js's authFetch (ask on a 401, keep the token for the tab, retry).
-import { ROOT, ApiError, askToken, storeToken, storedToken } from "./api.js";
+import { ROOT, ApiError, TOKEN_REJECTED, askToken, storeToken, storedToken } from "./api.js";
 
 function send(path, form, token, onProgress) {
   return new Promise((resolve, reject) => {
@@ -36,7 +36,7 @@ export async function uploadForm(path, form, onProgress = () => {}) {
   let answer = await send(path, form, token, onProgress);
   while (answer.status === 401) {
     storeToken(null);
-    token = await askToken(token ? "That token was not accepted. Try again:" : "This server needs its access token (SSDBOARD_TOKEN) to upload.");
+    token = await askToken(token ? TOKEN_REJECTED : "This server needs its access token (SSDBOARD_TOKEN) to upload.");
     if (!token) break;
     answer = await send(path, form, token, onProgress);
     if (answer.status !== 401) storeToken(token);
