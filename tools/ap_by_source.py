@@ -11,7 +11,6 @@ the sites it comes from:
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections import defaultdict
@@ -21,7 +20,6 @@ import numpy as np
 
 from ssd.cli.commands import load_detector
 from ssd.data import Sample
-from ssd.datasets.registry import Registry
 from ssd.datasets.resolve import resolve
 from ssd.evaluate import Samples, evaluate_model
 
@@ -59,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     detector = load_detector(args.checkpoint, args.weights)
     config = detector.config
-    samples = resolve(config, args.data_dir).split(config, "val")
-    data_dir = args.data_dir or Path(os.environ.get("SSDBOARD_DATA_DIR", "data"))
-    records = Registry(data_dir).index(config.data.dataset).split("val")
+    source = resolve(config, args.data_dir)
+    samples = source.split(config, "val")
+    records = [source.record("val", i) for i in range(source.size("val") or 0)]
     groups: dict[str, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
-        groups[source_of(record.file)].append(i)
+        groups[source_of(record.file if record is not None else str(i))].append(i)
     print(f"{'validation tiles of':40s} {'tiles':>5s} {'boxes':>6s} {'AP@.5':>6s}")
     for name, ids in [("all", list(range(len(records)))), *sorted(groups.items())]:
         subset = Subset(samples, ids)
